@@ -1,0 +1,210 @@
+"""``sketchsearch bench``: kernel approximation, search quality against baselines, and speed.
+
+Prints tables and writes everything measured to a JSON file (with the machine it ran on).
+Quality needs the evaluation data (``../shared/data`` or ``--data``); it is skipped with a message
+where they are absent.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .afm import FeatureLayout, encode_query
+from .edges import EdgeMap
+from .search import QueryScorer, SearchOptions, rank
+from .settings import SketchSettings
+
+log = logging.getLogger(__name__)
+
+
+def machine() -> dict:
+    """A short description of the machine the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def table(title: str, rows: list[dict], columns: list[str] | None = None) -> str:
+    """Format rows of dicts as a plain-text table."""
+    if not rows:
+        return f"{title}\n  (nothing measured)\n"
+    columns = columns or list(rows[0])
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = [title, "  " + "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  " + "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+# -- kernels ---------------------------------------------------------------------------------------------
+
+def bench_kernels() -> list[dict]:
+    """Max approximation error per spatial kernel: joint frequencies vs harmonic-only, |Omega| = 5, 6."""
+    from .featuremaps import approximation_report
+
+    rows = []
+    for n_freq in (5, 6):
+        s = SketchSettings(n_freq_xy=n_freq)
+        for r in approximation_report(s.sigmas, n_freq, s.lam_max):
+            rows.append({"n_freq": n_freq, **r})
+    return rows
+
+
+# -- speed -----------------------------------------------------------------------------------------------
+
+def synthetic_sketch(seed: int = 0) -> EdgeMap:
+    """A sketch-like edge map (an irregular closed outline plus a few inner strokes) at scale 1."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, 900, endpoint=False)
+    r = 150 + 30 * np.sin(3 * t + rng.uniform(0, 6)) + 15 * np.cos(5 * t)
+    x, y = r * np.cos(t), 0.8 * r * np.sin(t)
+    inner = np.linspace(-80, 80, 160)
+    x = np.r_[x, inner, np.zeros(160)]
+    y = np.r_[y, 0.3 * inner, inner]
+    d = np.gradient(np.c_[x, y], axis=0)
+    theta = np.mod(np.arctan2(d[:, 1], d[:, 0]), np.pi)
+    f = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    return EdgeMap(f(x), f(y), f(theta), f(np.ones_like(x)), width=400, height=330)
+
+
+def synthetic_database(layout: FeatureLayout, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, D) int8 codes and (n, K, 3) inverse norms with the value ranges of real descriptors."""
+    rng = np.random.default_rng(seed)
+    codes = np.empty((n, layout.settings.dim), np.int8)
+    for start in range(0, n, 1 << 18):
+        stop = min(n, start + (1 << 18))
+        codes[start:stop] = rng.integers(-127, 128, (stop - start, layout.settings.dim), dtype=np.int8)
+    inv = rng.uniform(1e-3, 1e-2, (n, len(layout.settings.scales), 3)).astype(np.float32)
+    return codes, inv
+
+
+def _time_query(scorer, codes, inv, options, repeats) -> tuple[float, dict]:
+    times, stages = [], {}
+    for _ in range(repeats):
+        t = {}
+        t0 = time.perf_counter()
+        rank(scorer, codes, inv, options, top_k=20, timings=t)
+        times.append(time.perf_counter() - t0)
+        for k, v in t.items():
+            stages[k] = stages.get(k, 0.0) + v / repeats
+    return float(np.median(times)), {k: round(v, 4) for k, v in stages.items()}
+
+
+def bench_speed(*, quick: bool = False, device: str | None = None) -> dict:
+    """Query latency on synthetic descriptors, bytes per image, and the stage profile."""
+    settings = SketchSettings()
+    layout = FeatureLayout.from_settings(settings)
+    sizes = (2_000, 10_000) if quick else (10_000, 100_000, 1_000_000)
+    exhaustive_max = 10_000 if quick else 100_000
+    scorer = QueryScorer(encode_query(synthetic_sketch(), layout), layout,
+                         device=torch.device(device) if device else None)
+    rows = []
+    for n in sizes:
+        codes, inv = synthetic_database(layout, n)
+        variants = [("fast (discriminative)", SearchOptions()), ("fast (S_x + S_y)", SearchOptions(order="sum")),
+                    ("fast + binary", SearchOptions(binary=True))]
+        if n <= exhaustive_max:
+            variants.append(("exhaustive", SearchOptions(mode="exhaustive")))
+        for name, opt in variants:
+            repeats = 3 if n <= 100_000 else 2
+            seconds, stages = _time_query(scorer, codes, inv, opt, repeats)
+            rows.append({"images": n, "pipeline": name, "shortlist": opt.shortlist_size(n) if opt.mode == "fast"
+                         else n, "seconds": round(seconds, 4), "stages": stages})
+        del codes, inv
+    bytes_per_image = settings.dim + len(settings.scales) * 3 * 4
+    return {"queries": rows, "bytes_per_image": bytes_per_image,
+            "targets": {"100k_fast_s": 0.1, "1M_fast_s": 0.5, "bytes_per_image": 300}}
+
+
+def bench_indexing(photos: list[Path], *, workers: tuple[int, ...] = (1, 2)) -> list[dict]:
+    """Indexing throughput (images/s) over real photos with 1 and 2 worker processes."""
+    import tempfile
+
+    from .indexer import index_folders
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "photos"
+        src.mkdir()
+        for i, p in enumerate(photos):
+            (src / f"{i:05d}{p.suffix.lower()}").symlink_to(p.resolve())
+        for w in workers:
+            db = Path(tmp) / f"db{w}"
+            t0 = time.perf_counter()
+            s = index_folders([src], db, workers=w)
+            dt = time.perf_counter() - t0
+            rows.append({"workers": w, "images": s.described, "seconds": round(dt, 2),
+                         "images_per_s": round(s.described / dt, 1), "skipped": len(s.skipped)})
+    return rows
+
+
+def main(args) -> int:
+    """Entry point of ``sketchsearch bench``."""
+    parts = set(args.only or ("kernels", "quality", "speed"))
+    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    out = []
+    if "kernels" in parts:
+        rows = bench_kernels()
+        results["kernels"] = rows
+        out.append(table("Spatial kernel approximation: max error, joint vs harmonic frequencies", rows))
+        print(out[-1], flush=True)
+    if "quality" in parts:
+        from .quality import bench_quality
+
+        q = bench_quality(data=args.data, quick=args.quick)
+        results["quality"] = q
+        for title, rows in q.get("tables", {}).items():
+            out.append(table(title, rows))
+            print(out[-1], flush=True)
+        for note in q.get("skipped", []):
+            print(f"quality: skipped: {note}", flush=True)
+    if "speed" in parts:
+        sp = bench_speed(quick=args.quick)
+        results["speed"] = sp
+        out.append(table("Sketch query latency on synthetic descriptors (seconds, median)", sp["queries"],
+                         ["images", "pipeline", "shortlist", "seconds", "stages"]))
+        print(out[-1], flush=True)
+        print(f"bytes per image: {sp['bytes_per_image']} (target <= 300)\n", flush=True)
+        photos = _indexing_photos(args.data, 60 if args.quick else 300)
+        if photos:
+            rows = bench_indexing(photos)
+            results["indexing"] = rows
+            out.append(table(f"Indexing throughput ({len(photos)} photos)", rows))
+            print(out[-1], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, default=float))
+    print(f"results written to {args.out}")
+    return 0
+
+
+def _indexing_photos(data: Path | None, n: int) -> list[Path]:
+    """Real photos for the indexing benchmark: SYSU-Shapes (larger photos) or the demo collection."""
+    from .quality import data_root
+
+    root = data_root(data)
+    photos = sorted((root / "sysu-shapes").glob("*/images/*.jpg")) if root else []
+    if not photos:
+        photos = sorted((Path(__file__).resolve().parent.parent / "resources" / "demo" / "photos").glob("*"))
+    step = max(1, len(photos) // n)
+    return photos[::step][:n]

@@ -1,0 +1,186 @@
+"""The ``sketchsearch`` command line.
+
+``index``, ``search`` (with ``--json``: one object per line with rank, path, score, box, scale,
+mirrored) and ``info`` are a contract that scripts rely on: extend them, never break them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import SketchSearchError
+
+log = logging.getLogger("sketchsearch")
+
+
+def _default_db() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "sketchsearch" / "index"
+
+
+def _add_search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("fast", "exhaustive"), default="fast",
+                   help="fast: 1-D projection shortlist then 2-D re-rank (default); exhaustive: 2-D on all")
+    p.add_argument("--order", choices=("discriminative", "sum"), default="discriminative",
+                   help="shortlist order of the fast mode")
+    p.add_argument("--shortlist", type=int, default=None, metavar="S",
+                   help="images re-ranked in 2-D (default: max(1000, 2%% of the index))")
+    p.add_argument("--binary", action="store_true", help="binarised polynomial to find each shift")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false", help="do not try the mirrored sketch")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
+def _search_options(args):
+    from .search import SearchOptions
+
+    return SearchOptions(mode=args.mode, order=args.order, shortlist=args.shortlist, binary=args.binary,
+                         mirror=args.mirror, device=args.device)
+
+
+def cmd_index(args) -> int:
+    from tqdm import tqdm
+
+    from .indexer import index_folders
+    from .settings import SketchSettings
+
+    settings = SketchSettings.preset(args.preset) if args.preset else None
+    bar = tqdm(total=0, unit="img", desc="indexing", disable=args.quiet or None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    t0 = time.perf_counter()
+    summary = index_folders(args.folders, args.db, settings=settings, workers=args.workers, progress=progress)
+    bar.close()
+    dt = time.perf_counter() - t0
+    rate = summary.described / dt if dt > 0 else 0.0
+    print(f"{summary.indexed} photos in {args.db}: {summary.described} described ({rate:.1f}/s), "
+          f"{summary.reused} unchanged, {summary.removed} removed, {len(summary.skipped)} skipped",
+          file=sys.stderr)
+    for path, reason in summary.skipped:
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .store import SketchIndex
+
+    index = SketchIndex(args.db)
+    if len(index) == 0:
+        raise SketchSearchError(f"{args.db}: the index is empty; add photos with: "
+                                f"sketchsearch index FOLDER --db {args.db}")
+    t0 = time.perf_counter()
+    hits = index.search(args.sketch, top_k=args.top, options=_search_options(args))
+    dt = time.perf_counter() - t0
+    if args.json:
+        for h in hits:
+            print(json.dumps(h.to_json()))
+        return 0
+    print(f"{len(hits)} of {len(index)} photos, {dt * 1000:.0f} ms")
+    print(f"{'rank':>4}  {'score':>6}  {'scale':>5}  {'mir':>3}  {'box (x0 y0 x1 y1)':>22}  path")
+    for h in hits:
+        box = " ".join(f"{v:.0f}" for v in h.box)
+        print(f"{h.rank:>4}  {h.score:6.3f}  {h.scale:5.2f}  {'yes' if h.mirrored else 'no':>3}  {box:>22}  "
+              f"{h.path}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .store import SketchIndex
+
+    index = SketchIndex(args.db)
+    info = index.info()
+    info["skipped_files"] = [{"path": p, "reason": r} for p, r in index.skipped]
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"index      {info['path']}")
+    print(f"photos     {info['images']}   skipped {info['skipped']}")
+    print(f"descriptor {info['descriptor_dim']}-D, {info['bytes_per_image']} bytes per photo")
+    for name, size in info["bytes_on_disk"].items():
+        print(f"  {name:<16} {size / 1e6:9.2f} MB")
+    print("settings   " + ", ".join(f"{k}={v}" for k, v in info["settings"].items()))
+    for item in info["skipped_files"]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args)
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(db=args.db, top=args.top)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sketchsearch",
+                                     description="Find the photos that contain a drawn shape.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="index every image under the folders")
+    p.add_argument("folders", nargs="+", metavar="DIR")
+    p.add_argument("--db", required=True, type=Path, help="index folder (created if needed)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--preset", choices=("compact", "quality"), default=None,
+                   help="descriptor size for a new index: compact 243-D (default), quality 605-D")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search the index with a sketch")
+    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--sketch", required=True, type=Path,
+                   help="image of dark strokes on a light or transparent background")
+    p.add_argument("--top", type=int, default=20, help="number of results (default 20)")
+    p.add_argument("--json", action="store_true", help="one JSON object per result and line")
+    _add_search_options(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="describe an index")
+    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
+    p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
+    p.add_argument("--only", choices=("quality", "speed", "kernels"), action="append",
+                   help="run only these parts (repeatable)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="index the bundled demo photos and search them with the demo sketches")
+    p.add_argument("--db", type=Path, default=None, help="where to keep the demo index")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (SketchSearchError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        print(f"sketchsearch: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sketchsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Search quality on the evaluation data, next to the simple baselines of the same benchmark.
+
+* Sketchy (every sketch ``-1`` against all 1,250 photos): category mAP, P@20, instance recall@1/@10.
+* SYSU-Shapes (queries drawn from the annotated outlines, own image excluded): category mAP and the
+  fraction of correct-class top-10 hits whose box has IoU >= 0.5 with a ground-truth box.
+
+Baselines computed in the same run: random scores; HOG of the sketch vs HOG of the photo's edge map;
+for boxes, the whole image and a sliding-window HOG on the same hits.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import evaluation as ev
+from .afm import FeatureLayout, encode_query
+from .edges import EdgeMap, photo_edges, sketch_edges
+from .imageio import load_image, to_rgb
+from .indexer import _run_jobs
+from .search import QueryScorer, SearchOptions, rank
+from .settings import SketchSettings
+from .store import photo_box
+
+log = logging.getLogger(__name__)
+
+
+def data_root(data: str | os.PathLike | None = None) -> Path | None:
+    """The evaluation data folder, or None when it does not exist."""
+    root = Path(data) if data else ev.data_root()
+    return root if root.is_dir() else None
+
+
+@dataclass
+class Collection:
+    """Descriptors of a list of photos, in list order."""
+
+    codes: np.ndarray
+    inv_norms: np.ndarray
+    geometry: np.ndarray  # (N, 5) width, height, work_width, work_height, work_scale
+    seconds: float
+
+
+def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None = None) -> Collection:
+    """Descriptors of photos (all must be readable), computed with the indexer's worker pool."""
+    t0 = time.perf_counter()
+    records = {}
+    for path, record, reason in _run_jobs([str(p) for p in paths], settings, workers):
+        if record is None:
+            raise RuntimeError(f"{path}: {reason}")
+        records[path] = record
+    rs = [records[str(p)] for p in paths]
+    geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
+    return Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry,
+                      time.perf_counter() - t0)
+
+
+@dataclass
+class RunResult:
+    """Scores (Q, N) as ranks (higher is better), top-10 rows and boxes per query, seconds per query."""
+
+    scores: np.ndarray
+    top_rows: np.ndarray  # (Q, 10)
+    top_boxes: np.ndarray  # (Q, 10, 4)
+    seconds_per_query: float
+
+
+def run_queries(sketches: list[EdgeMap], coll: Collection, layout: FeatureLayout, options: SearchOptions,
+                *, exclude: np.ndarray | None = None) -> RunResult:
+    """Rank the whole collection for every sketch; scores are rank-based so every pipeline is comparable."""
+    n = coll.codes.shape[0]
+    scores = np.zeros((len(sketches), n), np.float32)
+    top_rows = np.full((len(sketches), 10), -1, np.int64)
+    top_boxes = np.zeros((len(sketches), 10, 4))
+    t0 = time.perf_counter()
+    for q, sk in enumerate(sketches):
+        scorer = QueryScorer(encode_query(sk, layout), layout, mirror=options.mirror)
+        r = rank(scorer, coll.codes, coll.inv_norms, options, top_k=n)
+        scores[q, r.rows] = np.arange(n, 0, -1)
+        keep = [j for j in range(len(r.rows)) if exclude is None or not exclude[q, r.rows[j]]][:10]
+        for i, j in enumerate(keep):
+            row, al = int(r.rows[j]), r.alignments[j]
+            top_rows[q, i] = row
+            top_boxes[q, i] = photo_box(coll.geometry[row], sk.width * al.scale, sk.height * al.scale,
+                                        al.dx, al.dy)
+    return RunResult(scores, top_rows, top_boxes, (time.perf_counter() - t0) / max(1, len(sketches)))
+
+
+def _hog_photo_images(paths: list[Path], settings: SketchSettings) -> list[np.ndarray]:
+    out = []
+    for p in paths:
+        img = load_image(p, max_side=settings.max_side).pixels
+        out.append(ev.render_edge_map(photo_edges(img, detector=settings.detector, max_side=settings.max_side,
+                                                  min_strength=settings.min_strength)))
+    return out
+
+
+def _sketch_variants(quick: bool) -> list[tuple[str, SearchOptions]]:
+    variants = [
+        ("AFM exhaustive", SearchOptions(mode="exhaustive")),
+        ("AFM exhaustive, no mirror", SearchOptions(mode="exhaustive", mirror=False)),
+        ("AFM fast (default S)", SearchOptions()),
+        ("AFM fast S=10% discriminative", SearchOptions(shortlist_fraction=0.1, min_shortlist=1)),
+        ("AFM fast S=10% S_x+S_y", SearchOptions(order="sum", shortlist_fraction=0.1, min_shortlist=1)),
+        ("AFM fast S=10% binary", SearchOptions(shortlist_fraction=0.1, min_shortlist=1, binary=True)),
+    ]
+    return variants[:3] if quick else variants
+
+
+def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) -> list[dict]:
+    """Sketchy: category mAP, P@20, instance R@1/R@10 for AFM variants and the baselines."""
+    data = ev.load_sketchy(root)
+    q_idx = np.arange(len(data.query_paths))
+    if quick:
+        q_idx = q_idx[:: max(1, len(q_idx) // 40)]
+    layout = FeatureLayout.from_settings(settings)
+    coll = describe(data.photo_paths, settings)
+    sketches_img = [load_image(data.query_paths[i]).pixels for i in q_idx]
+    sketches = [sketch_edges(img, max_side=settings.max_side) for img in sketches_img]
+    relevant = data.relevance()[q_idx]
+    target = data.query_photo[q_idx]
+    rows = []
+
+    def metrics(name, s, seconds=None):
+        rows.append({"method": name, "mAP": ev.mean_average_precision(s, relevant),
+                     "P@20": ev.precision_at_k(s, relevant, 20), "R@1": ev.recall_at_k(s, target, 1),
+                     "R@10": ev.recall_at_k(s, target, 10),
+                     "ms/query": round(1000 * seconds, 1) if seconds is not None else ""})
+
+    for name, opt in _sketch_variants(quick):
+        res = run_queries(sketches, coll, layout, opt)
+        metrics(name, res.scores, res.seconds_per_query)
+    metrics("random", ev.random_baseline_scores(len(q_idx), len(data.photo_paths)))
+    photo_imgs = _hog_photo_images(data.photo_paths, settings)
+    metrics("HOG (sketch vs photo edge map)",
+            ev.hog_scores([ev.sketch_edge_image(img) for img in sketches_img], photo_imgs))
+    for r in rows:
+        r["photos"], r["queries"] = len(data.photo_paths), len(q_idx)
+    log.info("sketchy: %d photos described in %.1f s", len(data.photo_paths), coll.seconds)
+    return rows
+
+
+def bench_sysu(root: Path, settings: SketchSettings, *, quick: bool = False) -> tuple[list[dict], list[dict]]:
+    """SYSU-Shapes: category mAP per method, and box IoU >= 0.5 rates on AFM's top-10 hits."""
+    data = ev.load_sysu(root)
+    queries = ev.sysu_queries(data, per_class=30 if quick else None)
+    relevant, exclude = ev.sysu_ground_truth(data, queries)
+    layout = FeatureLayout.from_settings(settings)
+    coll = describe(data.image_paths, settings)
+    sketches = [sketch_edges(q.image, max_side=settings.max_side) for q in queries]
+    map_rows, box_rows = [], []
+    main = None
+    for name, opt in _sketch_variants(quick):
+        res = run_queries(sketches, coll, layout, opt, exclude=exclude)
+        main = main or res
+        map_rows.append({"method": name, "mAP": ev.mean_average_precision(res.scores, relevant, exclude=exclude),
+                         "P@10": ev.precision_at_k(res.scores, relevant, 10, exclude=exclude),
+                         "ms/query": round(1000 * res.seconds_per_query, 1)})
+        box_rows.append({"boxes": name, "hits": "own top-10",
+                         "IoU>=0.5": ev.localization_rate(res.top_rows, res.top_boxes, data.boxes, relevant)})
+    map_rows.append({"method": "random", "mAP": ev.mean_average_precision(
+        ev.random_baseline_scores(len(queries), len(data.image_paths)), relevant, exclude=exclude)})
+    photo_imgs = _hog_photo_images(data.image_paths, settings)
+    query_imgs = [ev.sketch_edge_image(to_rgb(q.image)) for q in queries]
+    hog = ev.hog_scores(query_imgs, photo_imgs)
+    map_rows.append({"method": "HOG (sketch vs photo edge map)",
+                     "mAP": ev.mean_average_precision(hog, relevant, exclude=exclude),
+                     "P@10": ev.precision_at_k(hog, relevant, 10, exclude=exclude)})
+    # boxes of the baselines on the very hits of the main AFM run
+    whole = np.zeros_like(main.top_boxes)
+    hog_boxes = np.zeros_like(main.top_boxes)
+    for q in range(len(queries)):
+        for i, row in enumerate(main.top_rows[q]):
+            if row < 0:
+                continue
+            w, h = data.image_sizes[row]
+            whole[q, i] = ev.whole_image_box(w, h)
+            if relevant[q, row]:  # only correct-class hits count, so only those need the slow baseline
+                _, box = ev.hog_sliding_window(query_imgs[q], photo_imgs[row])
+                sx, sy = w / photo_imgs[row].shape[1], h / photo_imgs[row].shape[0]
+                hog_boxes[q, i] = box * [sx, sy, sx, sy]
+    box_rows.append({"boxes": "whole image", "hits": f"{_sketch_variants(quick)[0][0]} top-10",
+                     "IoU>=0.5": ev.localization_rate(main.top_rows, whole, data.boxes, relevant)})
+    box_rows.append({"boxes": "sliding-window HOG", "hits": f"{_sketch_variants(quick)[0][0]} top-10",
+                     "IoU>=0.5": ev.localization_rate(main.top_rows, hog_boxes, data.boxes, relevant)})
+    for r in map_rows:
+        r["images"], r["queries"] = len(data.image_paths), len(queries)
+    return map_rows, box_rows
+
+
+def bench_quality(*, data: str | os.PathLike | None = None, quick: bool = False,
+                  settings: SketchSettings | None = None) -> dict:
+    """All quality tables (skipping data sets that are absent, with the reason)."""
+    settings = settings or SketchSettings()
+    root = data_root(data)
+    out: dict = {"tables": {}, "skipped": [], "settings": settings.to_json()}
+    if root is None:
+        out["skipped"].append(f"evaluation data not found at {data or ev.data_root()} "
+                              f"(set --data or {ev.DATA_ENV_VAR})")
+        return out
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        out["tables"]["Sketchy: sketch -> photo (category mAP, P@20; instance R@1, R@10)"] = \
+            bench_sketchy(root, settings, quick=quick)
+    except ev.DatasetMissing as e:
+        out["skipped"].append(str(e))
+    try:
+        maps, boxes = bench_sysu(root, settings, quick=quick)
+        out["tables"]["SYSU-Shapes: outline sketch -> photo (category mAP)"] = maps
+        out["tables"]["SYSU-Shapes: correct-class top-10 hits with box IoU >= 0.5"] = boxes
+    except ev.DatasetMissing as e:
+        out["skipped"].append(str(e))
+    return out

@@ -1,0 +1,381 @@
+"""Scoring sketches against stored descriptors: shifts, scales, mirrors, shortlists (METHOD.md sections 5-6).
+
+All heavy work is matrix products in torch (CUDA when present).  A query is turned once into small
+coefficient matrices (``shifts.poly_matrix``); scoring a block of database codes is then
+``codes @ W`` (every image's trigonometric polynomial) followed by ``@ T`` (its value at every
+candidate shift), a max over shifts, mirrors and scales, and the stored inverse norms.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .afm import FeatureLayout, SketchQuery
+from .shifts import grid_terms, poly_matrix, poly_matrix_1d, shift_values, trig_terms
+
+log = logging.getLogger(__name__)
+
+#: rows of the database scored per matrix product (the 2-D product makes ~1,500 scores per row)
+CHUNK = 4096
+#: results that get an alignment (box)
+MAX_ALIGN = 1000
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise the named device."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a sketch query is run.
+
+    Parameters
+    ----------
+    mode : {"fast", "exhaustive"}
+        ``exhaustive`` scores every image with the 2-D polynomial; ``fast`` ranks everything by the 1-D
+        projections first and re-ranks a shortlist with the 2-D polynomial.
+    order : {"discriminative", "sum"}
+        Fast mode's shortlist: ``sum`` scores both projections on everything (S_x + S_y);
+        ``discriminative`` scores the projection along which the sketch spreads more on everything,
+        keeps ``3 * shortlist`` and scores the other projection on those only.
+    shortlist : int or None
+        Number of images re-ranked in 2-D; None: ``max(min_shortlist, shortlist_fraction * N)``.
+    binary : bool
+        Find the best shift of each shortlisted image with the sign-binarised polynomial, then evaluate
+        the exact polynomial on the 3x3 neighbourhood of it.
+    mirror : bool
+        Also try the horizontally mirrored sketch.
+    device : str or None
+        Torch device; None picks CUDA when available.
+    """
+
+    mode: str = "fast"
+    order: str = "discriminative"
+    shortlist: int | None = None
+    min_shortlist: int = 1000
+    shortlist_fraction: float = 0.02
+    binary: bool = False
+    mirror: bool = True
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("fast", "exhaustive"):
+            raise ValueError(f"unknown search mode {self.mode!r} (fast, exhaustive)")
+        if self.order not in ("discriminative", "sum"):
+            raise ValueError(f"unknown shortlist order {self.order!r} (discriminative, sum)")
+        if self.shortlist is not None and self.shortlist < 1:
+            raise ValueError("shortlist must be positive")
+
+    def shortlist_size(self, n: int) -> int:
+        s = self.shortlist if self.shortlist is not None else max(
+            self.min_shortlist, math.ceil(self.shortlist_fraction * n))
+        return min(n, s)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Where and how a sketch matched one image (working-frame pixels of the photo)."""
+
+    score: float
+    scale: float
+    mirrored: bool
+    dx: float
+    dy: float
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Result of a search: database rows best first, their scores and alignments.
+
+    ``scores[:n_exact]`` are 2-D similarities (max over shifts, scales, mirrors); rows after them were
+    not re-ranked and carry their 1-D projection score, which only orders them among themselves.
+    ``alignments`` covers the first ``min(len(rows), MAX_ALIGN)`` rows.
+    """
+
+    rows: np.ndarray  # (k,) int64
+    scores: np.ndarray  # (k,) float32
+    n_exact: int
+    alignments: tuple[Alignment, ...]
+
+
+class QueryScorer:
+    """A sketch query prepared for scoring blocks of stored descriptors.
+
+    For every query scale ``k`` and mirror ``m`` the weighted, normalised query descriptor is moved to
+    every candidate shift (``shifts.poly_matrix @ shifts.grid_terms``: the trigonometric polynomial
+    evaluated on the grid), giving one matrix ``Q2`` (D, all shifts); scoring a block of codes is then
+    one product ``codes @ Q2`` and a max per scale.  The 1-D projections work the same way with the
+    projection columns only.
+
+    Parameters
+    ----------
+    query : SketchQuery
+    layout : FeatureLayout
+    mirror : bool
+        Include the mirrored sketch.
+    device : torch.device
+    """
+
+    def __init__(self, query: SketchQuery, layout: FeatureLayout, *, mirror: bool = True,
+                 device: torch.device | None = None) -> None:
+        self.layout = layout
+        self.device = device or pick_device()
+        settings = layout.settings
+        self.scales = settings.scales
+        self.mirrors = (False, True) if mirror else (False,)
+        self.values = [shift_values(settings, s) for s in self.scales]
+        self.n_proj = layout.n_projection_columns
+        self.spread = query.spread
+        order = layout.storage_order
+        proj_cols = {"x": layout.x_columns, "y": layout.y_columns}
+        proj_index = {"x": layout.x_index, "y": layout.y_index}
+        w2, q2, q1 = [], [], {"x": [], "y": []}
+        self.segments2, self.segments1 = [], []  # (start, stop) columns of each scale
+        for k, g in enumerate(self.values):
+            diag, pdiag = layout.kernel_diag(k), layout.projection_diag(k)
+            t2 = grid_terms(layout.freqs_xy, g)
+            t1 = trig_terms(layout.freqs_xy, g).T
+            for m in range(len(self.mirrors)):
+                v = query.desc[k, m]
+                qw = diag * v
+                w = poly_matrix(qw, layout)[order] / math.sqrt(max(v @ qw, 1e-300))
+                w2.append(w)
+                q2.append(w @ t2)
+                for axis in ("x", "y"):
+                    p = v[proj_index[axis]]
+                    full = np.zeros((self.n_proj, len(g)))
+                    full[proj_cols[axis]] = (poly_matrix_1d(pdiag * p, layout) @ t1
+                                             / math.sqrt(max(p @ (pdiag * p), 1e-300)))
+                    q1[axis].append(full)
+            self.segments2.append(_segment(self.segments2, len(self.mirrors) * len(g) ** 2))
+            self.segments1.append(_segment(self.segments1, len(self.mirrors) * len(g)))
+        self._w2 = self._tensor(np.concatenate(w2, axis=1))  # (D, scales * mirrors * Dx^2) coefficients
+        self._t2 = [self._tensor(grid_terms(layout.freqs_xy, g)) for g in self.values]
+        self._q2 = self._tensor(np.concatenate(q2, axis=1))  # (D, scales * mirrors * shifts)
+        # the x projection lives in the first Dx * Dphi stored columns; the y projection needs n_proj
+        self._q1 = {"x": self._tensor(np.concatenate(q1["x"], axis=1)[: len(layout.x_columns)]),
+                    "y": self._tensor(np.concatenate(q1["y"], axis=1))}
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
+
+    def _codes(self, codes: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(_writable(codes)).to(self.device).to(torch.float32)
+
+    def _inv(self, inv_norms: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(_writable(inv_norms)).to(self.device, torch.float32)
+
+    # -- 2-D ---------------------------------------------------------------------------------------------
+    def score_2d(self, codes: np.ndarray, inv_norms: np.ndarray, *, binary: bool = False) -> np.ndarray:
+        """Best cosine over shifts, scales and mirrors for a block of images.
+
+        Parameters
+        ----------
+        codes : (n, D) int8, storage order
+        inv_norms : (n, K, 3) float32
+        binary : bool
+            Use the binarised polynomial to find each image's best shift, then refine exactly.
+
+        Returns
+        -------
+        scores : (n,) float32 ndarray
+        """
+        x = self._codes(codes)
+        inv = self._inv(inv_norms)
+        best = torch.full((x.shape[0],), -torch.inf, device=self.device)
+        if binary:
+            coef = (x @ self._w2).view(x.shape[0], len(self.scales), len(self.mirrors), -1)
+            for k, t in enumerate(self._t2):
+                s = self._refine_binary(coef[:, k], t, len(self.values[k]))
+                best = torch.maximum(best, s * inv[:, k, 0])
+        else:
+            s = x @ self._q2
+            for k, (a, b) in enumerate(self.segments2):
+                best = torch.maximum(best, s[:, a:b].amax(dim=1) * inv[:, k, 0])
+        return best.cpu().numpy()
+
+    def _refine_binary(self, ck: torch.Tensor, t: torch.Tensor, g: int) -> torch.Tensor:
+        """Max of the exact polynomial on the 3x3 shifts around the binarised polynomial's arg-max."""
+        approx = torch.sign(ck) @ torch.sign(t)  # (n, m, g*g)
+        arg = approx.argmax(dim=2)
+        ix, iy = arg // g, arg % g
+        off = torch.arange(-1, 2, device=self.device)
+        nx = (ix[..., None, None] + off[:, None]).clamp(0, g - 1)
+        ny = (iy[..., None, None] + off[None, :]).clamp(0, g - 1)
+        cols = (nx * g + ny).flatten(2)  # (n, m, 9)
+        terms = t.T[cols]  # (n, m, 9, Dx^2)
+        return torch.einsum("nmk,nmjk->nmj", ck, terms).amax(dim=(1, 2))
+
+    def align(self, codes: np.ndarray, inv_norms: np.ndarray) -> list[Alignment]:
+        """Best (score, scale, mirror, shift) of each image of a (small) block."""
+        x = self._codes(codes)
+        inv = self._inv(inv_norms)
+        s = x @ self._q2
+        n = x.shape[0]
+        best = torch.full((n,), -torch.inf, device=self.device)
+        info = torch.zeros((n, 2), dtype=torch.long, device=self.device)
+        for k, (a, b) in enumerate(self.segments2):
+            val, arg = (s[:, a:b] * inv[:, k, 0, None]).max(dim=1)
+            better = val > best
+            best = torch.where(better, val, best)
+            info = torch.where(better[:, None], torch.stack([torch.full_like(arg, k), arg], dim=1), info)
+        out = []
+        for score, (k, j) in zip(best.cpu().numpy(), info.cpu().numpy(), strict=True):
+            g = self.values[k]
+            m, rest = divmod(int(j), len(g) ** 2)
+            ix, iy = divmod(rest, len(g))
+            out.append(Alignment(float(score), self.scales[k], self.mirrors[m], float(g[ix]), float(g[iy])))
+        return out
+
+    # -- 1-D projections -----------------------------------------------------------------------------------
+    def score_1d(self, codes: np.ndarray, inv_norms: np.ndarray, axis: str) -> np.ndarray:
+        """Best cosine of the x or y projection over 1-D shifts, scales and mirrors: (n,) float32.
+
+        ``codes`` may hold just the first ``n_proj`` stored columns.
+        """
+        q = self._q1[axis]
+        x = self._codes(codes[:, : q.shape[0]])
+        inv = self._inv(inv_norms)
+        col = 1 if axis == "x" else 2
+        s = x @ q
+        best = torch.full((x.shape[0],), -torch.inf, device=self.device)
+        for k, (a, b) in enumerate(self.segments1):
+            best = torch.maximum(best, s[:, a:b].amax(dim=1) * inv[:, k, col])
+        return best.cpu().numpy()
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    """A contiguous array torch may wrap (blocks of read-only memory maps are copied)."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
+def _segment(previous: list[tuple[int, int]], size: int) -> tuple[int, int]:
+    start = previous[-1][1] if previous else 0
+    return start, start + size
+
+
+def _chunked(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], codes: np.ndarray,
+             inv_norms: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Apply a block scorer over all rows (or the given rows) in chunks."""
+    n = codes.shape[0] if rows is None else len(rows)
+    out = np.empty(n, np.float32)
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        if rows is None:
+            out[start:stop] = fn(codes[start:stop], inv_norms[start:stop])
+        else:
+            r = np.sort(rows[start:stop])  # sorted reads are kind to memory maps
+            inv_order = np.argsort(np.argsort(rows[start:stop]))
+            out[start:stop] = fn(codes[r], inv_norms[r])[inv_order]
+    return out
+
+
+class _Clock:
+    """Accumulates the time since the last call under a stage name (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (stable for ties)."""
+    k = min(k, scores.size)
+    if k == scores.size:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options: SearchOptions,
+         *, top_k: int, timings: dict[str, float] | None = None) -> Ranking:
+    """Rank stored descriptors for a prepared query and align the top ``top_k``.
+
+    Parameters
+    ----------
+    scorer : QueryScorer
+    codes : (N, D) int8 ndarray (may be a memory map)
+    inv_norms : (N, K, 3) float32 ndarray
+    options : SearchOptions
+    top_k : int
+        Number of results returned (images beyond the shortlist are ranked by their projection score,
+        after every shortlisted image).
+    timings : dict, optional
+        Filled with the seconds spent per stage (for the benchmark's profile).
+
+    Returns
+    -------
+    Ranking
+    """
+    clock = _Clock(timings)
+    n = codes.shape[0]
+    if n == 0 or top_k <= 0:
+        return Ranking(np.zeros(0, np.int64), np.zeros(0, np.float32), 0, ())
+    binary = options.binary
+
+    def two_d(c, i):
+        return scorer.score_2d(c, i, binary=binary)
+
+    if options.mode == "exhaustive":
+        scores = _chunked(two_d, codes, inv_norms)
+        clock("2d_all")
+        rows = _top(scores, top_k)
+        ranked_scores = scores[rows]
+        n_exact = len(rows)
+    else:
+        s = options.shortlist_size(n)
+        proj = codes[:, : scorer.n_proj]
+        if options.order == "sum":
+            first = _chunked(lambda c, i: scorer.score_1d(c, i, "x") + scorer.score_1d(c, i, "y"),
+                             proj, inv_norms)
+            clock("1d_both")
+            pre = _top(first, max(s, top_k))
+            coarse = first[pre]
+        else:
+            axes = ("x", "y") if scorer.spread[0] >= scorer.spread[1] else ("y", "x")
+            first = _chunked(lambda c, i: scorer.score_1d(c, i, axes[0]), proj, inv_norms)
+            clock("1d_first")
+            pre = _top(first, max(3 * s, top_k))
+            head = pre[: min(n, 3 * s)]
+            clock("select")
+            second = _chunked(lambda c, i: scorer.score_1d(c, i, axes[1]), proj, inv_norms, head)
+            clock("1d_second")
+            both = first[head] + second
+            order = np.argsort(-both, kind="stable")
+            pre = np.concatenate([head[order], pre[head.size:]])
+            coarse = np.concatenate([both[order], first[pre[head.size:]]])
+        short = pre[:s]
+        clock("select")
+        fine = _chunked(two_d, codes, inv_norms, short)
+        clock("2d_shortlist")
+        order = np.argsort(-fine, kind="stable")
+        rows = np.concatenate([short[order], pre[s:]])[:top_k]
+        ranked_scores = np.concatenate([fine[order], coarse[s:]])[:top_k]
+        n_exact = min(s, len(rows))
+    head = rows[: min(len(rows), MAX_ALIGN)]
+    alignments = []
+    for start in range(0, len(head), 256):
+        block = np.asarray(head[start:start + 256])
+        srt = np.argsort(block)
+        al = scorer.align(codes[block[srt]], inv_norms[block[srt]])
+        back = np.empty(len(block), np.int64)
+        back[srt] = np.arange(len(block))
+        alignments.extend(al[j] for j in back)
+    clock("align")
+    return Ranking(np.asarray(rows, np.int64), np.asarray(ranked_scores, np.float32), n_exact, tuple(alignments))

@@ -1,0 +1,39 @@
+"""The bundled demo works as the README promises: each demo sketch finds its photos, with boxes."""
+import json
+import os
+
+import pytest
+
+from engine.demo import DEMO, run_demo
+from engine.store import SketchIndex
+
+from .test_store import iou
+
+
+@pytest.fixture(scope="module")
+def demo_index(tmp_path_factory):
+    db = tmp_path_factory.mktemp("demo") / "index"
+    with open(os.devnull, "w") as sink:
+        assert run_demo(db=db, top=3, out=sink) == 0
+    return SketchIndex(db)
+
+
+def test_demo_collection_is_small_and_licensed():
+    files = list((DEMO / "photos").iterdir())
+    assert 30 <= len(files) <= 60
+    assert sum(f.stat().st_size for f in DEMO.rglob("*") if f.is_file()) <= 5e6
+    licence = (DEMO / "LICENSE.md").read_text()
+    assert all(f.name in licence for f in files)
+
+
+@pytest.mark.slow
+def test_demo_sketches_find_their_photos(demo_index):
+    expected = json.loads((DEMO / "expected.json").read_text())["sketches"]
+    for sketch, want in expected.items():
+        hits = demo_index.search(DEMO / "sketches" / sketch, top_k=6)
+        names = [os.path.basename(h.path) for h in hits]
+        assert set(want["photos"]) <= set(names), (sketch, names)
+        for h in hits:
+            name = os.path.basename(h.path)
+            if name in want["boxes"]:
+                assert iou(h.box, want["boxes"][name]) >= 0.5, (sketch, name, h.box)

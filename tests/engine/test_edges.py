@@ -1,0 +1,398 @@
+"""engine.edges: photo and sketch edge maps on synthetic images (plus one slow check on SYSU-Shapes)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import edges as E
+from engine.edges import (
+    DETECTORS,
+    EdgeMap,
+    get_detector,
+    photo_edges,
+    register_detector,
+    render_edges,
+    sketch_edges,
+)
+from engine.imageio import LoadedImage
+
+
+def _rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[:, :, None], 3, axis=2).astype(np.float32)
+
+
+def _square(h=400, w=400, box=(100, 100, 300, 300), fg=1.0, bg=0.0) -> np.ndarray:
+    img = np.full((h, w), bg, np.float32)
+    x0, y0, x1, y1 = box
+    img[y0:y1, x0:x1] = fg
+    return _rgb(img)
+
+
+def _cols_rows(em: EdgeMap) -> tuple[np.ndarray, np.ndarray]:
+    return em.x + (em.width - 1) / 2.0, em.y + (em.height - 1) / 2.0
+
+
+def _orient_diff(a, b) -> np.ndarray:
+    """|a - b| for orientations mod pi, in [0, pi/2]."""
+    d = np.mod(np.asarray(a, np.float64) - b, np.pi)
+    return np.minimum(d, np.pi - d)
+
+
+def _chamfer(a: EdgeMap, b: EdgeMap) -> float:
+    """Symmetric mean nearest-neighbour distance between two point sets (working px)."""
+    pa = np.stack([a.x, a.y], 1).astype(np.float64)
+    pb = np.stack([b.x, b.y], 1).astype(np.float64)
+    d = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1))
+    return 0.5 * (d.min(1).mean() + d.min(0).mean())
+
+
+def _check_edge_map(em: EdgeMap) -> None:
+    for name in ("x", "y", "theta", "w"):
+        a = getattr(em, name)
+        assert a.dtype == np.float32 and a.shape == (len(em),), name
+    assert np.all(em.theta >= 0) and np.all(em.theta < np.pi)
+    assert np.all(em.w > 0) and np.all(em.w <= 1)
+    cols, rows = _cols_rows(em)
+    assert np.all((cols >= 0) & (cols <= em.width - 1) & (rows >= 0) & (rows <= em.height - 1))
+    order = np.lexsort((cols, rows))  # row-major
+    assert np.array_equal(order, np.arange(len(em)))
+
+
+# ------------------------------------------------------------------ photos
+
+
+def test_square_outline_orientation_and_strength():
+    em = photo_edges(_square())
+    _check_edge_map(em)
+    assert (em.width, em.height, em.scale, em.origin) == (400, 400, 1.0, (0.0, 0.0))
+    cols, rows = _cols_rows(em)
+    # every point lies on the outline (the step is between pixels 99|100 and 299|300)
+    d_out = np.minimum(np.minimum(np.abs(cols - 99.5), np.abs(cols - 299.5)),
+                       np.minimum(np.abs(rows - 99.5), np.abs(rows - 299.5)))
+    assert d_out.max() <= 1.0
+    inside = (cols > 110) & (cols < 290) & (rows > 110) & (rows < 290)
+    assert not inside.any()
+    assert 700 <= len(em) <= 880  # one pixel thick: about the perimeter
+    horizontal = (np.abs(rows - 99.5) <= 1) & (cols > 120) & (cols < 280)
+    vertical = (np.abs(cols - 99.5) <= 1) & (rows > 120) & (rows < 280)
+    assert horizontal.sum() > 100 and vertical.sum() > 100
+    assert _orient_diff(em.theta[horizontal], 0.0).max() < np.radians(3)
+    assert _orient_diff(em.theta[vertical], np.pi / 2).max() < np.radians(3)
+    assert em.w[horizontal | vertical].min() > 0.8
+
+
+def test_polarity_invariance():
+    light_on_dark = photo_edges(_square(fg=0.8, bg=0.2))
+    dark_on_light = photo_edges(_square(fg=0.2, bg=0.8))
+    assert abs(len(light_on_dark) - len(dark_on_light)) <= 0.05 * len(light_on_dark)
+    assert _chamfer(light_on_dark, dark_on_light) < 0.75  # the ridge may pick either pixel of a tie
+    pa = np.stack([light_on_dark.x, light_on_dark.y], 1)
+    pb = np.stack([dark_on_light.x, dark_on_light.y], 1)
+    nearest = np.argmin(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1), axis=1)
+    diff = _orient_diff(light_on_dark.theta, dark_on_light.theta[nearest])
+    assert np.median(diff) < np.radians(1) and np.percentile(diff, 95) < np.radians(5)
+    assert abs(float(light_on_dark.w.mean()) - float(dark_on_light.w.mean())) < 0.05
+
+
+@pytest.mark.parametrize("p0,p1,expected", [((60, 60), (340, 340), np.pi / 4),
+                                            ((60, 340), (340, 60), 3 * np.pi / 4)])
+def test_diagonal_line_orientation_in_image_axes(p0, p1, expected):
+    img = np.zeros((400, 400), np.float32)
+    cv2.line(img, p0, p1, 1.0, 9, cv2.LINE_AA)
+    em = photo_edges(_rgb(img))
+    cols, rows = _cols_rows(em)
+    mid = (np.abs(cols - 200) < 80) & (np.abs(rows - 200) < 80)
+    assert mid.sum() > 100
+    assert np.median(_orient_diff(em.theta[mid], expected)) < np.radians(3)
+    sk = sketch_edges(1.0 - img)  # the same line as a dark stroke
+    assert np.median(_orient_diff(sk.theta, expected)) < np.radians(3)
+
+
+def test_coordinates_are_centred():
+    h, w = 300, 400
+    em = photo_edges(_square(h, w, box=(150, 100, 250, 200)))  # centred square
+    assert (em.width, em.height) == (w, h)
+    assert abs(float(em.x.mean())) < 0.5 and abs(float(em.y.mean())) < 0.5
+    r = render_edges(em)
+    assert r.shape == (h, w) and r.dtype == np.float32
+    rows, cols = np.nonzero(r)
+    assert np.array_equal(cols - (w - 1) / 2.0, em.x) and np.array_equal(rows - (h - 1) / 2.0, em.y)
+    assert np.array_equal(r[rows, cols], em.w)
+
+
+@pytest.mark.parametrize("shape,expected", [((600, 800), (400, 300, 0.5)), ((100, 200), (400, 200, 2.0)),
+                                            ((400, 250), (250, 400, 1.0))])
+def test_resized_to_max_side(shape, expected):
+    h, w = shape
+    em = photo_edges(_square(h, w, box=(w // 4, h // 4, 3 * w // 4, 3 * h // 4)))
+    assert (em.width, em.height, em.scale) == expected
+    _check_edge_map(em)
+
+
+def test_scale_maps_back_to_original_pixels():
+    img = _square(600, 800, box=(200, 100, 600, 500))  # steps at x = 199.5 / 599.5, y = 99.5 / 499.5
+    em = photo_edges(img)
+    cols, rows = _cols_rows(em)
+    x0, y0 = em.origin
+    ox = x0 + (cols + 0.5) / em.scale - 0.5
+    oy = y0 + (rows + 0.5) / em.scale - 0.5
+    d = np.minimum(np.minimum(np.abs(ox - 199.5), np.abs(ox - 599.5)),
+                   np.minimum(np.abs(oy - 99.5), np.abs(oy - 499.5)))
+    assert np.median(d) <= 1.0 and d.max() <= 2.5
+    # a reduced decode: scale refers to the LoadedImage's original size
+    loaded = LoadedImage(pixels=img, original_size=(1600, 1200))
+    assert photo_edges(loaded).scale == pytest.approx(0.25)
+
+
+class _Ramp:
+    """A test detector: one horizontal line per strength 0.1, 0.2, ..., 0.9."""
+
+    name = "test-ramp"
+
+    def __call__(self, rgb):
+        h, w = rgb.shape[:2]
+        s = np.zeros((h, w), np.float32)
+        for i in range(1, 10):
+            s[i * 20, :] = i / 10
+        return s, np.zeros((h, w), np.float32)
+
+
+def test_min_strength_respected():
+    for t, lines in ((0.0, 9), (0.2, 8), (0.5, 5), (0.85, 1)):
+        em = photo_edges(_square(), detector=_Ramp(), min_strength=t)
+        assert len(em) == 400 * lines and np.all(em.w >= t)
+    strong = photo_edges(_square(fg=0.9, bg=0.1), min_strength=0.0)
+    for t in (0.3, 0.9):
+        em = photo_edges(_square(fg=0.9, bg=0.1), min_strength=t)
+        assert np.all(em.w >= t) and len(em) == int((strong.w >= t).sum())
+
+
+def test_low_contrast_gives_no_edges():
+    assert len(photo_edges(_square(fg=0.53, bg=0.5), min_strength=0.0)) == 0  # about 2.5 Lab units
+    assert len(photo_edges(_square(fg=0.75, bg=0.5))) > 600  # about 27 Lab units
+
+
+def test_texture_is_suppressed_relative_to_the_outline():
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.random((400, 400)).astype(np.float32), (0, 0), 1.0)
+    texture = 0.35 + 0.8 * (texture - texture.mean())  # fine, fairly contrasted texture
+    img = texture.copy()
+    img[120:280, 120:280] = 0.95  # a plain bright object on it
+    on_outline = {}
+    for name in ("classical", "canny"):
+        em = photo_edges(_rgb(np.clip(img, 0, 1)), detector=name)
+        cols, rows = _cols_rows(em)
+        d = np.minimum(np.minimum(np.abs(cols - 119.5), np.abs(cols - 279.5)),
+                       np.minimum(np.abs(rows - 119.5), np.abs(rows - 279.5)))
+        on = d <= 2
+        on_outline[name] = float(on.sum()) / max(1, len(em))
+        assert on.sum() > 400, name  # the outline is found
+    assert on_outline["classical"] > 0.5
+    assert on_outline["classical"] > 3 * on_outline["canny"]
+
+
+def test_rgba_and_16bit_photos():
+    sq = _square(fg=1.0, bg=0.0)[:, :, 0]
+    ref = photo_edges(_square())
+    deep = photo_edges((sq * 65535).astype(np.uint16))
+    assert _chamfer(ref, deep) < 0.5
+    rgba = np.zeros((400, 400, 4), np.uint8)
+    rgba[..., 3] = (sq * 255).astype(np.uint8)  # black square drawn on a transparent (white) background
+    em = photo_edges(rgba)
+    assert _chamfer(ref, em) < 1.0
+
+
+def test_detector_registry():
+    assert {"classical", "canny"} <= set(DETECTORS)
+    assert isinstance(get_detector("classical"), E.EdgeDetector)
+    assert get_detector("classical") is get_detector("classical")
+    with pytest.raises(ValueError, match="classical"):
+        get_detector("no-such-detector")
+    with pytest.raises(ValueError, match="unknown edge detector"):
+        photo_edges(_square(), detector="no-such-detector")
+
+    @register_detector("test-constant")
+    class Constant:
+        def __call__(self, rgb):
+            h, w = rgb.shape[:2]
+            s = np.zeros((h, w), np.float32)
+            s[h // 2, :] = 0.5
+            return s, np.zeros((h, w), np.float32)
+
+    try:
+        assert Constant.name == "test-constant"
+        em = photo_edges(_square(), detector="test-constant")
+        assert len(em) == 400 and np.all(em.w == 0.5) and np.all(em.y == 0.5)
+        em = photo_edges(_square(), detector=Constant(), min_strength=0.6)
+        assert len(em) == 0
+    finally:
+        DETECTORS.pop("test-constant")
+
+    class Broken:
+        name = "broken"
+
+        def __call__(self, rgb):
+            return np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32)
+
+    with pytest.raises(ValueError, match="shapes"):
+        photo_edges(_square(), detector=Broken())
+
+
+def test_canny_baseline_runs():
+    em = photo_edges(_square(), detector="canny")
+    _check_edge_map(em)
+    assert len(em) > 600 and np.all(em.w == 1.0)
+
+
+# ------------------------------------------------------------------ sketches
+
+
+def _drawing(thickness: int, *, size=(500, 500), offset=(0, 0), aa=True) -> np.ndarray:
+    """Dark strokes on white: a circle, a line and an open polyline, shifted by ``offset``."""
+    h, w = size
+    img = np.full((h, w), 255, np.uint8)
+    ox, oy = offset
+    line = cv2.LINE_AA if aa else cv2.LINE_8
+    cv2.circle(img, (200 + ox, 220 + oy), 120, 0, thickness, line)
+    cv2.line(img, (60 + ox, 420 + oy), (380 + ox, 90 + oy), 0, thickness, line)
+    pts = np.array([[100, 60], [180, 120], [300, 70]], np.int32) + [ox, oy]
+    cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, 0, thickness, line)
+    return img
+
+
+def test_sketch_basic():
+    em = sketch_edges(_drawing(3))
+    _check_edge_map(em)
+    assert max(em.width, em.height) == 400 and np.all(em.w == 1.0)
+    r = render_edges(em) > 0
+    # one pixel thick: no 2x2 block of stroke pixels
+    assert not (r[:-1, :-1] & r[1:, :-1] & r[:-1, 1:] & r[1:, 1:]).any()
+
+
+def test_thick_and_thin_strokes_give_nearly_the_same_map():
+    thin = sketch_edges(_drawing(2))
+    thick = sketch_edges(_drawing(11))
+    assert _chamfer(thin, thick) < 2.0
+    assert abs(len(thin) - len(thick)) < 0.15 * len(thin)
+
+
+def test_transparent_background_equals_white():
+    white = _drawing(4)
+    rgba = np.zeros(white.shape + (4,), np.uint8)  # black ink, alpha = darkness, transparent paper
+    rgba[..., 3] = 255 - white
+    a, b = sketch_edges(white), sketch_edges(rgba)
+    assert len(a) == len(b)
+    for name in ("x", "y", "theta", "w"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-5)
+    assert (a.width, a.height, a.scale, a.origin) == (b.width, b.height, b.scale, b.origin)
+    light = np.zeros_like(rgba)  # light (white) strokes on a transparent background: alpha is the ink
+    light[..., :3] = 255
+    light[..., 3] = 255 - white
+    c = sketch_edges(light)
+    assert _chamfer(a, c) < 0.5
+
+
+def test_light_paper_and_grey_strokes():
+    ref = sketch_edges(_drawing(4))
+    paper = 0.55 + 0.3 * _drawing(4) / 255.0  # light grey paper (0.85), grey strokes (0.55)
+    em = sketch_edges(paper.astype(np.float32))
+    assert _chamfer(ref, em) < 0.75
+
+
+def test_16bit_and_rgb_sketches():
+    ref = sketch_edges(_drawing(4))
+    assert _chamfer(ref, sketch_edges(_drawing(4).astype(np.uint16) * 257)) < 1e-6
+    assert _chamfer(ref, sketch_edges(_rgb(_drawing(4) / 255.0))) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["white", "transparent", "light-noise", "specks"])
+def test_blank_sketch_raises(kind):
+    rng = np.random.default_rng(0)
+    if kind == "white":
+        img = np.full((300, 300), 255, np.uint8)
+    elif kind == "transparent":
+        img = np.zeros((300, 300, 4), np.uint8)
+    elif kind == "light-noise":
+        img = (0.95 + 0.05 * rng.random((300, 300))).astype(np.float32)
+    else:  # scanner dust: a few isolated dark pixels
+        img = np.full((300, 300), 255, np.uint8)
+        img[rng.integers(0, 300, 6), rng.integers(0, 300, 6)] = 0
+    with pytest.raises(ValueError, match="sketch is empty: no strokes found"):
+        sketch_edges(img)
+
+
+def test_specks_do_not_change_the_crop():
+    ref = sketch_edges(_drawing(4, size=(700, 700)))
+    dusty = _drawing(4, size=(700, 700))
+    dusty[690, 5] = 0
+    dusty[3, 650] = 0
+    em = sketch_edges(dusty)
+    assert (em.width, em.height, em.scale, em.origin) == (ref.width, ref.height, ref.scale, ref.origin)
+
+
+def test_crop_is_translation_invariant():
+    centred = sketch_edges(_drawing(4, size=(1000, 1000), offset=(250, 230)))
+    corner = sketch_edges(_drawing(4, size=(1000, 1000), offset=(-40, -50)))
+    assert (centred.width, centred.height, centred.scale) == (corner.width, corner.height, corner.scale)
+    for name in ("x", "y", "theta"):
+        np.testing.assert_array_equal(getattr(centred, name), getattr(corner, name))
+    assert centred.origin[0] - corner.origin[0] == 290 and centred.origin[1] - corner.origin[1] == 280
+
+
+@pytest.mark.parametrize("canvas,rect,thickness", [
+    (1200, (150, 300, 1050, 900), 3),  # shrinking: 900 px wide crop -> 400
+    (120, (20, 30, 100, 70), 1),  # enlarging: 80 px wide crop -> 400
+])
+def test_sketch_scale_and_origin_map_back(canvas, rect, thickness):
+    img = np.full((canvas, canvas), 255, np.uint8)
+    x0, y0, x1, y1 = rect
+    cv2.rectangle(img, (x0, y0), (x1, y1), 0, thickness)
+    em = sketch_edges(img)
+    cols, rows = _cols_rows(em)
+    ox = em.origin[0] + (cols + 0.5) / em.scale - 0.5
+    oy = em.origin[1] + (rows + 0.5) / em.scale - 0.5
+    d = np.minimum(np.minimum(np.abs(ox - x0), np.abs(ox - x1)), np.minimum(np.abs(oy - y0), np.abs(oy - y1)))
+    tol = max(1.0, 1.5 / em.scale)  # about a working pixel, in original pixels
+    assert np.median(d) <= tol and np.percentile(d, 99) <= 2 * tol
+    # the known corner (x0, y0) maps to the frame's top-left region
+    i = np.argmin(np.hypot(ox - x0, oy - y0))
+    assert np.hypot(ox[i] - x0, oy[i] - y0) <= 2 * tol
+
+
+def test_thin_strokes_survive_shrinking():
+    img = np.full((2000, 2000), 255, np.uint8)
+    cv2.circle(img, (1000, 1000), 800, 0, 1, cv2.LINE_8)  # one pixel wide, shrunk 4x
+    em = sketch_edges(img)
+    r = 400 / 1601 * 800
+    rad = np.hypot(em.x, em.y)
+    assert len(em) > 0.8 * 2 * np.pi * r * 0.9
+    assert np.abs(rad - r).max() < 2.0
+
+
+def test_sketch_orientation_follows_the_stroke():
+    img = np.full((500, 500), 255, np.uint8)
+    cv2.circle(img, (250, 250), 200, 0, 5, cv2.LINE_AA)
+    em = sketch_edges(img)
+    true = np.mod(np.arctan2(em.y, em.x) + np.pi / 2, np.pi)
+    err = _orient_diff(em.theta, true)
+    assert np.median(err) < np.radians(3) and np.percentile(err, 95) < np.radians(8)
+
+
+# ------------------------------------------------------------------ SYSU-Shapes (slow)
+
+
+@pytest.mark.slow
+def test_classical_beats_canny_on_sysu_outlines():
+    from engine.edge_quality import DEFAULT_SYSU_ROOT, evaluate_detector, load_sysu
+
+    if not DEFAULT_SYSU_ROOT.is_dir():
+        pytest.skip(f"SYSU-Shapes data not found at {DEFAULT_SYSU_ROOT}")
+    items = load_sysu(DEFAULT_SYSU_ROOT)[::10]  # ~42 images of both classes
+    assert len(items) >= 30
+    images: dict = {}
+    classical = evaluate_detector("classical", items=items, images=images)
+    canny = evaluate_detector("canny", items=items, images=images)
+    assert classical["n_images"] == canny["n_images"] == len(items)
+    assert classical["f"] > canny["f"] + 0.01, (classical, canny)
+    assert classical["ods_f"] > canny["ods_f"]

@@ -1,0 +1,153 @@
+"""Scoring over shifts, scales and mirrors: equal to brute force, finds true shifts, pipelines agree."""
+import numpy as np
+import pytest
+
+from engine.afm import FeatureLayout, database_descriptor, encode_query
+from engine.edges import EdgeMap
+from engine.search import QueryScorer, SearchOptions, rank
+from engine.settings import SketchSettings
+from engine.shifts import shift_descriptor, shift_values
+
+
+@pytest.fixture(scope="module")
+def layout():
+    return FeatureLayout.from_settings(SketchSettings())
+
+
+def polyline(corners, per_side):
+    """Points along a polyline, ``per_side`` per segment."""
+    return np.concatenate([np.linspace(a, b, per_side, endpoint=False)
+                           for a, b in zip(corners[:-1], corners[1:], strict=True)])
+
+
+def outline(kind: str, size: float = 200.0, n: int = 400):
+    """Points (x, y, theta) along a closed outline centred on the origin."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    if kind == "ellipse":
+        pts = np.c_[0.5 * size * np.cos(t), 0.3 * size * np.sin(t)]
+    elif kind == "L":  # an asymmetric L-shaped polygon
+        corners = np.array([[0, 0], [1, 0], [1, 0.35], [0.35, 0.35], [0.35, 1], [0, 1], [0, 0]]) - 0.4
+        pts = polyline(corners, n // 6)
+        pts = pts * size
+    elif kind == "triangle":
+        corners = np.array([[-0.5, 0.4], [0.5, 0.4], [-0.2, -0.5], [-0.5, 0.4]])
+        pts = polyline(corners, n // 3)
+        pts = pts * size
+    else:
+        raise ValueError(kind)
+    d = np.roll(pts, -1, axis=0) - np.roll(pts, 1, axis=0)
+    theta = np.mod(np.arctan2(d[:, 1], d[:, 0]), np.pi)
+    return pts[:, 0], pts[:, 1], theta
+
+
+def edge_map(x, y, theta, w=None, size=(400, 300)):
+    w = np.ones_like(x) if w is None else w
+    return EdgeMap(*(np.asarray(a, np.float32) for a in (x, y, theta, w)), width=size[0], height=size[1])
+
+
+def store(layout, maps):
+    descs = [database_descriptor(m, layout) for m in maps]
+    return np.stack([d.codes for d in descs]), np.stack([d.inv_norms for d in descs])
+
+
+def sketch(kind):
+    x, y, t = outline(kind, size=400)
+    return edge_map(x, y, t, size=(int(np.ptp(x)) + 1, int(np.ptp(y)) + 1))
+
+
+@pytest.mark.parametrize("dx, dy", [(40, -60), (-80, 20), (0, 0)])
+def test_shifted_copy_scores_its_maximum_at_the_true_shift(layout, dx, dy):
+    x, y, t = outline("L", size=400)
+    photo = edge_map(x + dx, y + dy, t)
+    codes, inv = store(layout, [photo])
+    scorer = QueryScorer(encode_query(sketch("L"), layout), layout)
+    (al,) = scorer.align(codes, inv)
+    assert (al.scale, al.mirrored, al.dx, al.dy) == (1.0, False, dx, dy)
+    assert al.score == pytest.approx(1.0, abs=0.02)
+
+
+def test_mirrored_copy_is_found_mirrored(layout):
+    x, y, t = outline("L", size=400)
+    photo = edge_map(-x, y, np.mod(np.pi - t, np.pi))
+    codes, inv = store(layout, [photo])
+    (al,) = QueryScorer(encode_query(sketch("L"), layout), layout).align(codes, inv)
+    assert al.mirrored and al.scale == 1.0 and al.score > 0.97
+    (plain,) = QueryScorer(encode_query(sketch("L"), layout), layout, mirror=False).align(codes, inv)
+    assert not plain.mirrored and plain.score < al.score - 0.05
+
+
+def test_smaller_shape_matches_a_smaller_query_scale(layout):
+    x, y, t = outline("L", size=400)
+    photo = edge_map(0.6 * x + 36, 0.6 * y - 24, t)
+    codes, inv = store(layout, [photo])
+    (al,) = QueryScorer(encode_query(sketch("L"), layout), layout).align(codes, inv)
+    assert al.scale == 0.6 and (al.dx, al.dy) == (36, -24)
+
+
+def brute_force_scores(layout, query, codes, inv, mirror=True):
+    """Max over every (scale, mirror, shift) of the cosine with the re-shifted query descriptor."""
+    canonical = np.empty(codes.shape, np.float64)
+    canonical[:, layout.storage_order] = codes
+    best = np.full(len(codes), -np.inf)
+    for k, s in enumerate(layout.settings.scales):
+        vals = shift_values(layout.settings, s)
+        diag = layout.kernel_diag(k)
+        for m in range(2 if mirror else 1):
+            q = query.desc[k, m]
+            qn = np.sqrt(q @ (diag * q))
+            shifted = np.stack([diag * shift_descriptor(q, a, b, layout) for a in vals for b in vals], axis=1)
+            best = np.maximum(best, (canonical @ shifted).max(axis=1) * inv[:, k, 0] / qn)
+    return best
+
+
+def random_photos(layout, n, seed):
+    rng = np.random.default_rng(seed)
+    kinds = ["ellipse", "L", "triangle"]
+    maps = []
+    for i in range(n):
+        x, y, t = outline(kinds[i % 3], size=rng.uniform(150, 380))
+        cx, cy = rng.uniform(-80, 80, 2)
+        clutter = rng.uniform(-200, 200, (2, 150))
+        maps.append(edge_map(np.r_[x + cx, clutter[0]], np.r_[y + cy, clutter[1]],
+                             np.r_[t, rng.uniform(0, np.pi, 150)], np.r_[np.ones(len(x)), rng.uniform(0.2, 1, 150)]))
+    return maps
+
+
+def test_score_2d_equals_brute_force(layout):
+    maps = random_photos(layout, 12, seed=0)
+    codes, inv = store(layout, maps)
+    query = encode_query(sketch("triangle"), layout)
+    scores = QueryScorer(query, layout).score_2d(codes, inv)
+    np.testing.assert_allclose(scores, brute_force_scores(layout, query, codes, inv), rtol=2e-5, atol=2e-5)
+    plain = QueryScorer(query, layout, mirror=False).score_2d(codes, inv)
+    np.testing.assert_allclose(plain, brute_force_scores(layout, query, codes, inv, mirror=False), atol=2e-5)
+
+
+def test_binary_approximation_is_a_lower_bound_and_close(layout):
+    maps = random_photos(layout, 30, seed=1)
+    codes, inv = store(layout, maps)
+    scorer = QueryScorer(encode_query(sketch("ellipse"), layout), layout)
+    exact = scorer.score_2d(codes, inv)
+    approx = scorer.score_2d(codes, inv, binary=True)
+    assert np.all(approx <= exact + 1e-5)
+    assert np.median(exact - approx) < 0.01
+
+
+@pytest.mark.parametrize("order", ["discriminative", "sum"])
+def test_fast_pipeline_agrees_with_exhaustive(layout, order):
+    maps = random_photos(layout, 60, seed=2)
+    codes, inv = store(layout, maps)
+    scorer = QueryScorer(encode_query(sketch("L"), layout), layout)
+    full = rank(scorer, codes, inv, SearchOptions(mode="exhaustive"), top_k=60)
+    fast = rank(scorer, codes, inv, SearchOptions(order=order, shortlist=20), top_k=10)
+    assert fast.n_exact == 10
+    assert set(fast.rows[:5]) <= set(full.rows[:10])
+    assert fast.rows[0] == full.rows[0]
+    np.testing.assert_allclose(fast.scores[:5], full.scores[:5], atol=1e-6)
+    assert [a.score for a in fast.alignments[:3]] == pytest.approx(list(fast.scores[:3]), abs=1e-5)
+
+
+def test_rank_on_empty_database(layout):
+    scorer = QueryScorer(encode_query(sketch("L"), layout), layout)
+    r = rank(scorer, np.zeros((0, 243), np.int8), np.zeros((0, 3, 3), np.float32), SearchOptions(), top_k=5)
+    assert len(r.rows) == 0 and r.alignments == ()

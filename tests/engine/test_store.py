@@ -1,0 +1,103 @@
+"""End to end through the index: shapes pasted at known places are found and boxed; re-indexing is incremental."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import IndexFormatError, IndexNotFound, QueryError
+from engine.indexer import index_folders
+from engine.search import SearchOptions
+from engine.settings import SketchSettings
+from engine.store import SketchIndex, read_settings
+
+from .synth import photo_with_shape, sketch_of
+
+# the method's query scales (1, 0.8, 0.6 of the photo's longer side) find shapes of about that size
+TRUE_BOX = {"arrow": (150, 70, 600, 400), "house": (40, 60, 380, 460), "ell": (200, 40, 580, 440),
+            "star": (100, 30, 500, 430)}
+
+
+def iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    for i, (shape, box) in enumerate(TRUE_BOX.items()):
+        cv2.imwrite(str(root / f"{shape}.jpg"), photo_with_shape(shape, box, seed=i)[..., ::-1])
+    for i in range(8):  # distractors: clutter, with each shape small in a corner
+        shape = list(TRUE_BOX)[i % 4]
+        img = photo_with_shape(shape, (40 + 10 * i, 40, 160 + 10 * i, 140), seed=100 + i)
+        cv2.imwrite(str(root / f"other_{i}.png"), img[..., ::-1])
+    db = tmp_path_factory.mktemp("db") / "index"
+    summary = index_folders([root], db, workers=1)
+    assert summary.indexed == 12 and not summary.skipped
+    return root, db
+
+
+@pytest.mark.parametrize("shape", list(TRUE_BOX))
+def test_pasted_shape_is_found_and_boxed(collection, tmp_path, shape):
+    root, db = collection
+    sketch = tmp_path / "sketch.png"
+    cv2.imwrite(str(sketch), sketch_of(shape))
+    for mode in ("fast", "exhaustive"):
+        hits = SketchIndex(db).search(sketch, top_k=3, options=SearchOptions(mode=mode))
+        assert os.path.basename(hits[0].path) == f"{shape}.jpg"
+        assert iou(hits[0].box, TRUE_BOX[shape]) >= 0.7, hits[0]
+        assert hits[0].score >= hits[1].score
+
+
+def test_reindex_is_incremental(collection, tmp_path):
+    root, db = collection
+    again = index_folders([root], db, workers=1)
+    assert (again.described, again.reused, again.removed) == (0, 12, 0)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    cv2.imwrite(str(extra / "new.png"), photo_with_shape("star", (10, 10, 200, 200), seed=9)[..., ::-1])
+    (extra / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    db2 = tmp_path / "db2"
+    s1 = index_folders([root, extra], db2, workers=1)
+    assert s1.indexed == 13 and [os.path.basename(p) for p, _ in s1.skipped] == ["broken.jpg"]
+    (extra / "new.png").unlink()
+    s2 = index_folders([root, extra], db2, workers=1)
+    assert (s2.indexed, s2.described, s2.removed) == (12, 0, 1)
+    assert len(SketchIndex(db2).skipped) == 1
+
+
+def test_parallel_index_equals_serial(collection, tmp_path):
+    root, db = collection
+    par = tmp_path / "par"
+    index_folders([root], par, workers=2)
+    a, b = SketchIndex(db), SketchIndex(par)
+    assert a.paths == b.paths
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.inv_norms, b.inv_norms)
+
+
+def test_errors_name_the_path(collection, tmp_path):
+    root, db = collection
+    with pytest.raises(IndexNotFound, match=str(tmp_path / "missing")):
+        SketchIndex(tmp_path / "missing")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IndexNotFound, match="not a sketchsearch index"):
+        SketchIndex(tmp_path / "folder")
+    with pytest.raises(QueryError, match="nothing.png"):
+        SketchIndex(db).search(tmp_path / "nothing.png")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((50, 50), 255, np.uint8))
+    with pytest.raises(QueryError, match="empty"):
+        SketchIndex(db).search(blank)
+    with pytest.raises(FileNotFoundError, match="no-such-folder"):
+        index_folders([tmp_path / "no-such-folder"], tmp_path / "x")
+
+
+def test_other_settings_are_refused(collection, tmp_path):
+    root, db = collection
+    assert read_settings(db) == SketchSettings()
+    with pytest.raises(IndexFormatError, match="other settings"):
+        index_folders([root], db, settings=SketchSettings.preset("quality"))
