@@ -80,9 +80,9 @@ def run_queries(sketches: list[EdgeMap], coll: Collection, layout: FeatureLayout
     t0 = time.perf_counter()
     for q, sk in enumerate(sketches):
         scorer = QueryScorer(encode_query(sk, layout), layout, mirror=options.mirror)
-        r = rank(scorer, coll.codes, coll.inv_norms, options, top_k=n)
+        r = rank(scorer, coll.codes, coll.inv_norms, options, top_k=n, n_align=20)
         scores[q, r.rows] = np.arange(n, 0, -1)
-        keep = [j for j in range(len(r.rows)) if exclude is None or not exclude[q, r.rows[j]]][:10]
+        keep = [j for j in range(len(r.alignments)) if exclude is None or not exclude[q, r.rows[j]]][:10]
         for i, j in enumerate(keep):
             row, al = int(r.rows[j]), r.alignments[j]
             top_rows[q, i] = row

@@ -98,7 +98,7 @@ class Ranking:
 
     ``scores[:n_exact]`` are 2-D similarities (max over shifts, scales, mirrors); rows after them were
     not re-ranked and carry their 1-D projection score, which only orders them among themselves.
-    ``alignments`` covers the first ``min(len(rows), MAX_ALIGN)`` rows.
+    ``alignments`` covers the first ``n_align`` rows (see ``rank``).
     """
 
     rows: np.ndarray  # (k,) int64
@@ -166,7 +166,8 @@ class QueryScorer:
                     "y": self._tensor(np.concatenate(q1["y"], axis=1))}
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
+        # numpy casts; torch.as_tensor(..., dtype=float32) of a float64 array is far slower on CPU
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
 
     def _codes(self, codes: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(_writable(codes)).to(self.device).to(torch.float32)
@@ -304,7 +305,7 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options: SearchOptions,
-         *, top_k: int, timings: dict[str, float] | None = None) -> Ranking:
+         *, top_k: int, n_align: int | None = None, timings: dict[str, float] | None = None) -> Ranking:
     """Rank stored descriptors for a prepared query and align the top ``top_k``.
 
     Parameters
@@ -316,6 +317,8 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
     top_k : int
         Number of results returned (images beyond the shortlist are ranked by their projection score,
         after every shortlisted image).
+    n_align : int, optional
+        Number of leading results that get an alignment (default ``min(top_k, MAX_ALIGN)``).
     timings : dict, optional
         Filled with the seconds spent per stage (for the benchmark's profile).
 
@@ -368,7 +371,7 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
         rows = np.concatenate([short[order], pre[s:]])[:top_k]
         ranked_scores = np.concatenate([fine[order], coarse[s:]])[:top_k]
         n_exact = min(s, len(rows))
-    head = rows[: min(len(rows), MAX_ALIGN)]
+    head = rows[: min(len(rows), MAX_ALIGN if n_align is None else n_align)]
     alignments = []
     for start in range(0, len(head), 256):
         block = np.asarray(head[start:start + 256])

@@ -59,7 +59,7 @@ def shift_descriptor(v: np.ndarray, dx: float, dy: float, layout: FeatureLayout)
     """Descriptor (canonical, (D,)) of the same points moved by ``(dx, dy)``, by rotating its phases."""
     t = v.reshape(layout.dims)
     rx, ry = rotation(layout.freqs_xy, dx), rotation(layout.freqs_xy, dy)
-    return np.einsum("ab,cd,bde->ace", rx, ry, t).ravel()
+    return np.einsum("ab,cd,bde->ace", rx, ry, t, optimize=True).ravel()
 
 
 def poly_matrix(q: np.ndarray, layout: FeatureLayout) -> np.ndarray:
@@ -68,14 +68,14 @@ def poly_matrix(q: np.ndarray, layout: FeatureLayout) -> np.ndarray:
     ``P @ W @ kron(t(dx), t(dy))`` equals ``P . shift_descriptor(q, dx, dy)``.
     """
     b = rotation_basis(len(layout.freqs_xy))
-    w = np.einsum("jab,lcd,bde->acejl", b, b, q.reshape(layout.dims))
+    w = np.einsum("jab,lcd,bde->acejl", b, b, q.reshape(layout.dims), optimize=True)
     return w.reshape(q.size, -1)
 
 
 def poly_matrix_1d(q: np.ndarray, layout: FeatureLayout) -> np.ndarray:
     """Coefficient matrix (Dx * Dphi, Dx) of a 1-D projection (ordered (a, c)) of a weighted query."""
     b = rotation_basis(len(layout.freqs_xy))
-    w = np.einsum("jab,bc->acj", b, q.reshape(layout.dims[0], layout.dims[2]))
+    w = np.einsum("jab,bc->acj", b, q.reshape(layout.dims[0], layout.dims[2]), optimize=True)
     return w.reshape(q.size, -1)
 
 

@@ -1,0 +1,81 @@
+"""The command line contract: index, search --json fields, info, and one-line errors."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.cli import main
+
+from .synth import photo_with_shape, sketch_of
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-photos")
+    cv2.imwrite(str(root / "house.jpg"), photo_with_shape("house", (40, 60, 380, 460), seed=1)[..., ::-1])
+    cv2.imwrite(str(root / "star.png"), photo_with_shape("star", (100, 30, 500, 430), seed=2)[..., ::-1])
+    (root / "sub").mkdir()
+    cv2.imwrite(str(root / "sub" / "ell.webp"), photo_with_shape("ell", (200, 40, 580, 440), seed=3)[..., ::-1])
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def db(photos, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli-db") / "index"
+    assert main(["index", str(photos), "--db", str(path), "--workers", "1", "-q"]) == 0
+    return path
+
+
+def test_search_json_contract(db, tmp_path, capsys):
+    sketch = tmp_path / "s.png"
+    cv2.imwrite(str(sketch), sketch_of("star"))
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--sketch", str(sketch), "--top", "2", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    hits = [json.loads(line) for line in lines]
+    assert set(hits[0]) >= {"rank", "path", "score", "box", "scale", "mirrored"}
+    assert hits[0]["rank"] == 1 and hits[0]["path"].endswith("star.png")
+    assert len(hits[0]["box"]) == 4 and hits[0]["scale"] in (1.0, 0.8, 0.6)
+    assert isinstance(hits[0]["mirrored"], bool) and hits[0]["score"] >= hits[1]["score"]
+
+
+def test_search_table_and_modes(db, tmp_path, capsys):
+    sketch = tmp_path / "s.png"
+    cv2.imwrite(str(sketch), sketch_of("ell"))
+    for extra in ([], ["--mode", "exhaustive"], ["--order", "sum", "--binary", "--no-mirror"]):
+        assert main(["search", "--db", str(db), "--sketch", str(sketch), *extra]) == 0
+        out = capsys.readouterr().out
+        assert "ell.webp" in out.splitlines()[2]
+
+
+def test_info_lists_skipped_files(db, capsys):
+    assert main(["info", "--db", str(db), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["images"] == 3 and info["descriptor_dim"] == 243 and info["bytes_per_image"] <= 300
+    assert [s["path"].rsplit("/", 1)[-1] for s in info["skipped_files"]] == ["empty.jpg"]
+    assert main(["info", "--db", str(db)]) == 0
+    assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--db", "{tmp}/missing", "--sketch", "{tmp}/s.png"], "no such index"),
+    (["search", "--db", "{db}", "--sketch", "{tmp}/nothing.png"], "nothing.png"),
+    (["search", "--db", "{db}", "--sketch", "{tmp}/blank.png"], "empty"),
+    (["search", "--db", "{empty}", "--sketch", "{tmp}/s.png"], "index is empty"),
+    (["index", "{tmp}/no-folder", "--db", "{tmp}/x", "-q"], "no-folder"),
+    (["info", "--db", "{tmp}"], "not a sketchsearch index"),
+])
+def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
+    cv2.imwrite(str(tmp_path / "s.png"), sketch_of("house"))
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((40, 40), 255, np.uint8))
+    (tmp_path / "nophotos").mkdir()
+    main(["index", str(tmp_path / "nophotos"), "--db", str(tmp_path / "emptydb"), "-q"])
+    capsys.readouterr()
+    fill = {"tmp": str(tmp_path), "db": str(db), "empty": str(tmp_path / "emptydb")}
+    assert main([a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sketchsearch: error:") and message in err and "\n" not in err
