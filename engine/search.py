@@ -21,8 +21,10 @@ from .shifts import grid_terms, poly_matrix, poly_matrix_1d, shift_values, trig_
 
 log = logging.getLogger(__name__)
 
-#: rows of the database scored per matrix product (the 2-D product makes ~1,500 scores per row)
+#: rows of the database scored per matrix product (the 2-D product makes ~1,500 scores per row,
+#: the 1-D one ~100)
 CHUNK = 4096
+CHUNK_1D = 32768
 #: results that get an alignment (box)
 MAX_ALIGN = 1000
 
@@ -160,10 +162,12 @@ class QueryScorer:
             self.segments1.append(_segment(self.segments1, len(self.mirrors) * len(g)))
         self._w2 = self._tensor(np.concatenate(w2, axis=1))  # (D, scales * mirrors * Dx^2) coefficients
         self._t2 = [self._tensor(grid_terms(layout.freqs_xy, g)) for g in self.values]
-        self._q2 = self._tensor(np.concatenate(q2, axis=1))  # (D, scales * mirrors * shifts)
+        # transposed, (scales * mirrors * shifts, D): scores come out (shifts, n), so the max over a scale's
+        # shifts reduces over contiguous rows
+        self._q2t = self._tensor(np.concatenate(q2, axis=1).T)
         # the x projection lives in the first Dx * Dphi stored columns; the y projection needs n_proj
-        self._q1 = {"x": self._tensor(np.concatenate(q1["x"], axis=1)[: len(layout.x_columns)]),
-                    "y": self._tensor(np.concatenate(q1["y"], axis=1))}
+        self._q1t = {"x": self._tensor(np.concatenate(q1["x"], axis=1)[: len(layout.x_columns)].T),
+                     "y": self._tensor(np.concatenate(q1["y"], axis=1).T)}
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         # numpy casts; torch.as_tensor(..., dtype=float32) of a float64 array is far slower on CPU
@@ -199,9 +203,9 @@ class QueryScorer:
                 s = self._refine_binary(coef[:, k], t, len(self.values[k]))
                 best = torch.maximum(best, s * inv[:, k, 0])
         else:
-            s = x @ self._q2
+            s = self._q2t @ x.T
             for k, (a, b) in enumerate(self.segments2):
-                best = torch.maximum(best, s[:, a:b].amax(dim=1) * inv[:, k, 0])
+                best = torch.maximum(best, s[a:b].amax(dim=0) * inv[:, k, 0])
         return best.cpu().numpy()
 
     def _refine_binary(self, ck: torch.Tensor, t: torch.Tensor, g: int) -> torch.Tensor:
@@ -220,7 +224,7 @@ class QueryScorer:
         """Best (score, scale, mirror, shift) of each image of a (small) block."""
         x = self._codes(codes)
         inv = self._inv(inv_norms)
-        s = x @ self._q2
+        s = x @ self._q2t.T
         n = x.shape[0]
         best = torch.full((n,), -torch.inf, device=self.device)
         info = torch.zeros((n, 2), dtype=torch.long, device=self.device)
@@ -243,14 +247,14 @@ class QueryScorer:
 
         ``codes`` may hold just the first ``n_proj`` stored columns.
         """
-        q = self._q1[axis]
-        x = self._codes(codes[:, : q.shape[0]])
+        q = self._q1t[axis]
+        x = self._codes(codes[:, : q.shape[1]])
         inv = self._inv(inv_norms)
         col = 1 if axis == "x" else 2
-        s = x @ q
+        s = q @ x.T
         best = torch.full((x.shape[0],), -torch.inf, device=self.device)
         for k, (a, b) in enumerate(self.segments1):
-            best = torch.maximum(best, s[:, a:b].amax(dim=1) * inv[:, k, col])
+            best = torch.maximum(best, s[a:b].amax(dim=0) * inv[:, k, col])
         return best.cpu().numpy()
 
 
@@ -266,12 +270,12 @@ def _segment(previous: list[tuple[int, int]], size: int) -> tuple[int, int]:
 
 
 def _chunked(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], codes: np.ndarray,
-             inv_norms: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+             inv_norms: np.ndarray, rows: np.ndarray | None = None, *, chunk: int = CHUNK) -> np.ndarray:
     """Apply a block scorer over all rows (or the given rows) in chunks."""
     n = codes.shape[0] if rows is None else len(rows)
     out = np.empty(n, np.float32)
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
         if rows is None:
             out[start:stop] = fn(codes[start:stop], inv_norms[start:stop])
         else:
@@ -346,18 +350,19 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
         proj = codes[:, : scorer.n_proj]
         if options.order == "sum":
             first = _chunked(lambda c, i: scorer.score_1d(c, i, "x") + scorer.score_1d(c, i, "y"),
-                             proj, inv_norms)
+                             proj, inv_norms, chunk=CHUNK_1D)
             clock("1d_both")
             pre = _top(first, max(s, top_k))
             coarse = first[pre]
         else:
             axes = ("x", "y") if scorer.spread[0] >= scorer.spread[1] else ("y", "x")
-            first = _chunked(lambda c, i: scorer.score_1d(c, i, axes[0]), proj, inv_norms)
+            first = _chunked(lambda c, i: scorer.score_1d(c, i, axes[0]), proj, inv_norms, chunk=CHUNK_1D)
             clock("1d_first")
             pre = _top(first, max(3 * s, top_k))
             head = pre[: min(n, 3 * s)]
             clock("select")
-            second = _chunked(lambda c, i: scorer.score_1d(c, i, axes[1]), proj, inv_norms, head)
+            second = _chunked(lambda c, i: scorer.score_1d(c, i, axes[1]), proj, inv_norms, head,
+                              chunk=CHUNK_1D)
             clock("1d_second")
             both = first[head] + second
             order = np.argsort(-both, kind="stable")
