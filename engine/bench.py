@@ -18,7 +18,7 @@ import torch
 
 from .afm import FeatureLayout, encode_query
 from .edges import EdgeMap
-from .search import QueryScorer, SearchOptions, rank
+from .search import QueryScorer, SearchOptions, pick_device, rank
 from .settings import SketchSettings
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,10 @@ def bench_speed(*, quick: bool = False, device: str | None = None) -> dict:
     layout = FeatureLayout.from_settings(settings)
     sizes = (2_000, 10_000) if quick else (10_000, 100_000, 1_000_000)
     exhaustive_max = 10_000 if quick else 100_000
-    scorer = QueryScorer(encode_query(synthetic_sketch(), layout), layout,
-                         device=torch.device(device) if device else None)
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        exhaustive_max = sizes[-1]
+    scorer = QueryScorer(encode_query(synthetic_sketch(), layout), layout, device=dev)
     rows = []
     for n in sizes:
         codes, inv = synthetic_database(layout, n)
@@ -133,7 +135,7 @@ def bench_speed(*, quick: bool = False, device: str | None = None) -> dict:
                          else n, "seconds": round(seconds, 4), "stages": stages})
         del codes, inv
     bytes_per_image = settings.dim + len(settings.scales) * 3 * 4
-    return {"queries": rows, "bytes_per_image": bytes_per_image,
+    return {"device": str(dev), "queries": rows, "bytes_per_image": bytes_per_image,
             "targets": {"100k_fast_s": 0.1, "1M_fast_s": 0.5, "bytes_per_image": 300}}
 
 
@@ -180,9 +182,10 @@ def main(args) -> int:
         for note in q.get("skipped", []):
             print(f"quality: skipped: {note}", flush=True)
     if "speed" in parts:
-        sp = bench_speed(quick=args.quick)
+        sp = bench_speed(quick=args.quick, device=args.device)
         results["speed"] = sp
-        out.append(table("Sketch query latency on synthetic descriptors (seconds, median)", sp["queries"],
+        out.append(table(f"Sketch query latency on synthetic descriptors ({sp['device']}; seconds, median)",
+                         sp["queries"],
                          ["images", "pipeline", "shortlist", "seconds", "stages"]))
         print(out[-1], flush=True)
         print(f"bytes per image: {sp['bytes_per_image']} (target <= 300)\n", flush=True)

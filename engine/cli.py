@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")
+    p.add_argument("--device", default=None, help="torch device for the speed benchmark (default: auto)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="index the bundled demo photos and search them with the demo sketches")

@@ -73,10 +73,10 @@ _worker_layout: FeatureLayout | None = None
 
 def _init_worker(settings_json: str, single_thread: bool = True) -> None:
     global _worker_layout
-    if single_thread:  # worker processes share the cores: one BLAS / torch thread each
-        import torch
+    if single_thread:  # worker processes share the cores: one OpenCV thread each
+        import cv2
 
-        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
     _worker_layout = FeatureLayout.from_settings(SketchSettings.from_json(settings_json))
 
 

@@ -26,7 +26,6 @@ from .afm import FeatureLayout, encode_query
 from .edges import EdgeMap, sketch_edges
 from .errors import IndexFormatError, IndexNotFound, QueryError
 from .imageio import ImageError, load_image
-from .search import QueryScorer, SearchOptions, pick_device, rank
 from .settings import FORMAT_VERSION, SketchSettings
 
 CATALOG = "catalog.sqlite3"
@@ -218,7 +217,7 @@ class SketchIndex:
         except ValueError as e:
             raise QueryError(str(e)) from None
 
-    def search(self, sketch, *, top_k: int = 20, options: SearchOptions | None = None) -> list[Hit]:
+    def search(self, sketch, *, top_k: int = 20, options=None) -> list[Hit]:
         """Photos that contain the sketched shape, best first, each with its box.
 
         Parameters
@@ -231,6 +230,8 @@ class SketchIndex:
         -------
         list of Hit (at most ``top_k``, fewer when the index is smaller)
         """
+        from .search import QueryScorer, SearchOptions, pick_device, rank  # torch: only where searches run
+
         options = options or SearchOptions()
         edges = self.sketch_query(sketch)
         scorer = QueryScorer(encode_query(edges, self.layout), self.layout, mirror=options.mirror,

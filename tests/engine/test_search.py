@@ -1,6 +1,7 @@
 """Scoring over shifts, scales and mirrors: equal to brute force, finds true shifts, pipelines agree."""
 import numpy as np
 import pytest
+import torch
 
 from engine.afm import FeatureLayout, database_descriptor, encode_query
 from engine.edges import EdgeMap
@@ -151,3 +152,18 @@ def test_rank_on_empty_database(layout):
     scorer = QueryScorer(encode_query(sketch("L"), layout), layout)
     r = rank(scorer, np.zeros((0, 243), np.int8), np.zeros((0, 3, 3), np.float32), SearchOptions(), top_k=5)
     assert len(r.rows) == 0 and r.alignments == ()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_scores_equal_cpu_scores(layout):
+    maps = random_photos(layout, 40, seed=3)
+    codes, inv = store(layout, maps)
+    query = encode_query(sketch("L"), layout)
+    cpu = QueryScorer(query, layout, device=torch.device("cpu"))
+    gpu = QueryScorer(query, layout, device=torch.device("cuda"))
+    np.testing.assert_allclose(gpu.score_2d(codes, inv), cpu.score_2d(codes, inv), atol=1e-4)
+    for axis in ("x", "y"):
+        np.testing.assert_allclose(gpu.score_1d(codes, inv, axis), cpu.score_1d(codes, inv, axis), atol=1e-4)
+    a = rank(cpu, codes, inv, SearchOptions(shortlist=10), top_k=5)
+    b = rank(gpu, codes, inv, SearchOptions(shortlist=10), top_k=5)
+    assert list(a.rows) == list(b.rows)

@@ -101,3 +101,15 @@ def test_other_settings_are_refused(collection, tmp_path):
     assert read_settings(db) == SketchSettings()
     with pytest.raises(IndexFormatError, match="other settings"):
         index_folders([root], db, settings=SketchSettings.preset("quality"))
+
+
+def test_quality_preset_605d(collection, tmp_path):
+    root, _ = collection
+    db = tmp_path / "q"
+    index_folders([root], db, settings=SketchSettings.preset("quality"), workers=1)
+    index = SketchIndex(db)
+    assert index.codes.shape == (12, 605) and index.info()["bytes_per_image"] == 605 + 36
+    sketch = tmp_path / "sketch.png"
+    cv2.imwrite(str(sketch), sketch_of("house"))
+    hit = index.search(sketch, top_k=1)[0]
+    assert os.path.basename(hit.path) == "house.jpg" and iou(hit.box, TRUE_BOX["house"]) >= 0.7
