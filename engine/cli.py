@@ -26,8 +26,9 @@ def _default_db() -> Path:
 def _add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("fast", "exhaustive"), default="fast",
                    help="fast: 1-D projection shortlist then 2-D re-rank (default); exhaustive: 2-D on all")
-    p.add_argument("--order", choices=("discriminative", "sum"), default="discriminative",
-                   help="shortlist order of the fast mode")
+    p.add_argument("--order", choices=("auto", "coarse", "sum", "discriminative"), default="auto",
+                   help="shortlist of the fast mode: coarse 2-D grid, 1-D projections S_x + S_y, or the "
+                        "discriminative projection first; auto (default): coarse up to 50,000 photos, sum above")
     p.add_argument("--shortlist", type=int, default=None, metavar="S",
                    help="images re-ranked in 2-D (default: max(1000, 2%% of the index))")
     p.add_argument("--binary", action="store_true", help="binarised polynomial to find each shift")

@@ -86,6 +86,14 @@ def shift_values(settings: SketchSettings, scale: float) -> np.ndarray:
     return step * np.arange(-n, n + 1, dtype=np.float64)
 
 
+def coarse_shift_values(settings: SketchSettings, scale: float) -> np.ndarray:
+    """Coarse 1-D shifts (g,) for a shortlist: the same range as ``shift_values``, a fixed step of
+    ``2 * shift_step`` working pixels (5 x 5 shifts at scales 1 and 0.8, 7 x 7 at 0.6 by default)."""
+    step = 2.0 * settings.shift_step
+    n = int(np.floor(settings.max_shift / scale / step + 1e-9))
+    return step * np.arange(-n, n + 1, dtype=np.float64)
+
+
 def grid_terms(freqs: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Terms (Dx * Dy, g * g) of the 2-D grid ``values x values``.
 

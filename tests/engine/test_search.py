@@ -134,7 +134,7 @@ def test_binary_approximation_is_a_lower_bound_and_close(layout):
     assert np.median(exact - approx) < 0.01
 
 
-@pytest.mark.parametrize("order", ["discriminative", "sum"])
+@pytest.mark.parametrize("order", ["discriminative", "sum", "coarse", "auto"])
 def test_fast_pipeline_agrees_with_exhaustive(layout, order):
     maps = random_photos(layout, 60, seed=2)
     codes, inv = store(layout, maps)
@@ -167,3 +167,11 @@ def test_cuda_scores_equal_cpu_scores(layout):
     a = rank(cpu, codes, inv, SearchOptions(shortlist=10), top_k=5)
     b = rank(gpu, codes, inv, SearchOptions(shortlist=10), top_k=5)
     assert list(a.rows) == list(b.rows)
+
+
+def test_auto_order_picks_by_collection_size():
+    opts = SearchOptions(coarse_max=100)
+    assert opts.shortlist_order(100) == "coarse" and opts.shortlist_order(101) == "sum"
+    assert SearchOptions(order="discriminative").shortlist_order(10) == "discriminative"
+    with pytest.raises(ValueError, match="unknown shortlist order"):
+        SearchOptions(order="best")
