@@ -124,8 +124,12 @@ def bench_speed(*, quick: bool = False, device: str | None = None) -> dict:
     rows = []
     for n in sizes:
         codes, inv = synthetic_database(layout, n)
-        variants = [("fast (discriminative)", SearchOptions()), ("fast (S_x + S_y)", SearchOptions(order="sum")),
-                    ("fast + binary", SearchOptions(binary=True))]
+        auto = SearchOptions()
+        variants = [(f"fast, default ({auto.shortlist_order(n)})", auto),
+                    ("fast (coarse 2-D)", SearchOptions(order="coarse")),
+                    ("fast (S_x + S_y)", SearchOptions(order="sum")),
+                    ("fast (discriminative)", SearchOptions(order="discriminative")),
+                    ("fast (S_x + S_y) + binary", SearchOptions(order="sum", binary=True))]
         if n <= exhaustive_max:
             variants.append(("exhaustive", SearchOptions(mode="exhaustive")))
         for name, opt in variants:

@@ -172,8 +172,22 @@ def _run_jobs(paths: list[str], settings: SketchSettings, workers: int | None) -
         yield from map(_describe_job, paths)
         return
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(settings.to_json(),)) as pool:
+    # one BLAS / OpenMP thread per worker: the workers already use every core, more threads only contend
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
+    try:
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings.to_json(),))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with pool:
         yield from pool.imap(_describe_job, paths, chunksize=4)
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 __all__ = ["IndexSummary", "SketchSearchError", "describe_photo", "index_folders", "scan"]
