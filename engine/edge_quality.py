@@ -23,7 +23,6 @@ and a few variants.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import scipy.io
 
 from .edges import EdgeMap, get_detector, photo_edges, render_edges
+from .evaluation import data_root
 from .imageio import ImageError, load_image
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Where the evaluation data usually is (see /work/shared/data/README.md); override by argument.
-DEFAULT_SYSU_ROOT = Path(os.environ.get("SKETCHSEARCH_DATA", "/work/shared/data")) / "sysu-shapes"
+DEFAULT_SYSU_ROOT = data_root() / "sysu-shapes"
 
 #: Strength thresholds of the sweep (the method's operating point 0.2 is among them).
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.05, 1.0, 0.05))
