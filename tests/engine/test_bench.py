@@ -1,0 +1,41 @@
+"""`sketchsearch bench` runs end to end and writes what it printed (quick sizes)."""
+import json
+
+import pytest
+
+from engine.cli import main
+from engine.evaluation import DatasetMissing, data_root, load_sketchy
+
+
+def test_bench_kernels_and_speed(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "kernels", "--only", "speed", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["machine"]["cores"] >= 1
+    joint = {(r["n_freq"], r["sigma"]): r for r in res["kernels"]}
+    assert all(r["joint_max_err"] < r["harmonic_max_err"] for r in joint.values())
+    assert res["speed"]["bytes_per_image"] <= 300
+    assert {r["images"] for r in res["speed"]["queries"]} == {2000, 10000}
+    assert "Sketch query latency" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_quality_quick_beats_baselines(tmp_path):
+    try:
+        load_sketchy(data_root())
+    except DatasetMissing as e:
+        pytest.skip(str(e))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "quality", "--only", "edges", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    tables = res["quality"]["tables"]
+    sketchy = {r["method"]: r for r in next(t for k, t in tables.items() if k.startswith("Sketchy"))}
+    assert sketchy["AFM exhaustive"]["mAP"] > sketchy["HOG (sketch vs photo edge map)"]["mAP"]
+    assert sketchy["AFM exhaustive"]["mAP"] > 2 * sketchy["random"]["mAP"]
+    sysu = {r["method"]: r for r in next(t for k, t in tables.items() if "category mAP" in k)}
+    assert sysu["AFM exhaustive"]["mAP"] > sysu["HOG (sketch vs photo edge map)"]["mAP"]
+    boxes = {r["boxes"]: r for r in next(t for k, t in tables.items() if "IoU" in k)}
+    assert boxes["AFM exhaustive"]["IoU>=0.5"] > boxes["whole image"]["IoU>=0.5"]
+    assert boxes["AFM exhaustive"]["IoU>=0.5"] > boxes["sliding-window HOG"]["IoU>=0.5"]
+    edges = {r["detector"]: r for r in res["edges"]}
+    assert edges["classical"]["F"] > edges["canny"]["F"]
