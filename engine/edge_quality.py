@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 import scipy.io
 
+from .datasets import data_root
 from .edges import EdgeMap, get_detector, photo_edges, render_edges
-from .evaluation import data_root
 from .imageio import ImageError, load_image
 
 __all__ = [

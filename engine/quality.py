@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluation as ev
+from . import baselines as bl
+from . import datasets as ds
+from . import metrics as mt
 from .afm import FeatureLayout, encode_query
 from .edges import EdgeMap, photo_edges, sketch_edges
 from .imageio import load_image, to_rgb
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def data_root(data: str | os.PathLike | None = None) -> Path | None:
     """The evaluation data folder, or None when it does not exist."""
-    root = Path(data) if data else ev.data_root()
+    root = Path(data) if data else ds.data_root()
     return root if root.is_dir() else None
 
 
@@ -95,7 +97,7 @@ def _hog_photo_images(paths: list[Path], settings: SketchSettings) -> list[np.nd
     out = []
     for p in paths:
         img = load_image(p, max_side=settings.max_side).pixels
-        out.append(ev.render_edge_map(photo_edges(img, detector=settings.detector, max_side=settings.max_side,
+        out.append(bl.render_edge_map(photo_edges(img, detector=settings.detector, max_side=settings.max_side,
                                                   min_strength=settings.min_strength)))
     return out
 
@@ -121,7 +123,7 @@ QUALITY_PRESET = SketchSettings.preset("quality")
 
 def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) -> list[dict]:
     """Sketchy: category mAP, P@20, instance R@1/R@10 for AFM variants and the baselines."""
-    data = ev.load_sketchy(root)
+    data = ds.load_sketchy(root)
     q_idx = np.arange(len(data.query_paths))
     if quick:
         q_idx = q_idx[:: max(1, len(q_idx) // 40)]
@@ -134,9 +136,9 @@ def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) 
     rows = []
 
     def metrics(name, s, seconds=None):
-        rows.append({"method": name, "mAP": ev.mean_average_precision(s, relevant),
-                     "P@20": ev.precision_at_k(s, relevant, 20), "R@1": ev.recall_at_k(s, target, 1),
-                     "R@10": ev.recall_at_k(s, target, 10),
+        rows.append({"method": name, "mAP": mt.mean_average_precision(s, relevant),
+                     "P@20": mt.precision_at_k(s, relevant, 20), "R@1": mt.recall_at_k(s, target, 1),
+                     "R@10": mt.recall_at_k(s, target, 10),
                      "ms/query": round(1000 * seconds, 1) if seconds is not None else ""})
 
     for name, opt in _sketch_variants(quick):
@@ -146,10 +148,10 @@ def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) 
         big = FeatureLayout.from_settings(QUALITY_PRESET)
         res = run_queries(sketches, describe(data.photo_paths, QUALITY_PRESET), big, SearchOptions(mode="exhaustive"))
         metrics(f"AFM exhaustive, {QUALITY_PRESET.dim}-D (6,3)", res.scores, res.seconds_per_query)
-    metrics("random", ev.random_baseline_scores(len(q_idx), len(data.photo_paths)))
+    metrics("random", mt.random_baseline_scores(len(q_idx), len(data.photo_paths)))
     photo_imgs = _hog_photo_images(data.photo_paths, settings)
     metrics("HOG (sketch vs photo edge map)",
-            ev.hog_scores([ev.sketch_edge_image(img) for img in sketches_img], photo_imgs))
+            bl.hog_scores([bl.sketch_edge_image(img) for img in sketches_img], photo_imgs))
     for r in rows:
         r["photos"], r["queries"] = len(data.photo_paths), len(q_idx)
     log.info("sketchy: %d photos described in %.1f s", len(data.photo_paths), coll.seconds)
@@ -158,9 +160,9 @@ def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) 
 
 def bench_sysu(root: Path, settings: SketchSettings, *, quick: bool = False) -> tuple[list[dict], list[dict]]:
     """SYSU-Shapes: category mAP per method, and box IoU >= 0.5 rates on AFM's top-10 hits."""
-    data = ev.load_sysu(root)
-    queries = ev.sysu_queries(data, per_class=30 if quick else None)
-    relevant, exclude = ev.sysu_ground_truth(data, queries)
+    data = ds.load_sysu(root)
+    queries = ds.sysu_queries(data, per_class=30 if quick else None)
+    relevant, exclude = ds.sysu_ground_truth(data, queries)
     layout = FeatureLayout.from_settings(settings)
     coll = describe(data.image_paths, settings)
     sketches = [sketch_edges(q.image, max_side=settings.max_side) for q in queries]
@@ -169,29 +171,29 @@ def bench_sysu(root: Path, settings: SketchSettings, *, quick: bool = False) -> 
     for name, opt in _sketch_variants(quick):
         res = run_queries(sketches, coll, layout, opt, exclude=exclude)
         main = main or res
-        map_rows.append({"method": name, "mAP": ev.mean_average_precision(res.scores, relevant, exclude=exclude),
-                         "P@10": ev.precision_at_k(res.scores, relevant, 10, exclude=exclude),
+        map_rows.append({"method": name, "mAP": mt.mean_average_precision(res.scores, relevant, exclude=exclude),
+                         "P@10": mt.precision_at_k(res.scores, relevant, 10, exclude=exclude),
                          "ms/query": round(1000 * res.seconds_per_query, 1)})
         box_rows.append({"boxes": name, "hits": "own top-10",
-                         "IoU>=0.5": ev.localization_rate(res.top_rows, res.top_boxes, data.boxes, relevant)})
+                         "IoU>=0.5": mt.localization_rate(res.top_rows, res.top_boxes, data.boxes, relevant)})
     if not quick:
         big = FeatureLayout.from_settings(QUALITY_PRESET)
         res = run_queries(sketches, describe(data.image_paths, QUALITY_PRESET), big, SearchOptions(mode="exhaustive"),
                           exclude=exclude)
         name = f"AFM exhaustive, {QUALITY_PRESET.dim}-D (6,3)"
-        map_rows.append({"method": name, "mAP": ev.mean_average_precision(res.scores, relevant, exclude=exclude),
-                         "P@10": ev.precision_at_k(res.scores, relevant, 10, exclude=exclude),
+        map_rows.append({"method": name, "mAP": mt.mean_average_precision(res.scores, relevant, exclude=exclude),
+                         "P@10": mt.precision_at_k(res.scores, relevant, 10, exclude=exclude),
                          "ms/query": round(1000 * res.seconds_per_query, 1)})
         box_rows.append({"boxes": name, "hits": "own top-10",
-                         "IoU>=0.5": ev.localization_rate(res.top_rows, res.top_boxes, data.boxes, relevant)})
-    map_rows.append({"method": "random", "mAP": ev.mean_average_precision(
-        ev.random_baseline_scores(len(queries), len(data.image_paths)), relevant, exclude=exclude)})
+                         "IoU>=0.5": mt.localization_rate(res.top_rows, res.top_boxes, data.boxes, relevant)})
+    map_rows.append({"method": "random", "mAP": mt.mean_average_precision(
+        mt.random_baseline_scores(len(queries), len(data.image_paths)), relevant, exclude=exclude)})
     photo_imgs = _hog_photo_images(data.image_paths, settings)
-    query_imgs = [ev.sketch_edge_image(to_rgb(q.image)) for q in queries]
-    hog = ev.hog_scores(query_imgs, photo_imgs)
+    query_imgs = [bl.sketch_edge_image(to_rgb(q.image)) for q in queries]
+    hog = bl.hog_scores(query_imgs, photo_imgs)
     map_rows.append({"method": "HOG (sketch vs photo edge map)",
-                     "mAP": ev.mean_average_precision(hog, relevant, exclude=exclude),
-                     "P@10": ev.precision_at_k(hog, relevant, 10, exclude=exclude)})
+                     "mAP": mt.mean_average_precision(hog, relevant, exclude=exclude),
+                     "P@10": mt.precision_at_k(hog, relevant, 10, exclude=exclude)})
     # boxes of the baselines on the very hits of the main AFM run
     whole = np.zeros_like(main.top_boxes)
     hog_boxes = np.zeros_like(main.top_boxes)
@@ -200,15 +202,15 @@ def bench_sysu(root: Path, settings: SketchSettings, *, quick: bool = False) -> 
             if row < 0:
                 continue
             w, h = data.image_sizes[row]
-            whole[q, i] = ev.whole_image_box(w, h)
+            whole[q, i] = bl.whole_image_box(w, h)
             if relevant[q, row]:  # only correct-class hits count, so only those need the slow baseline
-                _, box = ev.hog_sliding_window(query_imgs[q], photo_imgs[row])
+                _, box = bl.hog_sliding_window(query_imgs[q], photo_imgs[row])
                 sx, sy = w / photo_imgs[row].shape[1], h / photo_imgs[row].shape[0]
                 hog_boxes[q, i] = box * [sx, sy, sx, sy]
     box_rows.append({"boxes": "whole image", "hits": f"{_sketch_variants(quick)[0][0]} top-10",
-                     "IoU>=0.5": ev.localization_rate(main.top_rows, whole, data.boxes, relevant)})
+                     "IoU>=0.5": mt.localization_rate(main.top_rows, whole, data.boxes, relevant)})
     box_rows.append({"boxes": "sliding-window HOG", "hits": f"{_sketch_variants(quick)[0][0]} top-10",
-                     "IoU>=0.5": ev.localization_rate(main.top_rows, hog_boxes, data.boxes, relevant)})
+                     "IoU>=0.5": mt.localization_rate(main.top_rows, hog_boxes, data.boxes, relevant)})
     for r in map_rows:
         r["images"], r["queries"] = len(data.image_paths), len(queries)
     return map_rows, box_rows
@@ -221,19 +223,19 @@ def bench_quality(*, data: str | os.PathLike | None = None, quick: bool = False,
     root = data_root(data)
     out: dict = {"tables": {}, "skipped": [], "settings": settings.to_json()}
     if root is None:
-        out["skipped"].append(f"evaluation data not found at {data or ev.data_root()} "
-                              f"(set --data or {ev.DATA_ENV_VAR})")
+        out["skipped"].append(f"evaluation data not found at {data or ds.data_root()} "
+                              f"(set --data or {ds.DATA_ENV_VAR})")
         return out
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         out["tables"]["Sketchy: sketch -> photo (category mAP, P@20; instance R@1, R@10)"] = \
             bench_sketchy(root, settings, quick=quick)
-    except ev.DatasetMissing as e:
+    except ds.DatasetMissing as e:
         out["skipped"].append(str(e))
     try:
         maps, boxes = bench_sysu(root, settings, quick=quick)
         out["tables"]["SYSU-Shapes: outline sketch -> photo (category mAP)"] = maps
         out["tables"]["SYSU-Shapes: correct-class top-10 hits with box IoU >= 0.5"] = boxes
-    except ev.DatasetMissing as e:
+    except ds.DatasetMissing as e:
         out["skipped"].append(str(e))
     return out

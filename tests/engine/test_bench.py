@@ -4,7 +4,7 @@ import json
 import pytest
 
 from engine.cli import main
-from engine.evaluation import DatasetMissing, data_root, load_sketchy
+from engine.datasets import DatasetMissing, data_root, load_sketchy
 
 
 def test_bench_kernels_and_speed(tmp_path, capsys):
