@@ -23,13 +23,20 @@ def _default_db() -> Path:
     return Path(base) / "sketchsearch" / "index"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("fast", "exhaustive"), default="fast",
                    help="fast: 1-D projection shortlist then 2-D re-rank (default); exhaustive: 2-D on all")
     p.add_argument("--order", choices=("auto", "coarse", "sum", "discriminative"), default="auto",
                    help="shortlist of the fast mode: coarse 2-D grid, 1-D projections S_x + S_y, or the "
                         "discriminative projection first; auto (default): coarse up to 50,000 photos, sum above")
-    p.add_argument("--shortlist", type=int, default=None, metavar="S",
+    p.add_argument("--shortlist", type=_positive, default=None, metavar="S",
                    help="images re-ranked in 2-D (default: max(1000, 2%% of the index))")
     p.add_argument("--binary", action="store_true", help="binarised polynomial to find each shift")
     p.add_argument("--no-mirror", dest="mirror", action="store_false", help="do not try the mirrored sketch")
@@ -134,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index every image under the folders")
     p.add_argument("folders", nargs="+", metavar="DIR")
     p.add_argument("--db", required=True, type=Path, help="index folder (created if needed)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=_positive, default=None, help="worker processes (default: all cores)")
     p.add_argument("--preset", choices=("compact", "quality"), default=None,
                    help="descriptor size for a new index: compact 243-D (default), quality 605-D")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -144,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, type=Path)
     p.add_argument("--sketch", required=True, type=Path,
                    help="image of dark strokes on a light or transparent background")
-    p.add_argument("--top", type=int, default=20, help="number of results (default 20)")
+    p.add_argument("--top", type=_positive, default=20, help="number of results (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per result and line")
     _add_search_options(p)
     p.set_defaults(func=cmd_search)
@@ -176,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (SketchSearchError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (SketchSearchError, OSError) as e:  # OSError names the file: missing, permission, disk full
         print(f"sketchsearch: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -127,6 +127,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         index on disk is left as it was
     """
     db = Path(db)
+    if db.exists() and not db.is_dir():
+        raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
     files = scan(folders)
     if settings is None:
         try:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .afm import FeatureLayout, SketchQuery
+from .errors import SketchSearchError
 from .shifts import coarse_shift_values, grid_terms, poly_matrix, poly_matrix_1d, shift_values, trig_terms
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,13 @@ def pick_device(name: str | None = None) -> torch.device:
     """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise the named device."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise SketchSearchError(f"unknown device {name!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SketchSearchError(f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA device")
+    return device
 
 
 #: shortlist orders of the fast mode

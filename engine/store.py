@@ -107,6 +107,8 @@ def write_index(db: Path, settings: SketchSettings, records: Iterable[PhotoRecor
     Returns the number of indexed photos.
     """
     db = Path(db)
+    if db.exists() and not db.is_dir():
+        raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
     db.mkdir(parents=True, exist_ok=True)
     records = sorted(records, key=lambda r: r.path)
     layout_dim = settings.dim
@@ -187,8 +189,12 @@ class SketchIndex:
         self.geometry = np.array([r[2:] for r in rows], np.float64).reshape(-1, 5)
         n = len(rows)
         if n:
-            self.codes = np.load(self.path / CODES, mmap_mode="r")
-            self.inv_norms = np.load(self.path / INV_NORMS, mmap_mode="r")
+            try:
+                self.codes = np.load(self.path / CODES, mmap_mode="r")
+                self.inv_norms = np.load(self.path / INV_NORMS, mmap_mode="r")
+            except (OSError, ValueError) as e:
+                raise IndexFormatError(f"{self.path}: descriptor arrays are missing or damaged ({e}); rebuild "
+                                       f"with: sketchsearch index FOLDER --db {self.path}") from None
         else:
             self.codes = np.zeros((0, self.settings.dim), np.int8)
             self.inv_norms = np.zeros((0, len(self.settings.scales), 3), np.float32)

@@ -1,5 +1,6 @@
 """The command line contract: index, search --json fields, info, and one-line errors."""
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -68,6 +69,8 @@ def test_info_lists_skipped_files(db, capsys):
     (["search", "--db", "{empty}", "--sketch", "{tmp}/s.png"], "index is empty"),
     (["index", "{tmp}/no-folder", "--db", "{tmp}/x", "-q"], "no-folder"),
     (["info", "--db", "{tmp}"], "not a sketchsearch index"),
+    (["index", "{tmp}", "--db", "{tmp}/s.png", "-q"], "is not a folder"),
+    (["search", "--db", "{damaged}", "--sketch", "{tmp}/s.png"], "damaged"),
 ])
 def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
     cv2.imwrite(str(tmp_path / "s.png"), sketch_of("house"))
@@ -75,7 +78,10 @@ def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
     (tmp_path / "nophotos").mkdir()
     main(["index", str(tmp_path / "nophotos"), "--db", str(tmp_path / "emptydb"), "-q"])
     capsys.readouterr()
-    fill = {"tmp": str(tmp_path), "db": str(db), "empty": str(tmp_path / "emptydb")}
+    damaged = tmp_path / "damaged"
+    shutil.copytree(db, damaged)
+    (damaged / "codes.npy").write_bytes(b"\x93NUMPY truncated")
+    fill = {"tmp": str(tmp_path), "db": str(db), "empty": str(tmp_path / "emptydb"), "damaged": str(damaged)}
     assert main([a.format(**fill) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sketchsearch: error:") and message in err and "\n" not in err

@@ -175,3 +175,15 @@ def test_auto_order_picks_by_collection_size():
     assert SearchOptions(order="discriminative").shortlist_order(10) == "discriminative"
     with pytest.raises(ValueError, match="unknown shortlist order"):
         SearchOptions(order="best")
+
+
+def test_unknown_or_absent_device_is_a_clear_error():
+    from engine.errors import SketchSearchError
+    from engine.search import pick_device
+
+    with pytest.raises(SketchSearchError, match="unknown device"):
+        pick_device("foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(SketchSearchError, match="no CUDA device"):
+            pick_device("cuda")
+    assert pick_device("cpu").type == "cpu"
