@@ -232,10 +232,6 @@ class SketchQuery:
     desc: np.ndarray
     spread: np.ndarray
 
-    def box_size(self, scale: float) -> tuple[float, float]:
-        """Width and height of the sketch frame at a query scale, in working pixels."""
-        return self.edges.width * scale, self.edges.height * scale
-
 
 def encode_query(edges: EdgeMap, layout: FeatureLayout) -> SketchQuery:
     """Encode a sketch's edge map at all query scales, plain and mirrored (x -> -x, theta -> pi - theta)."""

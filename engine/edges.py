@@ -578,10 +578,11 @@ def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     theta = theta[rows, cols]
     rows, cols = rows - pad, cols - pad
     # The ink's bounding box grows with the stroke width; the frame is the centre lines' bounding box,
-    # the points rescaled (by a few per cent) so that its longer side is again max_side.
+    # the points rescaled (by a few per cent) so that its longer side is again max_side.  The stretch is
+    # capped: a dot or a filled blob thins to a few points, which must not be blown up to the whole frame.
     r0, c0 = int(rows.min()), int(cols.min())
     extent_c, extent_r = int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1
-    g = max_side / max(extent_c, extent_r)
+    g = min(max_side / max(extent_c, extent_r), 1.25)
     width, height = max(1, round(extent_c * g)), max(1, round(extent_r * g))
     col = np.clip((cols - c0 + 0.5) * g - 0.5, 0, width - 1)  # clip: the shorter side was rounded
     row = np.clip((rows - r0 + 0.5) * g - 0.5, 0, height - 1)

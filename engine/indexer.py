@@ -16,7 +16,7 @@ from .edges import photo_edges
 from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
 from .imageio import IMAGE_EXTENSIONS, ImageError, load_image
 from .settings import SketchSettings
-from .store import CATALOG, CODES, INV_NORMS, PhotoRecord, read_settings, write_index
+from .store import CATALOG, PhotoRecord, SketchIndex, read_settings, write_index
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,13 @@ class IndexSummary:
     removed: int  # photos no longer found
 
 
-def scan(folders: Iterable[str | os.PathLike]) -> list[Path]:
+def scan(folders: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files (by extension) under the folders, sorted, each once; symlink loops are not followed.
+
+    Returns
+    -------
+    files : list of Path
+    skipped : list of (path, reason) for files that cannot be catalogued (a name that is not valid UTF-8)
 
     Raises
     ------
@@ -51,7 +56,14 @@ def scan(folders: Iterable[str | os.PathLike]) -> list[Path]:
             for name in files:
                 if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                     found.add((Path(dirpath) / name).resolve())
-    return sorted(found)
+    files, skipped = [], []
+    for f in sorted(found):
+        try:
+            str(f).encode("utf-8")
+            files.append(f)
+        except UnicodeEncodeError:
+            skipped.append((str(f).encode("utf-8", "replace").decode("utf-8"), "file name is not valid UTF-8"))
+    return files, skipped
 
 
 def describe_photo(path: Path, layout: FeatureLayout) -> PhotoRecord:
@@ -59,13 +71,12 @@ def describe_photo(path: Path, layout: FeatureLayout) -> PhotoRecord:
     st = path.stat()
     settings = layout.settings
     image = load_image(path, max_side=settings.max_side)
-    scale_loaded = image.pixels.shape[1] / image.original_size[0]
-    edges = photo_edges(image.pixels, detector=settings.detector, max_side=settings.max_side,
+    # given the LoadedImage, edges.scale is working pixels per *original* pixel (reduced decoding included)
+    edges = photo_edges(image, detector=settings.detector, max_side=settings.max_side,
                         min_strength=settings.min_strength)
     desc = database_descriptor(edges, layout)
     return PhotoRecord(str(path), st.st_size, st.st_mtime, image.original_size[0], image.original_size[1],
-                       edges.width, edges.height, edges.scale * scale_loaded, len(edges), desc.codes,
-                       desc.inv_norms)
+                       edges.width, edges.height, edges.scale, len(edges), desc.codes, desc.inv_norms)
 
 
 _worker_layout: FeatureLayout | None = None
@@ -96,15 +107,22 @@ def _previous(db: Path, settings: SketchSettings) -> dict[str, PhotoRecord]:
         old = read_settings(db)
     except IndexNotFound:
         return {}
+    except IndexFormatError as e:
+        log.warning("%s; rebuilding it from scratch", e)
+        return {}
     if old != settings:
         raise IndexFormatError(f"{db}: index was built with other settings; use another --db or delete it")
-    codes = np.load(db / CODES, mmap_mode="r")
-    inv = np.load(db / INV_NORMS, mmap_mode="r")
-    con = sqlite3.connect(f"file:{db / CATALOG}?mode=ro", uri=True)
-    rows = con.execute("SELECT row, path, size, mtime, width, height, work_width, work_height, work_scale, "
-                       "n_points FROM images").fetchall()
-    con.close()
-    return {r[1]: PhotoRecord(r[1], *r[2:], np.array(codes[r[0]]), np.array(inv[r[0]])) for r in rows}
+    try:
+        index = SketchIndex(db)
+        con = sqlite3.connect(f"file:{db / CATALOG}?mode=ro", uri=True)
+        rows = con.execute("SELECT row, path, size, mtime, width, height, work_width, work_height, "
+                           "work_scale, n_points FROM images").fetchall()
+        con.close()
+    except (IndexFormatError, sqlite3.Error) as e:
+        log.warning("%s: %s; rebuilding it from scratch", db, e)
+        return {}
+    return {r[1]: PhotoRecord(r[1], *r[2:], np.array(index.codes[r[0]]), np.array(index.inv_norms[r[0]]))
+            for r in rows}
 
 
 def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *,
@@ -129,11 +147,11 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     db = Path(db)
     if db.exists() and not db.is_dir():
         raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
-    files = scan(folders)
+    files, unnamed = scan(folders)
     if settings is None:
         try:
             settings = read_settings(db)
-        except IndexNotFound:
+        except (IndexNotFound, IndexFormatError):  # none yet, or one that must be rebuilt
             settings = SketchSettings()
     previous = _previous(db, settings)
     keep: dict[str, PhotoRecord] = {}
@@ -151,7 +169,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     if progress:
         progress(done, total)
     records = dict(keep)
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = list(unnamed)
     for path, record, reason in _run_jobs(todo, settings, workers):
         if cancelled is not None and cancelled():
             raise Cancelled("indexing cancelled; the index was left unchanged")
@@ -164,7 +182,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
             progress(done, total)
     n = write_index(db, settings, records.values(), skipped)
     removed = len(set(previous) - set(records))
-    return IndexSummary(n, len(todo) - len(skipped), len(keep), tuple(skipped), removed)
+    return IndexSummary(n, len(todo) - (len(skipped) - len(unnamed)), len(keep), tuple(skipped), removed)
 
 
 def _run_jobs(paths: list[str], settings: SketchSettings, workers: int | None) -> Iterator[tuple]:

@@ -410,7 +410,7 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
         rows = np.concatenate([short[by_fine], pre[s:]])[:top_k]
         ranked_scores = np.concatenate([fine[by_fine], stage1[s:]])[:top_k]
         n_exact = min(s, len(rows))
-    head = rows[: min(len(rows), MAX_ALIGN if n_align is None else n_align)]
+    head = rows[: min(len(rows), MAX_ALIGN if n_align is None else n_align)]  # n_align may exceed MAX_ALIGN
     alignments = []
     for start in range(0, len(head), 256):
         block = np.asarray(head[start:start + 256])

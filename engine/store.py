@@ -4,17 +4,19 @@ Layout of an index folder::
 
     catalog.sqlite3   meta (format version, settings), images (one row per indexed photo),
                       skipped (files that could not be indexed, with the reason)
-    codes.npy         (N, D) int8 descriptors in storage order, row i <-> images.row = i
-    inv_norms.npy     (N, K, 3) float32 inverse kernel norms
+    codes-<gen>.npy   (N, D) int8 descriptors in storage order, row i <-> images.row = i
+    inv_norms-<gen>.npy  (N, K, 3) float32 inverse kernel norms
 
-A write builds the new arrays and catalog under temporary names and renames them into place, so a
-reader never sees a half-written index.
+Each write puts its arrays under new names (a generation, recorded in ``meta``) and renames the new
+catalog into place last, so a reader never sees a half-written index.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,8 +31,6 @@ from .imageio import ImageError, load_image
 from .settings import FORMAT_VERSION, SketchSettings
 
 CATALOG = "catalog.sqlite3"
-CODES = "codes.npy"
-INV_NORMS = "inv_norms.npy"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,6 +104,8 @@ def write_index(db: Path, settings: SketchSettings, records: Iterable[PhotoRecor
                 skipped: Iterable[tuple[str, str]]) -> int:
     """Write a complete index to ``db`` (a folder, created if needed), replacing what was there.
 
+    The arrays of each write get new file names (a generation), named in the catalog; the catalog is
+    swapped in last with one rename, so a reader sees either the old index or the new one, never a mix.
     Returns the number of indexed photos.
     """
     db = Path(db)
@@ -111,42 +113,49 @@ def write_index(db: Path, settings: SketchSettings, records: Iterable[PhotoRecor
         raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
     db.mkdir(parents=True, exist_ok=True)
     records = sorted(records, key=lambda r: r.path)
-    layout_dim = settings.dim
-    n_k = len(settings.scales)
-    codes = np.zeros((len(records), layout_dim), np.int8)
-    inv = np.zeros((len(records), n_k, 3), np.float32)
+    codes = np.zeros((len(records), settings.dim), np.int8)
+    inv = np.zeros((len(records), len(settings.scales), 3), np.float32)
     for i, r in enumerate(records):
         codes[i] = r.codes
         inv[i] = r.inv_norms
-    tmp = f".tmp-{os.getpid()}"
-    np.save(db / (CODES + tmp), codes)
-    os.replace(db / (CODES + tmp + ".npy"), db / (CODES + tmp))
-    np.save(db / (INV_NORMS + tmp), inv)
-    os.replace(db / (INV_NORMS + tmp + ".npy"), db / (INV_NORMS + tmp))
-    cat_tmp = db / (CATALOG + tmp)
-    if cat_tmp.exists():
-        cat_tmp.unlink()
-    con = sqlite3.connect(str(cat_tmp))
-    with con:
-        con.executescript(_SCHEMA)
-        con.executemany("INSERT INTO meta VALUES (?, ?)", [
-            ("format_version", str(FORMAT_VERSION)), ("settings", settings.to_json())])
-        con.executemany(
-            "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(i, r.path, r.size, r.mtime, r.width, r.height, r.work_width, r.work_height, r.work_scale,
-              r.n_points) for i, r in enumerate(records)])
-        con.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?)", sorted(skipped))
-    con.close()
-    for name in (CODES, INV_NORMS):
-        os.replace(db / (name + tmp), db / name)
-    for suffix in ("-wal", "-shm"):
-        (db / (CATALOG + suffix)).unlink(missing_ok=True)
-    os.replace(cat_tmp, db / CATALOG)
+    gen = uuid.uuid4().hex[:12]
+    names = {"codes": f"codes-{gen}.npy", "inv_norms": f"inv_norms-{gen}.npy"}
+    cat_tmp = db / f"{CATALOG}.tmp-{gen}"
+    try:
+        np.save(db / names["codes"], codes)
+        np.save(db / names["inv_norms"], inv)
+        con = sqlite3.connect(str(cat_tmp))
+        with con:
+            con.executescript(_SCHEMA)
+            con.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("format_version", str(FORMAT_VERSION)), ("settings", settings.to_json()),
+                ("codes", names["codes"]), ("inv_norms", names["inv_norms"])])
+            con.executemany(
+                "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(i, r.path, r.size, r.mtime, r.width, r.height, r.work_width, r.work_height, r.work_scale,
+                  r.n_points) for i, r in enumerate(records)])
+            con.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?)", sorted(skipped))
+        con.close()
+        for suffix in ("-wal", "-shm"):
+            (db / (CATALOG + suffix)).unlink(missing_ok=True)
+        os.replace(cat_tmp, db / CATALOG)
+    except BaseException:
+        for leftover in (cat_tmp, db / names["codes"], db / names["inv_norms"]):
+            leftover.unlink(missing_ok=True)
+        raise
+    for old in [*db.glob("codes-*.npy"), *db.glob("inv_norms-*.npy")]:
+        if old.name not in names.values():
+            old.unlink(missing_ok=True)  # an older generation (a reader that has it open keeps its data)
     return len(records)
 
 
 def read_settings(db: Path) -> SketchSettings:
     """Settings of an existing index (raises IndexNotFound / IndexFormatError)."""
+    return SketchSettings.from_json(_read_meta(db)["settings"])
+
+
+def _read_meta(db: Path) -> dict[str, str]:
+    """The ``meta`` table of an index, checked for its format version."""
     db = Path(db)
     if not (db / CATALOG).is_file():
         if db.exists():
@@ -164,7 +173,7 @@ def read_settings(db: Path) -> SketchSettings:
     if version != str(FORMAT_VERSION):
         raise IndexFormatError(f"{db}: index format {version} but this sketchsearch reads format "
                                f"{FORMAT_VERSION}; rebuild with: sketchsearch index FOLDER --db {db}")
-    return SketchSettings.from_json(meta["settings"])
+    return meta
 
 
 class SketchIndex:
@@ -177,21 +186,24 @@ class SketchIndex:
 
     def __init__(self, db: str | os.PathLike) -> None:
         self.path = Path(db)
-        self.settings = read_settings(self.path)
+        _read_meta(self.path)  # raises the right error when there is no (valid) catalog
         con = sqlite3.connect(f"file:{self.path / CATALOG}?mode=ro", uri=True, timeout=30)
-        try:
+        try:  # one connection: meta, rows and array names of the same generation
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
             rows = con.execute("SELECT row, path, width, height, work_width, work_height, work_scale "
                                "FROM images ORDER BY row").fetchall()
             self.skipped = con.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
         finally:
             con.close()
+        self.settings = SketchSettings.from_json(meta["settings"])
+        self.files = {"codes": meta.get("codes", ""), "inv_norms": meta.get("inv_norms", "")}
         self.paths = [r[1] for r in rows]
         self.geometry = np.array([r[2:] for r in rows], np.float64).reshape(-1, 5)
         n = len(rows)
         if n:
             try:
-                self.codes = np.load(self.path / CODES, mmap_mode="r")
-                self.inv_norms = np.load(self.path / INV_NORMS, mmap_mode="r")
+                self.codes = np.load(self.path / self.files["codes"], mmap_mode="r")
+                self.inv_norms = np.load(self.path / self.files["inv_norms"], mmap_mode="r")
             except (OSError, ValueError) as e:
                 raise IndexFormatError(f"{self.path}: descriptor arrays are missing or damaged ({e}); rebuild "
                                        f"with: sketchsearch index FOLDER --db {self.path}") from None
@@ -239,15 +251,17 @@ class SketchIndex:
         from .search import QueryScorer, SearchOptions, pick_device, rank  # torch: only where searches run
 
         options = options or SearchOptions()
+        if options.mode == "fast" and options.shortlist_size(len(self)) < top_k:
+            # every returned hit is re-ranked in 2-D, so its score and its box belong together
+            options = dataclasses.replace(options, shortlist=min(len(self), top_k))
         edges = self.sketch_query(sketch)
         scorer = QueryScorer(encode_query(edges, self.layout), self.layout, mirror=options.mirror,
                              device=pick_device(options.device))
-        ranking = rank(scorer, self.codes, self.inv_norms, options, top_k=top_k)
-        hits = []
-        for i, (row, al) in enumerate(zip(ranking.rows, ranking.alignments, strict=False)):
-            hits.append(Hit(i + 1, self.paths[row], float(ranking.scores[i]),
-                            self.box(int(row), edges, al.scale, al.dx, al.dy), al.scale, al.mirrored, int(row)))
-        return hits
+        ranking = rank(scorer, self.codes, self.inv_norms, options, top_k=top_k, n_align=top_k)
+        # the alignment's score is the exact maximum at the box shown (the binary mode only approximates)
+        found = sorted(zip(ranking.rows, ranking.alignments, strict=True), key=lambda ra: -ra[1].score)
+        return [Hit(i + 1, self.paths[row], al.score, self.box(int(row), edges, al.scale, al.dx, al.dy),
+                    al.scale, al.mirrored, int(row)) for i, (row, al) in enumerate(found)]
 
     def box(self, row: int, sketch: EdgeMap, scale: float, dx: float, dy: float) -> tuple[float, ...]:
         """Box in original pixels of the sketch frame at ``scale`` placed ``(dx, dy)`` from the photo centre."""
@@ -255,8 +269,8 @@ class SketchIndex:
 
     def info(self) -> dict:
         """Counts, settings and sizes on disk."""
-        sizes = {name: (self.path / name).stat().st_size for name in (CATALOG, CODES, INV_NORMS)
-                 if (self.path / name).exists()}
+        sizes = {name: (self.path / name).stat().st_size for name in (CATALOG, *self.files.values())
+                 if name and (self.path / name).is_file()}
         n = len(self)
         return {"path": str(self.path), "images": n, "skipped": len(self.skipped),
                 "format_version": FORMAT_VERSION, "settings": json.loads(self.settings.to_json()),

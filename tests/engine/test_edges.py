@@ -396,3 +396,11 @@ def test_classical_beats_canny_on_sysu_outlines():
     assert classical["n_images"] == canny["n_images"] == len(items)
     assert classical["f"] > canny["f"] + 0.01, (classical, canny)
     assert classical["ods_f"] > canny["ods_f"]
+
+
+def test_a_dot_is_not_stretched_to_the_whole_frame():
+    canvas = np.full((400, 400), 255, np.uint8)
+    canvas[195:205, 195:205] = 0
+    e = sketch_edges(canvas)
+    assert max(e.width, e.height) <= 20
+    assert np.ptp(e.x) < 20 and np.ptp(e.y) < 20

@@ -113,3 +113,66 @@ def test_quality_preset_605d(collection, tmp_path):
     cv2.imwrite(str(sketch), sketch_of("house"))
     hit = index.search(sketch, top_k=1)[0]
     assert os.path.basename(hit.path) == "house.jpg" and iou(hit.box, TRUE_BOX["house"]) >= 0.7
+
+
+def test_more_results_than_the_shortlist_keep_scores_with_their_boxes(collection, tmp_path):
+    _, db = collection
+    sketch = tmp_path / "sketch.png"
+    cv2.imwrite(str(sketch), sketch_of("arrow"))
+    hits = SketchIndex(db).search(sketch, top_k=8, options=SearchOptions(order="sum", shortlist=2))
+    assert len(hits) == 8 and [h.rank for h in hits] == list(range(1, 9))
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    exact = {h.path: h for h in SketchIndex(db).search(sketch, top_k=12, options=SearchOptions(mode="exhaustive"))}
+    for h in hits:  # each hit carries the exact 2-D score and box of its own alignment
+        assert h.score == pytest.approx(exact[h.path].score, abs=1e-5) and h.box == exact[h.path].box
+
+
+def test_bad_file_names_and_old_indexes_do_not_stop_a_run(collection, tmp_path):
+    root, _ = collection
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    img = photo_with_shape("star", (100, 30, 500, 430), seed=5)[..., ::-1]
+    cv2.imwrite(str(folder / "ok.png"), img)
+    with open(os.path.join(os.fsencode(folder), b"bad\xff.png"), "wb") as f:  # a name that is not UTF-8
+        f.write(cv2.imencode(".png", img)[1].tobytes())
+    db = tmp_path / "db"
+    s = index_folders([folder], db, workers=1)
+    assert s.indexed == 1 and [r for _, r in s.skipped] == ["file name is not valid UTF-8"]
+    assert sorted(p.name for p in db.iterdir()) == sorted(["catalog.sqlite3", *SketchIndex(db).files.values()])
+    # an index of another format version is rebuilt, as the error message says
+    import sqlite3
+
+    con = sqlite3.connect(db / "catalog.sqlite3")
+    with con:
+        con.execute("UPDATE meta SET value = '0' WHERE key = 'format_version'")
+    con.close()
+    with pytest.raises(IndexFormatError, match="rebuild with"):
+        SketchIndex(db)
+    assert index_folders([folder], db, workers=1).described == 1
+    assert len(SketchIndex(db)) == 1
+
+
+def test_a_reader_keeps_its_generation_while_the_index_is_rewritten(collection, tmp_path):
+    root, db0 = collection
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1)
+    reader = SketchIndex(db)
+    (root / "other_0.png").rename(root / "moved.png")  # changes the index
+    try:
+        index_folders([root], db, workers=1)
+    finally:
+        (root / "moved.png").rename(root / "other_0.png")
+    assert len(list(db.glob("codes-*.npy"))) == 1
+    assert reader.codes.shape == (12, 243) and int(np.abs(reader.codes).sum()) > 0
+
+
+def test_tall_reduced_jpeg_boxes_use_the_true_scale(tmp_path):
+    folder = tmp_path / "tall"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "tall.jpg"), rng.integers(0, 255, (4001, 1001, 3), dtype=np.uint8))
+    index_folders([folder], tmp_path / "db", workers=1)
+    width, height, ww, wh, scale = SketchIndex(tmp_path / "db").geometry[0]
+    assert (width, height) == (1001, 4001) and wh == 400
+    assert scale == pytest.approx(400 / 4001, rel=1e-3)
