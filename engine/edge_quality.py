@@ -29,9 +29,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import scipy.io
 
-from .datasets import data_root
+from .datasets import DatasetMissing, data_root
+from .datasets import load_sysu as load_sysu_data
 from .edges import EdgeMap, get_detector, photo_edges, render_edges
 from .imageio import ImageError, load_image
 
@@ -55,48 +55,31 @@ THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.05, 1.0, 0.05))
 
 
 def load_sysu(root=DEFAULT_SYSU_ROOT, *, classes=None) -> list[tuple[Path, np.ndarray, list[np.ndarray]]]:
-    """Read the SYSU-Shapes annotations.
+    """SYSU-Shapes annotations as ``(image_path, boxes, polygons)`` items (read by ``datasets.load_sysu``).
 
     Parameters
     ----------
     root : str or Path
-        Folder with ``<class>/images/*.jpg`` and ``<class>/annotations/*.mat``.
+        The ``sysu-shapes`` folder (or the data root that holds it).
     classes : iterable of str, optional
-        Only these classes (default: every sub-folder that has both).
+        Only these classes.
 
     Returns
     -------
     list of (image_path, boxes, polygons)
-        Sorted by class and file name.  ``boxes``: (K, 4) float64 ``[x0, y0, x1, y1]`` in 0-based
-        pixel-centre coordinates, inclusive, clipped to the image; ``polygons``: K arrays (N_k, 2) of
-        outline vertices (x, y) in the same coordinates.  An empty list (with a logged message) when
-        ``root`` does not exist.
+        ``boxes``: (K, 4) float64 ``[x0, y0, x1, y1]`` in 0-based pixel-edge coordinates, clipped to the
+        image; ``polygons``: K arrays (N_k, 2) of outline vertices (x, y).  An empty list (with a logged
+        message) when the data are missing.
     """
-    root = Path(root)
-    if not root.is_dir():
-        log.warning("SYSU-Shapes folder %s not found: nothing to evaluate", root)
+    try:
+        data = load_sysu_data(root)
+    except DatasetMissing as e:
+        log.warning("%s: nothing to evaluate", e)
         return []
     wanted = set(classes) if classes is not None else None
-    out = []
-    for cls_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if wanted is not None and cls_dir.name not in wanted:
-            continue
-        ann_dir, img_dir = cls_dir / "annotations", cls_dir / "images"
-        if not (ann_dir.is_dir() and img_dir.is_dir()):
-            continue
-        for ann in sorted(ann_dir.glob("*.mat")):
-            img = img_dir / (ann.stem + ".jpg")
-            if not img.is_file():
-                log.warning("no image for %s", ann)
-                continue
-            boxes, polys = [], []
-            for obj in scipy.io.loadmat(ann)["object"].ravel():
-                y1, y2, x1, x2 = np.asarray(obj["box_coord"], np.float64).ravel()[:4] - 1.0  # 0-based
-                contour = np.asarray(obj["obj_contour"], np.float64)
-                polys.append(np.stack([contour[0] + x1, contour[1] + y1], axis=1))
-                boxes.append([x1, y1, x2, y2])
-            out.append((img, np.asarray(boxes, np.float64).reshape(-1, 4), polys))
-    return out
+    return [(path, boxes, polys) for path, cls, boxes, polys
+            in zip(data.image_paths, data.image_class, data.boxes, data.polygons, strict=True)
+            if wanted is None or data.class_names[cls] in wanted]
 
 
 def _to_working(points: np.ndarray, edge_map: EdgeMap) -> np.ndarray:
