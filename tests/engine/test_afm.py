@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from engine.afm import (
-    FeatureLayout,
     database_descriptor,
     encode_points,
     encode_query,
@@ -12,12 +11,11 @@ from engine.afm import (
 )
 from engine.edges import EdgeMap
 from engine.featuremaps import kernel_approx, rbf, von_mises_kappa, von_mises_kernel
-from engine.settings import SketchSettings
 
 
-@pytest.fixture(scope="module", params=["compact", "quality"])
-def layout(request):
-    return FeatureLayout.from_settings(SketchSettings.preset(request.param))
+@pytest.fixture(scope="module")
+def layout(any_layout):
+    return any_layout
 
 
 def random_points(rng, n, extent=140.0):

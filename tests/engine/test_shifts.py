@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine.afm import FeatureLayout, encode_points
+from engine.afm import encode_points
 from engine.featuremaps import feature_map
 from engine.settings import SketchSettings
 from engine.shifts import (
@@ -16,9 +16,9 @@ from engine.shifts import (
 )
 
 
-@pytest.fixture(scope="module", params=["compact", "quality"])
-def layout(request):
-    return FeatureLayout.from_settings(SketchSettings.preset(request.param))
+@pytest.fixture(scope="module")
+def layout(any_layout):
+    return any_layout
 
 
 def points(seed, n=60):
