@@ -186,6 +186,12 @@ class SketchIndex:
 
     def __init__(self, db: str | os.PathLike) -> None:
         self.path = Path(db)
+        try:
+            self._load()
+        except IndexFormatError:
+            self._load()  # a writer may have swapped generations between reading the catalog and the arrays
+
+    def _load(self) -> None:
         _read_meta(self.path)  # raises the right error when there is no (valid) catalog
         con = sqlite3.connect(f"file:{self.path / CATALOG}?mode=ro", uri=True, timeout=30)
         try:  # one connection: meta, rows and array names of the same generation
