@@ -161,11 +161,12 @@ class QueryScorer:
         proj_cols = {"x": layout.x_columns, "y": layout.y_columns}
         proj_index = {"x": layout.x_index, "y": layout.y_index}
         self.coarse_values = [coarse_shift_values(settings, s) for s in self.scales]
-        w2, q2, qc, q1 = [], [], [], {"x": [], "y": []}
+        w2, q2, qc, t2s, q1 = [], [], [], [], {"x": [], "y": []}
         self.segments2, self.segments2c, self.segments1 = [], [], []  # (start, stop) columns of each scale
         for k, g in enumerate(self.values):
             diag, pdiag = layout.kernel_diag(k), layout.projection_diag(k)
             t2 = grid_terms(layout.freqs_xy, g)
+            t2s.append(t2)
             t1 = trig_terms(layout.freqs_xy, g).T
             for m in range(len(self.mirrors)):
                 v = query.desc[k, m]
@@ -184,14 +185,16 @@ class QueryScorer:
             self.segments2c.append(_segment(self.segments2c, len(self.mirrors) * len(self.coarse_values[k]) ** 2))
             self.segments1.append(_segment(self.segments1, len(self.mirrors) * len(g)))
         self._w2 = self._tensor(np.concatenate(w2, axis=1))  # (D, scales * mirrors * Dx^2) coefficients
-        self._t2 = [self._tensor(grid_terms(layout.freqs_xy, g)) for g in self.values]
+        self._t2 = [self._tensor(t) for t in t2s]
         # transposed, (scales * mirrors * shifts, D): scores come out (shifts, n), so the max over a scale's
         # shifts reduces over contiguous rows
         self._q2t = self._tensor(np.concatenate(q2, axis=1).T)
         self._qct = self._tensor(np.concatenate(qc, axis=1).T)
         # the x projection lives in the first Dx * Dphi stored columns; the y projection needs n_proj
-        self._q1t = {"x": self._tensor(np.concatenate(q1["x"], axis=1)[: len(layout.x_columns)].T),
-                     "y": self._tensor(np.concatenate(q1["y"], axis=1).T)}
+        # (S_x + S_y: one product with both stacked, the x rows padded to n_proj columns with zeros)
+        q1x, q1y = np.concatenate(q1["x"], axis=1).T, np.concatenate(q1["y"], axis=1).T
+        self._q1t = {"x": self._tensor(q1x[:, : len(layout.x_columns)]), "y": self._tensor(q1y),
+                     "xy": self._tensor(np.concatenate([q1x, q1y]))}
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         # numpy casts; torch.as_tensor(..., dtype=float32) of a float64 array is far slower on CPU
@@ -270,20 +273,27 @@ class QueryScorer:
         return out
 
     # -- 1-D projections -----------------------------------------------------------------------------------
-    def score_1d(self, codes: np.ndarray, inv_norms: np.ndarray, axis: str) -> np.ndarray:
-        """Best cosine of the x or y projection over 1-D shifts, scales and mirrors: (n,) float32.
+    def score_1d(self, codes: np.ndarray, inv_norms: np.ndarray, axes: str) -> np.ndarray:
+        """Best cosine of a 1-D projection over 1-D shifts, scales and mirrors: (n,) float32.
 
+        ``axes`` is ``"x"``, ``"y"`` or ``"xy"`` (S_x + S_y, each maxed on its own, from one product).
         ``codes`` may hold just the first ``n_proj`` stored columns.
         """
-        q = self._q1t[axis]
+        if axes not in self._q1t:
+            raise ValueError(f"axes must be 'x', 'y' or 'xy', got {axes!r}")
+        q = self._q1t[axes]
         x = self._codes(codes[:, : q.shape[1]])
         inv = self._inv(inv_norms)
-        col = 1 if axis == "x" else 2
         s = q @ x.T
-        best = torch.full((x.shape[0],), -torch.inf, device=self.device)
-        for k, (a, b) in enumerate(self.segments1):
-            best = torch.maximum(best, s[a:b].amax(dim=0) * inv[:, k, col])
-        return best.cpu().numpy()
+        total = torch.zeros((x.shape[0],), device=self.device)
+        rows_per_axis = self.segments1[-1][1]
+        for i, axis in enumerate(axes):
+            col, off = (1 if axis == "x" else 2), i * rows_per_axis
+            best = torch.full((x.shape[0],), -torch.inf, device=self.device)
+            for k, (a, b) in enumerate(self.segments1):
+                best = torch.maximum(best, s[off + a:off + b].amax(dim=0) * inv[:, k, col])
+            total += best
+        return total.cpu().numpy()
 
 
 def _writable(a: np.ndarray) -> np.ndarray:
@@ -383,8 +393,7 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
             pre = _top(first, max(s, top_k))
             stage1 = first[pre]
         elif order == "sum":
-            first = _chunked(lambda c, i: scorer.score_1d(c, i, "x") + scorer.score_1d(c, i, "y"),
-                             proj, inv_norms, chunk=CHUNK_1D)
+            first = _chunked(lambda c, i: scorer.score_1d(c, i, "xy"), proj, inv_norms, chunk=CHUNK_1D)
             clock("1d_both")
             pre = _top(first, max(s, top_k))
             stage1 = first[pre]

@@ -187,3 +187,12 @@ def test_unknown_or_absent_device_is_a_clear_error():
         with pytest.raises(SketchSearchError, match="no CUDA device"):
             pick_device("cuda")
     assert pick_device("cpu").type == "cpu"
+
+
+def test_projection_sum_equals_the_two_projections(layout):
+    codes, inv = store(layout, random_photos(layout, 20, seed=4))
+    scorer = QueryScorer(encode_query(sketch("triangle"), layout), layout)
+    both = scorer.score_1d(codes, inv, "xy")
+    np.testing.assert_allclose(both, scorer.score_1d(codes, inv, "x") + scorer.score_1d(codes, inv, "y"), atol=1e-6)
+    with pytest.raises(ValueError, match="axes"):
+        scorer.score_1d(codes, inv, "z")
