@@ -9,14 +9,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .afm import FeatureLayout, database_descriptor
 from .edges import photo_edges
 from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
 from .imageio import IMAGE_EXTENSIONS, ImageError, load_image
 from .settings import SketchSettings
-from .store import CATALOG, PhotoRecord, SketchIndex, read_settings, write_index
+from .store import PhotoRecord, SketchIndex, read_settings, write_index
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +111,10 @@ def _previous(db: Path, settings: SketchSettings) -> dict[str, PhotoRecord]:
     if old != settings:
         raise IndexFormatError(f"{db}: index was built with other settings; use another --db or delete it")
     try:
-        index = SketchIndex(db)
-        con = sqlite3.connect(f"file:{db / CATALOG}?mode=ro", uri=True)
-        rows = con.execute("SELECT row, path, size, mtime, width, height, work_width, work_height, "
-                           "work_scale, n_points FROM images").fetchall()
-        con.close()
+        return SketchIndex(db).records()
     except (IndexFormatError, sqlite3.Error) as e:
         log.warning("%s: %s; rebuilding it from scratch", db, e)
         return {}
-    return {r[1]: PhotoRecord(r[1], *r[2:], np.array(index.codes[r[0]]), np.array(index.inv_norms[r[0]]))
-            for r in rows}
 
 
 def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *,

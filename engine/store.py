@@ -196,15 +196,16 @@ class SketchIndex:
         con = sqlite3.connect(f"file:{self.path / CATALOG}?mode=ro", uri=True, timeout=30)
         try:  # one connection: meta, rows and array names of the same generation
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            rows = con.execute("SELECT row, path, width, height, work_width, work_height, work_scale "
-                               "FROM images ORDER BY row").fetchall()
+            rows = con.execute("SELECT row, path, width, height, work_width, work_height, work_scale, size, mtime, "
+                               "n_points FROM images ORDER BY row").fetchall()
             self.skipped = con.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
         finally:
             con.close()
         self.settings = SketchSettings.from_json(meta["settings"])
         self.files = {"codes": meta.get("codes", ""), "inv_norms": meta.get("inv_norms", "")}
         self.paths = [r[1] for r in rows]
-        self.geometry = np.array([r[2:] for r in rows], np.float64).reshape(-1, 5)
+        self.geometry = np.array([r[2:7] for r in rows], np.float64).reshape(-1, 5)
+        self._file_info = [r[7:] for r in rows]  # size, mtime, n_points
         n = len(rows)
         if n:
             try:
@@ -222,6 +223,15 @@ class SketchIndex:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def records(self) -> dict[str, PhotoRecord]:
+        """Every indexed photo as a PhotoRecord (descriptor copied out of the arrays), by path."""
+        out = {}
+        for row, (path, (size, mtime, n_points)) in enumerate(zip(self.paths, self._file_info, strict=True)):
+            width, height, ww, wh, ws = self.geometry[row]
+            out[path] = PhotoRecord(path, size, mtime, int(width), int(height), int(ww), int(wh), float(ws),
+                                    n_points, np.array(self.codes[row]), np.array(self.inv_norms[row]))
+        return out
 
     @cached_property
     def layout(self) -> FeatureLayout:
