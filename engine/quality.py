@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import baselines as bl
 from . import datasets as ds
@@ -45,12 +44,10 @@ class Collection:
     codes: np.ndarray
     inv_norms: np.ndarray
     geometry: np.ndarray  # (N, 5) width, height, work_width, work_height, work_scale
-    seconds: float
 
 
 def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None = None) -> Collection:
     """Descriptors of photos (all must be readable), computed with the indexer's worker pool."""
-    t0 = time.perf_counter()
     records = {}
     for path, record, reason in _run_jobs([str(p) for p in paths], settings, workers):
         if record is None:
@@ -58,8 +55,7 @@ def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None
         records[path] = record
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
-    return Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry,
-                      time.perf_counter() - t0)
+    return Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
 
 
 @dataclass
@@ -102,23 +98,36 @@ def _hog_photo_images(paths: list[Path], settings: SketchSettings) -> list[np.nd
     return out
 
 
-def _sketch_variants(quick: bool) -> list[tuple[str, SearchOptions]]:
-    """AFM pipelines compared; S=10% stresses the shortlist (the default S covers these small sets)."""
+#: a larger descriptor, measured beside the default one
+QUALITY_PRESET = SketchSettings.preset("quality")
+
+
+def _sketch_variants(quick: bool) -> list[tuple[str, SearchOptions, SketchSettings | None]]:
+    """AFM pipelines compared (settings None: the benchmark's own); S=10% stresses the shortlist (the
+    default S covers these small sets)."""
     ten = {"shortlist_fraction": 0.1, "min_shortlist": 1}
     variants = [
-        ("AFM exhaustive", SearchOptions(mode="exhaustive")),
-        ("AFM fast, defaults", SearchOptions()),
-        ("AFM exhaustive, no mirror", SearchOptions(mode="exhaustive", mirror=False)),
-        ("AFM fast S=10% coarse 2-D", SearchOptions(order="coarse", **ten)),
-        ("AFM fast S=10% S_x+S_y", SearchOptions(order="sum", **ten)),
-        ("AFM fast S=10% discriminative", SearchOptions(order="discriminative", **ten)),
-        ("AFM fast S=10% S_x+S_y binary", SearchOptions(order="sum", binary=True, **ten)),
+        ("AFM exhaustive", SearchOptions(mode="exhaustive"), None),
+        ("AFM fast, defaults", SearchOptions(), None),
+        ("AFM exhaustive, no mirror", SearchOptions(mode="exhaustive", mirror=False), None),
+        ("AFM fast S=10% coarse 2-D", SearchOptions(order="coarse", **ten), None),
+        ("AFM fast S=10% S_x+S_y", SearchOptions(order="sum", **ten), None),
+        ("AFM fast S=10% discriminative", SearchOptions(order="discriminative", **ten), None),
+        ("AFM fast S=10% S_x+S_y binary", SearchOptions(order="sum", binary=True, **ten), None),
+        (f"AFM exhaustive, {QUALITY_PRESET.dim}-D (6,3)", SearchOptions(mode="exhaustive"), QUALITY_PRESET),
     ]
     return variants[:2] if quick else variants
 
 
-#: a larger descriptor, measured beside the default one
-QUALITY_PRESET = SketchSettings.preset("quality")
+def _run_variants(paths: list[Path], sketches: list[EdgeMap], settings: SketchSettings, quick: bool,
+                  exclude: np.ndarray | None = None):
+    """(name, RunResult) of every variant; the photos are described once per descriptor setting."""
+    collections: dict[SketchSettings, Collection] = {}
+    for name, opt, own in _sketch_variants(quick):
+        own = own or settings
+        if own not in collections:
+            collections[own] = describe(paths, own)
+        yield name, run_queries(sketches, collections[own], FeatureLayout.from_settings(own), opt, exclude=exclude)
 
 
 def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) -> list[dict]:
@@ -127,8 +136,6 @@ def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) 
     q_idx = np.arange(len(data.query_paths))
     if quick:
         q_idx = q_idx[:: max(1, len(q_idx) // 40)]
-    layout = FeatureLayout.from_settings(settings)
-    coll = describe(data.photo_paths, settings)
     sketches_img = [load_image(data.query_paths[i]).pixels for i in q_idx]
     sketches = [sketch_edges(img, max_side=settings.max_side) for img in sketches_img]
     relevant = data.relevance()[q_idx]
@@ -141,20 +148,14 @@ def bench_sketchy(root: Path, settings: SketchSettings, *, quick: bool = False) 
                      "R@10": mt.recall_at_k(s, target, 10),
                      "ms/query": round(1000 * seconds, 1) if seconds is not None else ""})
 
-    for name, opt in _sketch_variants(quick):
-        res = run_queries(sketches, coll, layout, opt)
+    for name, res in _run_variants(data.photo_paths, sketches, settings, quick):
         metrics(name, res.scores, res.seconds_per_query)
-    if not quick:
-        big = FeatureLayout.from_settings(QUALITY_PRESET)
-        res = run_queries(sketches, describe(data.photo_paths, QUALITY_PRESET), big, SearchOptions(mode="exhaustive"))
-        metrics(f"AFM exhaustive, {QUALITY_PRESET.dim}-D (6,3)", res.scores, res.seconds_per_query)
     metrics("random", mt.random_baseline_scores(len(q_idx), len(data.photo_paths)))
     photo_imgs = _hog_photo_images(data.photo_paths, settings)
     metrics("HOG (sketch vs photo edge map)",
             bl.hog_scores([bl.sketch_edge_image(img) for img in sketches_img], photo_imgs))
     for r in rows:
         r["photos"], r["queries"] = len(data.photo_paths), len(q_idx)
-    log.info("sketchy: %d photos described in %.1f s", len(data.photo_paths), coll.seconds)
     return rows
 
 
@@ -163,24 +164,11 @@ def bench_sysu(root: Path, settings: SketchSettings, *, quick: bool = False) -> 
     data = ds.load_sysu(root)
     queries = ds.sysu_queries(data, per_class=30 if quick else None)
     relevant, exclude = ds.sysu_ground_truth(data, queries)
-    layout = FeatureLayout.from_settings(settings)
-    coll = describe(data.image_paths, settings)
     sketches = [sketch_edges(q.image, max_side=settings.max_side) for q in queries]
     map_rows, box_rows = [], []
     main = None
-    for name, opt in _sketch_variants(quick):
-        res = run_queries(sketches, coll, layout, opt, exclude=exclude)
+    for name, res in _run_variants(data.image_paths, sketches, settings, quick, exclude):
         main = main or res
-        map_rows.append({"method": name, "mAP": mt.mean_average_precision(res.scores, relevant, exclude=exclude),
-                         "P@10": mt.precision_at_k(res.scores, relevant, 10, exclude=exclude),
-                         "ms/query": round(1000 * res.seconds_per_query, 1)})
-        box_rows.append({"boxes": name, "hits": "own top-10",
-                         "IoU>=0.5": mt.localization_rate(res.top_rows, res.top_boxes, data.boxes, relevant)})
-    if not quick:
-        big = FeatureLayout.from_settings(QUALITY_PRESET)
-        res = run_queries(sketches, describe(data.image_paths, QUALITY_PRESET), big, SearchOptions(mode="exhaustive"),
-                          exclude=exclude)
-        name = f"AFM exhaustive, {QUALITY_PRESET.dim}-D (6,3)"
         map_rows.append({"method": name, "mAP": mt.mean_average_precision(res.scores, relevant, exclude=exclude),
                          "P@10": mt.precision_at_k(res.scores, relevant, 10, exclude=exclude),
                          "ms/query": round(1000 * res.seconds_per_query, 1)})
@@ -226,7 +214,6 @@ def bench_quality(*, data: str | os.PathLike | None = None, quick: bool = False,
         out["skipped"].append(f"evaluation data not found at {data or ds.data_root()} "
                               f"(set --data or {ds.DATA_ENV_VAR})")
         return out
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         out["tables"]["Sketchy: sketch -> photo (category mAP, P@20; instance R@1, R@10)"] = \
             bench_sketchy(root, settings, quick=quick)
