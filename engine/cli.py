@@ -65,13 +65,19 @@ def cmd_index(args) -> int:
         bar.refresh()
 
     t0 = time.perf_counter()
-    summary = index_folders(args.folders, args.db, settings=settings, workers=args.workers, progress=progress)
-    bar.close()
+    try:
+        summary = index_folders(args.folders, args.db, settings=settings, workers=args.workers, prune=args.prune,
+                                progress=progress)
+    finally:
+        bar.close()
     dt = time.perf_counter() - t0
     rate = summary.described / dt if dt > 0 else 0.0
     print(f"{summary.indexed} photos in {args.db}: {summary.described} described ({rate:.1f}/s), "
-          f"{summary.reused} unchanged, {summary.removed} removed, {len(summary.skipped)} skipped",
-          file=sys.stderr)
+          f"{summary.reused} kept ({summary.moved} moved), {summary.removed} removed, "
+          f"{len(summary.skipped)} skipped", file=sys.stderr)
+    if summary.missing:
+        print(f"  {summary.missing} indexed photos under these folders no longer exist; they stay in the index "
+              f"until you run again with --prune", file=sys.stderr)
     for path, reason in summary.skipped:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
     return 0
@@ -112,7 +118,8 @@ def cmd_info(args) -> int:
     print(f"index      {info['path']}")
     print(f"photos     {info['images']}   skipped {info['skipped']}")
     print(f"descriptor {info['descriptor_dim']}-D, {info['bytes_per_image']} bytes per photo")
-    for name, size in info["bytes_on_disk"].items():
+    print("on disk")
+    for name, size in sorted(info["bytes_on_disk"].items()):
         print(f"  {name:<16} {size / 1e6:9.2f} MB")
     print("settings   " + ", ".join(f"{k}={v}" for k, v in info["settings"].items()))
     for item in info["skipped_files"]:
@@ -144,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=None, help="worker processes (default: all cores)")
     p.add_argument("--preset", choices=("compact", "quality"), default=None,
                    help="descriptor size for a new index: compact 243-D (default), quality 605-D")
+    p.add_argument("--prune", action="store_true",
+                   help="drop indexed photos under the folders whose files no longer exist (default: keep them, "
+                        "e.g. for a drive that is not plugged in)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 

@@ -1,10 +1,18 @@
-"""Building a sketch index from folders of photos."""
+"""Building and updating an index from folders of photos: incremental, resumable, parallel.
+
+A run scans the folders, keeps every catalogued file whose size and mtime are unchanged, recognises
+moved or renamed files by their content hash (they keep their descriptors), and describes the rest in
+worker processes.  The one writer commits results every few seconds, so a run that is killed loses at
+most those seconds: the next run finds the committed files unchanged and goes on from there.
+"""
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing as mp
 import os
-import sqlite3
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +22,13 @@ from .edges import photo_edges
 from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
 from .imageio import IMAGE_EXTENSIONS, ImageError, load_image
 from .settings import SketchSettings
-from .store import PhotoRecord, SketchIndex, read_settings, write_index
+from .store import IndexWriter, PhotoRecord, content_hash, read_settings
 
 log = logging.getLogger(__name__)
+
+# results are committed every FLUSH_EVERY photos and at least every FLUSH_SECONDS (what a killed run loses)
+FLUSH_EVERY = int(os.environ.get("SKETCHSEARCH_COMMIT_EVERY", 512))
+FLUSH_SECONDS = float(os.environ.get("SKETCHSEARCH_COMMIT_SECONDS", 2.0))
 
 
 @dataclass(frozen=True)
@@ -25,46 +37,89 @@ class IndexSummary:
 
     indexed: int  # photos in the index after the run
     described: int  # photos whose descriptor was computed in this run
-    reused: int  # unchanged photos whose descriptor was kept
-    skipped: tuple[tuple[str, str], ...]  # (path, reason)
-    removed: int  # photos no longer found
+    reused: int  # photos whose descriptor was kept: unchanged, touched (same bytes) or moved
+    skipped: tuple[tuple[str, str], ...]  # (path, reason) of files under the folders that are not indexed
+    removed: int  # catalogued photos dropped because their files are gone (``prune``)
+    moved: int = 0  # photos found under a new path by their content
+    missing: int = 0  # catalogued photos under the folders whose files are gone and were kept (no ``prune``)
+
+
+def _reason(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if e.errno == errno.ENOENT:
+        return "broken link or file vanished"
+    if e.errno == errno.EACCES:
+        return "permission denied"
+    if e.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    return e.strerror or str(e)
 
 
 def scan(folders: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files (by extension) under the folders, sorted, each once; symlink loops are not followed.
+    """Image files (by extension) under the folders, sorted, each once.
+
+    Symbolic links to folders are followed, but each real folder is visited once, so link loops end.
 
     Returns
     -------
-    files : list of Path
-    skipped : list of (path, reason) for files that cannot be catalogued (a name that is not valid UTF-8)
+    files : list of Path (absolute; links resolved)
+    skipped : list of (path, reason) for what cannot be catalogued: a name that is not valid UTF-8, a
+        folder that cannot be read, a link loop or a broken link
 
     Raises
     ------
     FileNotFoundError naming the first folder that does not exist.
     """
     found: set[Path] = set()
+    skipped: list[tuple[str, str]] = []
+    visited: set[tuple[int, int]] = set()
+
+    def unreadable(e: OSError) -> None:
+        skipped.append((_printable(e.filename), f"cannot read folder: {_reason(e)}"))
+
     for folder in folders:
-        root = Path(folder)
+        root = Path(folder).expanduser()
         if not root.exists():
             raise FileNotFoundError(f"{root}: no such folder")
         if root.is_file():
             found.add(root.resolve())
             continue
-        for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        for dirpath, dirs, files in os.walk(root, followlinks=True, onerror=unreadable):
+            try:
+                st = os.stat(dirpath)
+            except OSError as e:
+                skipped.append((_printable(dirpath), _reason(e)))
+                dirs[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in visited:  # reached again through a link: a loop or a second path
+                dirs[:] = []
+                continue
+            visited.add((st.st_dev, st.st_ino))
             for name in files:
-                if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    found.add((Path(dirpath) / name).resolve())
-    files, skipped = [], []
+                if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    continue
+                p = Path(dirpath) / name
+                try:
+                    os.stat(p)
+                    found.add(p.resolve())
+                except (OSError, RuntimeError) as e:
+                    skipped.append((_printable(p), _reason(e) if isinstance(e, OSError) else "symbolic link loop"))
+    files = []
     for f in sorted(found):
         try:
             str(f).encode("utf-8")
             files.append(f)
         except UnicodeEncodeError:
-            skipped.append((str(f).encode("utf-8", "replace").decode("utf-8"), "file name is not valid UTF-8"))
+            skipped.append((_printable(f), "file name is not valid UTF-8"))
     return files, skipped
 
 
-def describe_photo(path: Path, layout: FeatureLayout) -> PhotoRecord:
+def _printable(p) -> str:
+    return os.fsdecode(p).encode("utf-8", "replace").decode("utf-8")
+
+
+def describe_photo(path: Path, layout: FeatureLayout, *, hash: str | None = None) -> PhotoRecord:
     """Load one photo, detect its edges and encode it (raises ImageError)."""
     st = path.stat()
     settings = layout.settings
@@ -73,8 +128,21 @@ def describe_photo(path: Path, layout: FeatureLayout) -> PhotoRecord:
     edges = photo_edges(image, detector=settings.detector, max_side=settings.max_side,
                         min_strength=settings.min_strength)
     desc = database_descriptor(edges, layout)
-    return PhotoRecord(str(path), st.st_size, st.st_mtime, image.original_size[0], image.original_size[1],
-                       edges.width, edges.height, edges.scale, len(edges), desc.codes, desc.inv_norms)
+    return PhotoRecord(str(path), st.st_size, st.st_mtime, hash or content_hash(path), image.original_size[0],
+                       image.original_size[1], edges.width, edges.height, edges.scale, len(edges), desc.codes,
+                       desc.inv_norms)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A worker's answer for one file: a record, a reason it was skipped, or ``same`` (bytes unchanged)."""
+
+    path: str
+    size: int
+    mtime: float
+    record: PhotoRecord | None = None
+    reason: str | None = None
+    same: bool = False
 
 
 _worker_layout: FeatureLayout | None = None
@@ -89,42 +157,48 @@ def _init_worker(settings_json: str, single_thread: bool = True) -> None:
     _worker_layout = FeatureLayout.from_settings(SketchSettings.from_json(settings_json))
 
 
-def _describe_job(path: str) -> tuple[str, PhotoRecord | None, str | None]:
+def _describe_job(job: tuple[str, str | None]) -> JobResult:
+    path, old_hash = job
+    size, mtime = 0, 0.0
     try:
-        return path, describe_photo(Path(path), _worker_layout), None
-    except (ImageError, OSError) as e:
-        return path, None, getattr(e, "reason", None) or str(e)
+        st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime
+        h = content_hash(path)
+        if h == old_hash:
+            return JobResult(path, size, mtime, same=True)
+        return JobResult(path, size, mtime, record=describe_photo(Path(path), _worker_layout, hash=h))
+    except ImageError as e:
+        return JobResult(path, size, mtime, reason=e.reason)
+    except OSError as e:
+        return JobResult(path, size, mtime, reason=_reason(e))
     except Exception as e:  # a bad file must never stop a run
         log.exception("failed on %s", path)
-        return path, None, f"{type(e).__name__}: {e}"
+        return JobResult(path, size, mtime, reason=f"{type(e).__name__}: {e}")
 
 
-def _previous(db: Path, settings: SketchSettings) -> dict[str, PhotoRecord]:
-    """Records of an existing index with the same settings, by path (empty when there is none)."""
+def _settings_for(db: Path, settings: SketchSettings | None) -> SketchSettings:
+    if settings is not None:
+        return settings
     try:
-        old = read_settings(db)
-    except IndexNotFound:
-        return {}
-    except IndexFormatError as e:
-        log.warning("%s; rebuilding it from scratch", e)
-        return {}
-    if old != settings:
-        raise IndexFormatError(f"{db}: index was built with other settings; use another --db or delete it")
-    try:
-        return SketchIndex(db).records()
-    except (IndexFormatError, sqlite3.Error) as e:
-        log.warning("%s: %s; rebuilding it from scratch", db, e)
-        return {}
+        return read_settings(db)
+    except (IndexNotFound, IndexFormatError):  # none yet, or one that must be rebuilt
+        return SketchSettings()
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
 def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *,
-                  settings: SketchSettings | None = None, workers: int | None = None,
+                  settings: SketchSettings | None = None, workers: int | None = None, prune: bool = False,
                   progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> IndexSummary:
-    """Index every image under ``folders`` into the index folder ``db``.
+    """Add every image under ``folders`` to the index folder ``db`` (created if needed).
 
-    Unchanged files (same path, size and mtime) of an existing index keep their descriptors; files
-    that no longer exist are dropped.  Unreadable files are skipped and listed with the reason.
+    Unchanged files (same path, size and mtime) keep their descriptors, as do files whose bytes are
+    unchanged (a touched file) and files moved or renamed (found by content hash).  Unreadable files
+    are recorded as skipped with the reason.  Results are committed every few seconds, so a killed or
+    cancelled run keeps what it did and the next run continues from there.
 
     Parameters
     ----------
@@ -132,56 +206,144 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     db : index folder
     settings : descriptor settings (default: the existing index's, else the defaults)
     workers : worker processes (default: number of CPU cores)
+    prune : drop catalogued photos under ``folders`` whose files no longer exist (default: keep them,
+        e.g. for a drive that is not plugged in)
     progress : called with (done, total) as photos are processed
-    cancelled : polled between photos; when it returns True the run stops with ``Cancelled`` and the
-        index on disk is left as it was
+    cancelled : polled between photos; when it returns True the run commits what it has and stops
+        with ``Cancelled``
+
+    Raises
+    ------
+    FileNotFoundError : a folder does not exist
+    IndexLocked : another process is writing the index
+    IndexFormatError : the index was built with other settings
+    Cancelled
     """
     db = Path(db)
     if db.exists() and not db.is_dir():
         raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
-    files, unnamed = scan(folders)
-    if settings is None:
-        try:
-            settings = read_settings(db)
-        except (IndexNotFound, IndexFormatError):  # none yet, or one that must be rebuilt
-            settings = SketchSettings()
-    previous = _previous(db, settings)
-    keep: dict[str, PhotoRecord] = {}
-    todo: list[str] = []
-    for f in files:
-        key = str(f)
-        old = previous.get(key)
-        st = f.stat() if f.exists() else None
-        if old is not None and st is not None and old.size == st.st_size and old.mtime == st.st_mtime:
-            keep[key] = old
-        else:
-            todo.append(key)
-    total = len(files)
-    done = len(keep)
-    if progress:
-        progress(done, total)
-    records = dict(keep)
-    skipped: list[tuple[str, str]] = list(unnamed)
-    for path, record, reason in _run_jobs(todo, settings, workers):
-        if cancelled is not None and cancelled():
-            raise Cancelled("indexing cancelled; the index was left unchanged")
-        if record is None:
-            skipped.append((path, reason or "unknown error"))
-        else:
-            records[path] = record
-        done += 1
+    folders = list(folders)
+    files, skipped = scan(folders)
+    roots = [str(Path(f).expanduser().resolve()) for f in folders]
+    settings = _settings_for(db, settings)
+    with IndexWriter(db, settings) as w:
+        known = w.known()
+        todo: list[tuple[str, str | None]] = []
+        stats: dict[str, os.stat_result] = {}
+        reused = 0
+        for f in files:
+            key = str(f)
+            try:
+                st = os.stat(f)
+            except OSError as e:
+                skipped.append((key, _reason(e)))
+                continue
+            stats[key] = st
+            k = known.get(key)
+            if k is not None and k.size == st.st_size and k.mtime == st.st_mtime:
+                if k.status == "skipped":
+                    skipped.append((key, k.reason or "unreadable"))
+                else:
+                    reused += 1
+            else:
+                todo.append((key, k.hash if k is not None else None))
+        todo, moves = _find_moves(todo, stats, known)
+        w.rename(moves)
+        total = len(files)
+        done = total - len(todo)
         if progress:
             progress(done, total)
-    n = write_index(db, settings, records.values(), skipped)
-    removed = len(set(previous) - set(records))
-    return IndexSummary(n, len(todo) - (len(skipped) - len(unnamed)), len(keep), tuple(skipped), removed)
+        described, same = 0, 0
+        pending: dict[str, list] = {"records": [], "skipped": [], "touched": []}
+        last_flush = time.monotonic()
+
+        def flush() -> None:
+            nonlocal last_flush
+            w.add(pending["records"], pending["skipped"], pending["touched"])
+            for v in pending.values():
+                v.clear()
+            last_flush = time.monotonic()
+
+        try:
+            for res in _run_jobs(todo, settings, workers):
+                if res.same:
+                    pending["touched"].append((res.path, res.size, res.mtime))
+                    same += 1
+                elif res.record is None:
+                    pending["skipped"].append((res.path, res.size, res.mtime, res.reason or "unknown error"))
+                    skipped.append((res.path, res.reason or "unknown error"))
+                else:
+                    pending["records"].append(res.record)
+                    described += 1
+                done += 1
+                if progress:
+                    progress(done, total)
+                if len(pending["records"]) >= FLUSH_EVERY or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    flush()
+                if cancelled is not None and cancelled():
+                    flush()
+                    raise Cancelled(f"indexing cancelled after {done} of {total} files; what was indexed is "
+                                    f"kept and the next run continues from there")
+            flush()
+        except KeyboardInterrupt:
+            flush()  # keep what was done
+            raise
+        moved_from = _moved_from(moves, known)
+        gone = [p for p in known if p not in stats and p not in moved_from and _under(p, roots)
+                and not os.path.exists(p)]
+        removed = w.remove(gone) if prune else 0
+        w.compact()
+        n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
+    missing = 0 if prune else sum(known[p].status == "indexed" for p in gone)
+    return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)
 
 
-def _run_jobs(paths: list[str], settings: SketchSettings, workers: int | None) -> Iterator[tuple]:
+def _moved_from(moves, known) -> set[str]:
+    by_id = {k.id: p for p, k in known.items()}
+    return {by_id[m[0]] for m in moves}
+
+
+def _find_moves(todo: list[tuple[str, str | None]], stats: dict[str, os.stat_result], known: dict) \
+        -> tuple[list[tuple[str, str | None]], list[tuple[int, str, int, float]]]:
+    """New files that are catalogued photos under another path that no longer exists (same size and
+    content hash): returns the files still to describe and the moves (id, new path, size, mtime)."""
+    new = [p for p, old in todo if p not in known]
+    if not new:
+        return todo, []
+    seen = set(stats)
+    by_size: dict[int, list] = defaultdict(list)
+    for p, k in known.items():
+        if k.status == "indexed" and k.hash and p not in seen:
+            by_size[k.size].append(k)
+    moves, taken = [], set()
+    for p in new:
+        size = stats[p].st_size
+        candidates = [k for k in by_size.get(size, ()) if k.id not in taken]
+        if not candidates:
+            continue
+        candidates = [k for k in candidates if not os.path.exists(k.path)]
+        if not candidates:
+            continue
+        try:
+            h = content_hash(p)
+        except OSError:
+            continue
+        for k in candidates:
+            if k.hash == h:
+                moves.append((k.id, p, size, stats[p].st_mtime))
+                taken.add(k.id)
+                break
+    moved = {m[1] for m in moves}
+    return [t for t in todo if t[0] not in moved], moves
+
+
+def _run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, workers: int | None) \
+        -> Iterator[JobResult]:
+    """Describe files in worker processes (results in completion order)."""
     workers = max(1, workers or os.cpu_count() or 1)
-    if workers == 1 or len(paths) < 4:
+    if workers == 1 or len(jobs) < 4:
         _init_worker(settings.to_json(), single_thread=False)
-        yield from map(_describe_job, paths)
+        yield from map(_describe_job, jobs)
         return
     ctx = mp.get_context("spawn")
     # one BLAS / OpenMP thread per worker: the workers already use every core, more threads only contend
@@ -195,11 +357,11 @@ def _run_jobs(paths: list[str], settings: SketchSettings, workers: int | None) -
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    with pool:
-        yield from pool.imap(_describe_job, paths, chunksize=4)
+    with pool:  # leaving the block (also by an exception) terminates the workers
+        yield from pool.imap_unordered(_describe_job, jobs, chunksize=2)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-__all__ = ["IndexSummary", "SketchSearchError", "describe_photo", "index_folders", "scan"]
+__all__ = ["IndexSummary", "JobResult", "SketchSearchError", "describe_photo", "index_folders", "scan"]

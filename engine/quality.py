@@ -49,10 +49,10 @@ class Collection:
 def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None = None) -> Collection:
     """Descriptors of photos (all must be readable), computed with the indexer's worker pool."""
     records = {}
-    for path, record, reason in _run_jobs([str(p) for p in paths], settings, workers):
-        if record is None:
-            raise RuntimeError(f"{path}: {reason}")
-        records[path] = record
+    for res in _run_jobs([(str(p), None) for p in paths], settings, workers):
+        if res.record is None:
+            raise RuntimeError(f"{res.path}: {res.reason}")
+        records[res.path] = res.record
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
     return Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)

@@ -1,23 +1,36 @@
-"""The sketch index on disk: a SQLite catalog plus descriptor arrays, and searching it.
+"""The index on disk: a SQLite catalog plus descriptor arrays in chunks, written by one process at a time
+and read, memory-mapped, by any number of searchers -- also while a writer is adding to it.
 
 Layout of an index folder::
 
-    catalog.sqlite3   meta (format version, settings), images (one row per indexed photo),
-                      skipped (files that could not be indexed, with the reason)
-    codes-<gen>.npy   (N, D) int8 descriptors in storage order, row i <-> images.row = i
-    inv_norms-<gen>.npy  (N, K, 3) float32 inverse kernel norms
+    catalog.sqlite3      (WAL) meta: format version, settings
+                         files: one row per file seen -- path, size, mtime, content hash, size after EXIF
+                                orientation, status (indexed / skipped + reason) and, for indexed
+                                files, the chunk and slot of its descriptor
+                         chunks: the descriptor chunks, with their row counts
+    chunk-<id>.<array>.npy   one file per array of a chunk: ``codes`` (n, D) int8, ``inv_norms``
+                         (n, K, 3) float32, ``ids`` (n,) int64 (the files row whose descriptor a slot
+                         holds), and, when the index has image descriptors, ``gem`` (n, G) float16
+    lock                 held (flock) by the one writer
 
-Each write puts its arrays under new names (a generation, recorded in ``meta``) and renames the new
-catalog into place last, so a reader never sees a half-written index.
+Crash safety: a writer writes a chunk's arrays completely (temporary name, fsync, rename) before the
+catalog transaction that points files at them commits; a killed writer leaves at most unreferenced
+chunk files, which the next writer deletes.  Compaction writes the merged chunk first, repoints the rows
+in one transaction and only then deletes the old files, so every committed catalog state refers to
+complete arrays.  A slot whose file was re-described or removed is dead: the catalog no longer points
+at it, and compaction drops it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
+import re
 import sqlite3
-import uuid
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,37 +39,55 @@ import numpy as np
 
 from .afm import FeatureLayout, encode_query
 from .edges import EdgeMap, sketch_edges
-from .errors import IndexFormatError, IndexNotFound, QueryError
+from .errors import IndexFormatError, IndexLocked, IndexNotFound, QueryError
 from .imageio import ImageError, load_image
 from .settings import FORMAT_VERSION, SketchSettings
 
+log = logging.getLogger(__name__)
+
 CATALOG = "catalog.sqlite3"
+LOCK = "lock"
+SKETCH_ARRAYS = ("codes", "inv_norms", "ids")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    row INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     mtime REAL NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    work_width INTEGER NOT NULL,
-    work_height INTEGER NOT NULL,
-    work_scale REAL NOT NULL,
-    n_points INTEGER NOT NULL
+    hash TEXT,
+    width INTEGER,
+    height INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('indexed', 'skipped')),
+    reason TEXT,
+    chunk INTEGER REFERENCES chunks(id),
+    slot INTEGER,
+    work_width INTEGER,
+    work_height INTEGER,
+    work_scale REAL,
+    n_points INTEGER
 );
-CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS files_chunk ON files (chunk, slot);
+CREATE INDEX IF NOT EXISTS files_hash ON files (size, hash);
 """
+
+_CHUNK_FILE = re.compile(r"^chunk-(\d+)\.(\w+)\.npy$")
+
+
+def rebuild_hint(db) -> str:
+    return f"rebuild with: sketchsearch index FOLDER --db {db}"
 
 
 @dataclass(frozen=True)
 class PhotoRecord:
-    """One indexed photo: its file identity, geometry and stored descriptor."""
+    """One described photo: its file identity, geometry and descriptors."""
 
     path: str
     size: int
     mtime: float
+    hash: str
     width: int
     height: int
     work_width: int
@@ -65,6 +96,7 @@ class PhotoRecord:
     n_points: int
     codes: np.ndarray  # (D,) int8, storage order
     inv_norms: np.ndarray  # (K, 3) float32
+    gem: np.ndarray | None = None  # (G,) image descriptor, when the index has them
 
 
 @dataclass(frozen=True)
@@ -100,61 +132,82 @@ def photo_box(geometry, width: float, height: float, dx: float, dy: float) -> tu
     return float(x0), float(y0), float(x1), float(y1)
 
 
-def write_index(db: Path, settings: SketchSettings, records: Iterable[PhotoRecord],
-                skipped: Iterable[tuple[str, str]]) -> int:
-    """Write a complete index to ``db`` (a folder, created if needed), replacing what was there.
+class RowBlocks:
+    """Rows of several arrays (memory maps) seen as one array, without copying them together.
 
-    The arrays of each write get new file names (a generation), named in the catalog; the catalog is
-    swapped in last with one rename, so a reader sees either the old index or the new one, never a mix.
-    Returns the number of indexed photos.
+    Supports what the scorers need: ``shape``, ``len``, row slices, integer row arrays and
+    ``[:, :k]`` column slices; a single block is used as it is.
     """
-    db = Path(db)
-    if db.exists() and not db.is_dir():
-        raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
-    db.mkdir(parents=True, exist_ok=True)
-    records = sorted(records, key=lambda r: r.path)
-    codes = np.zeros((len(records), settings.dim), np.int8)
-    inv = np.zeros((len(records), len(settings.scales), 3), np.float32)
-    for i, r in enumerate(records):
-        codes[i] = r.codes
-        inv[i] = r.inv_norms
-    gen = uuid.uuid4().hex[:12]
-    names = {"codes": f"codes-{gen}.npy", "inv_norms": f"inv_norms-{gen}.npy"}
-    cat_tmp = db / f"{CATALOG}.tmp-{gen}"
+
+    def __init__(self, blocks: Sequence[np.ndarray]) -> None:
+        self.blocks = list(blocks)
+        self.starts = np.cumsum([0] + [len(b) for b in self.blocks])
+        first = self.blocks[0]
+        self.dtype = first.dtype
+        self.shape = (int(self.starts[-1]), *first.shape[1:])
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[0:len(self)]
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            rows, *rest = key
+            if rows == slice(None) and rest:
+                return RowBlocks([b[(slice(None), *rest)] for b in self.blocks])
+            return self[rows][(slice(None), *rest)]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            parts = []
+            for b, s0 in zip(self.blocks, self.starts, strict=False):
+                a, z = max(start - s0, 0), min(stop - s0, len(b))
+                if a < z:
+                    parts.append(b[a:z])
+            if len(parts) == 1:
+                return parts[0]
+            return np.concatenate(parts) if parts else np.zeros((0, *self.shape[1:]), self.dtype)
+        if isinstance(key, int | np.integer):
+            key = int(key) + (len(self) if key < 0 else 0)
+            i = int(np.searchsorted(self.starts, key, side="right")) - 1
+            return self.blocks[i][key - self.starts[i]]
+        rows = np.asarray(key, np.int64)
+        block = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        for i in np.unique(block):
+            sel = block == i
+            out[sel] = self.blocks[i][rows[sel] - self.starts[i]]
+        return out
+
+
+def _concat(blocks: list[np.ndarray], empty_shape: tuple, dtype) -> np.ndarray | RowBlocks:
+    if not blocks:
+        return np.zeros(empty_shape, dtype)
+    return blocks[0] if len(blocks) == 1 else RowBlocks(blocks)
+
+
+def chunk_path(db: Path, chunk: int, array: str) -> Path:
+    return Path(db) / f"chunk-{chunk:08d}.{array}.npy"
+
+
+def _connect_ro(db: Path) -> sqlite3.Connection:
+    """A read-only connection (WAL readers need the -shm file; a read-only folder falls back to immutable)."""
     try:
-        np.save(db / names["codes"], codes)
-        np.save(db / names["inv_norms"], inv)
-        con = sqlite3.connect(str(cat_tmp))
-        with con:
-            con.executescript(_SCHEMA)
-            con.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("format_version", str(FORMAT_VERSION)), ("settings", settings.to_json()),
-                ("codes", names["codes"]), ("inv_norms", names["inv_norms"])])
-            con.executemany(
-                "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(i, r.path, r.size, r.mtime, r.width, r.height, r.work_width, r.work_height, r.work_scale,
-                  r.n_points) for i, r in enumerate(records)])
-            con.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?)", sorted(skipped))
-        con.close()
-        for suffix in ("-wal", "-shm"):
-            (db / (CATALOG + suffix)).unlink(missing_ok=True)
-        os.replace(cat_tmp, db / CATALOG)
-    except BaseException:
-        for leftover in (cat_tmp, db / names["codes"], db / names["inv_norms"]):
-            leftover.unlink(missing_ok=True)
+        con = sqlite3.connect(f"file:{db / CATALOG}?mode=ro", uri=True, timeout=30)
+        con.execute("SELECT 1 FROM meta LIMIT 1")
+        return con
+    except sqlite3.OperationalError as e:
+        if "readonly" in str(e) or "unable to open" in str(e):
+            return sqlite3.connect(f"file:{db / CATALOG}?immutable=1", uri=True)
         raise
-    for old in [*db.glob("codes-*.npy"), *db.glob("inv_norms-*.npy")]:
-        if old.name not in names.values():
-            old.unlink(missing_ok=True)  # an older generation (a reader that has it open keeps its data)
-    return len(records)
 
 
-def read_settings(db: Path) -> SketchSettings:
-    """Settings of an existing index (raises IndexNotFound / IndexFormatError)."""
-    return SketchSettings.from_json(_read_meta(db)["settings"])
-
-
-def _read_meta(db: Path) -> dict[str, str]:
+def _read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]:
     """The ``meta`` table of an index, checked for its format version."""
     db = Path(db)
     if not (db / CATALOG).is_file():
@@ -163,21 +216,348 @@ def _read_meta(db: Path) -> dict[str, str]:
                                 f"build one with: sketchsearch index FOLDER --db {db}")
         raise IndexNotFound(f"{db}: no such index; build one with: sketchsearch index FOLDER --db {db}")
     try:
-        con = sqlite3.connect(f"file:{db / CATALOG}?mode=ro", uri=True, timeout=30)
+        own = con is None
+        con = con or _connect_ro(db)
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        con.close()
+        if own:
+            con.close()
     except sqlite3.Error as e:
-        raise IndexFormatError(f"{db}: unreadable catalog ({e}); rebuild with: "
-                               f"sketchsearch index FOLDER --db {db}") from None
+        raise IndexFormatError(f"{db}: unreadable catalog ({e}); {rebuild_hint(db)}") from None
     version = meta.get("format_version")
     if version != str(FORMAT_VERSION):
         raise IndexFormatError(f"{db}: index format {version} but this sketchsearch reads format "
-                               f"{FORMAT_VERSION}; rebuild with: sketchsearch index FOLDER --db {db}")
+                               f"{FORMAT_VERSION}; {rebuild_hint(db)}")
     return meta
 
 
+def read_settings(db: Path) -> SketchSettings:
+    """Settings of an existing index (raises IndexNotFound / IndexFormatError)."""
+    return SketchSettings.from_json(_read_meta(db)["settings"])
+
+
+def content_hash(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """BLAKE2b (128-bit) of a file's bytes: the identity of a photo across renames and moves."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            h.update(data)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the catalog knows of one file."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    hash: str | None
+    status: str
+    reason: str | None
+
+
+class _Lock:
+    """An exclusive advisory lock on ``db/lock`` (released by the OS when the holder dies)."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = db / LOCK
+        self.f = open(self.path, "a+")  # noqa: SIM115 -- held for the writer's lifetime
+        try:
+            self._acquire()
+        except OSError:
+            self.f.seek(0)
+            holder = self.f.read().strip() or "unknown"
+            self.f.close()
+            raise IndexLocked(f"{db}: another sketchsearch process (pid {holder}) is writing this index; "
+                              f"wait for it to finish or stop it") from None
+        self.f.seek(0)
+        self.f.truncate()
+        self.f.write(str(os.getpid()))
+        self.f.flush()
+
+    def _acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            import msvcrt
+
+            self.f.seek(0)
+            msvcrt.locking(self.f.fileno(), msvcrt.LK_NBLCK, 1)
+            return
+        fcntl.flock(self.f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            self.f.seek(0)
+            self.f.truncate()
+        self.f.close()  # closing drops the lock
+
+
+def _save_array(path: Path, a: np.ndarray) -> None:
+    """np.save, durable and atomic: temporary name, fsync, rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, a)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class IndexWriter:
+    """The one process that adds to an index; use as a context manager (holds the index's lock).
+
+    Parameters
+    ----------
+    db : index folder (created if needed)
+    settings : sketch descriptor settings; an existing index must have been built with the same
+    image_settings : JSON of the image-descriptor settings (None: the index has no image descriptors)
+    image_dim : length of the image descriptors
+    rebuild : what to do with an index of another format version: True rebuilds it from scratch
+        (its files are deleted), False raises IndexFormatError
+    """
+
+    def __init__(self, db: str | os.PathLike, settings: SketchSettings, *, image_settings: str | None = None,
+                 image_dim: int = 0, rebuild: bool = True) -> None:
+        self.db = Path(db)
+        if self.db.exists() and not self.db.is_dir():
+            raise IndexNotFound(f"{self.db}: exists and is not a folder; an index is a folder")
+        self.db.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.image_settings = image_settings
+        self.image_dim = image_dim
+        self.arrays = SKETCH_ARRAYS + (("gem",) if image_settings else ())
+        self._lock = _Lock(self.db)
+        try:
+            self._open(rebuild)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    # -- opening ----------------------------------------------------------------------------------
+    def _open(self, rebuild: bool) -> None:
+        if (self.db / CATALOG).exists():
+            try:
+                meta = _read_meta(self.db)
+            except IndexFormatError as e:
+                if not rebuild:
+                    raise
+                log.warning("%s; rebuilding it from scratch", e)
+                self._delete_all()
+            else:
+                self._check(meta)
+        self.con = sqlite3.connect(str(self.db / CATALOG), timeout=30)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        with self.con:
+            self.con.executescript(_SCHEMA)
+            self.con.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                ("format_version", str(FORMAT_VERSION)), ("settings", self.settings.to_json()),
+                ("image_settings", self.image_settings or "")])
+        self._delete_orphans()
+
+    def _check(self, meta: dict[str, str]) -> None:
+        if SketchSettings.from_json(meta["settings"]) != self.settings:
+            raise IndexFormatError(f"{self.db}: index was built with other sketch settings; use another --db, "
+                                   f"or delete it to rebuild it with these")
+        if (meta.get("image_settings") or None) != self.image_settings:
+            raise IndexFormatError(f"{self.db}: index was built with another image backbone or settings "
+                                   f"({meta.get('image_settings') or 'none'}); use another --db, or delete it "
+                                   f"to rebuild it with these")
+
+    def _delete_all(self) -> None:
+        """Remove the files of an index this version cannot read (only files an index has)."""
+        for p in self.db.iterdir():
+            name = p.name
+            if (name.startswith(CATALOG) or _CHUNK_FILE.match(name) or name.endswith(".npy.tmp")
+                    or re.match(r"^(codes|inv_norms)-\w+\.npy$", name)):
+                p.unlink(missing_ok=True)
+
+    def _delete_orphans(self) -> None:
+        """Chunk files no committed catalog state refers to (left by a killed writer or compaction)."""
+        live = {r[0] for r in self.con.execute("SELECT id FROM chunks")}
+        for p in self.db.iterdir():
+            m = _CHUNK_FILE.match(p.name)
+            if (m and int(m.group(1)) not in live) or p.name.endswith(".npy.tmp"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    def close(self) -> None:
+        if getattr(self, "con", None) is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.con.close()
+            self.con = None
+        self._lock.release()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading what is there --------------------------------------------------------------------
+    def known(self) -> dict[str, Known]:
+        """Every catalogued file (indexed or skipped), by path."""
+        rows = self.con.execute("SELECT id, path, size, mtime, hash, status, reason FROM files")
+        return {r[1]: Known(*r) for r in rows}
+
+    def descriptor(self, file_id: int) -> dict[str, np.ndarray]:
+        """The stored arrays of one indexed file (for a copy of it under another name)."""
+        chunk, slot = self.con.execute("SELECT chunk, slot FROM files WHERE id = ?", (file_id,)).fetchone()
+        return {a: np.array(np.load(chunk_path(self.db, chunk, a), mmap_mode="r")[slot]) for a in self.arrays}
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _next_ids(self, n: int) -> range:
+        top = self.con.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
+        return range(top + 1, top + 1 + n)
+
+    def _new_chunk(self, arrays: dict[str, np.ndarray]) -> int:
+        """Write a chunk's arrays (before any catalog row refers to them) and return its id."""
+        cid = self.con.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM chunks").fetchone()[0]
+        for name in self.arrays:
+            _save_array(chunk_path(self.db, cid, name), arrays[name])
+        return cid
+
+    def add(self, records: Sequence[PhotoRecord], skipped: Iterable[tuple[str, int, float, str]] = (),
+            touched: Iterable[tuple[str, int, float]] = ()) -> None:
+        """Commit described photos (a new chunk), skipped files and files whose content is unchanged.
+
+        ``skipped`` holds (path, size, mtime, reason); ``touched`` (path, size, mtime) of catalogued
+        files whose bytes are the same as before (their descriptor is kept).  A path already in the
+        catalog keeps its id; its old slot becomes dead.
+        """
+        records = list(records)
+        cur = self.con
+        ids = dict(cur.execute("SELECT path, id FROM files WHERE path IN (SELECT value FROM json_each(?))",
+                               (json.dumps([r.path for r in records]),)).fetchall()) if records else {}
+        fresh = iter(self._next_ids(sum(r.path not in ids for r in records)))
+        for r in records:
+            if r.path not in ids:
+                ids[r.path] = next(fresh)
+        cid = None
+        if records:
+            arrays = {"codes": np.stack([r.codes for r in records]).astype(np.int8),
+                      "inv_norms": np.stack([r.inv_norms for r in records]).astype(np.float32),
+                      "ids": np.array([ids[r.path] for r in records], np.int64)}
+            if "gem" in self.arrays:
+                arrays["gem"] = np.stack([r.gem for r in records]).astype(np.float16)
+            cid = self._new_chunk(arrays)
+        with cur:
+            if cid is not None:
+                cur.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(records), time.time()))
+                cur.executemany(
+                    "INSERT INTO files (id, path, size, mtime, hash, width, height, status, reason, chunk, slot, "
+                    "work_width, work_height, work_scale, n_points) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, "
+                    "hash = excluded.hash, width = excluded.width, height = excluded.height, status = 'indexed', "
+                    "reason = NULL, chunk = excluded.chunk, slot = excluded.slot, work_width = excluded.work_width, "
+                    "work_height = excluded.work_height, work_scale = excluded.work_scale, "
+                    "n_points = excluded.n_points",
+                    [(ids[r.path], r.path, r.size, r.mtime, r.hash, r.width, r.height, cid, slot, r.work_width,
+                      r.work_height, r.work_scale, r.n_points) for slot, r in enumerate(records)])
+            cur.executemany(
+                "INSERT INTO files (path, size, mtime, status, reason) VALUES (?, ?, ?, 'skipped', ?) "
+                "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, hash = NULL, "
+                "status = 'skipped', reason = excluded.reason, chunk = NULL, slot = NULL",
+                [(p, s, m, why) for p, s, m, why in skipped])
+            cur.executemany("UPDATE files SET size = ?, mtime = ? WHERE path = ?",
+                            [(s, m, p) for p, s, m in touched])
+        if self.con.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] > 12:
+            self.compact()
+
+    def add_arrays(self, paths: Sequence[str], geometry: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        """Bulk insert of ready-made descriptors (synthetic indexes for benchmarks); geometry (N, 5)."""
+        start = self._next_ids(0).start
+        ids = np.arange(start, start + len(paths), dtype=np.int64)
+        cid = self._new_chunk({**arrays, "ids": ids})
+        with self.con:
+            self.con.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(paths), time.time()))
+            self.con.executemany(
+                "INSERT INTO files (id, path, size, mtime, width, height, status, chunk, slot, work_width, "
+                "work_height, work_scale, n_points) VALUES (?, ?, 0, 0, ?, ?, 'indexed', ?, ?, ?, ?, ?, 0)",
+                ((int(ids[i]), p, int(g[0]), int(g[1]), cid, i, int(g[2]), int(g[3]), float(g[4]))
+                 for i, (p, g) in enumerate(zip(paths, geometry, strict=True))))
+
+    def rename(self, moves: Iterable[tuple[int, str, int, float]]) -> None:
+        """Give catalogued files new paths (id, new path, size, mtime), keeping their descriptors."""
+        with self.con:
+            self.con.executemany("UPDATE files SET path = ?, size = ?, mtime = ? WHERE id = ?",
+                                 [(p, s, m, i) for i, p, s, m in moves])
+
+    def remove(self, paths: Iterable[str]) -> int:
+        """Drop files from the catalog (their slots become dead); returns how many were dropped."""
+        with self.con:
+            cur = self.con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+        return cur.rowcount
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.con:
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def compact(self, *, full: bool = False) -> int:
+        """Merge small chunks and chunks with many dead slots (size-tiered, so each descriptor is rewritten
+        O(log N) times over the index's life); ``full`` merges everything into one chunk.
+        Returns the number of chunks merged."""
+        con = self.con
+        sizes = dict(con.execute("SELECT id, n FROM chunks").fetchall())
+        live = dict(con.execute("SELECT chunk, COUNT(*) FROM files WHERE chunk IS NOT NULL GROUP BY chunk"))
+        empty = [c for c in sizes if live.get(c, 0) == 0]
+        order = sorted((c for c in sizes if live.get(c, 0)), key=lambda c: -live[c])
+        keep = 0
+        if not full:
+            for i, c in enumerate(order):
+                clean = live[c] >= 0.8 * sizes[c]
+                if clean and live[c] >= 2 * sum(live[d] for d in order[i + 1:]):
+                    keep = i + 1
+                else:
+                    break
+        merge = order[keep:]
+        if len(merge) == 1 and live[merge[0]] == sizes[merge[0]]:
+            merge = []
+        if merge:
+            rows = con.execute(
+                f"SELECT id, chunk, slot FROM files WHERE chunk IN ({','.join('?' * len(merge))}) ORDER BY id",
+                merge).fetchall()
+            ids = np.array([r[0] for r in rows], np.int64)
+            chunk_of = np.array([r[1] for r in rows])
+            slot_of = np.array([r[2] for r in rows], np.int64)
+            arrays = {}
+            for name in self.arrays:
+                if name == "ids":
+                    arrays[name] = ids
+                    continue
+                parts = {c: np.load(chunk_path(self.db, c, name), mmap_mode="r") for c in merge}
+                first = parts[merge[0]]
+                out = np.empty((len(rows), *first.shape[1:]), first.dtype)
+                for c, a in parts.items():
+                    sel = chunk_of == c
+                    out[sel] = a[slot_of[sel]]
+                arrays[name] = out
+            cid = self._new_chunk(arrays)
+            with con:
+                con.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(rows), time.time()))
+                con.executemany("UPDATE files SET chunk = ?, slot = ? WHERE id = ?",
+                                [(cid, s, int(i)) for s, i in enumerate(ids)])
+                con.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in merge])
+        if empty:
+            with con:
+                con.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in empty])
+        for c in [*merge, *empty]:  # after the commit: no committed state refers to them any more
+            for name in self.arrays:
+                with contextlib.suppress(OSError):  # a reader may hold it open (Windows); deleted next time
+                    chunk_path(self.db, c, name).unlink(missing_ok=True)
+        return len(merge)
+
+
 class SketchIndex:
-    """A read-only view of an index folder that answers sketch queries.
+    """A read-only, memory-mapped view of an index folder that answers sketch queries.
+
+    The view is a consistent snapshot of the catalog at opening; a writer may add to the index
+    meanwhile (open it again to see the additions).
 
     Parameters
     ----------
@@ -186,52 +566,100 @@ class SketchIndex:
 
     def __init__(self, db: str | os.PathLike) -> None:
         self.path = Path(db)
-        try:
-            self._load()
-        except IndexFormatError:
-            self._load()  # a writer may have swapped generations between reading the catalog and the arrays
+        for attempt in range(3):
+            try:
+                self._load()
+                return
+            except FileNotFoundError:  # compaction replaced a chunk between the catalog read and the arrays
+                if attempt == 2:
+                    raise IndexFormatError(f"{self.path}: descriptor arrays are missing; "
+                                           f"{rebuild_hint(self.path)}") from None
 
     def _load(self) -> None:
         _read_meta(self.path)  # raises the right error when there is no (valid) catalog
-        con = sqlite3.connect(f"file:{self.path / CATALOG}?mode=ro", uri=True, timeout=30)
-        try:  # one connection: meta, rows and array names of the same generation
-            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            rows = con.execute("SELECT row, path, width, height, work_width, work_height, work_scale, size, mtime, "
-                               "n_points FROM images ORDER BY row").fetchall()
-            self.skipped = con.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+        con = _connect_ro(self.path)
+        try:
+            con.execute("BEGIN")  # one read transaction: a consistent snapshot of the catalog
+            meta = _read_meta(self.path, con)
+            chunks = con.execute("SELECT id, n FROM chunks ORDER BY id").fetchall()
+            live = dict(con.execute("SELECT chunk, COUNT(*) FROM files WHERE chunk IS NOT NULL GROUP BY chunk"))
+            partial = {c: np.array([r[0] for r in con.execute(
+                "SELECT slot FROM files WHERE chunk = ? ORDER BY slot", (c,))], np.int64)
+                for c, n in chunks if 0 < live.get(c, 0) < n}
+            self.n_skipped = con.execute("SELECT COUNT(*) FROM files WHERE status = 'skipped'").fetchone()[0]
+            con.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise IndexFormatError(f"{self.path}: unreadable catalog ({e}); {rebuild_hint(self.path)}") from None
         finally:
             con.close()
+        self.meta = meta
         self.settings = SketchSettings.from_json(meta["settings"])
-        self.files = {"codes": meta.get("codes", ""), "inv_norms": meta.get("inv_norms", "")}
-        self.paths = [r[1] for r in rows]
-        self.geometry = np.array([r[2:7] for r in rows], np.float64).reshape(-1, 5)
-        self._file_info = [r[7:] for r in rows]  # size, mtime, n_points
-        n = len(rows)
-        if n:
-            try:
-                self.codes = np.load(self.path / self.files["codes"], mmap_mode="r")
-                self.inv_norms = np.load(self.path / self.files["inv_norms"], mmap_mode="r")
-            except (OSError, ValueError) as e:
-                raise IndexFormatError(f"{self.path}: descriptor arrays are missing or damaged ({e}); rebuild "
-                                       f"with: sketchsearch index FOLDER --db {self.path}") from None
-        else:
-            self.codes = np.zeros((0, self.settings.dim), np.int8)
-            self.inv_norms = np.zeros((0, len(self.settings.scales), 3), np.float32)
-        if self.codes.shape != (n, self.settings.dim) or self.inv_norms.shape[0] != n:
-            raise IndexFormatError(f"{self.path}: descriptor arrays do not match the catalog; rebuild with: "
-                                   f"sketchsearch index FOLDER --db {self.path}")
+        self.image_settings = meta.get("image_settings") or None
+        names = SKETCH_ARRAYS + (("gem",) if self.image_settings else ())
+        blocks: dict[str, list[np.ndarray]] = {a: [] for a in names}
+        for c, n in chunks:
+            if not live.get(c):
+                continue
+            for a in names:
+                try:
+                    arr = np.load(chunk_path(self.path, c, a), mmap_mode="r")
+                except ValueError as e:
+                    raise IndexFormatError(f"{self.path}: damaged descriptor array {chunk_path(self.path, c, a)} "
+                                           f"({e}); {rebuild_hint(self.path)}") from None
+                if len(arr) != n:
+                    raise IndexFormatError(f"{self.path}: {chunk_path(self.path, c, a).name} has {len(arr)} rows, "
+                                           f"the catalog says {n}; {rebuild_hint(self.path)}")
+                blocks[a].append(arr[partial[c]] if c in partial else arr)
+        k = len(self.settings.scales)
+        self.codes = _concat(blocks["codes"], (0, self.settings.dim), np.int8)
+        self.inv_norms = _concat(blocks["inv_norms"], (0, k, 3), np.float32)
+        ids = blocks["ids"]
+        self.ids = np.concatenate(ids) if len(ids) > 1 else (np.asarray(ids[0]) if ids else np.zeros(0, np.int64))
+        self.gem = _concat(blocks["gem"], (0, 0), np.float16) if "gem" in blocks else None
+        self.chunk_files = sorted(chunk_path(self.path, c, a).name for c, _ in chunks if live.get(c) for a in names)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.ids)
 
-    def records(self) -> dict[str, PhotoRecord]:
-        """Every indexed photo as a PhotoRecord (descriptor copied out of the arrays), by path."""
-        out = {}
-        for row, (path, (size, mtime, n_points)) in enumerate(zip(self.paths, self._file_info, strict=True)):
-            width, height, ww, wh, ws = self.geometry[row]
-            out[path] = PhotoRecord(path, size, mtime, int(width), int(height), int(ww), int(wh), float(ws),
-                                    n_points, np.array(self.codes[row]), np.array(self.inv_norms[row]))
-        return out
+    # -- per-row metadata, read on demand (an index of a million photos opens without reading them all)
+    def lookup(self, rows: Sequence[int]) -> list[tuple[str, np.ndarray] | None]:
+        """(path, geometry (width, height, work_width, work_height, work_scale)) of rows; None for a file
+        a writer has removed since this view was opened."""
+        ids = [int(self.ids[r]) for r in rows]
+        if not ids:
+            return []
+        con = _connect_ro(self.path)
+        try:
+            found = {r[0]: (r[1], np.array(r[2:], np.float64)) for r in con.execute(
+                "SELECT id, path, width, height, work_width, work_height, work_scale FROM files "
+                "WHERE status = 'indexed' AND id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+        finally:
+            con.close()
+        return [found.get(i) for i in ids]
+
+    @cached_property
+    def _all(self) -> list[tuple[str, np.ndarray]]:
+        got = self.lookup(range(len(self)))
+        return [g if g is not None else ("", np.zeros(5)) for g in got]
+
+    @property
+    def paths(self) -> list[str]:
+        """Path of every row (reads the whole catalog: for tools and tests, not for searching)."""
+        return [p for p, _ in self._all]
+
+    @property
+    def geometry(self) -> np.ndarray:
+        """(N, 5) width, height, work_width, work_height, work_scale of every row."""
+        return np.array([g for _, g in self._all], np.float64).reshape(-1, 5)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of every skipped file."""
+        con = _connect_ro(self.path)
+        try:
+            return con.execute("SELECT path, reason FROM files WHERE status = 'skipped' ORDER BY path").fetchall()
+        finally:
+            con.close()
 
     @cached_property
     def layout(self) -> FeatureLayout:
@@ -276,19 +704,30 @@ class SketchIndex:
         ranking = rank(scorer, self.codes, self.inv_norms, options, top_k=top_k, n_align=top_k)
         # the alignment's score is the exact maximum at the box shown (the binary mode only approximates)
         found = sorted(zip(ranking.rows, ranking.alignments, strict=True), key=lambda ra: -ra[1].score)
-        return [Hit(i + 1, self.paths[row], al.score, self.box(int(row), edges, al.scale, al.dx, al.dy),
-                    al.scale, al.mirrored, int(row)) for i, (row, al) in enumerate(found)]
-
-    def box(self, row: int, sketch: EdgeMap, scale: float, dx: float, dy: float) -> tuple[float, ...]:
-        """Box in original pixels of the sketch frame at ``scale`` placed ``(dx, dy)`` from the photo centre."""
-        return photo_box(self.geometry[row], sketch.width * scale, sketch.height * scale, dx, dy)
+        meta = self.lookup([int(r) for r, _ in found])
+        hits = []
+        for (row, al), m in zip(found, meta, strict=True):
+            if m is None:  # removed by a writer since this view was opened
+                continue
+            path, geometry = m
+            box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
+            hits.append(Hit(len(hits) + 1, path, al.score, box, al.scale, al.mirrored, int(row)))
+        return hits
 
     def info(self) -> dict:
-        """Counts, settings and sizes on disk."""
-        sizes = {name: (self.path / name).stat().st_size for name in (CATALOG, *self.files.values())
-                 if name and (self.path / name).is_file()}
+        """Counts, settings and sizes on disk per part."""
+        parts: dict[str, int] = {}
+        for p in self.path.iterdir():
+            m = _CHUNK_FILE.match(p.name)
+            key = m.group(2) if m else ("catalog" if p.name.startswith(CATALOG) else p.name)
+            with contextlib.suppress(OSError):
+                parts[key] = parts.get(key, 0) + p.stat().st_size
         n = len(self)
-        return {"path": str(self.path), "images": n, "skipped": len(self.skipped),
+        per_image = self.settings.dim + len(self.settings.scales) * 3 * 4 + 8
+        if self.gem is not None:
+            per_image += self.gem.shape[1] * 2
+        return {"path": str(self.path), "images": n, "skipped": self.n_skipped,
                 "format_version": FORMAT_VERSION, "settings": json.loads(self.settings.to_json()),
-                "descriptor_dim": self.settings.dim, "bytes_on_disk": sizes,
-                "bytes_per_image": self.settings.dim + len(self.settings.scales) * 3 * 4}
+                "image_settings": json.loads(self.image_settings) if self.image_settings else None,
+                "descriptor_dim": self.settings.dim, "bytes_on_disk": parts,
+                "bytes_per_image": per_image}

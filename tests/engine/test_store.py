@@ -64,9 +64,11 @@ def test_reindex_is_incremental(collection, tmp_path):
     s1 = index_folders([root, extra], db2, workers=1)
     assert s1.indexed == 13 and [os.path.basename(p) for p, _ in s1.skipped] == ["broken.jpg"]
     (extra / "new.png").unlink()
-    s2 = index_folders([root, extra], db2, workers=1)
-    assert (s2.indexed, s2.described, s2.removed) == (12, 0, 1)
-    assert len(SketchIndex(db2).skipped) == 1
+    s2 = index_folders([root, extra], db2, workers=1)  # a missing file is kept (an unplugged drive)...
+    assert (s2.indexed, s2.described, s2.removed, s2.missing) == (13, 0, 0, 1)
+    s3 = index_folders([root, extra], db2, workers=1, prune=True)  # ...until pruned
+    assert (s3.indexed, s3.described, s3.removed, s3.missing) == (12, 0, 1, 0)
+    assert len(SketchIndex(db2).skipped) == 1 and len(SketchIndex(db2)) == 12
 
 
 def test_parallel_index_equals_serial(collection, tmp_path):
@@ -74,9 +76,10 @@ def test_parallel_index_equals_serial(collection, tmp_path):
     par = tmp_path / "par"
     index_folders([root], par, workers=2)
     a, b = SketchIndex(db), SketchIndex(par)
-    assert a.paths == b.paths
-    np.testing.assert_array_equal(a.codes, b.codes)
-    np.testing.assert_array_equal(a.inv_norms, b.inv_norms)
+    assert sorted(a.paths) == sorted(b.paths)  # rows in completion order
+    ia, ib = np.argsort(a.paths), np.argsort(b.paths)
+    np.testing.assert_array_equal(np.asarray(a.codes)[ia], np.asarray(b.codes)[ib])
+    np.testing.assert_array_equal(np.asarray(a.inv_norms)[ia], np.asarray(b.inv_norms)[ib])
 
 
 def test_errors_name_the_path(collection, tmp_path):
@@ -99,7 +102,7 @@ def test_errors_name_the_path(collection, tmp_path):
 def test_other_settings_are_refused(collection, tmp_path):
     root, db = collection
     assert read_settings(db) == SketchSettings()
-    with pytest.raises(IndexFormatError, match="other settings"):
+    with pytest.raises(IndexFormatError, match="other sketch settings"):
         index_folders([root], db, settings=SketchSettings.preset("quality"))
 
 
@@ -108,7 +111,7 @@ def test_quality_preset_605d(collection, tmp_path):
     db = tmp_path / "q"
     index_folders([root], db, settings=SketchSettings.preset("quality"), workers=1)
     index = SketchIndex(db)
-    assert index.codes.shape == (12, 605) and index.info()["bytes_per_image"] == 605 + 36
+    assert index.codes.shape == (12, 605) and index.info()["bytes_per_image"] == 605 + 36 + 8
     sketch = tmp_path / "sketch.png"
     cv2.imwrite(str(sketch), sketch_of("house"))
     hit = index.search(sketch, top_k=1)[0]
@@ -139,7 +142,8 @@ def test_bad_file_names_and_old_indexes_do_not_stop_a_run(collection, tmp_path):
     db = tmp_path / "db"
     s = index_folders([folder], db, workers=1)
     assert s.indexed == 1 and [r for _, r in s.skipped] == ["file name is not valid UTF-8"]
-    assert sorted(p.name for p in db.iterdir()) == sorted(["catalog.sqlite3", *SketchIndex(db).files.values()])
+    names = {p.name for p in db.iterdir()} - {"catalog.sqlite3-wal", "catalog.sqlite3-shm"}
+    assert names == {"catalog.sqlite3", "lock", *SketchIndex(db).chunk_files}
     # an index of another format version is rebuilt, as the error message says
     import sqlite3
 
@@ -153,18 +157,25 @@ def test_bad_file_names_and_old_indexes_do_not_stop_a_run(collection, tmp_path):
     assert len(SketchIndex(db)) == 1
 
 
-def test_a_reader_keeps_its_generation_while_the_index_is_rewritten(collection, tmp_path):
-    root, db0 = collection
+def test_a_reader_keeps_its_arrays_while_the_index_is_rewritten(collection, tmp_path):
+    import shutil
+
+    from engine.store import IndexWriter
+
+    root = tmp_path / "photos"
+    shutil.copytree(collection[0], root)
     db = tmp_path / "db"
     index_folders([root], db, workers=1)
     reader = SketchIndex(db)
-    (root / "other_0.png").rename(root / "moved.png")  # changes the index
-    try:
-        index_folders([root], db, workers=1)
-    finally:
-        (root / "moved.png").rename(root / "other_0.png")
-    assert len(list(db.glob("codes-*.npy"))) == 1
-    assert reader.codes.shape == (12, 243) and int(np.abs(reader.codes).sum()) > 0
+    before = np.array(reader.codes)
+    img = photo_with_shape("star", (10, 10, 300, 300), seed=77)[..., ::-1]
+    cv2.imwrite(str(root / "other_0.png"), img)  # changed: described again into a new chunk
+    index_folders([root], db, workers=1)
+    with IndexWriter(db, SketchSettings()) as w:
+        assert w.compact(full=True) == 2  # the chunk the reader has mapped is replaced and deleted
+    assert len(list(db.glob("chunk-*.codes.npy"))) == 1
+    np.testing.assert_array_equal(reader.codes, before)
+    assert len(SketchIndex(db)) == 12
 
 
 def test_tall_reduced_jpeg_boxes_use_the_true_scale(tmp_path):
