@@ -187,9 +187,115 @@ def bench_indexing(photos: list[Path], *, workers: tuple[int, ...] = (1, 2)) -> 
     return rows
 
 
+def _copies(photos: list[Path], n: int, dest: Path) -> Path:
+    """``n`` files in ``dest``: the photos, repeated as byte copies (each copy is a photo of its own)."""
+    import shutil
+
+    dest.mkdir(parents=True)
+    for i in range(n):
+        p = photos[i % len(photos)]
+        shutil.copyfile(p, dest / f"{i:05d}{p.suffix.lower()}")
+    return dest
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def bench_store_indexing(photos: list[Path], n: int, *, workers: tuple[int, ...] = (1, 2)) -> list[dict]:
+    """Indexing throughput on ``n`` real photos (repeated as copies), and the index's bytes per photo."""
+    import tempfile
+
+    from .indexer import index_folders
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = _copies(photos, n, Path(tmp) / "photos")
+        for w in workers:
+            db = Path(tmp) / f"db{w}"
+            t0 = time.perf_counter()
+            s = index_folders([src], db, workers=w)
+            dt = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            again = index_folders([src], db, workers=w)  # nothing changed: the incremental re-run
+            rerun = time.perf_counter() - t1
+            rows.append({"workers": w, "images": s.described, "seconds": round(dt, 2),
+                         "images_per_s": round(s.described / dt, 1), "rerun_s": round(rerun, 2),
+                         "rerun_described": again.described, "skipped": len(s.skipped),
+                         "index_bytes_per_image": round(_folder_bytes(db) / max(1, s.indexed), 1)})
+    return rows
+
+
+_OPEN_AND_SEARCH = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from engine.store import SketchIndex
+from engine.search import SearchOptions
+import torch
+from engine.edges import EdgeMap
+imports = time.perf_counter() - t0
+def anon_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+rss0 = anon_mb()
+t0 = time.perf_counter()
+index = SketchIndex(sys.argv[1])
+opened = time.perf_counter() - t0
+rng = np.random.default_rng(0)
+n = 400
+sketch = EdgeMap(rng.uniform(-150, 150, n), rng.uniform(-150, 150, n), rng.uniform(0, np.pi, n), np.ones(n),
+                 400, 400, 1.0, (0.0, 0.0))
+hits = index.search(sketch, top_k=20)
+first = time.perf_counter() - t0
+t1 = time.perf_counter()
+index.search(sketch, top_k=20)
+second = time.perf_counter() - t1
+print(json.dumps({"images": len(index), "imports_s": imports, "open_s": opened, "open_and_first_search_s": first,
+                  "second_search_s": second, "hits": len(hits),
+                  "private_memory_growth_mb": anon_mb() - rss0}))
+"""
+
+
+def bench_store_open(n: int) -> dict:
+    """Open-and-first-search time of an ``n``-photo synthetic index, in a fresh process (memory-mapped)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from .store import IndexWriter
+
+    settings = SketchSettings()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "index"
+        t0 = time.perf_counter()
+        with IndexWriter(db, settings) as w:
+            step = 250_000
+            for s in range(0, n, step):
+                m = min(step, n - s)
+                codes = rng.integers(-127, 128, (m, settings.dim), dtype=np.int8)
+                inv = rng.uniform(0.5, 1.5, (m, len(settings.scales), 3)).astype(np.float32) / 127
+                geometry = np.tile([640, 480, 400, 300, 0.625], (m, 1))
+                w.add_arrays([f"/photos/{i:08d}.jpg" for i in range(s, s + m)], geometry,
+                             {"codes": codes, "inv_norms": inv})
+            w.compact(full=True)
+        built = time.perf_counter() - t0
+        root = Path(__file__).resolve().parent.parent
+        env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        out = subprocess.run([sys.executable, "-c", _OPEN_AND_SEARCH, str(db)], capture_output=True, text=True,
+                             env=env, check=True)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row["build_s"] = round(built, 1)
+        row["index_mb"] = round(_folder_bytes(db) / 1e6, 1)
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+
+
 def main(args) -> int:
     """Entry point of ``sketchsearch bench``."""
-    parts = set(args.only or ("kernels", "edges", "quality", "speed"))
+    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store"))
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     out = []
     if "kernels" in parts:
@@ -226,10 +332,35 @@ def main(args) -> int:
             results["indexing"] = rows
             out.append(table(f"Indexing throughput ({len(photos)} photos)", rows))
             print(out[-1], flush=True)
+    if "store" in parts:
+        photos = _store_photos(args.data)
+        n = 200 if args.quick else 2000
+        if photos:
+            rows = bench_store_indexing(photos, n)
+            results["store_indexing"] = rows
+            out.append(table(f"Indexing {n} real photos (Sketchy photos repeated as copies)", rows))
+            print(out[-1], flush=True)
+        row = bench_store_open(20_000 if args.quick else 1_000_000)
+        results["store_open"] = row
+        out.append(table("Open an index and search it, in a fresh process (synthetic descriptors; target < 2 s "
+                         "at 1M)", [row]))
+        print(out[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=float))
     print(f"results written to {args.out}")
     return 0
+
+
+def _store_photos(data: Path | None) -> list[Path]:
+    """Sketchy photos (or the demo photos where the evaluation data are absent)."""
+    from .quality import data_root
+
+    root = data_root(data)
+    photos = sorted((root / "sketchy" / "photo").glob("*/*")) if root else []
+    if not photos:
+        log.warning("no evaluation data: the store benchmark indexes the demo photos")
+        photos = sorted((Path(__file__).resolve().parent.parent / "resources" / "demo" / "photos").glob("*"))
+    return photos
 
 
 def _indexing_photos(data: Path | None, n: int) -> list[Path]:
