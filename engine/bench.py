@@ -295,7 +295,7 @@ def bench_store_open(n: int) -> dict:
 
 def main(args) -> int:
     """Entry point of ``sketchsearch bench``."""
-    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store"))
+    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store", "image"))
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     out = []
     if "kernels" in parts:
@@ -345,6 +345,16 @@ def main(args) -> int:
         out.append(table("Open an index and search it, in a fresh process (synthetic descriptors; target < 2 s "
                          "at 1M)", [row]))
         print(out[-1], flush=True)
+    if "image" in parts:
+        from .image_bench import bench_image
+
+        im = bench_image(data=args.data, quick=args.quick, device=args.device)
+        results["image"] = im
+        for title, rows in im["tables"].items():
+            out.append(table(title, rows))
+            print(out[-1], flush=True)
+        for note in im["skipped"]:
+            print(f"image: skipped: {note}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=float))
     print(f"results written to {args.out}")

@@ -66,8 +66,8 @@ def cmd_index(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        summary = index_folders(args.folders, args.db, settings=settings, workers=args.workers, prune=args.prune,
-                                progress=progress)
+        summary = index_folders(args.folders, args.db, settings=settings, backbone=args.backbone,
+                                device=args.device, workers=args.workers, prune=args.prune, progress=progress)
     finally:
         bar.close()
     dt = time.perf_counter() - t0
@@ -91,7 +91,10 @@ def cmd_search(args) -> int:
         raise SketchSearchError(f"{args.db}: the index is empty; add photos with: "
                                 f"sketchsearch index FOLDER --db {args.db}")
     t0 = time.perf_counter()
-    hits = index.search(args.sketch, top_k=args.top, options=_search_options(args))
+    if args.image is not None:
+        hits = index.search_image(args.image, top_k=args.top, qe=args.qe, device=args.device)
+    else:
+        hits = index.search(args.sketch, top_k=args.top, options=_search_options(args), expand=args.expand)
     dt = time.perf_counter() - t0
     if args.json:
         for h in hits:
@@ -117,7 +120,14 @@ def cmd_info(args) -> int:
         return 0
     print(f"index      {info['path']}")
     print(f"photos     {info['images']}   skipped {info['skipped']}")
-    print(f"descriptor {info['descriptor_dim']}-D, {info['bytes_per_image']} bytes per photo")
+    print(f"descriptor {info['descriptor_dim']}-D, {info['bytes_per_image']} bytes per photo"
+          + (f" (+ {info['image_bytes_per_image']} for image search)" if info["image_bytes_per_image"] else ""))
+    if info["image_settings"]:
+        img = info["image_index"]
+        print(f"image      {info['image_settings']['backbone']} GeM, "
+              + (f"{img['n']} photos searchable by image: {img['note']}" if img else "not built yet"))
+    else:
+        print("image      no image descriptors (indexed with --backbone none)")
     print("on disk")
     for name, size in sorted(info["bytes_on_disk"].items()):
         print(f"  {name:<16} {size / 1e6:9.2f} MB")
@@ -151,16 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=None, help="worker processes (default: all cores)")
     p.add_argument("--preset", choices=("compact", "quality"), default=None,
                    help="descriptor size for a new index: compact 243-D (default), quality 605-D")
+    p.add_argument("--backbone", default="auto",
+                   help="CNN of the image descriptors: efficientnet-lite0, or none (sketch search only, faster "
+                        "indexing); default: the index's, else efficientnet-lite0")
+    p.add_argument("--device", default=None, help="torch device of the CNN (default: cuda when available)")
     p.add_argument("--prune", action="store_true",
                    help="drop indexed photos under the folders whose files no longer exist (default: keep them, "
                         "e.g. for a drive that is not plugged in)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="search the index with a sketch")
+    p = sub.add_parser("search", help="search the index with a sketch or an image")
     p.add_argument("--db", required=True, type=Path)
-    p.add_argument("--sketch", required=True, type=Path,
-                   help="image of dark strokes on a light or transparent background")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--sketch", type=Path, help="image of dark strokes on a light or transparent background")
+    query.add_argument("--image", type=Path, help="a photo: find similar photos (box = whole photo)")
+    p.add_argument("--qe", type=int, default=None, metavar="N",
+                   help="image search: alpha-weighted query expansion (alpha 3) over the top N results "
+                        "(default: 0, none)")
+    p.add_argument("--expand", type=int, default=0, metavar="N",
+                   help="sketch search: search again with the image descriptors of the top N sketch hits "
+                        "(3 or 10 are good); each hit keeps the box where the sketch matches it")
     p.add_argument("--top", type=_positive, default=20, help="number of results (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per result and line")
     _add_search_options(p)
@@ -173,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
     p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
-    p.add_argument("--only", choices=("kernels", "edges", "quality", "speed", "store"), action="append",
+    p.add_argument("--only", choices=("kernels", "edges", "quality", "speed", "store", "image"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")

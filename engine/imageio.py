@@ -248,3 +248,16 @@ def load_image(path, *, max_side: int | None = None,
     except Exception as e:  # noqa: BLE001 -- decoders raise many types; every one means "unreadable"
         raise ImageError(path, f"cannot decode image (truncated or corrupt?): {type(e).__name__}: {e}") from e
     return LoadedImage(pixels=pixels, original_size=(int(width), int(height)))
+
+
+def network_input(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """A CNN's input for an image: uint8 RGB resized so its longer side is ``max_side`` (area averaging
+    when shrinking) -- the one resize that indexed photos and query images both go through."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    out = cv2.resize(np.ascontiguousarray(pixels, np.float32), size,
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)

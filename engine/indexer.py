@@ -7,6 +7,7 @@ most those seconds: the next run finds the committed files unchanged and goes on
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import multiprocessing as mp
@@ -17,12 +18,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .afm import FeatureLayout, database_descriptor
 from .edges import photo_edges
 from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
-from .imageio import IMAGE_EXTENSIONS, ImageError, load_image
+from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, network_input
 from .settings import SketchSettings
-from .store import IndexWriter, PhotoRecord, content_hash, read_settings
+from .store import IndexWriter, PhotoRecord, _read_meta, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +124,23 @@ def _printable(p) -> str:
 
 def describe_photo(path: Path, layout: FeatureLayout, *, hash: str | None = None) -> PhotoRecord:
     """Load one photo, detect its edges and encode it (raises ImageError)."""
+    return _describe(path, layout, hash, None)[0]
+
+
+def _describe(path: Path, layout: FeatureLayout, hash: str | None, net_side: int | None) \
+        -> tuple[PhotoRecord, np.ndarray | None]:
+    """The photo's record and, with ``net_side``, its CNN input (the CNN runs batched in the writer)."""
     st = path.stat()
     settings = layout.settings
-    image = load_image(path, max_side=settings.max_side)
+    image = load_image(path, max_side=max(settings.max_side, net_side or 0))
     # given the LoadedImage, edges.scale is working pixels per *original* pixel (reduced decoding included)
     edges = photo_edges(image, detector=settings.detector, max_side=settings.max_side,
                         min_strength=settings.min_strength)
     desc = database_descriptor(edges, layout)
-    return PhotoRecord(str(path), st.st_size, st.st_mtime, hash or content_hash(path), image.original_size[0],
-                       image.original_size[1], edges.width, edges.height, edges.scale, len(edges), desc.codes,
-                       desc.inv_norms)
+    record = PhotoRecord(str(path), st.st_size, st.st_mtime, hash or content_hash(path), image.original_size[0],
+                         image.original_size[1], edges.width, edges.height, edges.scale, len(edges), desc.codes,
+                         desc.inv_norms)
+    return record, (network_input(image.pixels, net_side) if net_side else None)
 
 
 @dataclass(frozen=True)
@@ -143,18 +153,32 @@ class JobResult:
     record: PhotoRecord | None = None
     reason: str | None = None
     same: bool = False
+    net_input: np.ndarray | None = None  # uint8 CNN input, when the index has image descriptors
 
 
 _worker_layout: FeatureLayout | None = None
+_worker_net_side: int | None = None
+_worker_cnn = None
 
 
-def _init_worker(settings_json: str, single_thread: bool = True) -> None:
-    global _worker_layout
+def _init_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
+                 cnn_json: str | None = None) -> None:
+    """Per-process state of the describing jobs.  ``net_side``: return the CNN input for the writer to
+    describe (batched on a GPU); ``cnn_json``: run the CNN here, on the CPU (one thread per worker)."""
+    global _worker_layout, _worker_net_side, _worker_cnn
     if single_thread:  # worker processes share the cores: one OpenCV thread each
         import cv2
 
         cv2.setNumThreads(1)
     _worker_layout = FeatureLayout.from_settings(SketchSettings.from_json(settings_json))
+    _worker_net_side = net_side
+    _worker_cnn = None
+    if cnn_json:
+        from .cnn import GemDescriber, GemSettings
+
+        gem = GemSettings.from_json(cnn_json)
+        _worker_cnn = GemDescriber(gem, "cpu", num_threads=1 if single_thread else None)
+        _worker_net_side = gem.max_side
 
 
 def _describe_job(job: tuple[str, str | None]) -> JobResult:
@@ -166,7 +190,11 @@ def _describe_job(job: tuple[str, str | None]) -> JobResult:
         h = content_hash(path)
         if h == old_hash:
             return JobResult(path, size, mtime, same=True)
-        return JobResult(path, size, mtime, record=describe_photo(Path(path), _worker_layout, hash=h))
+        record, net = _describe(Path(path), _worker_layout, h, _worker_net_side)
+        if _worker_cnn is not None:
+            record = dataclasses.replace(record, gem=_worker_cnn.describe([net])[0].astype(np.float16))
+            net = None
+        return JobResult(path, size, mtime, record=record, net_input=net)
     except ImageError as e:
         return JobResult(path, size, mtime, reason=e.reason)
     except OSError as e:
@@ -176,13 +204,24 @@ def _describe_job(job: tuple[str, str | None]) -> JobResult:
         return JobResult(path, size, mtime, reason=f"{type(e).__name__}: {e}")
 
 
-def _settings_for(db: Path, settings: SketchSettings | None) -> SketchSettings:
-    if settings is not None:
-        return settings
+def _settings_for(db: Path, settings: SketchSettings | None, backbone: str | None):
+    """Sketch settings and image settings (JSON or None) of the run: as asked, else the index's, else
+    the defaults."""
+    from .imageindex import DEFAULT_BACKBONE, gem_settings
+
+    meta = None
     try:
-        return read_settings(db)
+        meta = _read_meta(db)
     except (IndexNotFound, IndexFormatError):  # none yet, or one that must be rebuilt
-        return SketchSettings()
+        pass
+    if settings is None:
+        settings = SketchSettings.from_json(meta["settings"]) if meta else SketchSettings()
+    if backbone == "auto":
+        image = (meta.get("image_settings") or None) if meta else gem_settings(DEFAULT_BACKBONE).to_json()
+    else:
+        g = gem_settings(backbone)
+        image = g.to_json() if g else None
+    return settings, image
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -190,7 +229,8 @@ def _under(path: str, roots: list[str]) -> bool:
 
 
 def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *,
-                  settings: SketchSettings | None = None, workers: int | None = None, prune: bool = False,
+                  settings: SketchSettings | None = None, backbone: str | None = "auto",
+                  device: str | None = None, workers: int | None = None, prune: bool = False,
                   progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> IndexSummary:
     """Add every image under ``folders`` to the index folder ``db`` (created if needed).
@@ -205,6 +245,9 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     folders : folders (or single files) to index
     db : index folder
     settings : descriptor settings (default: the existing index's, else the defaults)
+    backbone : CNN of the image descriptors ("efficientnet-lite0"), None / "none" for no image
+        descriptors, "auto" (default): the existing index's, else efficientnet-lite0
+    device : torch device of the CNN (default: CUDA when present, else CPU)
     workers : worker processes (default: number of CPU cores)
     prune : drop catalogued photos under ``folders`` whose files no longer exist (default: keep them,
         e.g. for a drive that is not plugged in)
@@ -225,8 +268,21 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     folders = list(folders)
     files, skipped = scan(folders)
     roots = [str(Path(f).expanduser().resolve()) for f in folders]
-    settings = _settings_for(db, settings)
-    with IndexWriter(db, settings) as w:
+    settings, image_json = _settings_for(db, settings, backbone)
+    extractor = None
+    if image_json:
+        from .cnn import GemSettings
+        from .imageindex import Extractor
+
+        extractor = Extractor(GemSettings.from_json(image_json), device)
+    # the writer runs the CNN in batches on a GPU, and on the CPU when there are no worker processes
+    # (alternating the CNN's threads with the edge code's photo by photo is ten times slower); worker
+    # processes on the CPU each run it on their own photos, one thread each
+    batched = extractor is not None and (extractor.describer.device.type != "cpu" or not _use_pool(workers, 4))
+    net_side = extractor.describer.settings.max_side if batched else None
+    cnn_json = image_json if extractor is not None and not batched else None
+    with IndexWriter(db, settings, image_settings=image_json, image_dim=extractor.describer.dim if extractor
+                     else 0) as w:
         known = w.known()
         todo: list[tuple[str, str | None]] = []
         stats: dict[str, os.stat_result] = {}
@@ -254,18 +310,22 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         if progress:
             progress(done, total)
         described, same = 0, 0
-        pending: dict[str, list] = {"records": [], "skipped": [], "touched": []}
+        pending: dict[str, list] = {"records": [], "skipped": [], "touched": [], "net": []}
         last_flush = time.monotonic()
 
         def flush() -> None:
             nonlocal last_flush
+            if batched and pending["records"]:  # the CNN, batched, on the writer's device
+                gem = extractor.describe(pending["net"])
+                pending["records"][:] = [dataclasses.replace(r, gem=g) for r, g in zip(pending["records"], gem,
+                                                                                        strict=True)]
             w.add(pending["records"], pending["skipped"], pending["touched"])
             for v in pending.values():
                 v.clear()
             last_flush = time.monotonic()
 
         try:
-            for res in _run_jobs(todo, settings, workers):
+            for res in _run_jobs(todo, settings, workers, net_side, cnn_json):
                 if res.same:
                     pending["touched"].append((res.path, res.size, res.mtime))
                     same += 1
@@ -274,6 +334,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                     skipped.append((res.path, res.reason or "unknown error"))
                 else:
                     pending["records"].append(res.record)
+                    pending["net"].append(res.net_input)
                     described += 1
                 done += 1
                 if progress:
@@ -282,6 +343,11 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                     flush()
                 if cancelled is not None and cancelled():
                     flush()
+                    w.compact()
+                    if extractor is not None:
+                        from .imageindex import build
+
+                        build(w.con, db)
                     raise Cancelled(f"indexing cancelled after {done} of {total} files; what was indexed is "
                                     f"kept and the next run continues from there")
             flush()
@@ -293,6 +359,10 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                 and not os.path.exists(p)]
         removed = w.remove(gone) if prune else 0
         w.compact()
+        if extractor is not None and (described or removed or moves or same or "image_index" not in w.meta()):
+            from .imageindex import build
+
+            build(w.con, db)
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
     missing = 0 if prune else sum(known[p].status == "indexed" for p in gone)
     return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)
@@ -337,20 +407,25 @@ def _find_moves(todo: list[tuple[str, str | None]], stats: dict[str, os.stat_res
     return [t for t in todo if t[0] not in moved], moves
 
 
-def _run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, workers: int | None) \
-        -> Iterator[JobResult]:
+def _use_pool(workers: int | None, n_jobs: int) -> bool:
+    """Whether jobs run in worker processes (else in this process)."""
+    return max(1, workers or os.cpu_count() or 1) > 1 and n_jobs >= 4
+
+
+def _run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, workers: int | None,
+              net_side: int | None = None, cnn_json: str | None = None) -> Iterator[JobResult]:
     """Describe files in worker processes (results in completion order)."""
-    workers = max(1, workers or os.cpu_count() or 1)
-    if workers == 1 or len(jobs) < 4:
-        _init_worker(settings.to_json(), single_thread=False)
+    if not _use_pool(workers, len(jobs)):
+        _init_worker(settings.to_json(), single_thread=False, net_side=net_side, cnn_json=cnn_json)
         yield from map(_describe_job, jobs)
         return
+    workers = max(1, workers or os.cpu_count() or 1)
     ctx = mp.get_context("spawn")
     # one BLAS / OpenMP thread per worker: the workers already use every core, more threads only contend
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
     try:
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings.to_json(),))
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings.to_json(), True, net_side, cnn_json))
     finally:
         for k, v in saved.items():
             if v is None:

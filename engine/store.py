@@ -336,6 +336,13 @@ class IndexWriter:
             self._lock.release()
             raise
 
+    @classmethod
+    def existing(cls, db: str | os.PathLike) -> IndexWriter:
+        """A writer of an existing index, with the settings it was built with."""
+        meta = _read_meta(Path(db))
+        return cls(db, SketchSettings.from_json(meta["settings"]), image_settings=meta.get("image_settings") or None,
+                   rebuild=False)
+
     # -- opening ----------------------------------------------------------------------------------
     def _open(self, rebuild: bool) -> None:
         if (self.db / CATALOG).exists():
@@ -494,6 +501,9 @@ class IndexWriter:
             cur = self.con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
         return cur.rowcount
 
+    def meta(self) -> dict[str, str]:
+        return dict(self.con.execute("SELECT key, value FROM meta").fetchall())
+
     def set_meta(self, key: str, value: str) -> None:
         with self.con:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -617,6 +627,8 @@ class SketchIndex:
         self.ids = np.concatenate(ids) if len(ids) > 1 else (np.asarray(ids[0]) if ids else np.zeros(0, np.int64))
         self.gem = _concat(blocks["gem"], (0, 0), np.float16) if "gem" in blocks else None
         self.chunk_files = sorted(chunk_path(self.path, c, a).name for c, _ in chunks if live.get(c) for a in names)
+        image_gen = json.loads(meta["image_index"])["gen"] if meta.get("image_index") else None
+        self.image_files = sorted(p.name for p in self.path.glob(f"image-{image_gen}.*")) if image_gen else []
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -679,7 +691,7 @@ class SketchIndex:
         except ValueError as e:
             raise QueryError(str(e)) from None
 
-    def search(self, sketch, *, top_k: int = 20, options=None) -> list[Hit]:
+    def search(self, sketch, *, top_k: int = 20, options=None, expand: int = 0) -> list[Hit]:
         """Photos that contain the sketched shape, best first, each with its box.
 
         Parameters
@@ -687,6 +699,10 @@ class SketchIndex:
         sketch : path, image array or EdgeMap
         top_k : int
         options : SearchOptions
+        expand : int
+            Sketch-to-image query expansion: the image vectors of the top ``expand`` sketch hits are
+            averaged into an image query, whose results are returned, each boxed where the sketch
+            matches it best (0: the sketch ranking itself).
 
         Returns
         -------
@@ -701,33 +717,86 @@ class SketchIndex:
         edges = self.sketch_query(sketch)
         scorer = QueryScorer(encode_query(edges, self.layout), self.layout, mirror=options.mirror,
                              device=pick_device(options.device))
-        ranking = rank(scorer, self.codes, self.inv_norms, options, top_k=top_k, n_align=top_k)
+        n_sketch = max(top_k, expand)
+        ranking = rank(scorer, self.codes, self.inv_norms, options, top_k=n_sketch, n_align=n_sketch)
         # the alignment's score is the exact maximum at the box shown (the binary mode only approximates)
-        found = sorted(zip(ranking.rows, ranking.alignments, strict=True), key=lambda ra: -ra[1].score)
-        meta = self.lookup([int(r) for r, _ in found])
+        found = sorted(zip(ranking.rows.tolist(), ranking.alignments, strict=True), key=lambda ra: -ra[1].score)
+        if expand > 0:
+            images = self.images(options.device)
+            seeds = images.vectors_of_rows([r for r, _ in found[:expand]])
+            if len(seeds):
+                q = seeds.mean(axis=0)
+                rows, scores = images.search_vector(q / max(float(np.linalg.norm(q)), 1e-12), top_k)
+                known = dict(found)
+                missing = [int(r) for r in rows if int(r) not in known]
+                if missing:  # new hits: boxed by aligning the sketch on them
+                    srt = np.sort(missing)
+                    known.update(zip(srt.tolist(), scorer.align(self.codes[srt], self.inv_norms[srt]), strict=True))
+                found = [(int(r), dataclasses.replace(known[int(r)], score=float(s)))
+                         for r, s in zip(rows, scores, strict=True)]
+        return self._hits(found[:top_k], edges)
+
+    def _hits(self, found, edges: EdgeMap | None) -> list[Hit]:
+        meta = self.lookup([r for r, _ in found])
         hits = []
         for (row, al), m in zip(found, meta, strict=True):
             if m is None:  # removed by a writer since this view was opened
                 continue
             path, geometry = m
-            box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
-            hits.append(Hit(len(hits) + 1, path, al.score, box, al.scale, al.mirrored, int(row)))
+            if edges is None:  # an image query: the whole photo
+                box, scale, mirrored = (0.0, 0.0, float(geometry[0]), float(geometry[1])), 1.0, False
+                score = float(al)
+            else:
+                box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
+                score, scale, mirrored = al.score, al.scale, al.mirrored
+            hits.append(Hit(len(hits) + 1, path, score, box, scale, mirrored, int(row)))
         return hits
+
+    def images(self, device=None):
+        """The image searcher of this view (loaded on first use; QueryError when the index has none)."""
+        key = str(device)
+        cache = self.__dict__.setdefault("_images", {})
+        if key not in cache:
+            from .imageindex import ImageSearcher
+
+            cache[key] = ImageSearcher(self, device)
+        return cache[key]
+
+    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None) -> list[Hit]:
+        """Photos similar to an image (path or RGB array in [0, 1]), best first; ``box`` is the whole photo.
+
+        ``qe``: alpha-weighted query expansion over that many neighbours (default DEFAULT_QE).
+        """
+        from .imageindex import DEFAULT_QE
+
+        images = self.images(device)
+        q = images.describe(image)
+        rows, scores = images.search_vector(q, top_k, qe=DEFAULT_QE if qe is None else qe)
+        return self._hits(list(zip(rows.tolist(), scores.tolist(), strict=True)), None)
 
     def info(self) -> dict:
         """Counts, settings and sizes on disk per part."""
         parts: dict[str, int] = {}
         for p in self.path.iterdir():
             m = _CHUNK_FILE.match(p.name)
-            key = m.group(2) if m else ("catalog" if p.name.startswith(CATALOG) else p.name)
+            if m:
+                key = m.group(2)
+            elif p.name.startswith(CATALOG):
+                key = "catalog"
+            elif p.name.startswith("image-"):  # image-<gen>.<part>
+                key = "image " + p.name.split(".", 1)[1].removesuffix(".npy").removesuffix(".npz")
+            else:
+                key = p.name
             with contextlib.suppress(OSError):
                 parts[key] = parts.get(key, 0) + p.stat().st_size
         n = len(self)
         per_image = self.settings.dim + len(self.settings.scales) * 3 * 4 + 8
-        if self.gem is not None:
-            per_image += self.gem.shape[1] * 2
-        return {"path": str(self.path), "images": n, "skipped": self.n_skipped,
+        image_index = json.loads(self.meta["image_index"]) if self.meta.get("image_index") else None
+        image_bytes = 0
+        if self.gem is not None:  # raw GeM (float16) in the chunks + the searchable vectors (float16)
+            image_bytes = self.gem.shape[1] * 2 + (image_index or {}).get("dim", 0) * 2 + 8
+        return {"path": str(self.path), "images": n, "skipped": self.n_skipped, "image_index": image_index,
                 "format_version": FORMAT_VERSION, "settings": json.loads(self.settings.to_json()),
                 "image_settings": json.loads(self.image_settings) if self.image_settings else None,
                 "descriptor_dim": self.settings.dim, "bytes_on_disk": parts,
-                "bytes_per_image": per_image}
+                "bytes_per_image": per_image, "image_bytes_per_image": image_bytes}

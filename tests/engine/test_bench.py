@@ -1,6 +1,7 @@
 """`sketchsearch bench` runs end to end and writes what it printed (quick sizes)."""
 import json
 
+import numpy as np
 import pytest
 
 from engine.cli import main
@@ -49,3 +50,39 @@ def test_bench_store_parts(tmp_path):
     assert rows[0]["images"] == 10 and rows[0]["rerun_described"] == 0 and rows[0]["index_bytes_per_image"] > 280
     row = bench_store_open(3000)
     assert row["images"] == 3000 and row["hits"] == 20 and row["open_s"] < row["open_and_first_search_s"]
+
+
+def test_expansion_scores_rank_by_the_mean_of_the_top_hits():
+    from engine.image_bench import expansion_scores
+
+    v = np.eye(4, dtype=np.float32)
+    v[3] = [0.6, 0.8, 0, 0]
+    s = expansion_scores(np.array([[0, 1, 2]]), v, 2)  # mean of photos 0 and 1: closest to photo 3
+    assert np.argmax(s[0]) == 3 and np.isclose(s[0, 3], (0.6 + 0.8) / np.sqrt(2), atol=1e-6)
+
+
+def test_search_latency_rows_compare_each_index_with_the_exact_search():
+    from engine.image_bench import bench_search_latency
+
+    rows = bench_search_latency((3000,), d=32, queries=3)
+    assert [r["index"].split()[0] for r in rows] == ["flat", "torch", "ivfpq"]
+    assert rows[0]["recall@10"] == 1 and rows[1]["recall@10"] == 1 and 0 < rows[2]["recall@10"] <= 1
+
+
+@pytest.mark.slow
+def test_bench_image_quick(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "image", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["image"]
+    assert res["extraction_synthetic_images_per_s"] > 0
+    latency = next(t for k, t in res["tables"].items() if k.startswith("Image search latency"))
+    assert {r["index"].split()[0] for r in latency} == {"flat", "torch", "ivfpq"}
+    try:
+        load_sketchy(data_root())
+    except DatasetMissing:
+        assert res["skipped"]
+        return
+    photo = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("Photo -> photo"))}
+    assert photo["raw GeM"]["mAP"] > 3 * photo["random"]["mAP"]
+    sketch = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("Sketch -> photo"))}
+    assert sketch["AFM + expansion n=10"]["mAP"] > sketch["AFM (fast, defaults)"]["mAP"] > sketch["random"]["mAP"]

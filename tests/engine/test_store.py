@@ -143,7 +143,8 @@ def test_bad_file_names_and_old_indexes_do_not_stop_a_run(collection, tmp_path):
     s = index_folders([folder], db, workers=1)
     assert s.indexed == 1 and [r for _, r in s.skipped] == ["file name is not valid UTF-8"]
     names = {p.name for p in db.iterdir()} - {"catalog.sqlite3-wal", "catalog.sqlite3-shm"}
-    assert names == {"catalog.sqlite3", "lock", *SketchIndex(db).chunk_files}
+    index = SketchIndex(db)
+    assert names == {"catalog.sqlite3", "lock", *index.chunk_files, *index.image_files}
     # an index of another format version is rebuilt, as the error message says
     import sqlite3
 
@@ -171,7 +172,7 @@ def test_a_reader_keeps_its_arrays_while_the_index_is_rewritten(collection, tmp_
     img = photo_with_shape("star", (10, 10, 300, 300), seed=77)[..., ::-1]
     cv2.imwrite(str(root / "other_0.png"), img)  # changed: described again into a new chunk
     index_folders([root], db, workers=1)
-    with IndexWriter(db, SketchSettings()) as w:
+    with IndexWriter.existing(db) as w:
         assert w.compact(full=True) == 2  # the chunk the reader has mapped is replaced and deleted
     assert len(list(db.glob("chunk-*.codes.npy"))) == 1
     np.testing.assert_array_equal(reader.codes, before)

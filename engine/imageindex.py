@@ -1,0 +1,221 @@
+"""Image descriptors in an index: extracted while indexing, whitened and made searchable at the end of
+each run, and searched by image or by the expansion of a sketch query (METHOD.md sections 6-7).
+
+On disk, beside the catalog and the chunks (which keep the raw GeM vectors, float16):
+
+    image-<gen>.vectors.npy   (N, d) float16, whitened (or plain) L2-normalised vectors
+    image-<gen>.ids.npy       (N,) int64 catalog ids of those rows
+    image-<gen>.whitening.npz the whitening learned on the collection (absent when it was too small)
+    image-<gen>.faiss         an IVF-PQ index of the vectors, for collections of IVF_THRESHOLD photos or more
+
+``meta.image_index`` names the generation; a new one is written completely before the catalog points at
+it, and older ones are deleted after.  The image index covers the photos of the last finished (or
+cancelled) index run; photos added by a run still going are found by sketch, and by image once it ends.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cnn import GemDescriber, GemSettings
+from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "efficientnet-lite0"
+IVF_THRESHOLD = 200_000
+MIN_WHITENING_IMAGES = 1000  # fewer photos: plain L2 (whitening learned on a few photos over-fits; see learn_whitening)
+WHITEN_DIM = 512  # at most this many whitened components: 1 KB per photo (float16), 1 GB at 1M photos
+DEFAULT_QE = 0  # alpha-QE neighbours of an image query (set from the benchmark)
+ALPHA = 3.0
+
+
+def gem_settings(backbone: str | None) -> GemSettings | None:
+    """GeM settings for a backbone name; None or "none": no image descriptors."""
+    if backbone in (None, "", "none"):
+        return None
+    try:
+        return GemSettings(backbone=backbone)
+    except ValueError as e:
+        from .errors import SketchSearchError
+
+        raise SketchSearchError(str(e)) from None
+
+
+class Extractor:
+    """Batches photos' network inputs and describes them on one device (CUDA when present)."""
+
+    def __init__(self, settings: GemSettings, device=None, *, batch: int = 16) -> None:
+        self.describer = GemDescriber(settings, device)
+        self.batch = batch
+
+    def describe(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """(n, d) float16 raw GeM vectors of uint8 network inputs."""
+        out = [self.describer.describe(inputs[i:i + self.batch]) for i in range(0, len(inputs), self.batch)]
+        return np.concatenate(out).astype(np.float16) if out else np.zeros((0, self.describer.dim), np.float16)
+
+
+def _files(db: Path, gen: str) -> dict[str, Path]:
+    return {k: db / f"image-{gen}.{k}" for k in ("vectors.npy", "ids.npy", "whitening.npz", "faiss")}
+
+
+def _save(path: Path, a: np.ndarray) -> None:
+    from .store import _save_array
+
+    _save_array(path, a)
+
+
+def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int = IVF_THRESHOLD) -> dict:
+    """Learn the whitening on the index's raw image vectors and write a new image-index generation.
+
+    ``con`` is the writer's connection (the caller holds the lock).  Returns the meta record written.
+    """
+    from .store import chunk_path
+
+    rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
+    ids = np.array([r[0] for r in rows], np.int64)
+    chunks = np.array([r[1] for r in rows], np.int64)
+    slots = np.array([r[2] for r in rows], np.int64)
+    raw = None
+    for c in np.unique(chunks):
+        a = np.load(chunk_path(db, int(c), "gem"), mmap_mode="r")
+        if raw is None:
+            raw = np.empty((len(rows), a.shape[1]), np.float32)
+        sel = chunks == c
+        raw[sel] = a[slots[sel]]
+    gen = uuid.uuid4().hex[:12]
+    files = _files(db, gen)
+    n = len(rows)
+    record: dict = {"gen": gen, "n": n, "kind": "flat"}
+    if raw is None:
+        record.update(whitened=False, dim=0, note="no photos")
+        vectors = np.zeros((0, 0), np.float16)
+    else:
+        white = learn_whitening(raw, dim=WHITEN_DIM, min_images=MIN_WHITENING_IMAGES)
+        if white is None:
+            vectors = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+            record.update(whitened=False, dim=raw.shape[1],
+                          note=f"no whitening: {n} photos < {MIN_WHITENING_IMAGES}; plain L2-normalised GeM")
+        else:
+            white.to_npz(files["whitening.npz"])
+            vectors = np.concatenate([white.apply(raw[i:i + 65536]) for i in range(0, n, 65536)])
+            record.update(whitened=True, dim=white.dim_out, note=f"PCA-whitening learned on {min(n, 100_000)} "
+                                                                  f"photos, {white.dim_out}-D")
+        if n >= ivf_threshold:
+            VectorIndex(vectors, kind="ivfpq").save(files["faiss"])
+            record["kind"] = "ivfpq"
+    _save(files["vectors.npy"], vectors.astype(np.float16))
+    _save(files["ids.npy"], ids)
+    with con:
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('image_index', ?)", (json.dumps(record),))
+    for p in db.glob("image-*"):
+        if not p.name.startswith(f"image-{gen}."):
+            with contextlib.suppress(OSError):
+                p.unlink()
+    return record
+
+
+@dataclass
+class ImageQuery:
+    """A described query: its vector in the index's space (whitened when the index is)."""
+
+    vector: np.ndarray
+
+
+class ImageSearcher:
+    """Search by image over a SketchIndex's image vectors (built lazily by SketchIndex.images)."""
+
+    def __init__(self, index, device=None) -> None:
+        from .errors import IndexFormatError, QueryError
+
+        self.index = index
+        meta = index.meta.get("image_index")
+        if not index.image_settings:
+            raise QueryError(f"{index.path}: this index has no image descriptors; rebuild it with "
+                             f"--backbone {DEFAULT_BACKBONE} to search by image")
+        if not meta:
+            raise QueryError(f"{index.path}: the image descriptors are not ready yet (an index run has not "
+                             f"finished); run: sketchsearch index FOLDER --db {index.path}")
+        self.record = json.loads(meta)
+        self.settings = GemSettings.from_json(index.image_settings)
+        files = _files(index.path, self.record["gen"])
+        try:
+            vectors = np.load(files["vectors.npy"], mmap_mode="r")
+            ids = np.load(files["ids.npy"])
+            self.whitening = Whitening.from_npz(files["whitening.npz"]) if self.record["whitened"] else None
+        except (OSError, ValueError) as e:
+            raise IndexFormatError(f"{index.path}: image index files are missing or damaged ({e}); run: "
+                                   f"sketchsearch index FOLDER --db {index.path}") from None
+        # rows of this view for the image index's ids (-1: not in this view)
+        order = np.argsort(index.ids, kind="stable")
+        pos = np.searchsorted(index.ids[order], ids)
+        pos = np.minimum(pos, max(len(order) - 1, 0))
+        self.rows = np.where((len(order) > 0) & (index.ids[order][pos] == ids), order[pos], -1) if len(ids) \
+            else np.zeros(0, np.int64)
+        self.vectors = vectors
+        self.row_to_vec = np.full(len(index), -1, np.int64)
+        ok = self.rows >= 0
+        self.row_to_vec[self.rows[ok]] = np.flatnonzero(ok)
+        self.device = device
+        self._describer: GemDescriber | None = None
+        if len(ids) == 0:
+            self.knn = None
+        elif self.record.get("kind") == "ivfpq" and files["faiss"].exists():
+            self.knn = VectorIndex.load(files["faiss"], device=None)
+        else:
+            self.knn = VectorIndex(np.asarray(vectors, np.float32), kind="auto", device=device,
+                                   ivf_threshold=1 << 62)
+
+    def embed_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Raw GeM vectors -> the index's space (whitened, L2)."""
+        raw = np.asarray(raw, np.float32)
+        if self.whitening is not None:
+            return self.whitening.apply(raw)
+        return raw / np.maximum(np.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
+
+    def describe(self, image) -> np.ndarray:
+        """Query image (path or RGB array in [0, 1]) -> its vector in the index's space."""
+        from .errors import QueryError
+        from .imageio import ImageError, load_image, network_input
+
+        if isinstance(image, str | Path):
+            try:
+                image = load_image(image, max_side=self.settings.max_side).pixels
+            except ImageError as e:
+                raise QueryError(str(e)) from None
+        if self._describer is None:
+            self._describer = GemDescriber(self.settings, self.device)
+        raw = self._describer.describe([network_input(np.asarray(image, np.float32), self.settings.max_side)])[0]
+        return self.embed_raw(raw)
+
+    def vectors_of_rows(self, rows) -> np.ndarray:
+        """Image vectors of view rows (rows without one are left out)."""
+        v = self.row_to_vec[np.asarray(rows, np.int64)]
+        return np.asarray(self.vectors[v[v >= 0]], np.float32)
+
+    def search_vector(self, q: np.ndarray, top_k: int, *, qe: int = 0, alpha: float = ALPHA) \
+            -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the top ``top_k`` for a query vector, with alpha-QE over ``qe`` neighbours."""
+        if self.knn is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        q = np.asarray(q, np.float32)[None]
+        k = min(len(self.knn), max(top_k, qe) + 16)  # a few extra: rows a writer removed are dropped below
+        scores, ids = self.knn.search(q, k)
+        if qe > 0:
+            nb = ids[0, :qe]
+            nb = nb[nb >= 0]
+            q = alpha_qe(q, np.asarray(self.vectors[np.sort(nb)], np.float32), np.arange(len(nb))[None], alpha)
+            scores, ids = self.knn.search(q, k)
+        scores, ids = scores[0], ids[0]
+        keep = ids >= 0
+        rows = self.rows[ids[keep]]
+        scores = scores[keep]
+        ok = rows >= 0
+        return rows[ok][:top_k], scores[ok][:top_k]
