@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--image", type=Path, help="a photo: find similar photos (box = whole photo)")
     p.add_argument("--qe", type=int, default=None, metavar="N",
                    help="image search: alpha-weighted query expansion (alpha 3) over the top N results "
-                        "(default: 0, none)")
+                        "(default: 5; 0 for none)")
     p.add_argument("--expand", type=int, default=0, metavar="N",
                    help="sketch search: search again with the image descriptors of the top N sketch hits "
                         "(3 or 10 are good); each hit keeps the box where the sketch matches it")

@@ -33,7 +33,7 @@ DEFAULT_BACKBONE = "efficientnet-lite0"
 IVF_THRESHOLD = 200_000
 MIN_WHITENING_IMAGES = 1000  # fewer photos: plain L2 (whitening learned on a few photos over-fits; see learn_whitening)
 WHITEN_DIM = 512  # at most this many whitened components: 1 KB per photo (float16), 1 GB at 1M photos
-DEFAULT_QE = 0  # alpha-QE neighbours of an image query (set from the benchmark)
+DEFAULT_QE = 5  # alpha-QE neighbours of an image query: best or within 0.01 mAP of it, raw and whitened (bench)
 ALPHA = 3.0
 
 
