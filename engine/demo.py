@@ -37,5 +37,26 @@ def run_demo(*, db: Path | None = None, top: int = 5, out=sys.stdout) -> int:
             box = ", ".join(f"{v:.0f}" for v in h.box)
             print(f"  {h.rank}. {h.score:.3f}  {Path(h.path).name:<28} box [{box}]"
                   f"{'  mirrored' if h.mirrored else ''}", file=out)
+    _image_query(index, photos / "lomiri_sunset.jpg", top, out)
     print(f"\nsearch your own sketch: sketchsearch search --db {db} --sketch YOUR.png", file=out)
+    print(f"search by image:        sketchsearch search --db {db} --image YOUR.jpg", file=out)
     return 0
+
+
+def _image_query(index: SketchIndex, photo: Path, top: int, out) -> None:
+    """Search by image with a cropped, mirrored copy of a demo photo (the photo itself should come first)."""
+    if not index.image_settings or not photo.is_file():
+        return
+    import numpy as np
+
+    from .imageio import load_image
+
+    pixels = load_image(photo).pixels
+    h, w = pixels.shape[:2]
+    query = np.ascontiguousarray(pixels[int(0.15 * h):int(0.85 * h), int(0.15 * w):int(0.85 * w)][:, ::-1])
+    t0 = time.perf_counter()
+    hits = index.search_image(query, top_k=top)
+    dt = time.perf_counter() - t0
+    print(f"\nimage query: {photo.name}, cropped to 70 % and mirrored  ({dt * 1000:.0f} ms)", file=out)
+    for h in hits:
+        print(f"  {h.rank}. {h.score:.3f}  {Path(h.path).name}", file=out)

@@ -32,9 +32,12 @@ log = logging.getLogger(__name__)
 DEFAULT_BACKBONE = "efficientnet-lite0"
 IVF_THRESHOLD = 200_000
 MIN_WHITENING_IMAGES = 1000  # fewer photos: plain L2 (whitening learned on a few photos over-fits; see learn_whitening)
-WHITEN_DIM = 512  # at most this many whitened components: 1 KB per photo (float16), 1 GB at 1M photos
+WHITEN_DIM = 512  # at most this many whitened components: searchable vectors of 1 KB per photo (float16)
+DIRTY = "image_index_dirty"  # meta key, set in the writer's transactions that change what the image index holds
 DEFAULT_QE = 5  # alpha-QE neighbours of an image query: best or within 0.01 mAP of it, raw and whitened (bench)
 ALPHA = 3.0
+NPROBE = 32  # IVF cells visited per query
+RERANK = 8  # IVF-PQ: candidates per result, re-ranked with the exact (memory-mapped) vectors
 
 
 def gem_settings(backbone: str | None) -> GemSettings | None:
@@ -72,13 +75,14 @@ def _save(path: Path, a: np.ndarray) -> None:
     _save_array(path, a)
 
 
-def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int = IVF_THRESHOLD) -> dict:
+def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None) -> dict:
     """Learn the whitening on the index's raw image vectors and write a new image-index generation.
 
     ``con`` is the writer's connection (the caller holds the lock).  Returns the meta record written.
     """
     from .store import chunk_path
 
+    ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
     rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
     ids = np.array([r[0] for r in rows], np.int64)
     chunks = np.array([r[1] for r in rows], np.int64)
@@ -113,13 +117,24 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int = IVF_THRESHO
             record["kind"] = "ivfpq"
     _save(files["vectors.npy"], vectors.astype(np.float16))
     _save(files["ids.npy"], ids)
+    previous = con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
+    keep = {gen} | ({json.loads(previous[0])["gen"]} if previous else set())
     with con:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('image_index', ?)", (json.dumps(record),))
+        con.execute("DELETE FROM meta WHERE key = ?", (DIRTY,))
+    # the previous generation stays for readers that opened before this commit; older ones go
     for p in db.glob("image-*"):
-        if not p.name.startswith(f"image-{gen}."):
+        if p.name.split(".", 1)[0].removeprefix("image-") not in keep:
             with contextlib.suppress(OSError):
                 p.unlink()
     return record
+
+
+def needs_build(con: sqlite3.Connection) -> bool:
+    """Whether photos were described or removed since the image index was last built (also by a run
+    that was killed or cancelled before building it)."""
+    meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('image_index', ?)", (DIRTY,)).fetchall())
+    return DIRTY in meta or "image_index" not in meta
 
 
 @dataclass
@@ -134,6 +149,7 @@ class ImageSearcher:
 
     def __init__(self, index, device=None) -> None:
         from .errors import IndexFormatError, QueryError
+        from .store import _read_meta
 
         self.index = index
         meta = index.meta.get("image_index")
@@ -143,23 +159,26 @@ class ImageSearcher:
         if not meta:
             raise QueryError(f"{index.path}: the image descriptors are not ready yet (an index run has not "
                              f"finished); run: sketchsearch index FOLDER --db {index.path}")
-        self.record = json.loads(meta)
         self.settings = GemSettings.from_json(index.image_settings)
-        files = _files(index.path, self.record["gen"])
         try:
-            vectors = np.load(files["vectors.npy"], mmap_mode="r")
-            ids = np.load(files["ids.npy"])
-            self.whitening = Whitening.from_npz(files["whitening.npz"]) if self.record["whitened"] else None
-        except (OSError, ValueError) as e:
-            raise IndexFormatError(f"{index.path}: image index files are missing or damaged ({e}); run: "
-                                   f"sketchsearch index FOLDER --db {index.path}") from None
+            ids = self._load(json.loads(meta))
+        except (OSError, ValueError) as first:
+            # a writer replaced this view's generation since it was opened: take the current one (its
+            # photos that this view does not have are left out below)
+            fresh = _read_meta(index.path).get("image_index")
+            try:
+                if not fresh or fresh == meta:
+                    raise first
+                ids = self._load(json.loads(fresh))
+            except (OSError, ValueError) as e:
+                raise IndexFormatError(f"{index.path}: image index files are missing or damaged ({e}); run: "
+                                       f"sketchsearch index FOLDER --db {index.path}") from None
         # rows of this view for the image index's ids (-1: not in this view)
-        order = np.argsort(index.ids, kind="stable")
-        pos = np.searchsorted(index.ids[order], ids)
-        pos = np.minimum(pos, max(len(order) - 1, 0))
-        self.rows = np.where((len(order) > 0) & (index.ids[order][pos] == ids), order[pos], -1) if len(ids) \
-            else np.zeros(0, np.int64)
-        self.vectors = vectors
+        self.rows = np.full(len(ids), -1, np.int64)
+        if len(index.ids) and len(ids):
+            order = np.argsort(index.ids, kind="stable")
+            pos = np.minimum(np.searchsorted(index.ids[order], ids), len(order) - 1)
+            self.rows = np.where(index.ids[order][pos] == ids, order[pos], -1)
         self.row_to_vec = np.full(len(index), -1, np.int64)
         ok = self.rows >= 0
         self.row_to_vec[self.rows[ok]] = np.flatnonzero(ok)
@@ -167,11 +186,26 @@ class ImageSearcher:
         self._describer: GemDescriber | None = None
         if len(ids) == 0:
             self.knn = None
-        elif self.record.get("kind") == "ivfpq" and files["faiss"].exists():
-            self.knn = VectorIndex.load(files["faiss"], device=None)
-        else:
-            self.knn = VectorIndex(np.asarray(vectors, np.float32), kind="auto", device=device,
+        elif self.knn is None:
+            self.knn = VectorIndex(np.asarray(self.vectors, np.float32), kind="auto", device=device,
                                    ivf_threshold=1 << 62)
+
+    def _load(self, record: dict) -> np.ndarray:
+        """Open the files of one generation; returns its ids."""
+        files = _files(self.index.path, record["gen"])
+        self.vectors = np.load(files["vectors.npy"], mmap_mode="r")
+        ids = np.load(files["ids.npy"])
+        self.whitening = Whitening.from_npz(files["whitening.npz"]) if record["whitened"] else None
+        self.knn = None
+        if record.get("kind") == "ivfpq":
+            from .errors import IndexNotFound
+
+            try:
+                self.knn = VectorIndex.load(files["faiss"], device="cpu", nprobe=NPROBE)
+            except IndexNotFound as e:
+                raise OSError(str(e)) from None
+        self.record = record
+        return ids
 
     def embed_raw(self, raw: np.ndarray) -> np.ndarray:
         """Raw GeM vectors -> the index's space (whitened, L2)."""
@@ -206,16 +240,30 @@ class ImageSearcher:
         if self.knn is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         q = np.asarray(q, np.float32)[None]
-        k = min(len(self.knn), max(top_k, qe) + 16)  # a few extra: rows a writer removed are dropped below
-        scores, ids = self.knn.search(q, k)
         if qe > 0:
-            nb = ids[0, :qe]
-            nb = nb[nb >= 0]
-            q = alpha_qe(q, np.asarray(self.vectors[np.sort(nb)], np.float32), np.arange(len(nb))[None], alpha)
-            scores, ids = self.knn.search(q, k)
-        scores, ids = scores[0], ids[0]
-        keep = ids >= 0
-        rows = self.rows[ids[keep]]
-        scores = scores[keep]
-        ok = rows >= 0
-        return rows[ok][:top_k], scores[ok][:top_k]
+            nb, _ = self._search(q, qe)
+            if len(nb):
+                q = alpha_qe(q, self.vectors_of_rows(nb), np.arange(len(nb))[None], alpha)
+        return self._search(q, top_k)
+
+    def _search(self, q: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``top_k`` rows of this view (vectors of photos the view lacks are skipped: asks for more
+        until enough are found); IVF-PQ candidates are re-ranked with the exact vectors."""
+        n = len(self.knn)
+        k = min(n, top_k + 16)
+        while True:
+            kk = min(n, max(k, RERANK * top_k)) if self.knn.kind == "ivfpq" else k
+            scores, ids = self.knn.search(q, kk)
+            ids = ids[0][ids[0] >= 0]
+            if self.knn.kind == "ivfpq" and len(ids):
+                ids = np.sort(ids)
+                exact = np.asarray(self.vectors[ids], np.float32) @ q[0]
+                order = np.argsort(-exact, kind="stable")
+                ids, sc = ids[order], exact[order]
+            else:
+                sc = scores[0][:len(ids)]
+            rows = self.rows[ids]
+            ok = rows >= 0
+            if ok.sum() >= top_k or k >= n:
+                return rows[ok][:top_k], sc[ok][:top_k].astype(np.float32)
+            k = min(n, 4 * k)

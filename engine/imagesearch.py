@@ -349,9 +349,9 @@ class VectorIndex:
         index = faiss.index_factory(d, f"IVF{nlist},PQ{pq_m}", faiss.METRIC_INNER_PRODUCT)
         # coarse k-means on up to 32 points per cell; the PQ codebooks on up to 40 points per centroid
         n_train = min(n, max(256 * 40, 32 * nlist))
-        if n_train < 39 * max(256, nlist):
-            log.warning("IVF-PQ trained on %d vectors only (faiss asks for %d); its recall may be poor",
-                        n_train, 39 * max(256, nlist))
+        if n_train < 39 * 256:  # the coarse k-means gets 32 points per cell by design, the PQ codebooks less
+            log.warning("IVF-PQ trained on %d vectors only (its PQ codebooks ask for %d); its recall may be poor",
+                        n_train, 39 * 256)
         ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
         ivf.cp.min_points_per_centroid = 1  # warned above, through logging (faiss would print)
         ivf.pq.cp.min_points_per_centroid = 1

@@ -345,9 +345,10 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                     flush()
                     w.compact()
                     if extractor is not None:
-                        from .imageindex import build
+                        from .imageindex import build, needs_build
 
-                        build(w.con, db)
+                        if needs_build(w.con):
+                            build(w.con, db)
                     raise Cancelled(f"indexing cancelled after {done} of {total} files; what was indexed is "
                                     f"kept and the next run continues from there")
             flush()
@@ -359,10 +360,11 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                 and not os.path.exists(p)]
         removed = w.remove(gone) if prune else 0
         w.compact()
-        if extractor is not None and (described or removed or moves or same or "image_index" not in w.meta()):
-            from .imageindex import build
+        if extractor is not None:
+            from .imageindex import build, needs_build
 
-            build(w.con, db)
+            if needs_build(w.con):  # also after an earlier run that was killed before building
+                build(w.con, db)
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
     missing = 0 if prune else sum(known[p].status == "indexed" for p in gone)
     return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)

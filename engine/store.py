@@ -379,15 +379,19 @@ class IndexWriter:
         for p in self.db.iterdir():
             name = p.name
             if (name.startswith(CATALOG) or _CHUNK_FILE.match(name) or name.endswith(".npy.tmp")
-                    or re.match(r"^(codes|inv_norms)-\w+\.npy$", name)):
+                    or name.startswith(("image-", ".image-")) or re.match(r"^(codes|inv_norms)-\w+\.npy$", name)):
                 p.unlink(missing_ok=True)
 
     def _delete_orphans(self) -> None:
         """Chunk files no committed catalog state refers to (left by a killed writer or compaction)."""
         live = {r[0] for r in self.con.execute("SELECT id FROM chunks")}
+        image = self.con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
+        image_gen = json.loads(image[0])["gen"] if image else None
         for p in self.db.iterdir():
             m = _CHUNK_FILE.match(p.name)
-            if (m and int(m.group(1)) not in live) or p.name.endswith(".npy.tmp"):
+            old_image = p.name.startswith("image-") and p.name.split(".", 1)[0] != f"image-{image_gen}"
+            if ((m and int(m.group(1)) not in live) or p.name.endswith(".npy.tmp") or old_image
+                    or (p.name.startswith(".image-") and p.name.endswith(".tmp"))):
                 with contextlib.suppress(OSError):
                     p.unlink()
 
@@ -473,6 +477,8 @@ class IndexWriter:
                 [(p, s, m, why) for p, s, m, why in skipped])
             cur.executemany("UPDATE files SET size = ?, mtime = ? WHERE path = ?",
                             [(s, m, p) for p, s, m in touched])
+            if cid is not None and "gem" in self.arrays:
+                self._image_dirty()
         if self.con.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] > 12:
             self.compact()
 
@@ -499,7 +505,15 @@ class IndexWriter:
         """Drop files from the catalog (their slots become dead); returns how many were dropped."""
         with self.con:
             cur = self.con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+            if cur.rowcount > 0 and "gem" in self.arrays:
+                self._image_dirty()
         return cur.rowcount
+
+    def _image_dirty(self) -> None:
+        """Mark the image index out of date (inside the transaction that changes the photos)."""
+        from .imageindex import DIRTY
+
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (DIRTY,))
 
     def meta(self) -> dict[str, str]:
         return dict(self.con.execute("SELECT key, value FROM meta").fetchall())
@@ -783,7 +797,9 @@ class SketchIndex:
                 key = m.group(2)
             elif p.name.startswith(CATALOG):
                 key = "catalog"
-            elif p.name.startswith("image-"):  # image-<gen>.<part>
+            elif p.name.startswith("image-"):  # image-<gen>.<part>; only this view's generation
+                if p.name not in self.image_files:
+                    continue
                 key = "image " + p.name.split(".", 1)[1].removesuffix(".npy").removesuffix(".npz")
             else:
                 key = p.name
@@ -793,8 +809,9 @@ class SketchIndex:
         per_image = self.settings.dim + len(self.settings.scales) * 3 * 4 + 8
         image_index = json.loads(self.meta["image_index"]) if self.meta.get("image_index") else None
         image_bytes = 0
-        if self.gem is not None:  # raw GeM (float16) in the chunks + the searchable vectors (float16)
-            image_bytes = self.gem.shape[1] * 2 + (image_index or {}).get("dim", 0) * 2 + 8
+        if self.gem is not None:  # raw GeM (float16) in the chunks + this generation's files per photo
+            image_files = sum(v for k, v in parts.items() if k.startswith("image "))
+            image_bytes = self.gem.shape[1] * 2 + 8 + (round(image_files / n) if n else 0)
         return {"path": str(self.path), "images": n, "skipped": self.n_skipped, "image_index": image_index,
                 "format_version": FORMAT_VERSION, "settings": json.loads(self.settings.to_json()),
                 "image_settings": json.loads(self.image_settings) if self.image_settings else None,

@@ -65,8 +65,9 @@ def test_search_latency_rows_compare_each_index_with_the_exact_search():
     from engine.image_bench import bench_search_latency
 
     rows = bench_search_latency((3000,), d=32, queries=3)
-    assert [r["index"].split()[0] for r in rows] == ["flat", "torch", "ivfpq"]
+    assert [r["index"].split()[0] for r in rows] == ["flat", "torch", "ivfpq", "ivfpq+rerank"]
     assert rows[0]["recall@10"] == 1 and rows[1]["recall@10"] == 1 and 0 < rows[2]["recall@10"] <= 1
+    assert rows[3]["recall@10"] >= rows[2]["recall@10"]
 
 
 @pytest.mark.slow
@@ -76,7 +77,7 @@ def test_bench_image_quick(tmp_path, capsys):
     res = json.loads(out.read_text())["image"]
     assert res["extraction_synthetic_images_per_s"] > 0
     latency = next(t for k, t in res["tables"].items() if k.startswith("Image search latency"))
-    assert {r["index"].split()[0] for r in latency} == {"flat", "torch", "ivfpq"}
+    assert {r["index"].split()[0] for r in latency} == {"flat", "torch", "ivfpq", "ivfpq+rerank"}
     try:
         load_sketchy(data_root())
     except DatasetMissing:

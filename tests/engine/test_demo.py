@@ -37,3 +37,14 @@ def test_demo_sketches_find_their_photos(demo_index):
             name = os.path.basename(h.path)
             if name in want["boxes"]:
                 assert iou(h.box, want["boxes"][name]) >= 0.5, (sketch, name, h.box)
+
+
+@pytest.mark.slow
+def test_demo_prints_an_image_query_that_finds_its_photo(tmp_path):
+    import io
+
+    out = io.StringIO()
+    assert run_demo(db=tmp_path / "index", top=3, out=out) == 0
+    text = out.getvalue()
+    block = text[text.index("image query: lomiri_sunset.jpg"):]
+    assert block.splitlines()[1].strip().endswith("lomiri_sunset.jpg"), block

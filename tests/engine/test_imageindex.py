@@ -108,7 +108,72 @@ def test_new_photos_become_searchable_by_image_after_the_run(indexed, tmp_path):
     index_folders([root], db, workers=1)
     hits = SketchIndex(db).search_image(root / "new.jpg", top_k=1)
     assert hits[0].path.endswith("new.jpg")
-    assert len(list(db.glob("image-*.vectors.npy"))) == 1  # the previous generation is gone
+    # the previous generation is kept for readers opened before the run; the one before is gone
+    assert len(list(db.glob("image-*.vectors.npy"))) == 2
+    index_folders([root], db, workers=1)  # nothing changed: no new generation, and the old one is cleaned up
+    assert len(list(db.glob("image-*.vectors.npy"))) == 1
+
+
+def test_a_reader_opened_before_two_runs_still_searches_by_image(indexed, tmp_path):
+    import shutil
+
+    root = tmp_path / "photos"
+    shutil.copytree(indexed[0], root)
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1)
+    old = SketchIndex(db)  # its generation is deleted by the second run below
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(root / name), scene(hash(name) % 1000))
+        index_folders([root], db, workers=1)
+    hits = old.search_image(root / "p2.jpg", top_k=20)
+    assert hits[0].path.endswith("p2.jpg")
+    assert len(hits) == 10 and not any(h.path.endswith(("a.jpg", "b.jpg")) for h in hits)  # not in its view
+
+
+def test_a_run_killed_before_the_image_index_was_built_is_completed_by_the_next(indexed, tmp_path, monkeypatch):
+    import shutil
+
+    from engine import imageindex
+
+    root = tmp_path / "photos"
+    shutil.copytree(indexed[0], root)
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1)
+    cv2.imwrite(str(root / "new.jpg"), scene(77))
+    real = imageindex.build
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imageindex, "build", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index_folders([root], db, workers=1)
+    monkeypatch.setattr(imageindex, "build", real)
+    assert SketchIndex(db).search_image(root / "new.jpg", top_k=1)[0].path != str(root / "new.jpg")
+    s = index_folders([root], db, workers=1)
+    assert s.described == 0
+    assert SketchIndex(db).search_image(root / "new.jpg", top_k=1)[0].path == str(root / "new.jpg")
+
+
+def test_removed_photos_never_come_back_and_top_k_is_filled(indexed, tmp_path):
+    import shutil
+
+    from engine.store import IndexWriter
+
+    root = tmp_path / "photos"
+    shutil.copytree(indexed[0], root)
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1)
+    index = SketchIndex(db)
+    first = [h.path for h in index.search_image(root / "p5.jpg", top_k=10, qe=0)]
+    with IndexWriter.existing(db) as w:  # removed without rebuilding the image index
+        w.remove(first[:7])
+    hits = SketchIndex(db).search_image(root / "p5.jpg", top_k=3, qe=0)
+    assert [h.path for h in hits] == first[7:10]
+    with IndexWriter.existing(db) as w:
+        w.remove(first[7:])
+    empty = SketchIndex(db)
+    assert len(empty) == 0 and empty.search_image(root / "p5.jpg", top_k=3) == []
 
 
 @pytest.mark.slow
@@ -123,3 +188,33 @@ def test_whitening_is_learned_on_a_large_enough_collection(tmp_path, monkeypatch
     index = SketchIndex(db)
     assert index.info()["image_index"]["whitened"] is True
     assert index.search_image(root / "042.jpg", top_k=1)[0].path.endswith("042.jpg")
+
+
+@pytest.mark.slow
+def test_large_collections_search_an_ivfpq_index_reranked_with_the_exact_vectors(tmp_path, monkeypatch):
+    from engine.cnn import GemSettings
+    from engine.image_bench import clustered_vectors
+    from engine.settings import SketchSettings
+    from engine.store import IndexWriter
+
+    monkeypatch.setattr(imageindex, "IVF_THRESHOLD", 2000)
+    n, settings = 12_000, SketchSettings()
+    raw = clustered_vectors(n, 1280, clusters=300, seed=3)
+    db = tmp_path / "db"
+    with IndexWriter(db, settings, image_settings=GemSettings().to_json(), image_dim=1280) as w:
+        w.add_arrays([f"/photos/{i:05d}.jpg" for i in range(n)], np.tile([640, 480, 400, 300, 0.625], (n, 1)),
+                     {"codes": np.zeros((n, settings.dim), np.int8),
+                      "inv_norms": np.ones((n, len(settings.scales), 3), np.float32),
+                      "gem": raw.astype(np.float16)})
+        record = imageindex.build(w.con, db)
+    assert record["kind"] == "ivfpq" and record["whitened"] and record["dim"] == imageindex.WHITEN_DIM
+    images = SketchIndex(db).images("cpu")
+    assert images.knn.kind == "ivfpq"
+    vectors = np.asarray(images.vectors, np.float32)
+    found = 0
+    for q in range(0, n, 600):
+        exact = np.argsort(-(vectors @ vectors[q]), kind="stable")[:10]
+        rows, scores = images.search_vector(vectors[q], 10)
+        assert rows[0] == images.rows[q] and np.all(np.diff(scores) <= 1e-6)
+        found += len(set(images.rows[exact]) & set(rows))
+    assert found / (10 * len(range(0, n, 600))) > 0.9
