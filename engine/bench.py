@@ -202,8 +202,10 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
-def bench_store_indexing(photos: list[Path], n: int, *, workers: tuple[int, ...] = (1, 2)) -> list[dict]:
-    """Indexing throughput on ``n`` real photos (repeated as copies), and the index's bytes per photo."""
+def bench_store_indexing(photos: list[Path], n: int, *, workers: tuple[int, ...] = (1, 2),
+                         sketch_only: tuple[int, ...] = (2,)) -> list[dict]:
+    """Indexing throughput on ``n`` real photos (repeated as copies), and the index's bytes per photo;
+    with image descriptors for each of ``workers``, without (``--backbone none``) for ``sketch_only``."""
     import tempfile
 
     from .indexer import index_folders
@@ -211,15 +213,16 @@ def bench_store_indexing(photos: list[Path], n: int, *, workers: tuple[int, ...]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         src = _copies(photos, n, Path(tmp) / "photos")
-        for w in workers:
-            db = Path(tmp) / f"db{w}"
+        for w, backbone in [(w, "auto") for w in workers] + [(w, "none") for w in sketch_only]:
+            db = Path(tmp) / f"db{w}-{backbone}"
             t0 = time.perf_counter()
-            s = index_folders([src], db, workers=w)
+            s = index_folders([src], db, workers=w, backbone=backbone)
             dt = time.perf_counter() - t0
             t1 = time.perf_counter()
-            again = index_folders([src], db, workers=w)  # nothing changed: the incremental re-run
+            again = index_folders([src], db, workers=w, backbone=backbone)  # nothing changed: incremental re-run
             rerun = time.perf_counter() - t1
-            rows.append({"workers": w, "images": s.described, "seconds": round(dt, 2),
+            rows.append({"workers": w, "image descriptors": backbone != "none", "images": s.described,
+                         "seconds": round(dt, 2),
                          "images_per_s": round(s.described / dt, 1), "rerun_s": round(rerun, 2),
                          "rerun_described": again.described, "skipped": len(s.skipped),
                          "index_bytes_per_image": round(_folder_bytes(db) / max(1, s.indexed), 1)})

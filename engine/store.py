@@ -370,9 +370,10 @@ class IndexWriter:
             raise IndexFormatError(f"{self.db}: index was built with other sketch settings; use another --db, "
                                    f"or delete it to rebuild it with these")
         if (meta.get("image_settings") or None) != self.image_settings:
+            theirs = json.loads(meta["image_settings"])["backbone"] if meta.get("image_settings") else "none"
             raise IndexFormatError(f"{self.db}: index was built with another image backbone or settings "
-                                   f"({meta.get('image_settings') or 'none'}); use another --db, or delete it "
-                                   f"to rebuild it with these")
+                                   f"(--backbone {theirs}); index with --backbone {theirs} (or leave --backbone "
+                                   f"out), use another --db, or delete {self.db} to rebuild it with these")
 
     def _delete_all(self) -> None:
         """Remove the files of an index this version cannot read (only files an index has)."""

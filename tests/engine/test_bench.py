@@ -46,7 +46,7 @@ def test_bench_store_parts(tmp_path):
     from engine.bench import _store_photos, bench_store_indexing, bench_store_open
 
     photos = _store_photos(tmp_path / "no-data")  # the demo photos
-    rows = bench_store_indexing(photos[:6], 10, workers=(1,))
+    rows = bench_store_indexing(photos[:6], 10, workers=(1,), sketch_only=())
     assert rows[0]["images"] == 10 and rows[0]["rerun_described"] == 0 and rows[0]["index_bytes_per_image"] > 280
     row = bench_store_open(3000)
     assert row["images"] == 3000 and row["hits"] == 20 and row["open_s"] < row["open_and_first_search_s"]
