@@ -262,29 +262,35 @@ print(json.dumps({"images": len(index), "imports_s": imports, "open_s": opened, 
 """
 
 
+def synthetic_index(db: Path, n: int, *, seed: int = 0) -> None:
+    """A sketch-only index of ``n`` synthetic photos (random codes; paths /photos/<i>.jpg do not exist)."""
+    from .store import IndexWriter
+
+    settings = SketchSettings()
+    rng = np.random.default_rng(seed)
+    with IndexWriter(db, settings) as w:
+        step = 250_000
+        for s in range(0, n, step):
+            m = min(step, n - s)
+            codes = rng.integers(-127, 128, (m, settings.dim), dtype=np.int8)
+            inv = rng.uniform(0.5, 1.5, (m, len(settings.scales), 3)).astype(np.float32) / 127
+            geometry = np.tile([640, 480, 400, 300, 0.625], (m, 1))
+            w.add_arrays([f"/photos/{i:08d}.jpg" for i in range(s, s + m)], geometry,
+                         {"codes": codes, "inv_norms": inv})
+        w.compact(full=True)
+
+
 def bench_store_open(n: int) -> dict:
     """Open-and-first-search time of an ``n``-photo synthetic index, in a fresh process (memory-mapped)."""
     import subprocess
     import sys
     import tempfile
 
-    from .store import IndexWriter
 
-    settings = SketchSettings()
-    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "index"
         t0 = time.perf_counter()
-        with IndexWriter(db, settings) as w:
-            step = 250_000
-            for s in range(0, n, step):
-                m = min(step, n - s)
-                codes = rng.integers(-127, 128, (m, settings.dim), dtype=np.int8)
-                inv = rng.uniform(0.5, 1.5, (m, len(settings.scales), 3)).astype(np.float32) / 127
-                geometry = np.tile([640, 480, 400, 300, 0.625], (m, 1))
-                w.add_arrays([f"/photos/{i:08d}.jpg" for i in range(s, s + m)], geometry,
-                             {"codes": codes, "inv_norms": inv})
-            w.compact(full=True)
+        synthetic_index(db, n)
         built = time.perf_counter() - t0
         root = Path(__file__).resolve().parent.parent
         env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -298,7 +304,7 @@ def bench_store_open(n: int) -> dict:
 
 def main(args) -> int:
     """Entry point of ``sketchsearch bench``."""
-    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store", "image"))
+    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store", "image", "app"))
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     out = []
     if "kernels" in parts:
@@ -348,6 +354,17 @@ def main(args) -> int:
         out.append(table("Open an index and search it, in a fresh process (synthetic descriptors; target < 2 s "
                          "at 1M)", [row]))
         print(out[-1], flush=True)
+    if "app" in parts:
+        try:
+            from app.bench import bench_app
+        except ImportError as e:
+            print(f"app: skipped: the app is not installed ({e})", flush=True)
+        else:
+            row = bench_app(2_000 if args.quick else 10_000)
+            results["app"] = row
+            out.append(table("App responsiveness: stroke released -> results painted (target <= 0.5 s at 10k)",
+                             [row]))
+            print(out[-1], flush=True)
     if "image" in parts:
         from .image_bench import bench_image
 

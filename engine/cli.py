@@ -144,9 +144,29 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import DEMO, default_demo_db, run_demo
 
-    return run_demo(db=args.db, top=args.top)
+    rc = run_demo(db=args.db, top=args.top)
+    if rc != 0 or args.no_gui:
+        return rc
+    try:  # the app is optional (the engine works without Qt)
+        from app.main import has_screen, run_gui
+    except ImportError as e:
+        print(f"(no window: the app is not installed: {e})")
+        return rc
+    if not has_screen():
+        print("(no screen: the window opens with `sketchsearch gui` where there is one)")
+        return rc
+    sketch = sorted((DEMO / "sketches").glob("*.png"))
+    return run_gui(args.db or default_demo_db(), sketch=sketch[0] if sketch else None)
+
+
+def cmd_gui(args) -> int:
+    try:
+        from app.main import run_gui
+    except ImportError as e:
+        raise SketchSearchError(f"the app needs PySide6: pip install 'sketchsearch[app]' ({e})") from None
+    return run_gui(args.db, folder=args.index)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
     p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
-    p.add_argument("--only", choices=("kernels", "edges", "quality", "speed", "store", "image"), action="append",
+    p.add_argument("--only", choices=("kernels", "edges", "quality", "speed", "store", "image", "app"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")
@@ -204,7 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="index the bundled demo photos and search them with the demo sketches")
     p.add_argument("--db", type=Path, default=None, help="where to keep the demo index")
     p.add_argument("--top", type=int, default=5)
+    p.add_argument("--no-gui", action="store_true", help="print the results only, even where there is a screen")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("gui", help="open the app (draw a sketch or drop a photo; index folders)")
+    p.add_argument("--db", type=Path, default=None, help="index to open (default: the last one)")
+    p.add_argument("--index", type=Path, default=None, metavar="FOLDER", help="index this photo folder")
+    p.set_defaults(func=cmd_gui)
     return parser
 
 

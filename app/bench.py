@@ -1,0 +1,101 @@
+"""Responsiveness of the app (``sketchsearch bench --only app``): stroke -> results shown in the grid.
+
+A window on a synthetic index of ``n`` photos; a stroke is drawn with mouse events and the time from
+the button's release to the grid showing the results is measured, with the debounce (the app waits
+this long after the last stroke before it searches) and without it (Enter: search now).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+#: a house like the demo sketch's: roof, walls, door, two windows (strokes; fractions of the canvas)
+HOUSE = [
+    [(0.05, 0.4), (0.5, 0.12), (0.95, 0.4), (0.05, 0.4)],
+    [(0.14, 0.4), (0.14, 0.82), (0.86, 0.82), (0.86, 0.4)],
+    [(0.42, 0.82), (0.42, 0.6), (0.58, 0.6), (0.58, 0.82)],
+    [(0.22, 0.47), (0.36, 0.47), (0.36, 0.6), (0.22, 0.6), (0.22, 0.47)],
+    [(0.66, 0.47), (0.8, 0.47), (0.8, 0.58), (0.66, 0.58), (0.66, 0.47)],
+]
+SHAPES = [
+    [(0.25, 0.9), (0.25, 0.45), (0.5, 0.15), (0.75, 0.45), (0.75, 0.9), (0.25, 0.9)],
+    [(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.2)],
+    [(0.1, 0.7), (0.3, 0.3), (0.5, 0.7), (0.7, 0.3), (0.9, 0.7)],
+]
+
+
+def draw_stroke(canvas, points, steps: int = 12) -> None:
+    """A stroke through ``points`` (fractions of the largest centred square of the canvas) with mouse
+    events, the left button held."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    w, h = canvas.width(), canvas.height()
+    side = min(w, h)
+    pts = [QPointF((w - side) / 2 + x * side, (h - side) / 2 + y * side) for x, y in points]
+    dense = [pts[0]]
+    for a, b in zip(pts, pts[1:], strict=False):
+        dense += [a + (b - a) * (i / steps) for i in range(1, steps + 1)]
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+
+    def send(kind, p, button, buttons):
+        QApplication.sendEvent(canvas, QMouseEvent(kind, p, canvas.mapToGlobal(p), button, buttons,
+                                                   Qt.KeyboardModifier.NoModifier))
+
+    send(QMouseEvent.Type.MouseButtonPress, dense[0], left, left)
+    for p in dense[1:]:
+        send(QMouseEvent.Type.MouseMove, p, none, left)
+    send(QMouseEvent.Type.MouseButtonRelease, dense[-1], left, none)
+
+
+def bench_app(n: int = 10_000, *, repeats: int = 5) -> dict:
+    """Median seconds from a stroke's release to its results painted in the grid."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+
+    from engine.bench import synthetic_index
+
+    from .main import make_app
+    from .mainwindow import DEBOUNCE_MS, MainWindow
+
+    app = make_app()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "index"
+        synthetic_index(db, n)
+        win = MainWindow(db=db, settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat),
+                         restore=False)
+        win.show()
+        app.processEvents()
+        times = {"debounced": [], "enter": [], "search": []}
+
+        def wait_results() -> float:
+            loop = QEventLoop()
+            win.searchFinished.connect(loop.quit)
+            QTimer.singleShot(60_000, loop.quit)
+            loop.exec()
+            win.searchFinished.disconnect(loop.quit)
+            win.results.viewport().repaint()  # painted, not only queued
+            return time.perf_counter()
+
+        draw_stroke(win.canvas, SHAPES[0])  # warm-up (torch, caches)
+        wait_results()
+        for i in range(repeats):
+            win.canvas.clear()
+            app.processEvents()
+            draw_stroke(win.canvas, SHAPES[i % len(SHAPES)])
+            t0 = time.perf_counter()
+            times["debounced"].append(wait_results() - t0)
+            t0 = time.perf_counter()
+            win.search_now()
+            times["enter"].append(wait_results() - t0)
+            times["search"].append(float(win.time_label.text().split()[1]) / 1000)
+        win.close()
+    return {"images": n, "debounce_s": DEBOUNCE_MS / 1000,
+            "stroke_to_results_s": round(statistics.median(times["debounced"]), 3),
+            "enter_to_results_s": round(statistics.median(times["enter"]), 3),
+            "search_s": round(statistics.median(times["search"]), 3), "target_s": 0.5}

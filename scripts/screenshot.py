@@ -1,0 +1,65 @@
+"""Screenshot of the app in a real window: a sketch search on the demo collection, boxes visible.
+
+Run under a virtual X server:  xvfb-run -s "-screen 0 1440x900x24" .venv/bin/python scripts/screenshot.py [OUT.png]
+(default OUT: resources/screenshot.jpg).  It indexes the demo photos (once), opens the demo house sketch on
+the canvas, waits for the results and their thumbnails, selects the best hit and grabs the screen.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(out: Path) -> int:
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtGui import QGuiApplication
+
+    from app.main import make_app
+    from app.mainwindow import MainWindow
+    from engine.demo import DEMO, default_demo_db
+    from engine.indexer import index_folders
+
+    app = make_app()
+    db = default_demo_db()
+    index_folders([DEMO / "photos"], db)
+    tmp = Path(QSettings().fileName()).with_name("screenshot-settings.ini")
+    win = MainWindow(db=db, settings=QSettings(str(tmp), QSettings.Format.IniFormat), restore=False)
+    win.resize(1400, 860)
+    win.move(20, 20)
+    win.show()
+
+    def wait(ms: int) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
+    wait(500)
+    loop = QEventLoop()
+    win.searchFinished.connect(loop.quit)
+    win.canvas.load_image(DEMO / "sketches" / "house.png")
+    loop.exec()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(win.thumbs.get(h.path) is None for h in win.model.hits[:12]):
+        wait(100)
+    win.results.setCurrentIndex(win.model.index(0))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and win.detail.photo.image is None:
+        wait(100)
+    wait(500)
+    app.processEvents()
+    shot = QGuiApplication.primaryScreen().grabWindow(0, win.x(), win.y(), win.frameGeometry().width(),
+                                                      win.frameGeometry().height())
+    if shot.isNull() or not shot.save(str(out)):
+        shot = win.grab()
+        shot.save(str(out))
+    print(f"{out}: {shot.width()}x{shot.height()}, {win.model.rowCount()} results")
+    win.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "resources" / "screenshot.jpg"))

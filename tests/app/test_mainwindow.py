@@ -1,0 +1,169 @@
+"""The main window, headless: draw -> results with boxes, undo/redo/clear re-search, drop an image,
+the detail panel, indexing with a corrupt file, cancelling an indexing run."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtWidgets import QTableWidget  # noqa: E402
+
+from app.bench import HOUSE  # noqa: E402
+from app.bench import draw_stroke as draw  # noqa: E402
+from app.mainwindow import MainWindow  # noqa: E402
+from engine.indexer import index_folders  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
+
+
+def draw_house(canvas) -> None:
+    for stroke in HOUSE:
+        draw(canvas, stroke)
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("demo") / "index"
+    index_folders([DEMO / "photos"], db, workers=1)
+    return db
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, demo_db):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(db=demo_db, settings=settings, restore=False)
+    win.index_workers = 1
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.runner.wait(30_000)
+    win.thumb_runner.wait(30_000)
+
+
+def test_a_drawn_stroke_searches_and_fills_the_grid_with_boxed_results(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000) as blocker:
+        draw_house(window.canvas)
+    n = blocker.args[0]
+    assert n == window.model.rowCount() > 0
+    hit = window.model.hits[0]
+    x0, y0, x1, y1 = hit.box
+    assert x1 > x0 and y1 > y0 and window.model.kind == "sketch"
+    assert "house" in " ".join(Path(h.path).name for h in window.model.hits[:6])
+    assert "search" in window.time_label.text()
+
+
+def test_undo_redo_and_clear_change_the_canvas_and_search_again(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    one = window.canvas.to_image().copy()
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw(window.canvas, [(0.1, 0.1), (0.9, 0.1)])
+    two = window.canvas.to_image().copy()
+    assert (two < 128).sum() > (one < 128).sum()
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.canvas.undo()
+    np.testing.assert_array_equal(window.canvas.to_image(), one)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.canvas.redo()
+    np.testing.assert_array_equal(window.canvas.to_image(), two)
+    window.canvas.clear()
+    qtbot.waitUntil(lambda: window.model.rowCount() == 0, timeout=10_000)
+    assert window.canvas.is_empty() and "Draw a shape" in window.count_label.text()
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.canvas.undo()  # the clear is undone: the sketch and its results come back
+    assert window.model.rowCount() > 0
+
+
+def test_a_dropped_image_file_starts_an_image_search(qtbot, window):
+    from PySide6.QtGui import QDropEvent
+
+    photo = DEMO / "photos" / "lomiri_fig.jpg"
+    md = QMimeData()
+    md.setUrls([QUrl.fromLocalFile(str(photo))])
+    ev = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, md, Qt.MouseButton.NoButton,
+                    Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):
+        window.dropEvent(ev)
+    assert window.query_kind == "image" and window.query_stack.currentIndex() == 1
+    assert window.model.kind == "image" and Path(window.model.hits[0].path).name == "lomiri_fig.jpg"
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.back_to_sketch()  # an empty canvas: no results
+    assert window.query_stack.currentIndex() == 0
+
+
+def test_selecting_a_result_fills_the_detail_panel_with_its_box(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    window.results.setCurrentIndex(window.model.index(1))
+    hit = window.model.hits[1]
+    qtbot.waitUntil(lambda: window.detail.photo.image is not None, timeout=20_000)
+    assert window.detail.hit is hit and window.detail.photo.box == hit.box
+    assert window.detail.photo.overlay is not None  # the sketch drawn over the photo
+    assert Path(hit.path).name in window.detail.title.text()
+    window.detail.overlay_box.setChecked(False)
+    assert not window.detail.photo.show_overlay
+
+
+def test_indexing_a_folder_with_a_corrupt_file_lists_it_as_skipped(qtbot, window, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("gen_house_1.jpg", "gen_cup_1.jpg", "lomiri_fig.jpg"):
+        shutil.copy(DEMO / "photos" / name, folder / name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    db = tmp_path / "db"
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000) as blocker:
+        window.index_folder(folder, db)
+        assert window.progress.isVisible() and window.cancel_button.isVisible()
+    assert blocker.args == ["done"]
+    assert len(window.index) == 3 and window.index.n_skipped == 1
+    assert "1 skipped" in window.collection_label.text()
+    window.show_skipped()
+    table = window.skipped_dialog.findChild(QTableWidget)
+    assert table.rowCount() == 1 and table.item(0, 0).text().endswith("broken.jpg")
+    assert table.item(0, 1).text()  # the reason
+    window.skipped_dialog.close()
+
+
+def test_cancelling_indexing_leaves_a_usable_index(qtbot, window, tmp_path, monkeypatch):
+    import engine.indexer as indexer
+
+    monkeypatch.setattr(indexer, "FLUSH_EVERY", 2)  # commit often, so some photos are in when it stops
+    folder = tmp_path / "photos"
+    shutil.copytree(DEMO / "photos", folder)
+    db = tmp_path / "db"
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done >= 6 and window._indexing is not None and window.cancel_button.isEnabled():
+            window.cancel_indexing()
+
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000) as blocker:
+        window.index_folder(folder, db)
+        window._indexing.signals.progress.connect(progress)
+    assert blocker.args == ["cancelled"]
+    assert window.index is not None and 0 < len(window.index) < 36
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000) as found:
+        draw_house(window.canvas)
+    assert found.args[0] > 0  # what was indexed is searchable
+    with qtbot.waitSignal(window.indexingFinished, timeout=180_000) as again:
+        window.index_folder(folder, db)  # and the next run completes it
+    assert again.args == ["done"] and len(window.index) == 36
+
+
+def test_searches_that_became_stale_are_dropped(qtbot, window):
+    draw_house(window.canvas)
+    window.search_now()
+    first = window._generation
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.search_now()
+    assert window._generation == first + 1
+    window.runner.wait(30_000)
+    qtbot.wait(50)  # any late result of the stale search arrives and must be ignored
+    assert window._generation == first + 1
