@@ -167,3 +167,48 @@ def test_searches_that_became_stale_are_dropped(qtbot, window):
     window.runner.wait(30_000)
     qtbot.wait(50)  # any late result of the stale search arrives and must be ignored
     assert window._generation == first + 1
+
+
+def test_search_with_this_photo_and_a_pasted_image_run_image_queries(qtbot, window):
+    from PySide6.QtGui import QGuiApplication, QImage
+
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    window.results.setCurrentIndex(window.model.index(2))
+    hit = window.model.hits[2]
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):
+        window.detail.search_with.click()
+    assert window.model.kind == "image" and window.model.hits[0].path == hit.path
+    QGuiApplication.clipboard().setImage(QImage(str(DEMO / "photos" / "skimage_coffee.jpg")))
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):
+        window.paste_image()
+    assert Path(window.model.hits[0].path).name == "skimage_coffee.jpg"
+
+
+def test_the_last_collection_and_the_splitter_are_restored(qtbot, tmp_path, demo_db):
+    ini = str(tmp_path / "settings.ini")
+    first = MainWindow(db=demo_db, settings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(first)
+    first.splitter.setSizes([300, 700, 300])
+    sizes = first.splitter.sizes()
+    first.close()
+    second = MainWindow(settings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(second)
+    assert second.db == demo_db and len(second.index) == 36
+    assert second.splitter.sizes() == sizes
+
+
+def test_keyboard_moves_through_the_results(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    window.results.setFocus()
+    qtbot.keyClick(window.results, Qt.Key.Key_Right)
+    assert window.results.currentIndex().row() == 1
+    assert window.detail.hit is window.model.hits[1]
+
+
+def test_the_responsiveness_bench_runs(qtbot):
+    from app.bench import bench_app
+
+    row = bench_app(300, repeats=1)
+    assert row["images"] == 300 and 0 < row["enter_to_results_s"] < row["stroke_to_results_s"]
