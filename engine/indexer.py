@@ -24,6 +24,7 @@ from .afm import FeatureLayout, database_descriptor
 from .edges import photo_edges
 from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
 from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, network_input
+from .rotation import polar_descriptor
 from .settings import SketchSettings
 from .store import IndexWriter, PhotoRecord, _read_meta, content_hash
 
@@ -139,7 +140,7 @@ def _describe(path: Path, layout: FeatureLayout, hash: str | None, net_side: int
     desc = database_descriptor(edges, layout)
     record = PhotoRecord(str(path), st.st_size, st.st_mtime, hash or content_hash(path), image.original_size[0],
                          image.original_size[1], edges.width, edges.height, edges.scale, len(edges), desc.codes,
-                         desc.inv_norms)
+                         desc.inv_norms, polar=polar_descriptor(edges).astype(np.float16))
     return record, (network_input(image.pixels, net_side) if net_side else None)
 
 

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 CATALOG = "catalog.sqlite3"
 LOCK = "lock"
-SKETCH_ARRAYS = ("codes", "inv_norms", "ids")
+SKETCH_ARRAYS = ("codes", "inv_norms", "ids", "polar")
+POLAR_DIM = 725  # engine.rotation.PolarLayout().dim
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,6 +98,7 @@ class PhotoRecord:
     codes: np.ndarray  # (D,) int8, storage order
     inv_norms: np.ndarray  # (K, 3) float32
     gem: np.ndarray | None = None  # (G,) image descriptor, when the index has them
+    polar: np.ndarray | None = None  # (P,) rotation descriptor about the photo's centre (engine.rotation)
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,7 @@ class IndexWriter:
                       "ids": np.array([ids[r.path] for r in records], np.int64)}
             if "gem" in self.arrays:
                 arrays["gem"] = np.stack([r.gem for r in records]).astype(np.float16)
+            arrays["polar"] = np.stack([r.polar for r in records]).astype(np.float16)
             cid = self._new_chunk(arrays)
         with cur:
             if cid is not None:
@@ -487,6 +490,8 @@ class IndexWriter:
         """Bulk insert of ready-made descriptors (synthetic indexes for benchmarks); geometry (N, 5)."""
         start = self._next_ids(0).start
         ids = np.arange(start, start + len(paths), dtype=np.int64)
+        if "polar" not in arrays:  # synthetic sketch descriptors come without rotation descriptors
+            arrays = {**arrays, "polar": np.zeros((len(paths), POLAR_DIM), np.float16)}
         cid = self._new_chunk({**arrays, "ids": ids})
         with self.con:
             self.con.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(paths), time.time()))
@@ -641,6 +646,7 @@ class SketchIndex:
         ids = blocks["ids"]
         self.ids = np.concatenate(ids) if len(ids) > 1 else (np.asarray(ids[0]) if ids else np.zeros(0, np.int64))
         self.gem = _concat(blocks["gem"], (0, 0), np.float16) if "gem" in blocks else None
+        self.polar = _concat(blocks["polar"], (0, POLAR_DIM), np.float16)  # (N, P) rotation descriptors
         self.chunk_files = sorted(chunk_path(self.path, c, a).name for c, _ in chunks if live.get(c) for a in names)
         image_gen = json.loads(meta["image_index"])["gen"] if meta.get("image_index") else None
         self.image_files = sorted(p.name for p in self.path.glob(f"image-{image_gen}.*")) if image_gen else []
