@@ -115,7 +115,7 @@ class RotationPlot(QWidget):
         self.angle_axis = QValueAxis()
         self.angle_axis.setRange(0, 360)
         self.angle_axis.setTickCount(9)
-        self.angle_axis.setLabelFormat("%d°")
+        self.angle_axis.setLabelFormat("%d")  # degrees (a degree sign in the format is mis-decoded)
         self.radial_axis = QValueAxis()
         self.radial_axis.setRange(0, 1)
         self.radial_axis.setTickCount(3)
@@ -148,7 +148,7 @@ class RotationPlot(QWidget):
         if curve is None:
             self.best_angle = None
             self.view.setVisible(False)
-            self.caption.setText("Similarity versus rotation: not available for this result")
+            self.caption.setText("Similarity versus rotation: computing…")
             return
         angles = np.asarray(curve.angles, float) % 360
         sims = np.asarray(curve.similarities, float)
@@ -163,7 +163,9 @@ class RotationPlot(QWidget):
         self.best_angle = float(curve.best_angle) % 360
         self.best.append(self.best_angle, float(np.interp(self.best_angle, angles, sims, period=360)))
         self.view.setVisible(True)
-        self.caption.setText(f"Best rotation {self.best_angle:.0f}°")
+        turn = self.best_angle if self.best_angle <= 180 else self.best_angle - 360
+        self.caption.setText(f"Similarity versus rotation of the query · best {turn:+.0f}°"
+                             + (" (mirrored)" if getattr(curve, "mirrored", False) else ""))
 
 
 def _dark(pal: QPalette) -> bool:
@@ -230,6 +232,7 @@ class DetailPanel(QWidget):
             self.scores.setText("")
             self.photo.set_photo(None, (0, 0), None, None, "Select a result to see it here")
             self.rotation.set_curve(None)
+            self.rotation.caption.setText("")
             return
         self.title.setText(os.path.basename(hit.path))
         self.path.setText(hit.path)

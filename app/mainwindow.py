@@ -526,7 +526,19 @@ class MainWindow(QMainWindow):
     # -- selection, status, settings --------------------------------------------------------------
     def _current_changed(self, current, _previous) -> None:
         hit = current.data(HitRole) if current is not None and current.isValid() else None
-        self.detail.show_hit(hit, kind=self.model.kind, sketch=self._shown_sketch)
+        kind = self.model.kind
+        self.detail.show_hit(hit, kind=kind, sketch=self._shown_sketch)
+        query = self._shown_sketch if kind == "sketch" else self.query_image
+        if hit is None or query is None or self.index is None:
+            return
+        from engine.rotsearch import curve_for_hit
+
+        def show(curve, _s, hit=hit) -> None:
+            if self.detail.hit is hit:  # still the selected result
+                self.detail.rotation.set_curve(curve)
+
+        self.runner.start(Task(curve_for_hit, self.index, query, hit, kind=kind), on_done=show,
+                          on_error=lambda msg: self.statusBar().showMessage(f"rotation curve: {msg}", 5000))
 
     def _top_changed(self, value: int) -> None:
         self.top_k = value

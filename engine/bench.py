@@ -304,7 +304,7 @@ def bench_store_open(n: int) -> dict:
 
 def main(args) -> int:
     """Entry point of ``sketchsearch bench``."""
-    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store", "image", "app"))
+    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store", "image", "rotation", "app"))
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     out = []
     if "kernels" in parts:
@@ -354,6 +354,14 @@ def main(args) -> int:
         out.append(table("Open an index and search it, in a fresh process (synthetic descriptors; target < 2 s "
                          "at 1M)", [row]))
         print(out[-1], flush=True)
+    if "rotation" in parts:
+        from .rotation_bench import bench_rotation
+
+        rot = bench_rotation(data=args.data, quick=args.quick)
+        results["rotation"] = rot
+        for title, rows in rot["tables"].items():
+            out.append(table(title, rows))
+            print(out[-1], flush=True)
     if "app" in parts:
         try:
             from app.bench import bench_app

@@ -6,6 +6,7 @@ mirrored) and ``info`` are a contract that scripts rely on: extend them, never b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -91,14 +92,27 @@ def cmd_search(args) -> int:
         raise SketchSearchError(f"{args.db}: the index is empty; add photos with: "
                                 f"sketchsearch index FOLDER --db {args.db}")
     t0 = time.perf_counter()
-    if args.image is not None:
+    angles = None
+    if args.rotation == "any":
+        from . import rotsearch
+
+        if args.image is not None:
+            hits, angles, flags = rotsearch.search_image_any_rotation(index, args.image, top_k=args.top)
+            hits = [dataclasses.replace(h, mirrored=f) for h, f in zip(hits, flags, strict=True)]
+        else:
+            hits, angles = rotsearch.search_sketch_any_rotation(index, args.sketch, top_k=args.top,
+                                                                options=_search_options(args))
+    elif args.image is not None:
         hits = index.search_image(args.image, top_k=args.top, qe=args.qe, device=args.device)
     else:
         hits = index.search(args.sketch, top_k=args.top, options=_search_options(args), expand=args.expand)
     dt = time.perf_counter() - t0
     if args.json:
-        for h in hits:
-            print(json.dumps(h.to_json()))
+        for i, h in enumerate(hits):
+            row = h.to_json()
+            if angles is not None:  # --rotation any: how far the query was turned (counter-clockwise)
+                row["rotation"] = round(angles[i], 1)
+            print(json.dumps(row))
         return 0
     print(f"{len(hits)} of {len(index)} photos, {dt * 1000:.0f} ms")
     print(f"{'rank':>4}  {'score':>6}  {'scale':>5}  {'mir':>3}  {'box (x0 y0 x1 y1)':>22}  path")
@@ -106,6 +120,29 @@ def cmd_search(args) -> int:
         box = " ".join(f"{v:.0f}" for v in h.box)
         print(f"{h.rank:>4}  {h.score:6.3f}  {h.scale:5.2f}  {'yes' if h.mirrored else 'no':>3}  {box:>22}  "
               f"{h.path}")
+    return 0
+
+
+def cmd_duplicates(args) -> int:
+    from .rotsearch import find_duplicates
+    from .store import SketchIndex
+
+    index = SketchIndex(args.db)
+    groups = find_duplicates(index, threshold=args.threshold)
+    paths = index.lookup(sorted({m[0] for g in groups for m in g}))
+    path_of = dict(zip(sorted({m[0] for g in groups for m in g}), paths, strict=True))
+    for gi, g in enumerate(groups, 1):
+        members = [{"path": path_of[r][0] if path_of[r] else None, "similarity": round(s, 4),
+                    "rotation": round(a, 1), "mirrored": f} for r, s, a, f in g]
+        if args.json:
+            print(json.dumps({"group": gi, "photos": members}))
+        else:
+            print(f"group {gi} ({len(g)} photos)")
+            for m in members:
+                print(f"  {m['similarity']:.3f}  {m['rotation']:5.1f} deg{'  mirrored' if m['mirrored'] else ''}  "
+                      f"{m['path']}")
+    if not args.json:
+        print(f"{len(groups)} groups of near-duplicates among {len(index)} photos")
     return 0
 
 
@@ -202,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expand", type=int, default=0, metavar="N",
                    help="sketch search: search again with the image descriptors of the top N sketch hits "
                         "(3 or 10 are good); each hit keeps the box where the sketch matches it")
+    p.add_argument("--rotation", choices=("upright", "any"), default="upright",
+                   help="any: also find the shape or photo turned by any angle (and mirrored); JSON lines gain "
+                        "'rotation' (degrees counter-clockwise that turn the query onto the photo)")
     p.add_argument("--top", type=_positive, default=20, help="number of results (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per result and line")
     _add_search_options(p)
@@ -214,12 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
     p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
-    p.add_argument("--only", choices=("kernels", "edges", "quality", "speed", "store", "image", "app"), action="append",
+    p.add_argument("--only", choices=("kernels", "edges", "quality", "speed", "store", "image", "rotation",
+                                        "app"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")
     p.add_argument("--device", default=None, help="torch device for the speed benchmark (default: auto)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("duplicates", help="groups of near-duplicate photos: rotated, mirrored, rescaled or "
+                                          "recompressed copies")
+    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--threshold", type=float, default=0.93,
+                   help="rotation-invariant similarity from which two photos are copies (default 0.93)")
+    p.add_argument("--json", action="store_true", help="one JSON object per group and line")
+    p.set_defaults(func=cmd_duplicates)
 
     p = sub.add_parser("demo", help="index the bundled demo photos and search them with the demo sketches")
     p.add_argument("--db", type=Path, default=None, help="where to keep the demo index")

@@ -47,7 +47,7 @@ def main(out: Path) -> int:
         wait(100)
     win.results.setCurrentIndex(win.model.index(0))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and win.detail.photo.image is None:
+    while time.monotonic() < deadline and (win.detail.photo.image is None or win.detail.rotation.best_angle is None):
         wait(100)
     wait(500)
     app.processEvents()

@@ -108,6 +108,8 @@ def test_selecting_a_result_fills_the_detail_panel_with_its_box(qtbot, window):
     assert Path(hit.path).name in window.detail.title.text()
     window.detail.overlay_box.setChecked(False)
     assert not window.detail.photo.show_overlay
+    qtbot.waitUntil(lambda: window.detail.rotation.best_angle is not None, timeout=20_000)  # the polar plot
+    assert window.detail.rotation.view.isVisible() and "best" in window.detail.rotation.caption.text()
 
 
 def test_indexing_a_folder_with_a_corrupt_file_lists_it_as_skipped(qtbot, window, tmp_path):

@@ -281,6 +281,20 @@ def test_chunks_are_compacted_and_dead_slots_dropped(tmp_path, monkeypatch):
 
 # -- kill at any moment, then resume -------------------------------------------------------------------
 
+def _committed(db) -> int:
+    """Indexed photos a reader sees now (0 while there is no catalog)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{db / 'catalog.sqlite3'}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
 @pytest.mark.slow
 def test_killed_runs_resume_with_nothing_lost_or_duplicated(tmp_path):
     d = tmp_path / "p"
@@ -300,7 +314,14 @@ def test_killed_runs_resume_with_nothing_lost_or_duplicated(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "index", str(d), "--db", str(db), "-q",
                                  "--workers", str(1 + attempt % 2)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(1.0, 6.0))  # the workers import torch first (about 2 s)
+        if attempt == 0:
+            time.sleep(rng.uniform(0.2, 1.0))  # early: perhaps before anything is committed
+        else:  # mid-way: once this run has committed something (a loaded machine can take long to start)
+            before = seen[-1] if seen else 0
+            deadline = time.monotonic() + 180
+            while proc.poll() is None and _committed(db) <= before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.6))
         os.killpg(proc.pid, signal.SIGKILL)  # the writer and its worker processes, mid-way
         proc.wait()
         if not (db / "catalog.sqlite3").exists():

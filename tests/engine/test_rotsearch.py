@@ -1,0 +1,106 @@
+"""Rotation in searches: rotated/mirrored copies found (duplicates, --rotation any), a result's curve."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.indexer import index_folders
+from engine.rotation_bench import bench_curve_speed, make_copy
+from engine.rotsearch import curve_for_hit, find_duplicates, search_image_any_rotation, search_sketch_any_rotation
+from engine.store import SketchIndex
+
+from .synth import photo_with_shape, sketch_of
+
+
+def turn(img, degrees):
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    shapes = ["arrow", "house", "ell", "star"]
+    for i in range(8):
+        x0, y0 = 60 + 25 * i, 40 + 10 * i
+        cv2.imwrite(str(root / f"p{i}.jpg"), photo_with_shape(shapes[i % 4], (x0, y0, x0 + 260, y0 + 260), seed=i))
+    p1, p2, p3 = (cv2.imread(str(root / f"p{i}.jpg")) for i in (1, 2, 3))
+    cv2.imwrite(str(root / "copy_p1_rot57.jpg"), turn(p1, 57))
+    cv2.imwrite(str(root / "copy_p2_mirror_rot200.jpg"), turn(np.ascontiguousarray(p2[:, ::-1]), 200))
+    cv2.imwrite(str(root / "copy_p3_small.jpg"), cv2.resize(p3, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA),
+                [cv2.IMWRITE_JPEG_QUALITY, 50])
+    db = tmp_path_factory.mktemp("db") / "index"
+    index_folders([root], db, workers=1)
+    return root, db
+
+
+def test_duplicates_groups_rotated_mirrored_and_rescaled_copies(collection, capsys):
+    root, db = collection
+    index = SketchIndex(db)
+    groups = find_duplicates(index)
+    names = [sorted(index.lookup([m[0]])[0][0].rsplit("/", 1)[1] for m in g) for g in groups]
+    assert ["copy_p1_rot57.jpg", "p1.jpg"] in names
+    assert ["copy_p2_mirror_rot200.jpg", "p2.jpg"] in names
+    assert ["copy_p3_small.jpg", "p3.jpg"] in names
+    assert len(groups) == 3  # the other photos share shapes, not content
+    assert main(["duplicates", "--db", str(db), "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    mirrored = next(g for g in lines if any("mirror" in p["path"] for p in g["photos"]))
+    assert any(p["mirrored"] for p in mirrored["photos"])
+    turned = next(g for g in lines if any("rot57" in p["path"] for p in g["photos"]))
+    angles = sorted(p["rotation"] for p in turned["photos"])
+    assert angles[0] == 0 and min(abs(angles[1] - 57), abs(angles[1] - 303)) < 3
+
+
+def test_image_search_at_any_rotation_finds_the_copy_with_its_angle(collection, capsys):
+    root, db = collection
+    hits, angles, flags = search_image_any_rotation(SketchIndex(db), root / "p1.jpg", top_k=3)
+    assert [h.path.rsplit("/", 1)[1] for h in hits[:2]] == ["p1.jpg", "copy_p1_rot57.jpg"]
+    assert abs(angles[1] - 57) < 3 and not flags[1]
+    assert main(["search", "--db", str(db), "--image", str(root / "p2.jpg"), "--rotation", "any", "--json",
+                 "--top", "2"]) == 0
+    second = json.loads(capsys.readouterr().out.splitlines()[1])
+    assert second["path"].endswith("copy_p2_mirror_rot200.jpg") and second["mirrored"]
+    assert set(second) == {"rank", "path", "score", "box", "scale", "mirrored", "rotation"}
+
+
+def test_sketch_search_at_any_rotation_finds_a_turned_shape(tmp_path):
+    from .synth import polygon
+
+    root = tmp_path / "plain"
+    root.mkdir()
+    for name in ("arrow", "house", "ell", "star"):
+        img = np.full((480, 640, 3), 200, np.uint8)
+        cv2.fillPoly(img, [polygon(name, (180, 100, 460, 380)).astype(np.int32)], (60, 90, 120))
+        cv2.imwrite(str(root / f"{name}.jpg"), turn(img, 90) if name == "arrow" else img)  # the arrow points up
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1, backbone="none")
+    sketch = tmp_path / "arrow.png"
+    cv2.imwrite(str(sketch), sketch_of("arrow"))  # pointing right
+    hits, angles = search_sketch_any_rotation(SketchIndex(db), sketch, top_k=4)
+    assert hits[0].path.endswith("arrow.jpg") and abs(((angles[0] - 90) + 180) % 360 - 180) <= 30
+    x0, y0, x1, y1 = hits[0].box  # boxed where the turned arrow is
+    assert x0 < 330 < x1 and y0 < 250 < y1
+
+
+def test_curve_for_a_sketch_hit_and_an_image_hit(collection, tmp_path):
+    root, db = collection
+    index = SketchIndex(db)
+    sketch = tmp_path / "house.png"
+    cv2.imwrite(str(sketch), sketch_of("house"))
+    hit = next(h for h in index.search(sketch, top_k=3) if h.path.endswith(("p1.jpg", "p5.jpg")))
+    curve = curve_for_hit(index, sketch, hit, kind="sketch")
+    assert len(curve.angles) == 360 and min(curve.best_angle, 360 - curve.best_angle) < 20
+    hit = index.search_image(root / "copy_p1_rot57.jpg", top_k=1)[0]  # itself (sketch-only index: error)
+    assert hit is not None
+
+
+def test_make_copy_kinds_and_curve_speed():
+    img = np.zeros((60, 80, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    assert make_copy(img, "rotate90", rng)[0].shape == (80, 60, 3)
+    assert make_copy(img, "jpeg", rng)[1]["quality"] < 60
+    assert bench_curve_speed(10, repeats=2)["ms"] > 0
