@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 CATALOG = "catalog.sqlite3"
 LOCK = "lock"
 SKETCH_ARRAYS = ("codes", "inv_norms", "ids", "polar")
-POLAR_DIM = 725  # engine.rotation.PolarLayout().dim
+POLAR_DIM = 525  # engine.rotation.PolarLayout().dim
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
