@@ -265,8 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("duplicates", help="groups of near-duplicate photos: rotated, mirrored, rescaled or "
                                           "recompressed copies")
     p.add_argument("--db", required=True, type=Path)
-    p.add_argument("--threshold", type=float, default=0.93,
-                   help="rotation-invariant similarity from which two photos are copies (default 0.93)")
+    p.add_argument("--threshold", type=float, default=0.95,
+                   help="rotation-invariant similarity from which two photos are copies (default 0.95)")
     p.add_argument("--json", action="store_true", help="one JSON object per group and line")
     p.set_defaults(func=cmd_duplicates)
 

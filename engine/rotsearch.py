@@ -149,7 +149,7 @@ def curve_for_hit(index, query, hit, *, kind: str = "sketch", step: float = 1.0)
     return dataclasses.replace(curve, mirrored=bool(hit.mirrored))
 
 
-def find_duplicates(index, *, threshold: float = 0.93, gem_threshold: float = 0.97, block: int = 4096,
+def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.97, block: int = 4096,
                     step: float = 3.0) -> list[list[tuple[int, float, float, bool]]]:
     """Groups of near-duplicates: photos whose rotation-invariant polar similarity (mirror included) is at
     least ``threshold``, whose image descriptors' cosine is at least ``gem_threshold``, or the mean of

@@ -87,3 +87,13 @@ def test_bench_image_quick(tmp_path, capsys):
     assert photo["raw GeM"]["mAP"] > 3 * photo["random"]["mAP"]
     sketch = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("Sketch -> photo"))}
     assert sketch["AFM + expansion n=10"]["mAP"] > sketch["AFM (fast, defaults)"]["mAP"] > sketch["random"]["mAP"]
+
+
+@pytest.mark.slow
+def test_bench_rotation_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "rotation", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["rotation"]
+    default = next(r for r in res["duplicates"]["rows"] if r["threshold"] == 0.95)
+    assert default["precision"] > 0.8 and default["recall"] > 0.7
+    assert res["duplicates"]["search_rank1"] > 0.8 and res["curve_speed"]["ms"] < 50
