@@ -158,7 +158,8 @@ def cmd_info(args) -> int:
     print(f"index      {info['path']}")
     print(f"photos     {info['images']}   skipped {info['skipped']}")
     print(f"descriptor {info['descriptor_dim']}-D, {info['bytes_per_image']} bytes per photo"
-          + (f" (+ {info['image_bytes_per_image']} for image search)" if info["image_bytes_per_image"] else ""))
+          f" (+ {info['rotation_bytes_per_image']} for rotation"
+          + (f", + {info['image_bytes_per_image']} for image search)" if info["image_bytes_per_image"] else ")"))
     if info["image_settings"]:
         img = info["image_index"]
         print(f"image      {info['image_settings']['backbone']} GeM, "

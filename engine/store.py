@@ -823,4 +823,5 @@ class SketchIndex:
                 "format_version": FORMAT_VERSION, "settings": json.loads(self.settings.to_json()),
                 "image_settings": json.loads(self.image_settings) if self.image_settings else None,
                 "descriptor_dim": self.settings.dim, "bytes_on_disk": parts,
-                "bytes_per_image": per_image, "image_bytes_per_image": image_bytes}
+                "bytes_per_image": per_image, "rotation_bytes_per_image": POLAR_DIM * 2,
+                "image_bytes_per_image": image_bytes}
