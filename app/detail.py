@@ -128,6 +128,7 @@ class RotationPlot(QWidget):
         self.chart.setTheme(QChart.ChartTheme.ChartThemeDark if _dark(self.palette())
                             else QChart.ChartTheme.ChartThemeLight)
         self.chart.setBackgroundVisible(False)
+        self.best.setColor(QColor(255, 64, 32))  # after the theme, which recolours the series
         self.view = QChartView(self.chart)
         self.view.setRenderHint(QPainter.RenderHint.Antialiasing)
         self.view.setMinimumSize(220, 240)

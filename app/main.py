@@ -32,7 +32,39 @@ def make_app(argv: list[str] | None = None):
         QGuiApplication.setDesktopFileName("sketchsearch")
         app = QApplication(argv if argv is not None else sys.argv[:1])
         app.setWindowIcon(QIcon(icon("sketchsearch")))
+        app.styleHints().colorSchemeChanged.connect(lambda _scheme: follow_colour_scheme(app))
+        follow_colour_scheme(app)
     return app
+
+
+def follow_colour_scheme(app) -> None:
+    """Dark palette when the desktop asks for the dark scheme (or ``SKETCHSEARCH_THEME=dark``) but the
+    platform theme kept a light palette (e.g. a bare X session); the platform's own palette elsewhere."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPalette
+
+    forced = os.environ.get("SKETCHSEARCH_THEME", "").lower()  # dark | light; anything else: the desktop's
+    dark = forced == "dark" or (forced != "light" and app.styleHints().colorScheme() == Qt.ColorScheme.Dark)
+    light_palette = app.palette().color(QPalette.ColorRole.Window).lightness() > 128
+    if dark and light_palette:
+        app.setStyle("Fusion")
+        p = QPalette()
+        roles = {QPalette.ColorRole.Window: "#2b2d30", QPalette.ColorRole.WindowText: "#dfe1e5",
+                 QPalette.ColorRole.Base: "#1e1f22", QPalette.ColorRole.AlternateBase: "#2b2d30",
+                 QPalette.ColorRole.Text: "#dfe1e5", QPalette.ColorRole.Button: "#393b40",
+                 QPalette.ColorRole.ButtonText: "#dfe1e5", QPalette.ColorRole.Highlight: "#2f65ca",
+                 QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#393b40",
+                 QPalette.ColorRole.ToolTipText: "#dfe1e5", QPalette.ColorRole.PlaceholderText: "#8c8f94",
+                 QPalette.ColorRole.Link: "#589df6"}
+        for role, colour in roles.items():
+            p.setColor(role, QColor(colour))
+        p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#6f737a"))
+        p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText, QColor("#6f737a"))
+        p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#6f737a"))
+        app.setPalette(p)
+    elif not dark and not light_palette and app.property("sketchsearch_dark"):
+        app.setPalette(app.style().standardPalette())
+    app.setProperty("sketchsearch_dark", dark and light_palette)
 
 
 def run_gui(db: str | os.PathLike | None = None, *, folder: str | os.PathLike | None = None,

@@ -1,8 +1,9 @@
 """Screenshot of the app in a real window: a sketch search on the demo collection, boxes visible.
 
 Run under a virtual X server:  xvfb-run -s "-screen 0 1440x900x24" .venv/bin/python scripts/screenshot.py [OUT.png]
-(default OUT: resources/screenshot.jpg).  It indexes the demo photos (once), opens the demo house sketch on
-the canvas, waits for the results and their thumbnails, selects the best hit and grabs the screen.
+(default OUT: resources/screenshot.jpg; SKETCHSEARCH_THEME=dark: in the dark colour scheme).  It indexes the
+demo photos (once), opens the demo house sketch on the canvas, waits for the results and their
+thumbnails, selects the best hit and grabs the screen.
 """
 from __future__ import annotations
 

@@ -214,3 +214,28 @@ def test_the_responsiveness_bench_runs(qtbot):
 
     row = bench_app(300, repeats=1)
     assert row["images"] == 300 and 0 < row["enter_to_results_s"] < row["stroke_to_results_s"]
+
+
+def test_the_dark_scheme_gives_a_dark_palette_and_the_canvas_stays_paper(qtbot, monkeypatch):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from app.main import follow_colour_scheme
+
+    app = QApplication.instance()
+    before = app.palette()
+    monkeypatch.setenv("SKETCHSEARCH_THEME", "dark")
+    try:
+        follow_colour_scheme(app)
+        assert app.palette().color(QPalette.ColorRole.Window).lightness() < 100
+        from app.canvas import SketchCanvas
+
+        canvas = SketchCanvas()
+        qtbot.addWidget(canvas)
+        canvas.resize(120, 120)
+        assert canvas.grab().toImage().pixelColor(60, 60).lightness() > 240  # white paper
+        monkeypatch.setenv("SKETCHSEARCH_THEME", "light")
+        follow_colour_scheme(app)
+        assert app.palette().color(QPalette.ColorRole.Window).lightness() > 128
+    finally:
+        app.setPalette(before)
