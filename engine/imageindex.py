@@ -19,7 +19,6 @@ import json
 import logging
 import sqlite3
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,13 +134,6 @@ def needs_build(con: sqlite3.Connection) -> bool:
     that was killed or cancelled before building it)."""
     meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('image_index', ?)", (DIRTY,)).fetchall())
     return DIRTY in meta or "image_index" not in meta
-
-
-@dataclass
-class ImageQuery:
-    """A described query: its vector in the index's space (whitened when the index is)."""
-
-    vector: np.ndarray
 
 
 class ImageSearcher:

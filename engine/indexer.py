@@ -345,11 +345,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                 if cancelled is not None and cancelled():
                     flush()
                     w.compact()
-                    if extractor is not None:
-                        from .imageindex import build, needs_build
-
-                        if needs_build(w.con):
-                            build(w.con, db)
+                    _update_image_index(w, db, extractor)
                     raise Cancelled(f"indexing cancelled after {done} of {total} files; what was indexed is "
                                     f"kept and the next run continues from there")
             flush()
@@ -361,11 +357,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                 and not os.path.exists(p)]
         removed = w.remove(gone) if prune else 0
         w.compact()
-        if extractor is not None:
-            from .imageindex import build, needs_build
-
-            if needs_build(w.con):  # also after an earlier run that was killed before building
-                build(w.con, db)
+        _update_image_index(w, db, extractor)
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
     missing = 0 if prune else sum(known[p].status == "indexed" for p in gone)
     return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)
@@ -408,6 +400,17 @@ def _find_moves(todo: list[tuple[str, str | None]], stats: dict[str, os.stat_res
                 break
     moved = {m[1] for m in moves}
     return [t for t in todo if t[0] not in moved], moves
+
+
+def _update_image_index(w: IndexWriter, db, extractor) -> None:
+    """Rebuild the image index when photos were described or removed since it was built (also by an
+    earlier run that was killed before building it)."""
+    if extractor is None:
+        return
+    from .imageindex import build, needs_build
+
+    if needs_build(w.con):
+        build(w.con, db)
 
 
 def _use_pool(workers: int | None, n_jobs: int) -> bool:
