@@ -35,6 +35,17 @@ def indexed(tmp_path_factory):
     return root, db
 
 
+def indexed_copy(indexed, tmp_path):
+    """A copy of the module's photo folder and a fresh index of it (for tests that change them)."""
+    import shutil
+
+    root = tmp_path / "photos"
+    shutil.copytree(indexed[0], root)
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1)
+    return root, db
+
+
 def test_image_query_finds_the_photo_and_its_copies_first(indexed, tmp_path, capsys):
     root, db = indexed
     query = tmp_path / "query.png"
@@ -98,12 +109,7 @@ def test_sketch_only_index_and_backbone_mixing(indexed, tmp_path, capsys):
 
 
 def test_new_photos_become_searchable_by_image_after_the_run(indexed, tmp_path):
-    import shutil
-
-    root = tmp_path / "photos"
-    shutil.copytree(indexed[0], root)
-    db = tmp_path / "db"
-    index_folders([root], db, workers=1)
+    root, db = indexed_copy(indexed, tmp_path)
     cv2.imwrite(str(root / "new.jpg"), scene(99))
     index_folders([root], db, workers=1)
     hits = SketchIndex(db).search_image(root / "new.jpg", top_k=1)
@@ -115,12 +121,7 @@ def test_new_photos_become_searchable_by_image_after_the_run(indexed, tmp_path):
 
 
 def test_a_reader_opened_before_two_runs_still_searches_by_image(indexed, tmp_path):
-    import shutil
-
-    root = tmp_path / "photos"
-    shutil.copytree(indexed[0], root)
-    db = tmp_path / "db"
-    index_folders([root], db, workers=1)
+    root, db = indexed_copy(indexed, tmp_path)
     old = SketchIndex(db)  # its generation is deleted by the second run below
     for name in ("a.jpg", "b.jpg"):
         cv2.imwrite(str(root / name), scene(hash(name) % 1000))
@@ -131,14 +132,9 @@ def test_a_reader_opened_before_two_runs_still_searches_by_image(indexed, tmp_pa
 
 
 def test_a_run_killed_before_the_image_index_was_built_is_completed_by_the_next(indexed, tmp_path, monkeypatch):
-    import shutil
-
     from engine import imageindex
 
-    root = tmp_path / "photos"
-    shutil.copytree(indexed[0], root)
-    db = tmp_path / "db"
-    index_folders([root], db, workers=1)
+    root, db = indexed_copy(indexed, tmp_path)
     cv2.imwrite(str(root / "new.jpg"), scene(77))
     real = imageindex.build
 
@@ -156,14 +152,9 @@ def test_a_run_killed_before_the_image_index_was_built_is_completed_by_the_next(
 
 
 def test_removed_photos_never_come_back_and_top_k_is_filled(indexed, tmp_path):
-    import shutil
-
     from engine.store import IndexWriter
 
-    root = tmp_path / "photos"
-    shutil.copytree(indexed[0], root)
-    db = tmp_path / "db"
-    index_folders([root], db, workers=1)
+    root, db = indexed_copy(indexed, tmp_path)
     index = SketchIndex(db)
     first = [h.path for h in index.search_image(root / "p5.jpg", top_k=10, qe=0)]
     with IndexWriter.existing(db) as w:  # removed without rebuilding the image index
