@@ -27,16 +27,14 @@ SHAPES = [
 ]
 
 
-def draw_stroke(canvas, points, steps: int = 12) -> None:
-    """A stroke through ``points`` (fractions of the largest centred square of the canvas) with mouse
-    events, the left button held."""
+def stroke_events(canvas, points, steps: int = 12) -> None:
+    """A stroke through ``points`` (canvas pixels) as mouse events: press, moves with the left button
+    held (``steps`` per segment), release."""
     from PySide6.QtCore import QPointF, Qt
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
-    w, h = canvas.width(), canvas.height()
-    side = min(w, h)
-    pts = [QPointF((w - side) / 2 + x * side, (h - side) / 2 + y * side) for x, y in points]
+    pts = [QPointF(x, y) for x, y in points]
     dense = [pts[0]]
     for a, b in zip(pts, pts[1:], strict=False):
         dense += [a + (b - a) * (i / steps) for i in range(1, steps + 1)]
@@ -50,6 +48,13 @@ def draw_stroke(canvas, points, steps: int = 12) -> None:
     for p in dense[1:]:
         send(QMouseEvent.Type.MouseMove, p, none, left)
     send(QMouseEvent.Type.MouseButtonRelease, dense[-1], left, none)
+
+
+def draw_stroke(canvas, points, steps: int = 12) -> None:
+    """A stroke through ``points`` given as fractions of the largest centred square of the canvas."""
+    w, h = canvas.width(), canvas.height()
+    side = min(w, h)
+    stroke_events(canvas, [((w - side) / 2 + x * side, (h - side) / 2 + y * side) for x, y in points], steps)
 
 
 def bench_app(n: int = 10_000, *, repeats: int = 5) -> dict:

@@ -70,6 +70,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QInputDevice, QMouseEvent, QPalette, QPointingDevice, QTabletEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.bench import stroke_events  # noqa: E402
 from app.canvas import SketchCanvas  # noqa: E402
 from engine.imageio import ImageError  # noqa: E402
 
@@ -84,13 +85,7 @@ def send_mouse(canvas, kind, p: QPointF, button, buttons) -> None:
 
 def draw(canvas, points, steps: int = 8) -> None:
     """A stroke through ``points`` (pixels): press, moves with the left button held, release."""
-    pts = [QPointF(x, y) for x, y in points]
-    dense = [pts[0]] + [a + (b - a) * (i / steps) for a, b in zip(pts, pts[1:], strict=False)
-                        for i in range(1, steps + 1)]
-    send_mouse(canvas, QEvent.Type.MouseButtonPress, dense[0], LEFT, LEFT)
-    for p in dense[1:]:
-        send_mouse(canvas, QEvent.Type.MouseMove, p, NONE, LEFT)
-    send_mouse(canvas, QEvent.Type.MouseButtonRelease, dense[-1], LEFT, NONE)
+    stroke_events(canvas, points, steps)
 
 
 @pytest.fixture
