@@ -31,7 +31,7 @@ from .edges import EdgeMap
 from .featuremaps import feature_map, von_mises_coefficients, von_mises_kappa, von_mises_kernel
 
 __all__ = ["PolarLayout", "PolarSettings", "RotationCurve", "best_rotation", "curve_coefficients",
-           "evaluate_curve", "polar_descriptor", "rotation_curve"]
+           "descriptor_curve", "evaluate_curve", "polar_descriptor", "rotation_curve"]
 
 
 @dataclass(frozen=True)
@@ -234,8 +234,15 @@ def rotation_curve(query: EdgeMap, hit: EdgeMap, *, query_centre=(0.0, 0.0), que
     """The curve of ``query`` rotated by each angle against ``hit`` (and, with ``mirror``, that of the
     mirrored query where its maximum is higher).  Centres and radii in each map's working frame."""
     lay = _layout(layout)
-    x = polar_descriptor(query, lay, centre=query_centre, radius=query_radius)
-    y = polar_descriptor(hit, lay, centre=hit_centre, radius=hit_radius)
+    return descriptor_curve(polar_descriptor(query, lay, centre=query_centre, radius=query_radius),
+                            polar_descriptor(hit, lay, centre=hit_centre, radius=hit_radius),
+                            mirror=mirror, step=step, layout=lay)
+
+
+def descriptor_curve(x: np.ndarray, y: np.ndarray, *, mirror: bool = False, step: float = 1.0,
+                     layout: PolarLayout | None = None) -> RotationCurve:
+    """:func:`rotation_curve` of two polar descriptors (``x``: the query)."""
+    lay = _layout(layout)
     coeffs = curve_coefficients(x, y, lay)
     mirrored = False
     if mirror:

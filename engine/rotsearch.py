@@ -130,18 +130,12 @@ def curve_for_hit(index, query, hit, *, kind: str = "sketch", step: float = 1.0)
     the box's centre); the mirrored sketch when the hit matched mirrored.  Image hits: the query image
     against the photo's stored descriptor, both about their centres.
     """
-    from .rotation import rotation_curve
+    from .rotation import descriptor_curve, rotation_curve
 
     lay = _layout()
     if kind == "image":
-        q = image_query_descriptor(index, query)
-        y = np.asarray(index.polar[hit.row], np.float64)
-        cm, c = curve_coefficients(lay.mirror(q), y, lay), curve_coefficients(q, y, lay)
-        mirrored = best_rotation(cm)[1] > best_rotation(c)[1]
-        coeffs = cm if mirrored else c
-        angles = np.arange(0.0, 360.0, step)
-        b, s = best_rotation(coeffs, step=step)
-        return RotationCurve(angles, evaluate_curve(coeffs, angles), float(b), float(s), bool(mirrored), coeffs)
+        return descriptor_curve(image_query_descriptor(index, query), np.asarray(index.polar[hit.row], np.float64),
+                                mirror=True, step=step, layout=lay)
     sk = index.sketch_query(query)
     if hit.mirrored:
         sk = dataclasses.replace(sk, x=-sk.x, theta=np.mod(np.pi - sk.theta, np.pi).astype(np.float32))

@@ -94,8 +94,9 @@ def test_curve_for_a_sketch_hit_and_an_image_hit(collection, tmp_path):
     hit = next(h for h in index.search(sketch, top_k=3) if h.path.endswith(("p1.jpg", "p5.jpg")))
     curve = curve_for_hit(index, sketch, hit, kind="sketch")
     assert len(curve.angles) == 360 and min(curve.best_angle, 360 - curve.best_angle) < 20
-    hit = index.search_image(root / "copy_p1_rot57.jpg", top_k=1)[0]  # itself (sketch-only index: error)
-    assert hit is not None
+    hit = next(h for h in index.search_image(root / "p1.jpg", top_k=11) if h.path.endswith("copy_p1_rot57.jpg"))
+    curve = curve_for_hit(index, root / "p1.jpg", hit, kind="image")
+    assert abs(curve.best_angle - 57) < 3 and not curve.mirrored and curve.best_similarity > 0.9
 
 
 def test_make_copy_kinds_and_curve_speed():
