@@ -88,11 +88,9 @@ def _photo_rows(raw: np.ndarray, white: np.ndarray | None, labels: np.ndarray) -
             rows.append({"method": vname, "dim": x.shape[1],
                          "mAP": mt.mean_average_precision(s, relevant, exclude=exclude),
                          "P@20": mt.precision_at_k(s, relevant, 20, exclude=exclude)})
-    rows.append({"method": "random", "dim": 0,
-                 "mAP": mt.mean_average_precision(mt.random_baseline_scores(len(labels), len(labels)), relevant,
-                                                  exclude=exclude),
-                 "P@20": mt.precision_at_k(mt.random_baseline_scores(len(labels), len(labels)), relevant, 20,
-                                           exclude=exclude)})
+    s = mt.random_baseline_scores(len(labels), len(labels))
+    rows.append({"method": "random", "dim": 0, "mAP": mt.mean_average_precision(s, relevant, exclude=exclude),
+                 "P@20": mt.precision_at_k(s, relevant, 20, exclude=exclude)})
     return rows
 
 
