@@ -239,8 +239,10 @@ class DetailPanel(QWidget):
         self.path.setText(hit.path)
         if kind == "sketch":
             x0, y0, x1, y1 = hit.box
-            self.scores.setText(f"score {hit.score:.3f} · box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f})"
-                                f" · sketch at {hit.scale:.0%} of the photo" + (" · mirrored" if hit.mirrored else ""))
+            shape = f" (shape match {hit.raw_score:.2f})" if hit.raw_score is not None else ""
+            self.scores.setText(f"score {hit.score:.3f}{shape} · box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, "
+                                f"{y0:.0f}) · sketch at {hit.scale:.0%} of the photo"
+                                + (" · mirrored" if hit.mirrored else ""))
         else:
             self.scores.setText(f"similarity {hit.score:.3f}")
         self.rotation.set_curve(curve)

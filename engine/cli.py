@@ -40,15 +40,18 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shortlist", type=_positive, default=None, metavar="S",
                    help="images re-ranked in 2-D (default: max(1000, 2%% of the index))")
     p.add_argument("--binary", action="store_true", help="binarised polynomial to find each shift")
-    p.add_argument("--no-mirror", dest="mirror", action="store_false", help="do not try the mirrored sketch")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="also try the mirrored sketch (default: as the benchmark chose, see README)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
 def _search_options(args):
+    from .fusion import load_params
     from .search import SearchOptions
 
+    mirror = load_params().mirror if args.mirror is None else args.mirror
     return SearchOptions(mode=args.mode, order=args.order, shortlist=args.shortlist, binary=args.binary,
-                         mirror=args.mirror, device=args.device)
+                         mirror=mirror, device=args.device)
 
 
 def cmd_index(args) -> int:
@@ -68,7 +71,8 @@ def cmd_index(args) -> int:
     t0 = time.perf_counter()
     try:
         summary = index_folders(args.folders, args.db, settings=settings, backbone=args.backbone,
-                                device=args.device, workers=args.workers, prune=args.prune, progress=progress)
+                                device=args.device, workers=args.workers, prune=args.prune, progress=progress,
+                                edges=args.edges)
     finally:
         bar.close()
     dt = time.perf_counter() - t0
@@ -84,6 +88,62 @@ def cmd_index(args) -> int:
     return 0
 
 
+def _query(index, args, *, sketch=None, image=None):
+    """One query's hits and, with ``--rotation any``, the angles."""
+    angles = None
+    if args.rotation == "any":
+        from . import rotsearch
+
+        if image is not None:
+            hits, angles, flags = rotsearch.search_image_any_rotation(index, image, top_k=args.top)
+            hits = [dataclasses.replace(h, mirrored=f) for h, f in zip(hits, flags, strict=True)]
+        else:
+            hits, angles = rotsearch.search_sketch_any_rotation(index, sketch, top_k=args.top,
+                                                                options=_search_options(args))
+    elif image is not None:
+        hits = index.search_image(image, top_k=args.top, qe=args.qe, device=args.device)
+    else:
+        hits = index.search(sketch, top_k=args.top, options=_search_options(args), expand=args.expand,
+                            fusion=args.fusion)
+    return hits, angles
+
+
+def _print_hits(args, hits, angles, seconds: float, n: int, query: str | None = None) -> None:
+    if args.json:
+        for i, h in enumerate(hits):
+            row = h.to_json()
+            if angles is not None:  # --rotation any: how far the query was turned (counter-clockwise)
+                row["rotation"] = round(angles[i], 1)
+            if query is not None:
+                row = {"query": query, **row}
+            print(json.dumps(row))
+        return
+    if query is not None:
+        print(f"query {query}")
+    print(f"{len(hits)} of {n} photos, {seconds * 1000:.0f} ms")
+    print(f"{'rank':>4}  {'score':>6}  {'scale':>5}  {'mir':>3}  {'box (x0 y0 x1 y1)':>22}  path")
+    for h in hits:
+        box = " ".join(f"{v:.0f}" for v in h.box)
+        print(f"{h.rank:>4}  {h.score:6.3f}  {h.scale:5.2f}  {'yes' if h.mirrored else 'no':>3}  {box:>22}  "
+              f"{h.path}")
+
+
+def read_sketch_list(path: Path) -> list[tuple[str, Path]]:
+    """(line as written, path) of a sketch list: one path per line, blank lines and ``#`` comments skipped;
+    relative paths are relative to the list's folder."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SketchSearchError(f"{path}: cannot read the sketch list ({e})") from None
+    out = []
+    for line in text.splitlines():
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            p = Path(entry).expanduser()
+            out.append((entry, p if p.is_absolute() else Path(path).parent / p))
+    return out
+
+
 def cmd_search(args) -> int:
     from .store import SketchIndex
 
@@ -91,35 +151,30 @@ def cmd_search(args) -> int:
     if len(index) == 0:
         raise SketchSearchError(f"{args.db}: the index is empty; add photos with: "
                                 f"sketchsearch index FOLDER --db {args.db}")
-    t0 = time.perf_counter()
-    angles = None
-    if args.rotation == "any":
-        from . import rotsearch
-
-        if args.image is not None:
-            hits, angles, flags = rotsearch.search_image_any_rotation(index, args.image, top_k=args.top)
-            hits = [dataclasses.replace(h, mirrored=f) for h, f in zip(hits, flags, strict=True)]
-        else:
-            hits, angles = rotsearch.search_sketch_any_rotation(index, args.sketch, top_k=args.top,
-                                                                options=_search_options(args))
-    elif args.image is not None:
-        hits = index.search_image(args.image, top_k=args.top, qe=args.qe, device=args.device)
-    else:
-        hits = index.search(args.sketch, top_k=args.top, options=_search_options(args), expand=args.expand)
-    dt = time.perf_counter() - t0
-    if args.json:
-        for i, h in enumerate(hits):
-            row = h.to_json()
-            if angles is not None:  # --rotation any: how far the query was turned (counter-clockwise)
-                row["rotation"] = round(angles[i], 1)
-            print(json.dumps(row))
+    if args.sketch_list is None:
+        t0 = time.perf_counter()
+        hits, angles = _query(index, args, sketch=args.sketch, image=args.image)
+        _print_hits(args, hits, angles, time.perf_counter() - t0, len(index))
         return 0
-    print(f"{len(hits)} of {len(index)} photos, {dt * 1000:.0f} ms")
-    print(f"{'rank':>4}  {'score':>6}  {'scale':>5}  {'mir':>3}  {'box (x0 y0 x1 y1)':>22}  path")
-    for h in hits:
-        box = " ".join(f"{v:.0f}" for v in h.box)
-        print(f"{h.rank:>4}  {h.score:6.3f}  {h.scale:5.2f}  {'yes' if h.mirrored else 'no':>3}  {box:>22}  "
-              f"{h.path}")
+    # many sketches, one process: the index is opened once; a query that fails is reported and skipped
+    queries = read_sketch_list(args.sketch_list)
+    failed = 0
+    for entry, path in queries:
+        t0 = time.perf_counter()
+        try:
+            hits, angles = _query(index, args, sketch=path)
+        except SketchSearchError as e:
+            failed += 1
+            if args.json:
+                print(json.dumps({"query": entry, "error": str(e)}))
+            else:
+                print(f"query {entry}\n  error: {e}")
+            continue
+        _print_hits(args, hits, angles, time.perf_counter() - t0, len(index), query=entry)
+        sys.stdout.flush()
+    if failed:
+        raise SketchSearchError(f"{failed} of {len(queries)} sketches in {args.sketch_list} failed (see their "
+                                f"lines in the output)")
     return 0
 
 
@@ -222,7 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="auto",
                    help="CNN of the image descriptors: efficientnet-lite0, or none (sketch search only, faster "
                         "indexing); default: the index's, else efficientnet-lite0")
-    p.add_argument("--device", default=None, help="torch device of the CNN (default: cuda when available)")
+    p.add_argument("--edges", choices=("classical", "hed"), default=None,
+                   help="photo edge detector for a new index: classical (default, fast) or hed (learned, needs "
+                        "the [hed] extra; best with a GPU); default: the index's")
+    p.add_argument("--device", default=None,
+                   help="torch device of the CNN and of HED edges (default: cuda when available)")
     p.add_argument("--prune", action="store_true",
                    help="drop indexed photos under the folders whose files no longer exist (default: keep them, "
                         "e.g. for a drive that is not plugged in)")
@@ -234,12 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--sketch", type=Path, help="image of dark strokes on a light or transparent background")
     query.add_argument("--image", type=Path, help="a photo: find similar photos (box = whole photo)")
+    query.add_argument("--sketch-list", type=Path, metavar="FILE",
+                       help="many sketch queries in one run: a text file with one sketch path per line (relative "
+                            "to the file's folder); results as for --sketch, JSON lines gain 'query'")
     p.add_argument("--qe", type=int, default=None, metavar="N",
                    help="image search: alpha-weighted query expansion (alpha 3) over the top N results "
                         "(default: 5; 0 for none)")
-    p.add_argument("--expand", type=int, default=0, metavar="N",
-                   help="sketch search: search again with the image descriptors of the top N sketch hits "
-                        "(3 or 10 are good); each hit keeps the box where the sketch matches it")
+    p.add_argument("--expand", type=int, default=None, metavar="N",
+                   help="sketch search: expand the query with the image descriptors of the top N hits (default: "
+                        "the fitted one, 20; 0: none); each hit keeps the box where the sketch matches it")
+    p.add_argument("--no-fusion", dest="fusion", action="store_false",
+                   help="sketch search: rank by the shape alignment alone (no global sketch descriptor, no "
+                        "expansion); scores stay calibrated")
     p.add_argument("--rotation", choices=("upright", "any"), default="upright",
                    help="any: also find the shape or photo turned by any angle (and mirrored); JSON lines gain "
                         "'rotation' (degrees counter-clockwise that turn the query onto the photo)")
@@ -255,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
     p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
-    p.add_argument("--only", choices=("kernels", "edges", "quality", "speed", "store", "image", "rotation",
+    p.add_argument("--only", choices=("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation",
                                         "app"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")

@@ -8,6 +8,7 @@ A photo goes through a pluggable edge detector (registry :data:`DETECTORS`; the 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "ClassicalDetector",
     "EdgeDetector",
     "EdgeMap",
+    "edges_from_maps",
     "get_detector",
     "hysteresis",
     "non_max_suppression",
@@ -33,6 +35,7 @@ __all__ = [
     "render_edges",
     "sketch_edges",
     "structure_orientation",
+    "working_image",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,8 @@ class EdgeDetector(Protocol):
 
 #: Registered detector classes by name; ``get_detector`` builds (and caches) a default instance.
 DETECTORS: dict[str, type] = {}
+#: Detectors that live in their own module (heavy imports, optional extras), registered on first use.
+PLUGINS: dict[str, str] = {"hed": "engine.hed"}
 
 
 def register_detector(name: str):
@@ -151,8 +156,10 @@ def get_detector(name: str) -> EdgeDetector:
     ValueError
         If no detector of that name is registered (the message lists the known names).
     """
+    if name not in DETECTORS and name in PLUGINS:
+        importlib.import_module(PLUGINS[name])
     if name not in DETECTORS:
-        known = ", ".join(sorted(DETECTORS)) or "(none)"
+        known = ", ".join(sorted(set(DETECTORS) | set(PLUGINS))) or "(none)"
         raise ValueError(f"unknown edge detector {name!r}; known detectors: {known}")
     return _default_instance(name)
 
@@ -464,19 +471,41 @@ def photo_edges(image, *, detector="classical", max_side: int = 400,
     EdgeMap
         Points in row-major order, ``origin`` (0, 0), ``scale`` = working / original pixels.
     """
-    original_size = getattr(image, "original_size", None)
-    rgb = to_rgb(getattr(image, "pixels", image))
-    h, w = rgb.shape[:2]
-    factor = max_side / max(h, w)
-    work = _resize_factor(rgb, factor)
+    work, scale = working_image(image, max_side)
     det = get_detector(detector) if isinstance(detector, str) else detector
     strength, theta = det(work)
     if strength.shape != work.shape[:2] or theta.shape != work.shape[:2]:
         raise ValueError(f"detector {getattr(det, 'name', det)!r} returned shapes {strength.shape}, "
                          f"{theta.shape} for a {work.shape[:2]} image")
+    return edges_from_maps(strength, theta, scale=scale, min_strength=min_strength, name=getattr(det, "name", det))
+
+
+def working_image(image, max_side: int = 400) -> tuple[np.ndarray, float]:
+    """A photo resized for edge detection (the first step of :func:`photo_edges`).
+
+    Returns
+    -------
+    work : (h, w, 3) float32 ndarray
+        RGB in [0, 1], longer side ``max_side``.
+    scale : float
+        Working pixels per original pixel (for a ``LoadedImage``: of its ``original_size``).
+    """
+    original_size = getattr(image, "original_size", None)
+    rgb = to_rgb(getattr(image, "pixels", image))
+    h, w = rgb.shape[:2]
+    factor = max_side / max(h, w)
+    work = _resize_factor(rgb, factor)
     scale = factor
     if original_size is not None:
         scale = max(work.shape[:2]) / max(original_size)
+    return work, scale
+
+
+def edges_from_maps(strength: np.ndarray, theta: np.ndarray, *, scale: float, min_strength: float = 0.2,
+                    name: str = "detector") -> EdgeMap:
+    """The edge map of a detector's output on a working image (the last step of :func:`photo_edges`)."""
+    if strength.shape != theta.shape or strength.ndim != 2:
+        raise ValueError(f"detector {name!r} returned shapes {strength.shape}, {theta.shape}")
     mask = (strength >= min_strength) & (strength > 0)
     return _edge_map(np.minimum(strength, 1.0), _wrap_pi(theta), mask, scale=scale, origin=(0.0, 0.0))
 

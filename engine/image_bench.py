@@ -56,7 +56,7 @@ def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = D
     for res in _run_jobs([(str(p), None) for p in paths], settings, None, net_side=gem.max_side):
         if res.record is None:
             raise RuntimeError(f"{res.path}: {res.reason}")
-        records[res.path], inputs[res.path] = res.record, res.net_input
+        records[res.path], inputs[res.path] = res.record, res.net_input[0]  # (photo, edges drawn)
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
     coll = Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)

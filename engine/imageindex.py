@@ -55,17 +55,26 @@ class Extractor:
     """Batches photos' network inputs and describes them on one device (CUDA when present)."""
 
     def __init__(self, settings: GemSettings, device=None, *, batch: int = 16) -> None:
+        from .fusion import drawing_settings
+
         self.describer = GemDescriber(settings, device)
+        self.drawer = GemDescriber(drawing_settings(settings.backbone), device)
         self.batch = batch
 
-    def describe(self, inputs: list[np.ndarray]) -> np.ndarray:
+    def describe(self, inputs: list[np.ndarray], describer: GemDescriber | None = None) -> np.ndarray:
         """(n, d) float16 raw GeM vectors of uint8 network inputs."""
-        out = [self.describer.describe(inputs[i:i + self.batch]) for i in range(0, len(inputs), self.batch)]
-        return np.concatenate(out).astype(np.float16) if out else np.zeros((0, self.describer.dim), np.float16)
+        d = describer or self.describer
+        out = [d.describe(inputs[i:i + self.batch]) for i in range(0, len(inputs), self.batch)]
+        return np.concatenate(out).astype(np.float16) if out else np.zeros((0, d.dim), np.float16)
+
+    def describe_drawings(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """(n, d) float16 raw global sketch descriptors of photos' edge maps drawn (engine.fusion)."""
+        return self.describe(inputs, self.drawer)
 
 
 def _files(db: Path, gen: str) -> dict[str, Path]:
-    return {k: db / f"image-{gen}.{k}" for k in ("vectors.npy", "ids.npy", "whitening.npz", "faiss")}
+    return {k: db / f"image-{gen}.{k}" for k in ("vectors.npy", "ids.npy", "whitening.npz", "faiss", "sketch.npy",
+                                                  "sketch_mean.npy")}
 
 
 def _save(path: Path, a: np.ndarray) -> None:
@@ -79,20 +88,13 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
 
     ``con`` is the writer's connection (the caller holds the lock).  Returns the meta record written.
     """
-    from .store import chunk_path
 
     ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
     rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
     ids = np.array([r[0] for r in rows], np.int64)
     chunks = np.array([r[1] for r in rows], np.int64)
     slots = np.array([r[2] for r in rows], np.int64)
-    raw = None
-    for c in np.unique(chunks):
-        a = np.load(chunk_path(db, int(c), "gem"), mmap_mode="r")
-        if raw is None:
-            raw = np.empty((len(rows), a.shape[1]), np.float32)
-        sel = chunks == c
-        raw[sel] = a[slots[sel]]
+    raw = _gather(db, chunks, slots, "gem")
     gen = uuid.uuid4().hex[:12]
     files = _files(db, gen)
     n = len(rows)
@@ -115,6 +117,14 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
             VectorIndex(vectors, kind="ivfpq").save(files["faiss"])
             record["kind"] = "ivfpq"
     _save(files["vectors.npy"], vectors.astype(np.float16))
+    del raw
+    sketch = _gather(db, chunks, slots, "sketch")
+    if sketch is not None:  # global sketch descriptors, centred on the collection's mean (engine.fusion)
+        mean = sketch.mean(axis=0)
+        _save(files["sketch_mean.npy"], mean.astype(np.float32))
+        _save(files["sketch.npy"], np.concatenate([_l2n(sketch[i:i + 65536] - mean)
+                                                   for i in range(0, n, 65536)]).astype(np.float16))
+        record["sketch"] = True
     _save(files["ids.npy"], ids)
     previous = con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
     keep = {gen} | ({json.loads(previous[0])["gen"]} if previous else set())
@@ -127,6 +137,24 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
             with contextlib.suppress(OSError):
                 p.unlink()
     return record
+
+
+def _gather(db: Path, chunks: np.ndarray, slots: np.ndarray, name: str) -> np.ndarray | None:
+    """(n, d) float32 array ``name`` of the photos at (chunk, slot), in that order (None: no photos)."""
+    from .store import chunk_path
+
+    out = None
+    for c in np.unique(chunks):
+        a = np.load(chunk_path(db, int(c), name), mmap_mode="r")
+        if out is None:
+            out = np.empty((len(chunks), a.shape[1]), np.float32)
+        sel = chunks == c
+        out[sel] = a[slots[sel]]
+    return out
+
+
+def _l2n(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def needs_build(con: sqlite3.Connection) -> bool:
@@ -176,6 +204,7 @@ class ImageSearcher:
         self.row_to_vec[self.rows[ok]] = np.flatnonzero(ok)
         self.device = device
         self._describer: GemDescriber | None = None
+        self._drawer: GemDescriber | None = None
         if len(ids) == 0:
             self.knn = None
         elif self.knn is None:
@@ -188,6 +217,8 @@ class ImageSearcher:
         self.vectors = np.load(files["vectors.npy"], mmap_mode="r")
         ids = np.load(files["ids.npy"])
         self.whitening = Whitening.from_npz(files["whitening.npz"]) if record["whitened"] else None
+        self.sketch_vectors = np.load(files["sketch.npy"], mmap_mode="r") if record.get("sketch") else None
+        self.sketch_mean = np.load(files["sketch_mean.npy"]) if record.get("sketch") else None
         self.knn = None
         if record.get("kind") == "ivfpq":
             from .errors import IndexNotFound
@@ -220,6 +251,47 @@ class ImageSearcher:
             self._describer = GemDescriber(self.settings, self.device)
         raw = self._describer.describe([network_input(np.asarray(image, np.float32), self.settings.max_side)])[0]
         return self.embed_raw(raw)
+
+    @property
+    def has_sketch(self) -> bool:
+        """Whether the photos have global sketch descriptors (engine.fusion)."""
+        return self.sketch_vectors is not None and len(self.sketch_vectors) > 0
+
+    def describe_sketch(self, edges) -> np.ndarray:
+        """A query sketch's global descriptor in the index's space (centred on the collection, L2)."""
+        from .fusion import drawing, drawing_settings, load_params
+
+        p = load_params()
+        if self._drawer is None:
+            self._drawer = GemDescriber(drawing_settings(self.settings.backbone), self.device)
+        raw = self._drawer.describe([drawing(edges, thickness=p.thickness, border=p.border, side=p.side)])[0]
+        v = raw - self.sketch_mean
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+    def sketch_scores(self, q: np.ndarray, rows=None) -> np.ndarray:
+        """Global sketch cosines of view rows (all rows when None); NaN for rows without a descriptor."""
+        rows = np.arange(len(self.index), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+        return self._cosines(self.sketch_vectors, q, rows)
+
+    def image_scores(self, q: np.ndarray, rows) -> np.ndarray:
+        """Image cosines of view rows for a query vector in the index's space; NaN for rows without one."""
+        return self._cosines(self.vectors, q, np.asarray(rows, np.int64))
+
+    def _cosines(self, vectors: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        v = self.row_to_vec[rows]
+        out = np.full(len(rows), np.nan, np.float32)
+        ok = np.flatnonzero(v >= 0)
+        if len(ok) == len(rows) and len(rows) == len(vectors) and np.array_equal(v, np.arange(len(v))):
+            sel = None  # every row, in order: no gather
+        else:
+            sel = v[ok]
+            order = np.argsort(sel, kind="stable")  # memory maps read fastest in order
+            sel, ok = sel[order], ok[order]
+        q = np.asarray(q, np.float32)
+        for s in range(0, len(ok), 65536):
+            part = vectors[s:s + 65536] if sel is None else vectors[sel[s:s + 65536]]
+            out[ok[s:s + 65536]] = np.asarray(part, np.float32) @ q
+        return out
 
     def vectors_of_rows(self, rows) -> np.ndarray:
         """Image vectors of view rows (rows without one are left out)."""

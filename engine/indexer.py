@@ -15,13 +15,14 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .afm import FeatureLayout, database_descriptor
-from .edges import photo_edges
+from .edges import edges_from_maps, get_detector, working_image
 from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
 from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, network_input
 from .rotation import polar_descriptor
@@ -128,20 +129,81 @@ def describe_photo(path: Path, layout: FeatureLayout, *, hash: str | None = None
     return _describe(path, layout, hash, None)[0]
 
 
-def _describe(path: Path, layout: FeatureLayout, hash: str | None, net_side: int | None) \
-        -> tuple[PhotoRecord, np.ndarray | None]:
-    """The photo's record and, with ``net_side``, its CNN input (the CNN runs batched in the writer)."""
+def _drawing_input(edges) -> np.ndarray:
+    """The CNN input of the global sketch descriptor of a photo: its edge map drawn (engine.fusion)."""
+    from .fusion import drawing, load_params
+
+    p = load_params()
+    return drawing(edges, thickness=p.thickness, border=0.0, side=p.side)
+
+
+def _describe(path: Path, layout: FeatureLayout, hash: str | None, net_side: int | None,
+              defer_edges: bool = False) -> tuple[PhotoRecord | Deferred, tuple | None]:
+    """The photo's record and, with ``net_side``, its CNN inputs (photo, edge map drawn; the CNN runs
+    batched in the writer).  With ``defer_edges`` the record is left for the writer to finish
+    (:class:`Deferred`), which runs the edge detector batched on its GPU (and draws the edges)."""
     st = path.stat()
     settings = layout.settings
     image = load_image(path, max_side=max(settings.max_side, net_side or 0))
+    net = network_input(image.pixels, net_side) if net_side else None
     # given the LoadedImage, edges.scale is working pixels per *original* pixel (reduced decoding included)
-    edges = photo_edges(image, detector=settings.detector, max_side=settings.max_side,
-                        min_strength=settings.min_strength)
+    work, scale = working_image(image, settings.max_side)
+    base = dict(path=str(path), size=st.st_size, mtime=st.st_mtime, hash=hash or content_hash(path),
+                width=image.original_size[0], height=image.original_size[1])
+    if defer_edges:
+        return Deferred(work=work, scale=scale, **base), (net, None) if net_side else None
+    strength, theta = get_detector(settings.detector)(work)
+    edges = edges_from_maps(strength, theta, scale=scale, min_strength=settings.min_strength)
+    return _record(base, edges, layout), (net, _drawing_input(edges)) if net_side else None
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A photo loaded and resized by a worker, whose edges the writer computes (batched on a GPU)."""
+
+    path: str
+    size: int
+    mtime: float
+    hash: str
+    width: int
+    height: int
+    work: np.ndarray
+    scale: float
+
+
+def _record(base: dict, edges, layout: FeatureLayout) -> PhotoRecord:
     desc = database_descriptor(edges, layout)
-    record = PhotoRecord(str(path), st.st_size, st.st_mtime, hash or content_hash(path), image.original_size[0],
-                         image.original_size[1], edges.width, edges.height, edges.scale, len(edges), desc.codes,
-                         desc.inv_norms, polar=polar_descriptor(edges).astype(np.float16))
-    return record, (network_input(image.pixels, net_side) if net_side else None)
+    return PhotoRecord(base["path"], base["size"], base["mtime"], base["hash"], base["width"], base["height"],
+                       edges.width, edges.height, edges.scale, len(edges), desc.codes, desc.inv_norms,
+                       polar=polar_descriptor(edges).astype(np.float16))
+
+
+def _finish_deferred(items: list[Deferred], layout: FeatureLayout, detector,
+                     drawings: bool = False) -> list[tuple[PhotoRecord, np.ndarray | None]]:
+    """Records (and with ``drawings`` the edge maps drawn as CNN inputs) of deferred photos: the
+    detector's network in batches (``detector.probabilities``), then thinning, filtering and the
+    descriptors in a thread pool (OpenCV and numpy release the GIL)."""
+    probs = detector.probabilities([d.work for d in items])
+    min_strength = layout.settings.min_strength
+
+    def finish(i: int) -> tuple[PhotoRecord, np.ndarray | None]:
+        strength, theta = detector.from_probability(probs[i])
+        d = items[i]
+        edges = edges_from_maps(strength, theta, scale=d.scale, min_strength=min_strength)
+        return _record(dataclasses.asdict(d), edges, layout), (_drawing_input(edges) if drawings else None)
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(finish, range(len(items))))
+
+
+def _defer_edges(detector_name: str, device: str | None) -> bool:
+    """Whether the writer runs the edge detector batched on a GPU (a learned detector on CUDA) rather than
+    every worker running it on the CPU."""
+    if not hasattr(get_detector(detector_name), "probabilities"):
+        return False
+    import torch
+
+    return torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
 
 
 @dataclass(frozen=True)
@@ -154,19 +216,24 @@ class JobResult:
     record: PhotoRecord | None = None
     reason: str | None = None
     same: bool = False
-    net_input: np.ndarray | None = None  # uint8 CNN input, when the index has image descriptors
+    net_input: tuple | None = None  # uint8 CNN inputs (photo, edges drawn), when the index has image descriptors
+    deferred: Deferred | None = None  # the writer computes the edges (batched on a GPU)
 
 
 _worker_layout: FeatureLayout | None = None
 _worker_net_side: int | None = None
 _worker_cnn = None
+_worker_draw = None
+_worker_defer_edges = False
 
 
 def _init_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
-                 cnn_json: str | None = None) -> None:
+                 cnn_json: str | None = None, defer_edges: bool = False) -> None:
     """Per-process state of the describing jobs.  ``net_side``: return the CNN input for the writer to
-    describe (batched on a GPU); ``cnn_json``: run the CNN here, on the CPU (one thread per worker)."""
-    global _worker_layout, _worker_net_side, _worker_cnn
+    describe (batched on a GPU); ``cnn_json``: run the CNN here, on the CPU (one thread per worker);
+    ``defer_edges``: leave the edge detection to the writer (batched on a GPU)."""
+    global _worker_layout, _worker_net_side, _worker_cnn, _worker_draw, _worker_defer_edges
+    _worker_defer_edges = defer_edges
     if single_thread:  # worker processes share the cores: one OpenCV thread each
         import cv2
 
@@ -179,6 +246,9 @@ def _init_worker(settings_json: str, single_thread: bool = True, net_side: int |
 
         gem = GemSettings.from_json(cnn_json)
         _worker_cnn = GemDescriber(gem, "cpu", num_threads=1 if single_thread else None)
+        from .fusion import drawing_settings
+
+        _worker_draw = GemDescriber(drawing_settings(gem.backbone), "cpu", num_threads=1 if single_thread else None)
         _worker_net_side = gem.max_side
 
 
@@ -191,9 +261,12 @@ def _describe_job(job: tuple[str, str | None]) -> JobResult:
         h = content_hash(path)
         if h == old_hash:
             return JobResult(path, size, mtime, same=True)
-        record, net = _describe(Path(path), _worker_layout, h, _worker_net_side)
+        record, net = _describe(Path(path), _worker_layout, h, _worker_net_side, _worker_defer_edges)
+        if isinstance(record, Deferred):
+            return JobResult(path, size, mtime, net_input=net, deferred=record)
         if _worker_cnn is not None:
-            record = dataclasses.replace(record, gem=_worker_cnn.describe([net])[0].astype(np.float16))
+            record = dataclasses.replace(record, gem=_worker_cnn.describe([net[0]])[0].astype(np.float16),
+                                         sketch=_worker_draw.describe([net[1]])[0].astype(np.float16))
             net = None
         return JobResult(path, size, mtime, record=record, net_input=net)
     except ImageError as e:
@@ -205,9 +278,9 @@ def _describe_job(job: tuple[str, str | None]) -> JobResult:
         return JobResult(path, size, mtime, reason=f"{type(e).__name__}: {e}")
 
 
-def _settings_for(db: Path, settings: SketchSettings | None, backbone: str | None):
+def _settings_for(db: Path, settings: SketchSettings | None, backbone: str | None, edges: str | None = None):
     """Sketch settings and image settings (JSON or None) of the run: as asked, else the index's, else
-    the defaults."""
+    the defaults; ``edges`` sets the edge detector of those settings."""
     from .imageindex import DEFAULT_BACKBONE, gem_settings
 
     meta = None
@@ -217,6 +290,9 @@ def _settings_for(db: Path, settings: SketchSettings | None, backbone: str | Non
         pass
     if settings is None:
         settings = SketchSettings.from_json(meta["settings"]) if meta else SketchSettings()
+    if edges is not None:
+        get_detector(edges)  # an unknown name or a missing extra fails here, before anything is written
+        settings = dataclasses.replace(settings, detector=edges)
     if backbone == "auto":
         image = (meta.get("image_settings") or None) if meta else gem_settings(DEFAULT_BACKBONE).to_json()
     else:
@@ -233,7 +309,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                   settings: SketchSettings | None = None, backbone: str | None = "auto",
                   device: str | None = None, workers: int | None = None, prune: bool = False,
                   progress: Callable[[int, int], None] | None = None,
-                  cancelled: Callable[[], bool] | None = None) -> IndexSummary:
+                  cancelled: Callable[[], bool] | None = None, edges: str | None = None) -> IndexSummary:
     """Add every image under ``folders`` to the index folder ``db`` (created if needed).
 
     Unchanged files (same path, size and mtime) keep their descriptors, as do files whose bytes are
@@ -248,13 +324,15 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     settings : descriptor settings (default: the existing index's, else the defaults)
     backbone : CNN of the image descriptors ("efficientnet-lite0"), None / "none" for no image
         descriptors, "auto" (default): the existing index's, else efficientnet-lite0
-    device : torch device of the CNN (default: CUDA when present, else CPU)
+    device : torch device of the CNN and of a learned edge detector (default: CUDA when present, else CPU)
     workers : worker processes (default: number of CPU cores)
     prune : drop catalogued photos under ``folders`` whose files no longer exist (default: keep them,
         e.g. for a drive that is not plugged in)
     progress : called with (done, total) as photos are processed
     cancelled : polled between photos; when it returns True the run commits what it has and stops
         with ``Cancelled``
+    edges : photo edge detector ("classical", "hed"); default: the existing index's (or ``settings``'),
+        else "classical".  An index holds one kind of edges: another kind is refused (IndexFormatError)
 
     Raises
     ------
@@ -269,7 +347,10 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     folders = list(folders)
     files, skipped = scan(folders)
     roots = [str(Path(f).expanduser().resolve()) for f in folders]
-    settings, image_json = _settings_for(db, settings, backbone)
+    settings, image_json = _settings_for(db, settings, backbone, edges)
+    defer = _defer_edges(settings.detector, device)
+    layout = FeatureLayout.from_settings(settings) if defer else None
+    detector = get_detector(settings.detector) if defer else None
     extractor = None
     if image_json:
         from .cnn import GemSettings
@@ -316,25 +397,34 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
 
         def flush() -> None:
             nonlocal last_flush
+            records = pending["records"]
+            deferred = [i for i, r in enumerate(records) if isinstance(r, Deferred)]
+            if deferred:  # the edge detector, batched, on the writer's GPU
+                done = _finish_deferred([records[i] for i in deferred], layout, detector, drawings=batched)
+                for i, (r, draw) in zip(deferred, done, strict=True):
+                    records[i] = r
+                    if batched:
+                        pending["net"][i] = (pending["net"][i][0], draw)
             if batched and pending["records"]:  # the CNN, batched, on the writer's device
-                gem = extractor.describe(pending["net"])
-                pending["records"][:] = [dataclasses.replace(r, gem=g) for r, g in zip(pending["records"], gem,
-                                                                                        strict=True)]
+                gem = extractor.describe([n[0] for n in pending["net"]])
+                sketch = extractor.describe_drawings([n[1] for n in pending["net"]])
+                pending["records"][:] = [dataclasses.replace(r, gem=g, sketch=k) for r, g, k in
+                                         zip(pending["records"], gem, sketch, strict=True)]
             w.add(pending["records"], pending["skipped"], pending["touched"])
             for v in pending.values():
                 v.clear()
             last_flush = time.monotonic()
 
         try:
-            for res in _run_jobs(todo, settings, workers, net_side, cnn_json):
+            for res in _run_jobs(todo, settings, workers, net_side, cnn_json, defer):
                 if res.same:
                     pending["touched"].append((res.path, res.size, res.mtime))
                     same += 1
-                elif res.record is None:
+                elif res.record is None and res.deferred is None:
                     pending["skipped"].append((res.path, res.size, res.mtime, res.reason or "unknown error"))
                     skipped.append((res.path, res.reason or "unknown error"))
                 else:
-                    pending["records"].append(res.record)
+                    pending["records"].append(res.record if res.record is not None else res.deferred)
                     pending["net"].append(res.net_input)
                     described += 1
                 done += 1
@@ -419,10 +509,12 @@ def _use_pool(workers: int | None, n_jobs: int) -> bool:
 
 
 def _run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, workers: int | None,
-              net_side: int | None = None, cnn_json: str | None = None) -> Iterator[JobResult]:
+              net_side: int | None = None, cnn_json: str | None = None,
+              defer_edges: bool = False) -> Iterator[JobResult]:
     """Describe files in worker processes (results in completion order)."""
     if not _use_pool(workers, len(jobs)):
-        _init_worker(settings.to_json(), single_thread=False, net_side=net_side, cnn_json=cnn_json)
+        _init_worker(settings.to_json(), single_thread=False, net_side=net_side, cnn_json=cnn_json,
+                     defer_edges=defer_edges)
         yield from map(_describe_job, jobs)
         return
     workers = max(1, workers or os.cpu_count() or 1)
@@ -431,7 +523,8 @@ def _run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, work
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
     try:
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings.to_json(), True, net_side, cnn_json))
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings.to_json(), True, net_side, cnn_json,
+                                                                         defer_edges))
     finally:
         for k, v in saved.items():
             if v is None:

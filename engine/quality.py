@@ -21,9 +21,10 @@ from . import baselines as bl
 from . import datasets as ds
 from . import metrics as mt
 from .afm import FeatureLayout, encode_query
-from .edges import EdgeMap, photo_edges, sketch_edges
+from .edges import EdgeMap, get_detector, photo_edges, sketch_edges
+from .hed import hed_available
 from .imageio import load_image, to_rgb
-from .indexer import _run_jobs
+from .indexer import _defer_edges, _finish_deferred, _run_jobs
 from .search import QueryScorer, SearchOptions, rank
 from .settings import SketchSettings
 from .store import photo_box
@@ -48,11 +49,20 @@ class Collection:
 
 def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None = None) -> Collection:
     """Descriptors of photos (all must be readable), computed with the indexer's worker pool."""
-    records = {}
-    for res in _run_jobs([(str(p), None) for p in paths], settings, workers):
-        if res.record is None:
+    records, deferred = {}, []
+    defer = _defer_edges(settings.detector, None)  # a learned detector on a GPU: batched here
+    for res in _run_jobs([(str(p), None) for p in paths], settings, workers, defer_edges=defer):
+        if res.deferred is not None:
+            deferred.append(res.deferred)
+        elif res.record is None:
             raise RuntimeError(f"{res.path}: {res.reason}")
-        records[res.path] = res.record
+        else:
+            records[res.path] = res.record
+    if deferred:
+        layout, detector = FeatureLayout.from_settings(settings), get_detector(settings.detector)
+        for i in range(0, len(deferred), 256):
+            for r, _ in _finish_deferred(deferred[i:i + 256], layout, detector):
+                records[r.path] = r
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
     return Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
@@ -100,6 +110,8 @@ def _hog_photo_images(paths: list[Path], settings: SketchSettings) -> list[np.nd
 
 #: a larger descriptor, measured beside the default one
 QUALITY_PRESET = SketchSettings.preset("quality")
+#: the default descriptor on the learned detector's edges
+HED_SETTINGS = SketchSettings(detector="hed")
 
 
 def _sketch_variants(quick: bool) -> list[tuple[str, SearchOptions, SketchSettings | None]]:
@@ -116,7 +128,11 @@ def _sketch_variants(quick: bool) -> list[tuple[str, SearchOptions, SketchSettin
         ("AFM fast S=10% S_x+S_y binary", SearchOptions(order="sum", binary=True, **ten), None),
         (f"AFM exhaustive, {QUALITY_PRESET.dim}-D (6,3)", SearchOptions(mode="exhaustive"), QUALITY_PRESET),
     ]
-    return variants[:2] if quick else variants
+    if quick:
+        return variants[:2]
+    if hed_available():  # the learned edge detector (the photos described again, with HED edges)
+        variants.append(("AFM exhaustive, HED edges", SearchOptions(mode="exhaustive"), HED_SETTINGS))
+    return variants
 
 
 def _run_variants(paths: list[Path], sketches: list[EdgeMap], settings: SketchSettings, quick: bool,

@@ -108,17 +108,22 @@ def rotated_sketch(edges: EdgeMap, degrees: float) -> np.ndarray:
 
 def search_sketch_any_rotation(index, sketch, *, top_k: int = 20, options=None, angles=SKETCH_ANGLES):
     """Sketch search with the sketch turned to each of ``angles``; each photo keeps its best angle (and
-    the box of the sketch at that angle).  Returns (hits, angles)."""
+    the box of the sketch at that angle).  Returns (hits, angles).
+
+    This is a shape-alignment search: each turn is ranked by the alignment alone (``fusion=False``: the
+    global descriptor and the image expansion describe upright photos), and photos are ordered by their
+    best alignment cosine over the turns (``raw_score``, comparable between turns of one sketch); ``score``
+    is the calibrated score at that turn."""
     from .search import SearchOptions
 
     edges = index.sketch_query(sketch)
     best: dict[int, tuple] = {}
     for a in angles:
         query = edges if a == 0 else index.sketch_query(rotated_sketch(edges, a))
-        for h in index.search(query, top_k=max(top_k, 50), options=options or SearchOptions()):
-            if h.row not in best or h.score > best[h.row][0].score:
+        for h in index.search(query, top_k=max(top_k, 50), options=options or SearchOptions(), fusion=False):
+            if h.row not in best or h.raw_score > best[h.row][0].raw_score:
                 best[h.row] = (h, a)
-    ranked = sorted(best.values(), key=lambda ha: -ha[0].score)[:top_k]
+    ranked = sorted(best.values(), key=lambda ha: -ha[0].raw_score)[:top_k]
     hits = [dataclasses.replace(h, rank=i + 1) for i, (h, _) in enumerate(ranked)]
     return hits, [float(a) for _, a in ranked]
 

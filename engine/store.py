@@ -23,7 +23,6 @@ at it, and compaction drops it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -48,6 +47,8 @@ log = logging.getLogger(__name__)
 CATALOG = "catalog.sqlite3"
 LOCK = "lock"
 SKETCH_ARRAYS = ("codes", "inv_norms", "ids", "polar")
+#: per-photo arrays of an index with image descriptors: raw GeM of the photo, and of its edge map drawn
+IMAGE_ARRAYS = ("gem", "sketch")
 POLAR_DIM = 525  # engine.rotation.PolarLayout().dim
 
 _SCHEMA = """
@@ -98,6 +99,7 @@ class PhotoRecord:
     codes: np.ndarray  # (D,) int8, storage order
     inv_norms: np.ndarray  # (K, 3) float32
     gem: np.ndarray | None = None  # (G,) image descriptor, when the index has them
+    sketch: np.ndarray | None = None  # (G,) global sketch descriptor of the edge map drawn (engine.fusion), idem
     polar: np.ndarray | None = None  # (P,) rotation descriptor about the photo's centre (engine.rotation)
 
 
@@ -115,10 +117,14 @@ class Hit:
     scale: float
     mirrored: bool
     row: int
+    raw_score: float | None = None  # sketch queries: the alignment's cosine (``score`` is calibrated)
 
     def to_json(self) -> dict:
-        return {"rank": self.rank, "path": self.path, "score": round(self.score, 6),
-                "box": [round(v, 1) for v in self.box], "scale": self.scale, "mirrored": self.mirrored}
+        out = {"rank": self.rank, "path": self.path, "score": round(self.score, 6),
+               "box": [round(v, 1) for v in self.box], "scale": self.scale, "mirrored": self.mirrored}
+        if self.raw_score is not None:
+            out["raw_score"] = round(self.raw_score, 6)
+        return out
 
 
 def photo_box(geometry, width: float, height: float, dx: float, dy: float) -> tuple[float, float, float, float]:
@@ -330,7 +336,7 @@ class IndexWriter:
         self.settings = settings
         self.image_settings = image_settings
         self.image_dim = image_dim
-        self.arrays = SKETCH_ARRAYS + (("gem",) if image_settings else ())
+        self.arrays = SKETCH_ARRAYS + (IMAGE_ARRAYS if image_settings else ())
         self._lock = _Lock(self.db)
         try:
             self._open(rebuild)
@@ -368,7 +374,13 @@ class IndexWriter:
         self._delete_orphans()
 
     def _check(self, meta: dict[str, str]) -> None:
-        if SketchSettings.from_json(meta["settings"]) != self.settings:
+        theirs = SketchSettings.from_json(meta["settings"])
+        if theirs.detector != self.settings.detector:
+            raise IndexFormatError(f"{self.db}: index was built with {theirs.detector} edges, not "
+                                   f"{self.settings.detector}; one index holds one kind of edges: index with "
+                                   f"--edges {theirs.detector} (or leave --edges out), use another --db, or delete "
+                                   f"{self.db} to rebuild it with {self.settings.detector} edges")
+        if theirs != self.settings:
             raise IndexFormatError(f"{self.db}: index was built with other sketch settings; use another --db, "
                                    f"or delete it to rebuild it with these")
         if (meta.get("image_settings") or None) != self.image_settings:
@@ -458,6 +470,7 @@ class IndexWriter:
                       "ids": np.array([ids[r.path] for r in records], np.int64)}
             if "gem" in self.arrays:
                 arrays["gem"] = np.stack([r.gem for r in records]).astype(np.float16)
+                arrays["sketch"] = np.stack([r.sketch for r in records]).astype(np.float16)
             arrays["polar"] = np.stack([r.polar for r in records]).astype(np.float16)
             cid = self._new_chunk(arrays)
         with cur:
@@ -492,6 +505,8 @@ class IndexWriter:
         ids = np.arange(start, start + len(paths), dtype=np.int64)
         if "polar" not in arrays:  # synthetic sketch descriptors come without rotation descriptors
             arrays = {**arrays, "polar": np.zeros((len(paths), POLAR_DIM), np.float16)}
+        if "gem" in arrays and "sketch" not in arrays:  # ... and image vectors without sketch descriptors
+            arrays = {**arrays, "sketch": np.zeros_like(arrays["gem"])}
         cid = self._new_chunk({**arrays, "ids": ids})
         with self.con:
             self.con.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(paths), time.time()))
@@ -625,7 +640,7 @@ class SketchIndex:
         self.meta = meta
         self.settings = SketchSettings.from_json(meta["settings"])
         self.image_settings = meta.get("image_settings") or None
-        names = SKETCH_ARRAYS + (("gem",) if self.image_settings else ())
+        names = SKETCH_ARRAYS + (IMAGE_ARRAYS if self.image_settings else ())
         blocks: dict[str, list[np.ndarray]] = {a: [] for a in names}
         for c, n in chunks:
             if not live.get(c):
@@ -712,55 +727,48 @@ class SketchIndex:
         except ValueError as e:
             raise QueryError(str(e)) from None
 
-    def search(self, sketch, *, top_k: int = 20, options=None, expand: int = 0) -> list[Hit]:
+    def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None,
+               fusion: bool = True, params=None) -> list[Hit]:
         """Photos that contain the sketched shape, best first, each with its box.
+
+        The ranking fuses the alignment (AFM, which gives the box) with the global sketch descriptor and
+        expands the query with the image descriptors of the best hits (``engine.fusion``); ``score`` is
+        calibrated to [0, 1], ``raw_score`` is the alignment's cosine at the box.
 
         Parameters
         ----------
         sketch : path, image array or EdgeMap
         top_k : int
-        options : SearchOptions
-        expand : int
-            Sketch-to-image query expansion: the image vectors of the top ``expand`` sketch hits are
-            averaged into an image query, whose results are returned, each boxed where the sketch
-            matches it best (0: the sketch ranking itself).
+        options : SearchOptions (default: ``mirror`` as fitted, see ``engine.fusion``)
+        expand : int or None
+            Seeds of the query expansion (None: the fitted default; 0: none).
+        fusion : bool
+            False: the alignment alone (still calibrated).  Indexes without image descriptors always
+            rank by the alignment alone.
+        params : engine.fusion.FusionParams, optional
 
         Returns
         -------
         list of Hit (at most ``top_k``, fewer when the index is smaller)
         """
-        from .search import QueryScorer, SearchOptions, pick_device, rank  # torch: only where searches run
+        from .fusion import load_params, search_index
+        from .search import QueryScorer, SearchOptions, pick_device  # torch: only where searches run
 
-        options = options or SearchOptions()
-        if options.mode == "fast" and options.shortlist_size(len(self)) < top_k:
-            # every returned hit is re-ranked in 2-D, so its score and its box belong together
-            options = dataclasses.replace(options, shortlist=min(len(self), top_k))
+        params = params or load_params()
+        options = options or SearchOptions(mirror=params.mirror)
         edges = self.sketch_query(sketch)
         scorer = QueryScorer(encode_query(edges, self.layout), self.layout, mirror=options.mirror,
                              device=pick_device(options.device))
-        n_sketch = max(top_k, expand)
-        ranking = rank(scorer, self.codes, self.inv_norms, options, top_k=n_sketch, n_align=n_sketch)
-        # the alignment's score is the exact maximum at the box shown (the binary mode only approximates)
-        found = sorted(zip(ranking.rows.tolist(), ranking.alignments, strict=True), key=lambda ra: -ra[1].score)
-        if expand > 0:
-            images = self.images(options.device)
-            seeds = images.vectors_of_rows([r for r, _ in found[:expand]])
-            if len(seeds):
-                q = seeds.mean(axis=0)
-                rows, scores = images.search_vector(q / max(float(np.linalg.norm(q)), 1e-12), top_k)
-                known = dict(found)
-                missing = [int(r) for r in rows if int(r) not in known]
-                if missing:  # new hits: boxed by aligning the sketch on them
-                    srt = np.sort(missing)
-                    known.update(zip(srt.tolist(), scorer.align(self.codes[srt], self.inv_norms[srt]), strict=True))
-                found = [(int(r), dataclasses.replace(known[int(r)], score=float(s)))
-                         for r, s in zip(rows, scores, strict=True)]
-        return self._hits(found[:top_k], edges)
+        found = search_index(self, edges, scorer, options, top_k=top_k, params=params, expand=expand,
+                             fusion=fusion)
+        return self._hits([(f.row, f.alignment) for f in found], edges,
+                          scores=[f.score for f in found])
 
-    def _hits(self, found, edges: EdgeMap | None) -> list[Hit]:
+    def _hits(self, found, edges: EdgeMap | None, scores=None) -> list[Hit]:
         meta = self.lookup([r for r, _ in found])
         hits = []
-        for (row, al), m in zip(found, meta, strict=True):
+        scores = scores if scores is not None else [None] * len(found)
+        for (row, al), m, calibrated in zip(found, meta, scores, strict=True):
             if m is None:  # removed by a writer since this view was opened
                 continue
             path, geometry = m
@@ -770,7 +778,10 @@ class SketchIndex:
             else:
                 box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
                 score, scale, mirrored = al.score, al.scale, al.mirrored
-            hits.append(Hit(len(hits) + 1, path, score, box, scale, mirrored, int(row)))
+            raw = None
+            if calibrated is not None:
+                score, raw = calibrated, float(al.score)
+            hits.append(Hit(len(hits) + 1, path, score, box, scale, mirrored, int(row), raw))
         return hits
 
     def images(self, device=None):
@@ -816,9 +827,9 @@ class SketchIndex:
         per_image = self.settings.dim + len(self.settings.scales) * 3 * 4 + 8
         image_index = json.loads(self.meta["image_index"]) if self.meta.get("image_index") else None
         image_bytes = 0
-        if self.gem is not None:  # raw GeM (float16) in the chunks + this generation's files per photo
+        if self.gem is not None:  # raw GeM and sketch GeM (float16) in the chunks + this generation's files
             image_files = sum(v for k, v in parts.items() if k.startswith("image "))
-            image_bytes = self.gem.shape[1] * 2 + 8 + (round(image_files / n) if n else 0)
+            image_bytes = 2 * self.gem.shape[1] * 2 + 8 + (round(image_files / n) if n else 0)
         return {"path": str(self.path), "images": n, "skipped": self.n_skipped, "image_index": image_index,
                 "format_version": FORMAT_VERSION, "settings": json.loads(self.settings.to_json()),
                 "image_settings": json.loads(self.image_settings) if self.image_settings else None,

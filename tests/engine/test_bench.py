@@ -40,6 +40,29 @@ def test_bench_quality_quick_beats_baselines(tmp_path):
     assert boxes["AFM exhaustive"]["IoU>=0.5"] > boxes["sliding-window HOG"]["IoU>=0.5"]
     edges = {r["detector"]: r for r in res["edges"]}
     assert edges["classical"]["F"] > edges["canny"]["F"]
+    if "hed" in edges:  # the learned detector is closer to the annotated outlines
+        assert edges["hed"]["F"] > edges["classical"]["F"]
+        assert res["hed_speed"][0]["net img/s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_fusion_quick(tmp_path):
+    try:
+        load_sketchy(data_root())
+    except DatasetMissing as e:
+        pytest.skip(str(e))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "fusion", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["fusion"]
+    sketchy = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("Sketchy"))}
+    assert sketchy["fused + QE"]["mAP"] > sketchy["AFM alone"]["mAP"]
+    assert sketchy["fused + QE"]["mAP"] > sketchy["global sketch descriptor alone"]["mAP"]
+    assert (tmp_path / "reliability.png").is_file()
+    rel = res["reliability"]
+    assert all(0 <= r[3] <= 1 for r in rel)
+    assert rel[-1][4] > rel[0][4]  # the top bin is more precise than the bottom one
+    sysu = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("SYSU"))}
+    assert sysu["fused + QE"]["IoU>=0.5"] >= sysu["AFM alone"]["IoU>=0.5"] - 0.05
 
 
 def test_bench_store_parts(tmp_path):

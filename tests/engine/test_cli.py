@@ -85,3 +85,39 @@ def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
     assert main([a.format(**fill) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sketchsearch: error:") and message in err and "\n" not in err
+
+
+def test_sketch_list_gives_the_results_of_separate_queries(db, tmp_path, capsys):
+    (tmp_path / "sk").mkdir()
+    names = []
+    for shape in ("star", "house", "ell"):
+        cv2.imwrite(str(tmp_path / "sk" / f"{shape}.png"), sketch_of(shape, seed=3))
+        names.append(f"sk/{shape}.png")
+    lst = tmp_path / "queries.txt"
+    lst.write_text("# three sketches\n" + "\n".join(names) + "\n\n")
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--sketch-list", str(lst), "--top", "3", "--json"]) == 0
+    batch = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    separate = []
+    for name in names:
+        assert main(["search", "--db", str(db), "--sketch", str(tmp_path / name), "--top", "3", "--json"]) == 0
+        separate += [{"query": name, **json.loads(line)} for line in capsys.readouterr().out.splitlines()]
+    assert batch == separate and len(batch) == 9
+    assert main(["search", "--db", str(db), "--sketch-list", str(lst), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("query sk/") == 3 and "star.png" in out
+
+
+def test_sketch_list_reports_a_bad_line_and_goes_on(db, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "star.png"), sketch_of("star"))
+    lst = tmp_path / "q.txt"
+    lst.write_text(f"missing.png\n{tmp_path / 'star.png'}\n")
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--sketch-list", str(lst), "--top", "1", "--json"]) == 2
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert lines[0]["query"] == "missing.png" and "missing.png" in lines[0]["error"]
+    assert lines[1]["query"].endswith("star.png") and lines[1]["path"].endswith("star.png")
+    assert "1 of 2 sketches" in captured.err
+    assert main(["search", "--db", str(db), "--sketch-list", str(tmp_path / "nope.txt")]) == 2
+    assert "nope.txt" in capsys.readouterr().err

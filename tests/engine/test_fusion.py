@@ -1,0 +1,161 @@
+"""Fused sketch search (engine.fusion): calibration, fusion arithmetic, the global descriptor's drawing,
+and the search through an index."""
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import fusion
+from engine.afm import encode_query
+from engine.edges import sketch_edges
+from engine.fusion import FusionParams, calibrate, fuse, load_params
+from engine.search import QueryScorer, SearchOptions, rank
+
+from .synth import photo_with_shape, sketch_of
+
+
+def test_shipped_calibration_is_monotone_and_in_unit_interval():
+    for cal in (load_params().calibration, load_params().calibration_afm):
+        z = np.linspace(-50, 50, 20001)
+        p = calibrate(z, cal)
+        assert np.all((p >= 0) & (p <= 1))
+        assert np.all(np.diff(p) >= 0)
+        assert p[-1] > p[0]
+
+
+def test_fitted_parameters_are_recorded():
+    p = load_params()
+    assert p.fit.get("data", "").startswith("Sketchy")  # fitted, not the class defaults
+    assert p.qe_n >= 0 and p.w >= 0 and p.background >= 100
+
+
+def test_fuse_with_global_weight_zero_reproduces_the_alignment_ranking():
+    rng = np.random.default_rng(0)
+    afm, glob = rng.random(300), rng.random(300)
+    rows = np.arange(300)
+    f = fuse(rows, afm, glob, rows, dataclasses.replace(FusionParams(), w=0.0, qe_n=0))
+    assert np.array_equal(np.argsort(-f.final, kind="stable"), np.argsort(-afm, kind="stable"))
+    g = fuse(rows, afm, glob, rows, dataclasses.replace(FusionParams(), w=1.0, qe_n=0))
+    za, zg = (afm - afm.mean()) / afm.std(), (glob - glob.mean()) / glob.std()
+    np.testing.assert_allclose(g.final, za + zg)
+    assert np.all(np.diff(g.score[np.argsort(g.final)]) >= 0)  # calibrated score follows the ranking
+
+
+def test_fuse_standardises_against_the_background_only():
+    rng = np.random.default_rng(1)
+    afm, glob = rng.normal(size=50), rng.normal(size=50)
+    rows = np.arange(50)
+    bg = np.arange(0, 50, 2)
+    f = fuse(rows, afm, glob, bg, dataclasses.replace(FusionParams(), qe_n=0))
+    assert abs(f.z[bg].mean()) < 1e-9 and abs(f.z[bg].std() - 1) < 1e-9
+
+
+def test_expansion_brings_in_rows_and_uses_their_image_cosines():
+    rows = np.arange(10)
+    afm = np.linspace(0, 1, 10)
+    glob = np.linspace(0, 1, 10)
+    seen = []
+
+    def image(seeds):
+        seen.append(seeds)
+        rows2 = np.arange(12)
+        cos = np.zeros(12)
+        cos[11] = 5.0  # a photo only the image descriptors find
+        return rows2, cos, np.concatenate([afm, [0.5, 0.5]]), np.concatenate([glob, [0.5, 0.5]])
+
+    f = fuse(rows, afm, glob, rows, dataclasses.replace(FusionParams(), qe_n=3), image=image)
+    assert list(seen[0]) == [9, 8, 7]
+    assert len(f.rows) == 12 and f.rows[np.argmax(f.final)] == 11
+
+
+def test_drawing_is_black_strokes_on_white_with_a_border():
+    img = np.full((200, 300), 255, np.uint8)
+    cv2.rectangle(img, (50, 40), (250, 160), 0, 3)
+    e = sketch_edges(img)
+    d = fusion.drawing(e, thickness=2, border=0.1, side=224)
+    assert d.dtype == np.uint8 and max(d.shape[:2]) == 224 and d.shape[2] == 3
+    ink = d[:, :, 0] < 128
+    assert 0.005 < ink.mean() < 0.2
+    rr, cc = np.nonzero(ink)
+    pad = 0.1 / 1.2 * 224
+    assert cc.min() > pad - 3 and rr.min() > pad * (e.height / e.width) - 3  # the white border
+
+
+def test_reliability_and_ece():
+    rng = np.random.default_rng(2)
+    s = rng.random(20000)
+    rel = rng.random(20000) < s  # perfectly calibrated by construction
+    assert fusion.expected_calibration_error(s, rel) < 0.02
+    rows = fusion.reliability(s, rel)
+    assert all(abs(r[3] - r[4]) < 0.05 for r in rows if r[2] > 500)
+
+
+def test_reliability_png(tmp_path):
+    rows = [(0, 0.1, 100, 0.05, 0.06), (0.1, 0.5, 50, 0.3, 0.28), (0.5, 1.0, 10, 0.7, 0.6)]
+    fusion.plot_reliability(rows, tmp_path / "r.png", title="t")
+    img = cv2.imread(str(tmp_path / "r.png"))
+    assert img is not None and img.shape[0] > 100
+
+
+# --------------------------------------------------------------------------------------------------
+# Through an index
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    from engine.indexer import index_folders
+    from engine.store import SketchIndex
+
+    root = tmp_path_factory.mktemp("fusion-photos")
+    shapes = [("house", (40, 60, 380, 460)), ("star", (100, 30, 500, 430)), ("ell", (200, 40, 580, 440)),
+              ("star", (300, 200, 560, 440)), ("house", (250, 150, 600, 460)), ("ell", (20, 20, 300, 300))]
+    for i, (shape, box) in enumerate(shapes):
+        cv2.imwrite(str(root / f"{i}-{shape}.jpg"), photo_with_shape(shape, box, seed=i)[..., ::-1])
+    db = tmp_path_factory.mktemp("fusion-db") / "index"
+    index_folders([root], db, workers=1)
+    return SketchIndex(db)
+
+
+def test_index_has_global_sketch_descriptors(index):
+    images = index.images()
+    assert images.has_sketch and images.sketch_vectors.shape == (len(index), 1280)
+    norms = np.linalg.norm(np.asarray(images.sketch_vectors, np.float32), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=2e-3)
+    assert abs(np.asarray(images.sketch_vectors, np.float32).mean(axis=0)).max() < 0.05  # centred
+
+
+def test_search_scores_are_calibrated_and_keep_the_raw_cosine(index):
+    hits = index.search(sketch_of("star"), top_k=6)
+    assert len(hits) == 6 and "star" in hits[0].path
+    assert all(0.0 <= h.score <= 1.0 for h in hits)
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    assert all(-1.0 <= h.raw_score <= 1.0 for h in hits)
+    j = hits[0].to_json()
+    assert set(j) >= {"rank", "path", "score", "box", "scale", "mirrored", "raw_score"}
+
+
+def test_global_weight_zero_reproduces_the_alignment_ranking_through_the_index(index):
+    sketch = sketch_of("ell")
+    params = dataclasses.replace(load_params(), w=0.0, qe_n=0)
+    fused = index.search(sketch, top_k=len(index), params=params, options=SearchOptions(mode="exhaustive"))
+    edges = index.sketch_query(sketch)
+    scorer = QueryScorer(encode_query(edges, index.layout), index.layout, mirror=True)
+    r = rank(scorer, index.codes, index.inv_norms, SearchOptions(mode="exhaustive"), top_k=len(index))
+    assert [h.row for h in fused] == r.rows.tolist()
+    assert [h.raw_score for h in fused] == pytest.approx(r.scores.tolist(), abs=1e-5)
+    alone = index.search(sketch, top_k=len(index), fusion=False, options=SearchOptions(mode="exhaustive"))
+    assert [h.row for h in alone] == r.rows.tolist()
+
+
+def test_search_json_through_the_cli(index, tmp_path, capsys):
+    from engine.cli import main
+
+    cv2.imwrite(str(tmp_path / "s.png"), sketch_of("house"))
+    for extra in ([], ["--no-mirror"], ["--mirror", "--expand", "0"], ["--no-fusion"]):
+        assert main(["search", "--db", str(index.path), "--sketch", str(tmp_path / "s.png"), "--json", "--top", "2",
+                     *extra]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(rows) == 2 and all(0 <= r["score"] <= 1 and "raw_score" in r for r in rows)
+        assert "house" in rows[0]["path"]
