@@ -346,23 +346,12 @@ def main(args) -> int:
     if "quality" in parts:
         from .quality import bench_quality
 
-        q = bench_quality(data=args.data, quick=args.quick)
-        results["quality"] = q
-        for title, rows in q.get("tables", {}).items():
-            out.append(table(title, rows))
-            print(out[-1], flush=True)
-        for note in q.get("skipped", []):
-            print(f"quality: skipped: {note}", flush=True)
+        _report("quality", bench_quality(data=args.data, quick=args.quick), results, out)
     if "fusion" in parts:
         from .fusion_bench import bench_fusion
 
         fu = bench_fusion(data=args.data, quick=args.quick, png=args.out.parent / "reliability.png")
-        results["fusion"] = fu
-        for title, rows in fu["tables"].items():
-            out.append(table(title, rows))
-            print(out[-1], flush=True)
-        for note in fu["skipped"]:
-            print(f"fusion: skipped: {note}", flush=True)
+        _report("fusion", fu, results, out)
         if "png" in fu:
             print(f"reliability curve written to {fu['png']} (ECE {fu['ece']:.4f})\n", flush=True)
     if "speed" in parts:
@@ -395,11 +384,7 @@ def main(args) -> int:
     if "rotation" in parts:
         from .rotation_bench import bench_rotation
 
-        rot = bench_rotation(data=args.data, quick=args.quick)
-        results["rotation"] = rot
-        for title, rows in rot["tables"].items():
-            out.append(table(title, rows))
-            print(out[-1], flush=True)
+        _report("rotation", bench_rotation(data=args.data, quick=args.quick), results, out)
     if "app" in parts:
         try:
             from app.bench import bench_app
@@ -414,17 +399,21 @@ def main(args) -> int:
     if "image" in parts:
         from .image_bench import bench_image
 
-        im = bench_image(data=args.data, quick=args.quick, device=args.device)
-        results["image"] = im
-        for title, rows in im["tables"].items():
-            out.append(table(title, rows))
-            print(out[-1], flush=True)
-        for note in im["skipped"]:
-            print(f"image: skipped: {note}", flush=True)
+        _report("image", bench_image(data=args.data, quick=args.quick, device=args.device), results, out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=float))
     print(f"results written to {args.out}")
     return 0
+
+
+def _report(part: str, res: dict, results: dict, out: list[str]) -> None:
+    """Keep a part's result, print its tables and the data sets it skipped (with why)."""
+    results[part] = res
+    for title, rows in res.get("tables", {}).items():
+        out.append(table(title, rows))
+        print(out[-1], flush=True)
+    for note in res.get("skipped", []):
+        print(f"{part}: skipped: {note}", flush=True)
 
 
 def _store_photos(data: Path | None) -> list[Path]:

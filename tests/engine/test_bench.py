@@ -20,15 +20,20 @@ def test_bench_kernels_and_speed(tmp_path, capsys):
     assert "Sketch query latency" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_bench_quality_quick_beats_baselines(tmp_path):
+def _bench_on_data(tmp_path, *parts: str) -> dict:
+    """``bench --quick`` of these parts, skipped where the evaluation data are absent; its JSON."""
     try:
         load_sketchy(data_root())
     except DatasetMissing as e:
         pytest.skip(str(e))
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--only", "quality", "--only", "edges", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    assert main(["bench", "--quick", *[a for p in parts for a in ("--only", p)], "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_bench_quality_quick_beats_baselines(tmp_path):
+    res = _bench_on_data(tmp_path, "quality", "edges")
     tables = res["quality"]["tables"]
     sketchy = {r["method"]: r for r in next(t for k, t in tables.items() if k.startswith("Sketchy"))}
     assert sketchy["AFM exhaustive"]["mAP"] > sketchy["HOG (sketch vs photo edge map)"]["mAP"]
@@ -47,13 +52,7 @@ def test_bench_quality_quick_beats_baselines(tmp_path):
 
 @pytest.mark.slow
 def test_bench_fusion_quick(tmp_path):
-    try:
-        load_sketchy(data_root())
-    except DatasetMissing as e:
-        pytest.skip(str(e))
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--only", "fusion", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())["fusion"]
+    res = _bench_on_data(tmp_path, "fusion")["fusion"]
     sketchy = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("Sketchy"))}
     assert sketchy["fused + QE"]["mAP"] > sketchy["AFM alone"]["mAP"]
     assert sketchy["fused + QE"]["mAP"] > sketchy["global sketch descriptor alone"]["mAP"]
