@@ -7,10 +7,11 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   feature maps at 224 px.  Photos' vectors are centred on the collection mean (learned with the image
   index); the similarity is the cosine of the centred vectors.
 * **Fusion.** Each signal is standardised over a fixed background sample of the collection (all of it
-  up to ``background`` photos): ``z = (s - mean_B) / std_B``.  Without expansion the score is
-  ``z_afm + w * z_global``; with expansion (the default) the top ``qe_n`` hits of ``z_afm + qe_w * z_global``
-  seed an alpha-weighted query expansion over the photos' image descriptors, and the score is
-  ``z(base) + qe_v * z(image cosine) + qe_afm * z_afm``.  The box always comes from the alignment (AFM).
+  up to ``background`` photos) with robust statistics: ``z = (s - median_B) / (1.4826 MAD_B)``.
+  Without expansion the score is ``z_afm + w * z_global``; with expansion (the default) the top
+  ``qe_n`` hits of ``z_afm + qe_w * z_global`` seed an alpha-weighted query expansion over the photos'
+  image descriptors, and the score is ``z(base) + qe_v * z(image cosine) + qe_afm * z_afm``.
+  The box always comes from the alignment (AFM).
 * **Calibration.** The final score's own z over the background maps to a probability-like score in [0, 1]
   by a logistic with a hinge, ``sigmoid(a + b z - c max(z - knot, 0))``, fitted on the fit half of
   Sketchy (``engine/fusion_fit.py``), so that a cut-off selects results of similar precision whatever the
@@ -38,6 +39,7 @@ __all__ = [
     "FusionParams",
     "background_rows",
     "calibrate",
+    "standardise",
     "drawing",
     "drawing_settings",
     "fuse",
@@ -146,8 +148,19 @@ def background_rows(n: int, size: int) -> np.ndarray:
     return np.sort(np.random.default_rng(n).choice(n, size, replace=False)).astype(np.int64)
 
 
-def _z(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    return (x - float(ref.mean())) / max(float(ref.std()), 1e-12)
+def standardise(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Robust z-scores of ``x`` against the sample ``ref``: ``(x - median) / (1.4826 MAD)`` (the standard
+    deviation where the MAD is 0).  Robust, so that the photos that do match -- a large share of a
+    collection full of one subject -- do not inflate the scale and deflate every score."""
+    ref = np.asarray(ref, np.float64)
+    med = float(np.median(ref))
+    scale = 1.4826 * float(np.median(np.abs(ref - med)))
+    if scale <= 1e-12:
+        scale = float(ref.std())
+    return (np.asarray(x, np.float64) - med) / max(scale, 1e-12)
+
+
+_z = standardise
 
 
 def calibrate(z: np.ndarray, calibration: tuple[float, float, float, float]) -> np.ndarray:

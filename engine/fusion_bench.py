@@ -34,6 +34,7 @@ from .fusion import (
     load_params,
     plot_reliability,
     reliability,
+    standardise,
 )
 from .imageio import load_image
 from .imagesearch import alpha_qe
@@ -54,11 +55,11 @@ class Signals:
     seconds_per_query: float
 
 
-def _index(folder: Path, db: Path):
+def _index(folders: list[Path], db: Path):
     from .indexer import index_folders
     from .store import SketchIndex
 
-    index_folders([folder], db, backbone="efficientnet-lite0")
+    index_folders(folders, db, backbone="efficientnet-lite0")
     return SketchIndex(db)
 
 
@@ -147,12 +148,13 @@ def _fit_calibration(z: np.ndarray, relevant: np.ndarray, knot: float = 5.0) -> 
 
 
 def _zscores(final: np.ndarray) -> np.ndarray:
-    return (final - final.mean(axis=1, keepdims=True)) / np.maximum(final.std(axis=1, keepdims=True), 1e-12)
+    """Each query's final scores standardised over the whole (small) collection, as the search does."""
+    return np.stack([standardise(f, f) for f in final])
 
 
 def _sketchy(root: Path, work: Path, sketch_indices=(1,)):
     data = [ds.load_sketchy(root / "sketchy", sketch_index=k) for k in sketch_indices]
-    index = _index(root / "sketchy" / "photo", work / "sketchy-index")
+    index = _index([root / "sketchy" / "photo"], work / "sketchy-index")
     return data, index
 
 
@@ -192,7 +194,7 @@ def fit(data: str | Path | None = None, *, out: Path = FUSION_FILE, sketch_indic
     even = np.arange(0, len(sysu.sig.afm), 2)
     floor = sysu_metrics(_fused(sysu.sig, params, "afm", True)[0], sysu, even)["IoU>=0.5"]
     best = (-1.0, {})
-    for n, qw, v, lam in itertools.product((10, 20), (0.5, 1.0, 2.5), (3.0, 4.0, 6.0), (0.0, 0.5, 1.0, 2.0)):
+    for n, qw, v, lam in itertools.product((10, 20), (0.5, 1.0, 2.5), (4.0, 6.0, 8.0), (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)):
         p = dataclasses.replace(params, qe_n=n, qe_v=v, qe_w=qw, qe_afm=lam)
         m = _metrics(_fused(sig, p, "fused+qe", True)[0], relevant)["mAP"]
         box = sysu_metrics(_fused(sysu.sig, p, "fused+qe", True)[0], sysu, even)["IoU>=0.5"]
@@ -293,7 +295,8 @@ def sysu_signals(root: Path, work: Path, *, per_class: int | None = None) -> Sys
     data = ds.load_sysu(root / "sysu-shapes")
     queries = ds.sysu_queries(data, per_class=per_class)
     relevant, exclude = ds.sysu_ground_truth(data, queries)
-    index = _index(root / "sysu-shapes", work / "sysu-index")
+    # the photos only (the data set's contours/ folder holds outline drawings, not photos)
+    index = _index(sorted({Path(p).parent for p in data.image_paths}), work / "sysu-index")
     edges = [sketch_edges(q.image) for q in queries]
     sig = collect(index, edges, data.image_paths)
     cols = _columns(index, data.image_paths)
