@@ -303,7 +303,7 @@ def search_index(index, edges: EdgeMap, scorer, options, *, top_k: int, params: 
     -------
     list of FusedHit, best first
     """
-    from .search import rank
+    from .search import _top, rank
 
     params = params or load_params()
     if expand is not None:
@@ -326,7 +326,7 @@ def search_index(index, edges: EdgeMap, scorer, options, *, top_k: int, params: 
     if images is not None:
         q_glob = images.describe_sketch(edges)
         glob_all = images.sketch_scores(q_glob)
-        cand.append(np.argsort(-np.nan_to_num(glob_all, nan=-2.0), kind="stable")[:s])
+        cand.append(_top(np.nan_to_num(glob_all, nan=-2.0), s))
     rows = np.unique(np.concatenate(cand)).astype(np.int64)
 
     def afm_of(rs: np.ndarray) -> np.ndarray:
