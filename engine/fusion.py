@@ -303,7 +303,7 @@ def search_index(index, edges: EdgeMap, scorer, options, *, top_k: int, params: 
     -------
     list of FusedHit, best first
     """
-    from .search import _top, rank
+    from .search import rank
 
     params = params or load_params()
     if expand is not None:
@@ -316,17 +316,18 @@ def search_index(index, edges: EdgeMap, scorer, options, *, top_k: int, params: 
         if not images.has_sketch:
             images = None
     s = options.shortlist_size(n)
+    # candidates the global descriptor and the expansion add: enough to fill the top k many times over
+    extra_k = min(s, max(4 * top_k, 200))
     # 1. the alignment's shortlist (exact 2-D scores)
     ranking = rank(scorer, codes, inv, options, top_k=s, n_align=0)
     known: dict[int, float] = dict(zip(ranking.rows[: ranking.n_exact].tolist(),
                                        ranking.scores[: ranking.n_exact].tolist(), strict=True))
     bg_rows = background_rows(n, params.background)
     cand = [bg_rows, ranking.rows[: ranking.n_exact]]
-    q_glob = glob_all = None
+    q_glob = None
     if images is not None:
         q_glob = images.describe_sketch(edges)
-        glob_all = images.sketch_scores(q_glob)
-        cand.append(_top(np.nan_to_num(glob_all, nan=-2.0), s))
+        cand.append(images.sketch_top(q_glob, extra_k))
     rows = np.unique(np.concatenate(cand)).astype(np.int64)
 
     def afm_of(rs: np.ndarray) -> np.ndarray:
@@ -342,20 +343,24 @@ def search_index(index, edges: EdgeMap, scorer, options, *, top_k: int, params: 
 
     afm = afm_of(rows)
     bg = np.searchsorted(rows, bg_rows)
-    glob = None if images is None else neutral(glob_all[rows].astype(np.float64), glob_all[bg_rows])
+    glob_bg = glob = None
+    if images is not None:
+        glob = images.sketch_scores(q_glob, rows).astype(np.float64)
+        glob_bg = glob[bg]
+        glob = neutral(glob, glob_bg)
 
     def image(seeds: np.ndarray):
         seed_vecs = images.vectors_of_rows(seeds)
         if len(seed_vecs) == 0:
             return rows, np.zeros(len(rows)), afm, glob
         q = alpha_qe(seed_vecs[0], seed_vecs, np.arange(len(seed_vecs)), alpha=params.qe_alpha)
-        found, _ = images.search_vector(q, s)
+        found, _ = images.search_vector(q, extra_k)
         extra = np.setdiff1d(found, rows)
         rows2 = np.concatenate([rows, extra])
         cos = images.image_scores(q, rows2).astype(np.float64)
         cos = neutral(cos, cos[bg])
-        return rows2, cos, np.concatenate([afm, afm_of(extra)]), \
-            np.concatenate([glob, neutral(glob_all[extra].astype(np.float64), glob_all[bg_rows])])
+        glob_extra = neutral(images.sketch_scores(q_glob, extra).astype(np.float64), glob_bg)
+        return rows2, cos, np.concatenate([afm, afm_of(extra)]), np.concatenate([glob, glob_extra])
 
     calibration = params.calibration if images is not None else params.calibration_afm
     fused = fuse(rows, afm, glob, bg, dataclasses.replace(params, calibration=calibration),

@@ -268,6 +268,21 @@ class ImageSearcher:
         v = raw - self.sketch_mean
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
+    def sketch_top(self, q: np.ndarray, k: int) -> np.ndarray:
+        """View rows of the ``k`` best global sketch cosines (candidates: one float16 matrix-vector product
+        over the collection; exact scores of the rows kept come from :meth:`sketch_scores`)."""
+        import warnings
+
+        import torch
+
+        with warnings.catch_warnings():  # read-only memory map: torch only reads it
+            warnings.simplefilter("ignore", UserWarning)
+            mat = torch.from_numpy(np.asarray(self.sketch_vectors))
+        scores = (mat @ torch.from_numpy(np.asarray(q, np.float16))).float().numpy()
+        top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        rows = self.rows[top]
+        return rows[rows >= 0]
+
     def sketch_scores(self, q: np.ndarray, rows=None) -> np.ndarray:
         """Global sketch cosines of view rows (all rows when None); NaN for rows without a descriptor."""
         rows = np.arange(len(self.index), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
