@@ -41,6 +41,7 @@ __all__ = [
     "calibrate",
     "standardise",
     "drawing",
+    "drawing_input",
     "drawing_settings",
     "fuse",
     "load_params",
@@ -139,6 +140,13 @@ def drawing(edges: EdgeMap, *, thickness: int = 2, border: float = 0.0, side: in
         ink = cv2.dilate(ink, np.ones((thickness, thickness), np.uint8))
     paper = np.repeat((1.0 - ink)[:, :, None], 3, axis=2)
     return network_input(paper, side)
+
+
+def drawing_input(edges: EdgeMap, *, query: bool) -> np.ndarray:
+    """The global descriptor's CNN input of a photo's edge map (``query=False``) or of a query sketch (with
+    the white border), drawn with the fitted settings."""
+    p = load_params()
+    return drawing(edges, thickness=p.thickness, border=p.border if query else 0.0, side=p.side)
 
 
 def background_rows(n: int, size: int) -> np.ndarray:

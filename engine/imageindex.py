@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cnn import GemDescriber, GemSettings
+from .cnn import GemDescriber, GemSettings, _l2n
 from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,6 @@ def _gather(db: Path, chunks: np.ndarray, slots: np.ndarray, name: str) -> np.nd
     return out
 
 
-def _l2n(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def needs_build(con: sqlite3.Connection) -> bool:
     """Whether photos were described or removed since the image index was last built (also by a run
     that was killed or cancelled before building it)."""
@@ -259,12 +255,11 @@ class ImageSearcher:
 
     def describe_sketch(self, edges) -> np.ndarray:
         """A query sketch's global descriptor in the index's space (centred on the collection, L2)."""
-        from .fusion import drawing, drawing_settings, load_params
+        from .fusion import drawing_input, drawing_settings
 
-        p = load_params()
         if self._drawer is None:
             self._drawer = GemDescriber(drawing_settings(self.settings.backbone), self.device)
-        raw = self._drawer.describe([drawing(edges, thickness=p.thickness, border=p.border, side=p.side)])[0]
+        raw = self._drawer.describe([drawing_input(edges, query=True)])[0]
         v = raw - self.sketch_mean
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
@@ -283,10 +278,9 @@ class ImageSearcher:
         rows = self.rows[top]
         return rows[rows >= 0]
 
-    def sketch_scores(self, q: np.ndarray, rows=None) -> np.ndarray:
-        """Global sketch cosines of view rows (all rows when None); NaN for rows without a descriptor."""
-        rows = np.arange(len(self.index), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
-        return self._cosines(self.sketch_vectors, q, rows)
+    def sketch_scores(self, q: np.ndarray, rows) -> np.ndarray:
+        """Global sketch cosines of view rows; NaN for rows without a descriptor."""
+        return self._cosines(self.sketch_vectors, q, np.asarray(rows, np.int64))
 
     def image_scores(self, q: np.ndarray, rows) -> np.ndarray:
         """Image cosines of view rows for a query vector in the index's space; NaN for rows without one."""
@@ -296,16 +290,12 @@ class ImageSearcher:
         v = self.row_to_vec[rows]
         out = np.full(len(rows), np.nan, np.float32)
         ok = np.flatnonzero(v >= 0)
-        if len(ok) == len(rows) and len(rows) == len(vectors) and np.array_equal(v, np.arange(len(v))):
-            sel = None  # every row, in order: no gather
-        else:
-            sel = v[ok]
-            order = np.argsort(sel, kind="stable")  # memory maps read fastest in order
-            sel, ok = sel[order], ok[order]
+        sel = v[ok]
+        order = np.argsort(sel, kind="stable")  # memory maps read fastest in order
+        sel, ok = sel[order], ok[order]
         q = np.asarray(q, np.float32)
         for s in range(0, len(ok), 65536):
-            part = vectors[s:s + 65536] if sel is None else vectors[sel[s:s + 65536]]
-            out[ok[s:s + 65536]] = np.asarray(part, np.float32) @ q
+            out[ok[s:s + 65536]] = np.asarray(vectors[sel[s:s + 65536]], np.float32) @ q
         return out
 
     def vectors_of_rows(self, rows) -> np.ndarray:

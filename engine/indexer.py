@@ -129,12 +129,11 @@ def describe_photo(path: Path, layout: FeatureLayout, *, hash: str | None = None
     return _describe(path, layout, hash, None)[0]
 
 
-def _drawing_input(edges) -> np.ndarray:
-    """The CNN input of the global sketch descriptor of a photo: its edge map drawn (engine.fusion)."""
-    from .fusion import drawing, load_params
+def _drawn(edges) -> np.ndarray:
+    """The global sketch descriptor's CNN input of a photo's edges (engine.fusion imports torch: lazily)."""
+    from .fusion import drawing_input
 
-    p = load_params()
-    return drawing(edges, thickness=p.thickness, border=0.0, side=p.side)
+    return drawing_input(edges, query=False)
 
 
 def _describe(path: Path, layout: FeatureLayout, hash: str | None, net_side: int | None,
@@ -154,7 +153,7 @@ def _describe(path: Path, layout: FeatureLayout, hash: str | None, net_side: int
         return Deferred(work=work, scale=scale, **base), (net, None) if net_side else None
     strength, theta = get_detector(settings.detector)(work)
     edges = edges_from_maps(strength, theta, scale=scale, min_strength=settings.min_strength)
-    return _record(base, edges, layout), (net, _drawing_input(edges)) if net_side else None
+    return _record(base, edges, layout), (net, _drawn(edges)) if net_side else None
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,7 @@ def _finish_deferred(items: list[Deferred], layout: FeatureLayout, detector,
         strength, theta = detector.from_probability(probs[i])
         d = items[i]
         edges = edges_from_maps(strength, theta, scale=d.scale, min_strength=min_strength)
-        return _record(dataclasses.asdict(d), edges, layout), (_drawing_input(edges) if drawings else None)
+        return _record(dataclasses.asdict(d), edges, layout), (_drawn(edges) if drawings else None)
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(finish, range(len(items))))
