@@ -1,7 +1,8 @@
 """The ``sketchsearch`` command line.
 
 ``index``, ``search`` (with ``--json``: one object per line with rank, path, score, box, scale,
-mirrored) and ``info`` are a contract that scripts rely on: extend them, never break them.
+mirrored) and ``info`` are a contract that scripts rely on: extend them, never break them.  ``--db`` is an
+index folder or the manifest (``.json``) of a sharded collection; ``--cluster`` runs it on Dask.
 """
 from __future__ import annotations
 
@@ -69,12 +70,28 @@ def cmd_index(args) -> int:
         bar.refresh()
 
     t0 = time.perf_counter()
+    cluster = None
     try:
-        summary = index_folders(args.folders, args.db, settings=settings, backbone=args.backbone,
-                                device=args.device, workers=args.workers, prune=args.prune, progress=progress,
-                                edges=args.edges)
+        from .shards import index_sharded, is_manifest
+
+        if args.cluster or args.shards or is_manifest(args.db):
+            runner = None
+            if args.cluster:
+                from .cluster import DaskRunner, connect
+
+                cluster = connect(args.cluster)
+                runner = DaskRunner(cluster)
+            summary = index_sharded(args.folders, args.db, runner=runner, n_shards=args.shards, settings=settings,
+                                    backbone=args.backbone, edges=args.edges, device=args.device,
+                                    workers=args.workers, prune=args.prune, progress=progress)
+        else:
+            summary = index_folders(args.folders, args.db, settings=settings, backbone=args.backbone,
+                                    device=args.device, workers=args.workers, prune=args.prune, progress=progress,
+                                    edges=args.edges)
     finally:
         bar.close()
+        if cluster is not None:
+            cluster.close()
     dt = time.perf_counter() - t0
     rate = summary.described / dt if dt > 0 else 0.0
     print(f"{summary.indexed} photos in {args.db}: {summary.described} described ({rate:.1f}/s), "
@@ -144,16 +161,58 @@ def read_sketch_list(path: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def cmd_search(args) -> int:
-    from .store import SketchIndex
+def _open(args):
+    """The collection of ``--db``: an index, a manifest opened here, or a manifest on ``--cluster``."""
+    from .shards import is_manifest, open_collection
 
-    index = SketchIndex(args.db)
+    if getattr(args, "cluster", None):
+        if not is_manifest(args.db):
+            raise SketchSearchError(f"{args.db}: --cluster searches a sharded collection (a manifest .json made by "
+                                    f"sketchsearch index --shards N or --cluster); search an index without it")
+        from .cluster import ClusterIndex, connect
+
+        cluster = connect(args.cluster)
+        try:
+            return ClusterIndex(args.db, cluster, timeout=args.timeout), cluster
+        except BaseException:
+            cluster.close()
+            raise
+    return open_collection(args.db), None
+
+
+def _warned(fn, *a, **kw):
+    """fn(...), printing its partial-result warnings (shards that did not answer) on stderr."""
+    import warnings
+
+    from .shardsearch import PartialResultWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PartialResultWarning)
+        out = fn(*a, **kw)
+    for w in caught:
+        if issubclass(w.category, PartialResultWarning):
+            print(f"sketchsearch: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+def cmd_search(args) -> int:
+    index, cluster = _open(args)
+    try:
+        return _search(args, index)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _search(args, index) -> int:
     if len(index) == 0:
         raise SketchSearchError(f"{args.db}: the index is empty; add photos with: "
                                 f"sketchsearch index FOLDER --db {args.db}")
     if args.sketch_list is None:
         t0 = time.perf_counter()
-        hits, angles = _query(index, args, sketch=args.sketch, image=args.image)
+        hits, angles = _warned(_query, index, args, sketch=args.sketch, image=args.image)
         _print_hits(args, hits, angles, time.perf_counter() - t0, len(index))
         return 0
     # many sketches, one process: the index is opened once; a query that fails is reported and skipped
@@ -162,7 +221,7 @@ def cmd_search(args) -> int:
     for entry, path in queries:
         t0 = time.perf_counter()
         try:
-            hits, angles = _query(index, args, sketch=path)
+            hits, angles = _warned(_query, index, args, sketch=path)
         except SketchSearchError as e:
             failed += 1
             if args.json:
@@ -180,9 +239,9 @@ def cmd_search(args) -> int:
 
 def cmd_duplicates(args) -> int:
     from .rotsearch import find_duplicates
-    from .store import SketchIndex
+    from .shards import open_collection
 
-    index = SketchIndex(args.db)
+    index = open_collection(args.db)
     groups = find_duplicates(index, threshold=args.threshold)
     paths = index.lookup(sorted({m[0] for g in groups for m in g}))
     path_of = dict(zip(sorted({m[0] for g in groups for m in g}), paths, strict=True))
@@ -202,9 +261,9 @@ def cmd_duplicates(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .store import SketchIndex
+    from .shards import open_collection
 
-    index = SketchIndex(args.db)
+    index = open_collection(args.db)
     info = index.info()
     info["skipped_files"] = [{"path": p, "reason": r} for p, r in index.skipped]
     if args.json:
@@ -225,6 +284,10 @@ def cmd_info(args) -> int:
     for name, size in sorted(info["bytes_on_disk"].items()):
         print(f"  {name:<16} {size / 1e6:9.2f} MB")
     print("settings   " + ", ".join(f"{k}={v}" for k, v in info["settings"].items()))
+    if "shards" in info:
+        print(f"shards     {len(info['shards'])} (by path hash), manifest {info['manifest']['id']}")
+        for sh in info["shards"]:
+            print(f"  {sh['images']:>9} photos  {sh['skipped']:>5} skipped  {sh['path']}")
     for item in info["skipped_files"]:
         print(f"  skipped {item['path']}: {item['reason']}")
     return 0
@@ -285,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true",
                    help="drop indexed photos under the folders whose files no longer exist (default: keep them, "
                         "e.g. for a drive that is not plugged in)")
+    p.add_argument("--shards", type=_positive, default=None, metavar="N",
+                   help="make --db a sharded collection of N shards (a manifest .json; shards beside it); default "
+                        "for a new manifest: the cluster's workers, else 2")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="index a sharded collection on a Dask cluster: a scheduler address (tcp://host:8786) or "
+                        "local:N (N worker processes here); needs the [cluster] extra")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
@@ -310,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "'rotation' (degrees counter-clockwise that turn the query onto the photo)")
     p.add_argument("--top", type=_positive, default=20, help="number of results (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per result and line")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="search a sharded collection on a Dask cluster (scheduler address or local:N); its "
+                        "workers keep the shards open between searches")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="--cluster: seconds to wait for the shards at each step; shards that do not answer are "
+                        "left out with a warning (default 60)")
     _add_search_options(p)
     p.set_defaults(func=cmd_search)
 

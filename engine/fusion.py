@@ -7,7 +7,8 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   feature maps at 224 px.  Photos' vectors are centred on the collection mean (learned with the image
   index); the similarity is the cosine of the centred vectors.
 * **Fusion.** Each signal is standardised over a fixed background sample of the collection (all of it
-  up to ``background`` photos) with robust statistics: ``z = (s - median_B) / (1.4826 MAD_B)``.
+  up to ``background`` photos; above, those first by content hash: ``SketchIndex.background_keys``) with
+  robust statistics: ``z = (s - median_B) / (1.4826 MAD_B)``.
   Without expansion the score is ``z_afm + w * z_global``; with expansion (the default) the top
   ``qe_n`` hits of ``z_afm + qe_w * z_global`` seed an alpha-weighted query expansion over the photos'
   image descriptors, and the score is ``z(base) + qe_v * z(image cosine) + qe_afm * z_afm``.
@@ -21,7 +22,6 @@ Every weight is in ``engine/data/fusion.json``, written by ``python -m engine.fu
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -32,12 +32,10 @@ import cv2
 import numpy as np
 
 from .edges import EdgeMap
-from .imagesearch import alpha_qe
 
 __all__ = [
     "FUSION_FILE",
     "FusionParams",
-    "background_rows",
     "calibrate",
     "standardise",
     "drawing",
@@ -147,13 +145,6 @@ def drawing_input(edges: EdgeMap, *, query: bool) -> np.ndarray:
     the white border), drawn with the fitted settings."""
     p = load_params()
     return drawing(edges, thickness=p.thickness, border=p.border if query else 0.0, side=p.side)
-
-
-def background_rows(n: int, size: int) -> np.ndarray:
-    """The fixed background sample of a collection of ``n`` rows (all rows when ``n <= size``), sorted."""
-    if n <= size:
-        return np.arange(n, dtype=np.int64)
-    return np.sort(np.random.default_rng(n).choice(n, size, replace=False)).astype(np.int64)
 
 
 def standardise(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -278,107 +269,3 @@ def plot_reliability(rows: list[tuple], path: str | Path, *, title: str = "") ->
         cv2.putText(img, title, (x0 + 10, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), img)
-
-
-# --------------------------------------------------------------------------------------------------
-# The fused search over an index
-
-
-@dataclass(frozen=True)
-class FusedHit:
-    row: int
-    alignment: object  # engine.search.Alignment (box, raw cosine)
-    score: float  # calibrated
-    final: float  # fused score (ranking)
-
-
-def search_index(index, edges: EdgeMap, scorer, options, *, top_k: int, params: FusionParams | None = None,
-                 expand: int | None = None, fusion: bool = True) -> list[FusedHit]:
-    """Fused sketch search of a SketchIndex (see the module docstring).
-
-    Parameters
-    ----------
-    index : engine.store.SketchIndex
-    edges : the query sketch's edge map
-    scorer : engine.search.QueryScorer of the query
-    options : engine.search.SearchOptions (shortlist of the alignment stage)
-    top_k : number of hits
-    params : FusionParams (default: the fitted ones)
-    expand : seeds of the query expansion (None: ``params.qe_n``; 0: none)
-    fusion : False: the alignment alone (still standardised and calibrated)
-
-    Returns
-    -------
-    list of FusedHit, best first
-    """
-    from .search import rank
-
-    params = params or load_params()
-    if expand is not None:
-        params = dataclasses.replace(params, qe_n=int(expand))
-    n = len(index)
-    codes, inv = index.codes, index.inv_norms
-    images = None
-    if fusion and index.image_settings and index.meta.get("image_index"):
-        images = index.images(options.device)
-        if not images.has_sketch:
-            images = None
-    s = options.shortlist_size(n)
-    # candidates the global descriptor and the expansion add: enough to fill the top k many times over
-    extra_k = min(s, max(4 * top_k, 200))
-    # 1. the alignment's shortlist (exact 2-D scores)
-    ranking = rank(scorer, codes, inv, options, top_k=s, n_align=0)
-    known: dict[int, float] = dict(zip(ranking.rows[: ranking.n_exact].tolist(),
-                                       ranking.scores[: ranking.n_exact].tolist(), strict=True))
-    bg_rows = background_rows(n, params.background)
-    cand = [bg_rows, ranking.rows[: ranking.n_exact]]
-    q_glob = None
-    if images is not None:
-        q_glob = images.describe_sketch(edges)
-        cand.append(images.sketch_top(q_glob, extra_k))
-    rows = np.unique(np.concatenate(cand)).astype(np.int64)
-
-    def afm_of(rs: np.ndarray) -> np.ndarray:
-        missing = np.array([r for r in rs.tolist() if r not in known], np.int64)
-        for i in range(0, len(missing), 4096):
-            part = missing[i:i + 4096]
-            known.update(zip(part.tolist(), scorer.score_2d(codes[part], inv[part]).tolist(), strict=True))
-        return np.array([known[r] for r in rs.tolist()], np.float64)
-
-    def neutral(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        """Rows without a descriptor (added since the image index was built) get the background mean."""
-        return np.where(np.isnan(x), np.nanmean(ref) if np.isfinite(ref).any() else 0.0, x)
-
-    afm = afm_of(rows)
-    bg = np.searchsorted(rows, bg_rows)
-    glob_bg = glob = None
-    if images is not None:
-        glob = images.sketch_scores(q_glob, rows).astype(np.float64)
-        glob_bg = glob[bg]
-        glob = neutral(glob, glob_bg)
-
-    def image(seeds: np.ndarray):
-        seed_vecs = images.vectors_of_rows(seeds)
-        if len(seed_vecs) == 0:
-            return rows, np.zeros(len(rows)), afm, glob
-        q = alpha_qe(seed_vecs[0], seed_vecs, np.arange(len(seed_vecs)), alpha=params.qe_alpha)
-        found, _ = images.search_vector(q, extra_k)
-        extra = np.setdiff1d(found, rows)
-        rows2 = np.concatenate([rows, extra])
-        cos = images.image_scores(q, rows2).astype(np.float64)
-        cos = neutral(cos, cos[bg])
-        glob_extra = neutral(images.sketch_scores(q_glob, extra).astype(np.float64), glob_bg)
-        return rows2, cos, np.concatenate([afm, afm_of(extra)]), np.concatenate([glob, glob_extra])
-
-    calibration = params.calibration if images is not None else params.calibration_afm
-    fused = fuse(rows, afm, glob, bg, dataclasses.replace(params, calibration=calibration),
-                 image=image if images is not None and params.qe_n > 0 else None)
-    order = np.argsort(-fused.final, kind="stable")[:top_k]
-    top = fused.rows[order]
-    srt = np.argsort(top)
-    aligned = scorer.align(codes[top[srt]], inv[top[srt]])
-    al = [None] * len(top)
-    for j, a in zip(srt.tolist(), aligned, strict=True):
-        al[j] = a
-    return [FusedHit(int(r), a, float(fused.score[i]), float(fused.final[i]))
-            for r, a, i in zip(top.tolist(), al, order.tolist(), strict=True)]

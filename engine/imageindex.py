@@ -19,6 +19,7 @@ import json
 import logging
 import sqlite3
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,41 @@ def _save(path: Path, a: np.ndarray) -> None:
     _save_array(path, a)
 
 
-def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None) -> dict:
+@dataclass(frozen=True)
+class Learned:
+    """What an image index learns on its collection: the whitening (None: plain L2) and the mean of the
+    global sketch descriptors.  The shards of a collection share one, learned on all of them
+    (``engine.shards``); ``id`` names it in each shard's image-index record."""
+
+    whitening: Whitening | None
+    sketch_mean: np.ndarray | None
+    id: str = ""
+
+
+def learn(raw: np.ndarray | None, sketch_sum: np.ndarray | None, n: int, *, id: str = "") -> Learned:
+    """Learn the whitening on raw GeM vectors (all of a collection's, or a random sample of up to 100,000
+    of them) and the sketch-descriptor mean from the sum over the ``n`` photos."""
+    white = None
+    if raw is not None and len(raw):
+        white = learn_whitening(raw, dim=WHITEN_DIM, min_images=MIN_WHITENING_IMAGES)
+    mean = None if sketch_sum is None or n == 0 else (np.asarray(sketch_sum, np.float64) / n).astype(np.float32)
+    return Learned(white, mean, id)
+
+
+def row_sum(a: np.ndarray, block: int = 65536) -> np.ndarray:
+    """Sum of the rows of ``a``, float64, in blocks (the same value however a collection is split)."""
+    out = np.zeros(a.shape[1], np.float64)
+    for i in range(0, len(a), block):
+        out += np.asarray(a[i:i + block], np.float64).sum(axis=0)
+    return out
+
+
+def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None,
+          learned: Learned | None = None) -> dict:
     """Learn the whitening on the index's raw image vectors and write a new image-index generation.
 
-    ``con`` is the writer's connection (the caller holds the lock).  Returns the meta record written.
+    ``con`` is the writer's connection (the caller holds the lock).  ``learned``: use these (a shard of a
+    collection) instead of learning them here.  Returns the meta record written.
     """
 
     ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
@@ -103,16 +135,19 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
         record.update(whitened=False, dim=0, note="no photos")
         vectors = np.zeros((0, 0), np.float16)
     else:
-        white = learn_whitening(raw, dim=WHITEN_DIM, min_images=MIN_WHITENING_IMAGES)
+        white = learned.whitening if learned is not None else learn_whitening(raw, dim=WHITEN_DIM,
+                                                                                min_images=MIN_WHITENING_IMAGES)
         if white is None:
             vectors = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
-            record.update(whitened=False, dim=raw.shape[1],
-                          note=f"no whitening: {n} photos < {MIN_WHITENING_IMAGES}; plain L2-normalised GeM")
+            few = (f"the collection has fewer than {MIN_WHITENING_IMAGES} photos" if learned is not None
+                   else f"{n} photos < {MIN_WHITENING_IMAGES}")
+            record.update(whitened=False, dim=raw.shape[1], note=f"no whitening: {few}; plain L2-normalised GeM")
         else:
             white.to_npz(files["whitening.npz"])
             vectors = np.concatenate([white.apply(raw[i:i + 65536]) for i in range(0, n, 65536)])
-            record.update(whitened=True, dim=white.dim_out, note=f"PCA-whitening learned on {min(n, 100_000)} "
-                                                                  f"photos, {white.dim_out}-D")
+            where = "the collection's shards" if learned is not None else f"{min(n, 100_000)} photos"
+            record.update(whitened=True, dim=white.dim_out, note=f"PCA-whitening learned on {where}, "
+                                                                  f"{white.dim_out}-D")
         if n >= ivf_threshold:
             VectorIndex(vectors, kind="ivfpq").save(files["faiss"])
             record["kind"] = "ivfpq"
@@ -120,12 +155,14 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
     del raw
     sketch = _gather(db, chunks, slots, "sketch")
     if sketch is not None:  # global sketch descriptors, centred on the collection's mean (engine.fusion)
-        mean = sketch.mean(axis=0)
+        mean = learned.sketch_mean if learned is not None else (row_sum(sketch) / n).astype(np.float32)
         _save(files["sketch_mean.npy"], mean.astype(np.float32))
         _save(files["sketch.npy"], np.concatenate([_l2n(sketch[i:i + 65536] - mean)
                                                    for i in range(0, n, 65536)]).astype(np.float16))
         record["sketch"] = True
     _save(files["ids.npy"], ids)
+    if learned is not None:
+        record["learned"] = learned.id
     previous = con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
     keep = {gen} | ({json.loads(previous[0])["gen"]} if previous else set())
     with con:
@@ -263,9 +300,10 @@ class ImageSearcher:
         v = raw - self.sketch_mean
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
-    def sketch_top(self, q: np.ndarray, k: int) -> np.ndarray:
+    def sketch_top(self, q: np.ndarray, k: int, *, with_scores: bool = False):
         """View rows of the ``k`` best global sketch cosines (candidates: one float16 matrix-vector product
-        over the collection; exact scores of the rows kept come from :meth:`sketch_scores`)."""
+        over the collection; exact scores of the rows kept come from :meth:`sketch_scores`); with
+        ``with_scores``, (rows, their float16 scores)."""
         import warnings
 
         import torch
@@ -276,7 +314,8 @@ class ImageSearcher:
         scores = (mat @ torch.from_numpy(np.asarray(q, np.float16))).float().numpy()
         top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if k < len(scores) else np.arange(len(scores))
         rows = self.rows[top]
-        return rows[rows >= 0]
+        ok = rows >= 0
+        return (rows[ok], scores[top][ok]) if with_scores else rows[ok]
 
     def sketch_scores(self, q: np.ndarray, rows) -> np.ndarray:
         """Global sketch cosines of view rows; NaN for rows without a descriptor."""
@@ -336,3 +375,33 @@ class ImageSearcher:
             if ok.sum() >= top_k or k >= n:
                 return rows[ok][:top_k], sc[ok][:top_k].astype(np.float32)
             k = min(n, 4 * k)
+
+
+def collection_part(db: Path, max_rows: int | None = None, *, seed: int = 0) \
+        -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """What one shard contributes to the collection's learned image parameters: its raw GeM vectors (all,
+    or a random ``max_rows`` of them), the float64 sum of its global sketch descriptors, and its count.
+    (None, None, 0) for an index without image descriptors or photos."""
+    from .store import _connect_ro, chunk_path
+
+    db = Path(db)
+    con = _connect_ro(db)
+    try:
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        rows = con.execute("SELECT chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
+    finally:
+        con.close()
+    if not meta.get("image_settings") or not rows:
+        return None, None, 0
+    chunks = np.array([r[0] for r in rows], np.int64)
+    slots = np.array([r[1] for r in rows], np.int64)
+    n = len(rows)
+    total = None
+    for c in np.unique(chunks):
+        a = np.load(chunk_path(db, int(c), "sketch"), mmap_mode="r")
+        part = row_sum(a[np.sort(slots[chunks == c])])
+        total = part if total is None else total + part
+    take = np.arange(n)
+    if max_rows is not None and max_rows < n:
+        take = np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    return _gather(db, chunks[take], slots[take], "gem"), total, n

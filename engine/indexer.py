@@ -308,7 +308,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                   settings: SketchSettings | None = None, backbone: str | None = "auto",
                   device: str | None = None, workers: int | None = None, prune: bool = False,
                   progress: Callable[[int, int], None] | None = None,
-                  cancelled: Callable[[], bool] | None = None, edges: str | None = None) -> IndexSummary:
+                  cancelled: Callable[[], bool] | None = None, edges: str | None = None,
+                  only: Callable[[str], bool] | None = None, image_index: bool = True) -> IndexSummary:
     """Add every image under ``folders`` to the index folder ``db`` (created if needed).
 
     Unchanged files (same path, size and mtime) keep their descriptors, as do files whose bytes are
@@ -332,6 +333,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         with ``Cancelled``
     edges : photo edge detector ("classical", "hed"); default: the existing index's (or ``settings``'),
         else "classical".  An index holds one kind of edges: another kind is refused (IndexFormatError)
+    only : keep the files (absolute paths) for which it returns True (a shard's part of the folders)
+    image_index : build the image index at the end (False: the caller builds it, ``engine.shards``)
 
     Raises
     ------
@@ -345,6 +348,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
     folders = list(folders)
     files, skipped = scan(folders)
+    if only is not None:
+        files = [f for f in files if only(str(f))]
     roots = [str(Path(f).expanduser().resolve()) for f in folders]
     settings, image_json = _settings_for(db, settings, backbone, edges)
     defer = _defer_edges(settings.detector, device)
@@ -434,7 +439,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                 if cancelled is not None and cancelled():
                     flush()
                     w.compact()
-                    _update_image_index(w, db, extractor)
+                    if image_index:
+                        _update_image_index(w, db, extractor)
                     raise Cancelled(f"indexing cancelled after {done} of {total} files; what was indexed is "
                                     f"kept and the next run continues from there")
             flush()
@@ -446,7 +452,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                 and not os.path.exists(p)]
         removed = w.remove(gone) if prune else 0
         w.compact()
-        _update_image_index(w, db, extractor)
+        if image_index:
+            _update_image_index(w, db, extractor)
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
     missing = 0 if prune else sum(known[p].status == "indexed" for p in gone)
     return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .afm import FeatureLayout, encode_query
+from .afm import FeatureLayout
 from .edges import EdgeMap, sketch_edges
 from .errors import IndexFormatError, IndexLocked, IndexNotFound, QueryError
 from .imageio import ImageError, load_image
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_chunk ON files (chunk, slot);
 CREATE INDEX IF NOT EXISTS files_hash ON files (size, hash);
+CREATE INDEX IF NOT EXISTS files_background ON files (COALESCE(hash, path), path) WHERE status = 'indexed';
 """
 
 _CHUNK_FILE = re.compile(r"^chunk-(\d+)\.(\w+)\.npy$")
@@ -727,6 +728,35 @@ class SketchIndex:
         except ValueError as e:
             raise QueryError(str(e)) from None
 
+    def background_keys(self, size: int) -> tuple[list[str], np.ndarray]:
+        """(keys, rows) of the ``size`` photos of this view first by background key, sorted.
+
+        The background sample of the fused score (``engine.fusion``) is the collection's ``size`` photos with
+        the smallest keys, the key being the content hash (a uniform random draw that depends on the photos
+        only -- not on their order, the compaction, or how the collection is split into shards), then the
+        path."""
+        con = _connect_ro(self.path)
+        try:
+            got = con.execute("SELECT id, COALESCE(hash, path), path FROM files WHERE status = 'indexed' "
+                              "ORDER BY COALESCE(hash, path), path LIMIT ?", (int(size) + 64,)).fetchall()
+        finally:
+            con.close()
+        order = np.argsort(self.ids, kind="stable")
+        keys, rows = [], []
+        for fid, key, path in got:
+            pos = int(np.searchsorted(self.ids, fid, sorter=order)) if len(order) else 0
+            if pos < len(order) and self.ids[order[pos]] == fid:  # else: added since this view was opened
+                keys.append(f"{key}\x00{path}")
+                rows.append(int(order[pos]))
+        return keys[:size], np.array(rows[:size], np.int64)
+
+    @cached_property
+    def shards(self):
+        """This index as the one shard of a collection (``engine.shardsearch``)."""
+        from .shardsearch import LocalShards, ShardSearcher
+
+        return LocalShards([ShardSearcher(self)])
+
     def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None,
                fusion: bool = True, params=None) -> list[Hit]:
         """Photos that contain the sketched shape, best first, each with its box.
@@ -751,38 +781,15 @@ class SketchIndex:
         -------
         list of Hit (at most ``top_k``, fewer when the index is smaller)
         """
-        from .fusion import load_params, search_index
-        from .search import QueryScorer, SearchOptions, pick_device  # torch: only where searches run
+        return search_collection(self, sketch, top_k=top_k, options=options, expand=expand, fusion=fusion,
+                                 params=params)
 
-        params = params or load_params()
-        options = options or SearchOptions(mirror=params.mirror)
-        edges = self.sketch_query(sketch)
-        scorer = QueryScorer(encode_query(edges, self.layout), self.layout, mirror=options.mirror,
-                             device=pick_device(options.device))
-        found = search_index(self, edges, scorer, options, top_k=top_k, params=params, expand=expand,
-                             fusion=fusion)
-        return self._hits([(f.row, f.alignment) for f in found], edges,
-                          scores=[f.score for f in found])
+    def _hits(self, found, edges: EdgeMap | None = None) -> list[Hit]:
+        """Hits of (row, score) pairs of an image query (box: the whole photo)."""
+        from .shardsearch import hits_of_rows
 
-    def _hits(self, found, edges: EdgeMap | None, scores=None) -> list[Hit]:
-        meta = self.lookup([r for r, _ in found])
-        hits = []
-        scores = scores if scores is not None else [None] * len(found)
-        for (row, al), m, calibrated in zip(found, meta, scores, strict=True):
-            if m is None:  # removed by a writer since this view was opened
-                continue
-            path, geometry = m
-            if edges is None:  # an image query: the whole photo
-                box, scale, mirrored = (0.0, 0.0, float(geometry[0]), float(geometry[1])), 1.0, False
-                score = float(al)
-            else:
-                box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
-                score, scale, mirrored = al.score, al.scale, al.mirrored
-            raw = None
-            if calibrated is not None:
-                score, raw = calibrated, float(al.score)
-            hits.append(Hit(len(hits) + 1, path, score, box, scale, mirrored, int(row), raw))
-        return hits
+        rows = np.array([r for r, _ in found], np.int64)
+        return hits_of_rows(self.shards, rows, np.array([s for _, s in found], np.float64))
 
     def images(self, device=None):
         """The image searcher of this view (loaded on first use; QueryError when the index has none)."""
@@ -799,12 +806,7 @@ class SketchIndex:
 
         ``qe``: alpha-weighted query expansion over that many neighbours (default DEFAULT_QE).
         """
-        from .imageindex import DEFAULT_QE
-
-        images = self.images(device)
-        q = images.describe(image)
-        rows, scores = images.search_vector(q, top_k, qe=DEFAULT_QE if qe is None else qe)
-        return self._hits(list(zip(rows.tolist(), scores.tolist(), strict=True)), None)
+        return search_collection_image(self, image, top_k=top_k, qe=qe, device=device)
 
     def info(self) -> dict:
         """Counts, settings and sizes on disk per part."""
@@ -836,3 +838,40 @@ class SketchIndex:
                 "descriptor_dim": self.settings.dim, "bytes_on_disk": parts,
                 "bytes_per_image": per_image, "rotation_bytes_per_image": POLAR_DIM * 2,
                 "image_bytes_per_image": image_bytes}
+
+
+def search_collection(collection, sketch, *, top_k: int = 20, options=None, expand: int | None = None,
+                      fusion: bool = True, params=None) -> list[Hit]:
+    """``search`` of an index or of a sharded collection (anything with ``sketch_query`` and ``shards``)."""
+    from .fusion import load_params
+    from .search import SearchOptions  # torch: only where searches run
+    from .shardsearch import sketch_search
+
+    params = params or load_params()
+    options = options or SearchOptions(mirror=params.mirror)
+    edges = collection.sketch_query(sketch)
+    return sketch_search(collection.shards, edges, options, top_k=top_k, params=params, expand=expand,
+                         fusion=fusion)
+
+
+def search_collection_image(collection, image, *, top_k: int = 20, qe: int | None = None, device=None) -> list[Hit]:
+    """``search_image`` of an index or of a sharded collection: the query image is read here, described by
+    one shard, and searched on all."""
+    from .cnn import GemSettings
+    from .imageindex import ALPHA, DEFAULT_QE
+    from .shardsearch import image_search
+
+    summary = next((s for s in collection.shards.summaries if s["n"]), collection.shards.summaries[0])
+    if not summary["image_settings"]:
+        raise QueryError(f"{collection.path}: this collection has no image descriptors; rebuild it with "
+                         f"--backbone efficientnet-lite0 to search by image")
+    if not collection.shards.images_ready and any(not s["image_index"] for s in collection.shards.summaries):
+        raise QueryError(f"{collection.path}: the image descriptors are not ready yet (an index run has not "
+                         f"finished); run: sketchsearch index FOLDER --db {collection.path}")
+    if isinstance(image, str | os.PathLike):
+        try:
+            image = load_image(image, max_side=GemSettings.from_json(summary["image_settings"]).max_side).pixels
+        except ImageError as e:
+            raise QueryError(str(e)) from None
+    return image_search(collection.shards, np.asarray(image, np.float32), top_k=top_k,
+                        qe=DEFAULT_QE if qe is None else qe, alpha=ALPHA, device=device)

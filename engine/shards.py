@@ -1,0 +1,519 @@
+"""A collection split into shards: each a normal index, listed by a small manifest (issue "scale out").
+
+A manifest is a JSON file (``--db photos.json``); its shards are index folders beside it
+(``photos.shard-000``, ...), or wherever its ``shards`` list says (paths relative to the manifest's
+folder, or absolute: on a cluster, a file system every worker sees)::
+
+    {"format": "sketchsearch-manifest", "version": 1, "id": "...", "partition": "path-hash",
+     "n_shards": 4, "settings": {...}, "image_settings": {...} | null,
+     "shards": ["photos.shard-000", ...], "learned": "<id>" | null}
+
+* **Partition.** A photo belongs to shard ``blake2b(absolute path) mod n_shards``: the same shard on
+  every run, so each shard is indexed incrementally, resumed and pruned exactly like a single index.
+  (A photo moved to another path may change shard: it is described again there, and the old entry stays
+  in its shard until ``--prune``.)
+* **Settings.** The manifest holds the collection's sketch and image settings; every shard records the
+  manifest's id and its place in it, and a shard built with other settings or for another manifest is
+  refused (``IndexFormatError`` naming it).
+* **Learned parameters.** What an index learns on its own photos for image search (the whitening of the
+  image descriptors) and for the fused sketch score (the mean of the global sketch descriptors) is
+  learned once on all the shards (``learned-<id>.npz`` beside the manifest) and every shard's image index
+  is built with it: the shards' vectors live in one space, and a sharded collection ranks as one index of
+  the same photos.  A shard whose image index was built with other parameters (an interrupted run) counts
+  as not ready: sketch search uses the alignment alone and image search asks for an index run, until
+  the next run relearns them.
+* **Searching** (``ShardedIndex``) opens the shards in this process (``engine.shardsearch``); on a cluster,
+  ``engine.cluster`` keeps them open in Dask actors.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexFormatError, IndexNotFound, SketchSearchError
+from .settings import FORMAT_VERSION, SketchSettings
+
+__all__ = ["LocalRunner", "Manifest", "ShardedIndex", "index_sharded", "is_manifest", "open_collection", "shard_of"]
+
+MANIFEST_FORMAT = "sketchsearch-manifest"
+MANIFEST_VERSION = 1
+SHARD_META = "shard"  # meta key of a shard: {"manifest": id, "index": i, "of": n}
+MAX_LEARN_SAMPLES = 100_000  # learn_whitening's own cap
+
+
+def shard_of(path: str, n: int) -> int:
+    """The shard of a file (absolute path) in a collection of ``n`` shards."""
+    h = hashlib.blake2b(os.fsencode(path), digest_size=8).digest()
+    return int.from_bytes(h, "little") % n
+
+
+def is_manifest(path: str | os.PathLike) -> bool:
+    """Whether ``--db`` names a manifest: a JSON file (existing, or to be made: a ``.json`` name)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return False
+    if p.is_file():
+        try:
+            with open(p, "rb") as f:
+                return f.read(1) == b"{"
+        except OSError:
+            return False
+    return p.suffix.lower() == ".json"
+
+
+@dataclass
+class Manifest:
+    """The list of a collection's shards and its settings (see the module docstring)."""
+
+    path: Path
+    id: str
+    n_shards: int
+    settings: SketchSettings
+    image_settings: str | None
+    shards: list[str]
+    learned: str | None = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Manifest:
+        p = Path(path).expanduser().absolute()
+        if not p.is_file():
+            raise IndexNotFound(f"{p}: no such manifest; make one with: sketchsearch index FOLDER --db {p} "
+                                f"--shards N (or --cluster ADDRESS)")
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+            if d.get("format") != MANIFEST_FORMAT:
+                raise ValueError("not a sketchsearch manifest")
+            if d.get("version") != MANIFEST_VERSION:
+                raise IndexFormatError(f"{p}: manifest version {d.get('version')}, this sketchsearch reads "
+                                       f"{MANIFEST_VERSION}")
+            return cls(p, d["id"], int(d["n_shards"]), SketchSettings.from_json(json.dumps(d["settings"])),
+                       json.dumps(d["image_settings"]) if d.get("image_settings") else None, list(d["shards"]),
+                       d.get("learned"))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise IndexFormatError(f"{p}: not a readable sketchsearch manifest ({e})") from None
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, n_shards: int, settings: SketchSettings,
+               image_settings: str | None) -> Manifest:
+        p = Path(path).expanduser().absolute()
+        if n_shards < 1:
+            raise SketchSearchError(f"a collection needs at least 1 shard, not {n_shards}")
+        stem = p.name[: -len(p.suffix)] if p.suffix else p.name
+        m = cls(p, uuid.uuid4().hex[:12], n_shards, settings, image_settings,
+                [f"{stem}.shard-{i:03d}" for i in range(n_shards)])
+        m.save()
+        return m
+
+    def save(self) -> None:
+        d = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "id": self.id, "partition": "path-hash",
+             "n_shards": self.n_shards, "settings": json.loads(self.settings.to_json()),
+             "image_settings": json.loads(self.image_settings) if self.image_settings else None,
+             "shards": self.shards, "learned": self.learned}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:6]}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(d, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def shard_path(self, i: int) -> Path:
+        p = Path(self.shards[i]).expanduser()
+        return p if p.is_absolute() else self.path.parent / p
+
+    def learned_path(self, lid: str | None = None) -> Path:
+        stem = self.path.name[: -len(self.path.suffix)] if self.path.suffix else self.path.name
+        return self.path.parent / f"{stem}.learned-{lid or self.learned}.npz"
+
+    def shard_record(self, i: int) -> str:
+        return json.dumps({"manifest": self.id, "index": i, "of": self.n_shards})
+
+    def check_shard(self, i: int, meta: dict[str, str]) -> None:
+        """Refuse a shard built with other settings or for another manifest (IndexFormatError)."""
+        db = self.shard_path(i)
+        if SketchSettings.from_json(meta["settings"]) != self.settings:
+            raise IndexFormatError(f"{db}: shard {i} of {self.path} was built with other sketch settings than the "
+                                   f"manifest's; rebuild it (delete the folder and run sketchsearch index FOLDER "
+                                   f"--db {self.path})")
+        if (meta.get("image_settings") or None) != self.image_settings:
+            raise IndexFormatError(f"{db}: shard {i} of {self.path} was built with other image settings than the "
+                                   f"manifest's; rebuild it (delete the folder and run sketchsearch index FOLDER "
+                                   f"--db {self.path})")
+        rec = meta.get(SHARD_META)
+        if rec is not None and json.loads(rec) != json.loads(self.shard_record(i)):
+            raise IndexFormatError(f"{db}: this index is shard {json.loads(rec)} of another collection, not shard "
+                                   f"{i} of {self.n_shards} of {self.path}")
+
+
+def _save_learned(path: Path, learned) -> None:
+    arrays = {}
+    if learned.whitening is not None:
+        arrays.update(mean=learned.whitening.mean, projection=learned.whitening.projection)
+    if learned.sketch_mean is not None:
+        arrays["sketch_mean"] = learned.sketch_mean
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Searching a manifest in this process
+
+
+class ShardedIndex:
+    """A sharded collection opened in this process: the SketchIndex API (``search``, ``search_image``,
+    ``lookup``, ``polar``, ``info``...) over all its shards, rows numbered shard after shard."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from .store import SketchIndex, _read_meta
+
+        self.manifest = Manifest.load(path)
+        self.path = self.manifest.path
+        self.settings = self.manifest.settings
+        self.image_settings = self.manifest.image_settings
+        self.indexes = []
+        for i in range(self.manifest.n_shards):
+            db = self.manifest.shard_path(i)
+            if not db.is_dir():
+                raise IndexNotFound(f"{db}: shard {i} of {self.path} is missing; run: sketchsearch index FOLDER "
+                                    f"--db {self.path}")
+            self.manifest.check_shard(i, _read_meta(db))
+            self.indexes.append(SketchIndex(db))
+        self.n_skipped = sum(ix.n_skipped for ix in self.indexes)
+        self.gem = None  # image descriptors stay in the shards (find_duplicates: polar pairs only)
+
+    def __len__(self) -> int:
+        return sum(len(ix) for ix in self.indexes)
+
+    @cached_property
+    def shards(self):
+        from .shardsearch import LocalShards, ShardSearcher
+
+        shards = LocalShards([ShardSearcher(ix) for ix in self.indexes], [str(ix.path) for ix in self.indexes])
+        mark_stale(shards.summaries, self.manifest)
+        return shards
+
+    @property
+    def meta(self) -> dict:
+        return {}
+
+    @cached_property
+    def layout(self):
+        from .afm import FeatureLayout
+
+        return FeatureLayout.from_settings(self.settings)
+
+    def sketch_query(self, sketch):
+        from .store import SketchIndex
+
+        return SketchIndex.sketch_query(self, sketch)
+
+    def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None, fusion: bool = True,
+               params=None):
+        """As ``SketchIndex.search``, over every shard."""
+        from .store import search_collection
+
+        return search_collection(self, sketch, top_k=top_k, options=options, expand=expand, fusion=fusion,
+                                 params=params)
+
+    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None):
+        """As ``SketchIndex.search_image``, over every shard."""
+        from .store import search_collection_image
+
+        return search_collection_image(self, image, top_k=top_k, qe=qe, device=device)
+
+    def _hits(self, found, edges=None):
+        from .shardsearch import hits_of_rows
+
+        return hits_of_rows(self.shards, np.array([r for r, _ in found], np.int64),
+                            np.array([s for _, s in found], np.float64))
+
+    def lookup(self, rows: Sequence[int]):
+        rows = np.asarray(list(rows), np.int64)
+        out: list = [None] * len(rows)
+        for i, local in self.shards.split(rows).items():
+            where = np.flatnonzero(np.searchsorted(self.shards.offsets, rows, side="right") - 1 == i)
+            for j, m in zip(where.tolist(), self.indexes[i].lookup(local.tolist()), strict=True):
+                out[j] = m
+        return out
+
+    @cached_property
+    def polar(self):
+        from .store import POLAR_DIM, RowBlocks
+
+        blocks = [ix.polar for ix in self.indexes if len(ix)]
+        return RowBlocks(blocks) if blocks else np.zeros((0, POLAR_DIM), np.float16)
+
+    @property
+    def paths(self) -> list[str]:
+        return [p for ix in self.indexes for p in ix.paths]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return sorted(s for ix in self.indexes for s in ix.skipped)
+
+    def images(self, device=None):
+        raise SketchSearchError(f"{self.path}: a sharded collection's image descriptors stay in its shards")
+
+    def info(self) -> dict:
+        infos = [ix.info() for ix in self.indexes]
+        parts: dict[str, int] = {}
+        for inf in infos:
+            for k, v in inf["bytes_on_disk"].items():
+                parts[k] = parts.get(k, 0) + v
+        with contextlib.suppress(OSError):
+            parts["manifest"] = self.path.stat().st_size + (self.manifest.learned_path().stat().st_size
+                                                            if self.manifest.learned else 0)
+        ready = [s["image_index"] for s in self.shards.summaries]
+        image_index = None
+        if self.image_settings and all(ready):
+            image_index = {"n": sum(r["n"] for r in ready), "note": f"{len(ready)} shards; " + ready[0]["note"]}
+        first = infos[0]
+        return {"path": str(self.path), "images": len(self), "skipped": self.n_skipped, "image_index": image_index,
+                "format_version": FORMAT_VERSION, "settings": first["settings"],
+                "image_settings": first["image_settings"], "descriptor_dim": self.settings.dim,
+                "bytes_on_disk": parts, "bytes_per_image": first["bytes_per_image"],
+                "rotation_bytes_per_image": first["rotation_bytes_per_image"],
+                "image_bytes_per_image": max(inf["image_bytes_per_image"] for inf in infos),
+                "manifest": {"id": self.manifest.id, "n_shards": self.manifest.n_shards, "partition": "path-hash",
+                             "learned": self.manifest.learned},
+                "shards": [{"path": inf["path"], "images": inf["images"], "skipped": inf["skipped"]} for inf in infos]}
+
+
+def mark_stale(summaries: list[dict], manifest: Manifest) -> None:
+    """Shards whose image index was not built with the manifest's learned parameters: not ready."""
+    for s in summaries:
+        rec = s.get("image_index")
+        if rec is not None and (manifest.learned is None or rec.get("learned") != manifest.learned):
+            s["image_index"] = None
+
+
+def open_collection(db: str | os.PathLike):
+    """An index folder (SketchIndex) or a manifest (ShardedIndex), opened for searching."""
+    from .store import SketchIndex
+
+    return ShardedIndex(db) if is_manifest(db) else SketchIndex(db)
+
+
+# --------------------------------------------------------------------------------------------------
+# Indexing a manifest
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything one shard's indexing needs (sent to a worker)."""
+
+    folders: tuple[str, ...]
+    db: str
+    index: int
+    n_shards: int
+    record: str  # the shard's SHARD_META value
+    settings: str
+    image_settings: str | None
+    device: str | None
+    workers: int | None
+    prune: bool
+
+
+def index_shard(job: ShardJob, report: Callable[[int, int], None] | None = None,
+                cancelled: Callable[[], bool] | None = None):
+    """Index one shard's part of the folders (run by a worker, or in this process)."""
+    from .indexer import index_folders
+    from .store import IndexWriter
+
+    settings = SketchSettings.from_json(job.settings)
+    with IndexWriter(job.db, settings, image_settings=job.image_settings, rebuild=False) as w:
+        if w.meta().get(SHARD_META) not in (None, job.record):
+            raise IndexFormatError(f"{job.db}: this index is shard {w.meta()[SHARD_META]} of another collection")
+        w.set_meta(SHARD_META, job.record)
+    backbone = json.loads(job.image_settings)["backbone"] if job.image_settings else "none"
+    i, n = job.index, job.n_shards
+    return index_folders(list(job.folders), job.db, settings=settings, backbone=backbone, device=job.device,
+                         workers=job.workers, prune=job.prune, progress=report, cancelled=cancelled,
+                         only=lambda p: shard_of(p, n) == i, image_index=False)
+
+
+def shard_count(db: str) -> tuple[int, bool]:
+    """(indexed photos, whether the image index must be rebuilt) of a shard."""
+    from .imageindex import needs_build
+    from .store import _connect_ro
+
+    con = _connect_ro(Path(db))
+    try:
+        n = con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
+        return n, needs_build(con)
+    finally:
+        con.close()
+
+
+def build_shard_image_index(db: str, learned_file: str, lid: str) -> dict:
+    """Build a shard's image index with the collection's learned parameters (run by a worker)."""
+    from .imageindex import build
+    from .store import IndexWriter
+
+    learned = _load_learned_file(Path(learned_file), lid)
+    with IndexWriter.existing(db) as w:
+        return build(w.con, Path(db), learned=learned)
+
+
+def _load_learned_file(path: Path, lid: str):
+    """The collection's learned image parameters (``engine.imageindex.Learned``) from their file."""
+    from .imageindex import Learned
+    from .imagesearch import Whitening
+
+    with np.load(path) as z:
+        white = Whitening(z["mean"], z["projection"]) if "projection" in z else None
+        mean = z["sketch_mean"] if "sketch_mean" in z else None
+    return Learned(white, mean, lid)
+
+
+class LocalRunner:
+    """Runs shard jobs one after the other in this process (each with its own worker processes)."""
+
+    def __init__(self, cancelled: Callable[[], bool] | None = None) -> None:
+        self.cancelled = cancelled
+
+    @property
+    def n_workers(self) -> int:
+        return 1
+
+    def run_shards(self, jobs: list[ShardJob], progress: Callable[[int, int], None] | None, total: int | None):
+        seen: dict[int, tuple[int, int]] = {}
+
+        def report_for(i: int):
+            def report(done: int, tot: int) -> None:
+                seen[i] = (done, tot)
+                if progress:
+                    progress(sum(d for d, _ in seen.values()), max(total or 0, sum(t for _, t in seen.values())))
+            return report
+
+        return [index_shard(job, report_for(job.index), self.cancelled) for job in jobs]
+
+    def map(self, fn: Callable, args: list[tuple]) -> list:
+        return [fn(*a) for a in args]
+
+
+def _resolve_settings(manifest: Path, settings: SketchSettings | None, backbone: str | None, edges: str | None,
+                      n_shards: int | None):
+    """The manifest of the run: the existing one (refusing other settings) or a new one."""
+    from .indexer import _settings_for
+
+    if manifest.exists():
+        m = Manifest.load(manifest)
+        want, image = _settings_for(manifest.parent / f".{manifest.name}.none", settings or m.settings, backbone
+                                    if backbone != "auto" else None, edges)
+        if backbone == "auto":
+            image = m.image_settings
+        if want != m.settings:
+            raise IndexFormatError(f"{manifest}: the collection was built with other sketch settings "
+                                   f"({m.settings.detector} edges); leave --preset/--edges out, or use another --db")
+        if (image or None) != m.image_settings:
+            theirs = json.loads(m.image_settings)["backbone"] if m.image_settings else "none"
+            raise IndexFormatError(f"{manifest}: the collection was built with --backbone {theirs}; leave "
+                                   f"--backbone out, or use another --db")
+        if n_shards is not None and n_shards != m.n_shards:
+            raise IndexFormatError(f"{manifest}: the collection has {m.n_shards} shards, not {n_shards}; leave "
+                                   f"--shards out (a collection keeps its number of shards)")
+        return m
+    if manifest.suffix.lower() != ".json":
+        raise SketchSearchError(f"{manifest}: a sharded collection's manifest is a .json file; name one, e.g. "
+                                f"--db {manifest}.json")
+    want, image = _settings_for(manifest.parent / f".{manifest.name}.none", settings, backbone, edges)
+    return Manifest.create(manifest, n_shards or 2, want, image)
+
+
+def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathLike, *, runner=None,
+                  n_shards: int | None = None, settings: SketchSettings | None = None, backbone: str | None = "auto",
+                  edges: str | None = None, device: str | None = None, workers: int | None = None,
+                  prune: bool = False, progress: Callable[[int, int], None] | None = None,
+                  cancelled: Callable[[], bool] | None = None):
+    """Index folders into a sharded collection (created if needed), shard by shard, then learn the image
+    parameters on all shards and build every shard's image index with them.
+
+    ``runner``: where the shards' jobs run -- ``LocalRunner`` (default: in this process, one after the
+    other) or ``engine.cluster.DaskRunner``.  The rest as ``engine.indexer.index_folders``; ``n_shards``
+    only for a new collection (default 2, or the cluster's workers).
+
+    Returns an ``IndexSummary`` of the whole collection.
+    """
+    from .errors import Cancelled
+    from .indexer import IndexSummary, scan
+
+    folders = [str(Path(f).expanduser().absolute()) for f in folders]
+    for f in folders:
+        if not Path(f).exists():
+            raise FileNotFoundError(f"{f}: no such folder")
+    runner = runner or LocalRunner(cancelled)
+    manifest = Path(manifest).expanduser().absolute()
+    m = _resolve_settings(manifest, settings, backbone, edges, n_shards or (runner.n_workers if runner.n_workers > 1
+                                                                            else None))
+    jobs = [ShardJob(tuple(folders), str(m.shard_path(i)), i, m.n_shards, m.shard_record(i), m.settings.to_json(),
+                     m.image_settings, device, workers, prune) for i in range(m.n_shards)]
+    total = len(scan(folders)[0]) if isinstance(runner, LocalRunner) and progress else None
+    try:
+        summaries = runner.run_shards(jobs, progress, total)
+    except Cancelled:
+        update_learned(m, runner)
+        raise
+    update_learned(m, runner)
+    seen_skip: set[tuple[str, str]] = set()
+    skipped = []
+    for s in summaries:
+        for item in s.skipped:
+            if item not in seen_skip:
+                seen_skip.add(item)
+                skipped.append(item)
+    return IndexSummary(sum(s.indexed for s in summaries), sum(s.described for s in summaries),
+                        sum(s.reused for s in summaries), tuple(skipped), sum(s.removed for s in summaries),
+                        sum(s.moved for s in summaries), sum(s.missing for s in summaries))
+
+
+def update_learned(m: Manifest, runner) -> bool:
+    """Relearn the collection's image parameters on all shards and rebuild every shard's image index with
+    them, when any shard changed since (or was built with other parameters).  Returns whether it did."""
+    from .imageindex import collection_part, learn
+    from .store import _read_meta
+
+    if not m.image_settings:
+        return False
+    counts = runner.map(shard_count, [(str(m.shard_path(i)),) for i in range(m.n_shards)])
+    stale = False
+    for i in range(m.n_shards):
+        rec = _read_meta(m.shard_path(i)).get("image_index")
+        stale |= counts[i][1] or not rec or json.loads(rec).get("learned") != m.learned or m.learned is None
+    if not stale:
+        return False
+    n = sum(c for c, _ in counts)
+    cap = [None if n <= MAX_LEARN_SAMPLES else math.ceil(MAX_LEARN_SAMPLES * c / n) for c, _ in counts]
+    parts = runner.map(collection_part, [(str(m.shard_path(i)), cap[i]) for i in range(m.n_shards)])
+    raws = [p[0] for p in parts if p[0] is not None]
+    sums = [p[1] for p in parts if p[1] is not None]
+    raw = np.concatenate(raws) if raws else None
+    if raw is not None and len(raw) > MAX_LEARN_SAMPLES:
+        raw = raw[np.sort(np.random.default_rng(0).choice(len(raw), MAX_LEARN_SAMPLES, replace=False))]
+    lid = uuid.uuid4().hex[:12]
+    learned = learn(raw, np.sum(sums, axis=0) if sums else None, sum(p[2] for p in parts), id=lid)
+    path = m.learned_path(lid)
+    _save_learned(path, learned)
+    runner.map(build_shard_image_index, [(str(m.shard_path(i)), str(path), lid) for i in range(m.n_shards)])
+    old = m.learned_path() if m.learned else None
+    m.learned = lid
+    m.save()
+    if old is not None:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return True
+
