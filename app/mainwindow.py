@@ -243,6 +243,7 @@ class MainWindow(QMainWindow):
         self.index_action = self._action("&Index a Photo Folder…", self.choose_folder, "Ctrl+O", "folder")
         f.addAction(self.index_action)
         f.addAction(self._action("Open an &Existing Index…", self.choose_index, "Ctrl+Shift+O"))
+        f.addAction(self._action("Open a S&harded Collection…", self.choose_manifest))
         f.addSeparator()
         f.addAction(self._action("Open a &Sketch…", self.choose_sketch, None, "sketch"))
         f.addAction(self._action("Search by &Image…", self.choose_image, "Ctrl+I", "image"))
@@ -273,10 +274,10 @@ class MainWindow(QMainWindow):
     # -- collection -------------------------------------------------------------------------------
     def open_index(self, db: str | os.PathLike, *, quiet: bool = False) -> bool:
         from engine.errors import SketchSearchError
-        from engine.store import SketchIndex
+        from engine.shards import open_collection
 
         try:
-            index = SketchIndex(db)
+            index = open_collection(db)  # an index folder, or a sharded collection's manifest
         except (SketchSearchError, OSError) as e:
             if not quiet:
                 self.error(str(e))
@@ -297,9 +298,16 @@ class MainWindow(QMainWindow):
         if folder and self.open_index(folder):
             self.search_now()
 
+    def choose_manifest(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a sharded collection (its manifest, made by sketchsearch "
+                                                    "index --shards N)", "", "Manifests (*.json)")
+        if path and self.open_index(path):
+            self.search_now()
+
     def index_folder(self, folder: str | os.PathLike, db: str | os.PathLike | None = None) -> None:
         """Index (or update the index of) a folder in the background; searches see photos as they come."""
         from engine.indexer import index_folders
+        from engine.shards import index_sharded, is_manifest
 
         if self._indexing is not None:
             self.error("An indexing run is already going; cancel it first")
@@ -310,7 +318,9 @@ class MainWindow(QMainWindow):
         self.settings.setValue("collection/folder", str(folder))
         self.db = db
         self.settings.setValue("collection/db", str(db))
-        task = Task(index_folders, [str(folder)], str(db), workers=self.index_workers).with_control()
+        # a sharded collection is indexed shard after shard here, its progress summed over the shards
+        task = Task(index_sharded if is_manifest(db) else index_folders, [str(folder)], str(db),
+                    workers=self.index_workers).with_control()
         self._indexing = task
         self._index_started = time.monotonic()
         self._last_refresh = time.monotonic()
@@ -347,7 +357,7 @@ class MainWindow(QMainWindow):
         for w in (self.progress, self.progress_label, self.cancel_button):
             w.setVisible(False)
         self.index_action.setEnabled(True)
-        if self.db is not None and (self.db / "catalog.sqlite3").exists():
+        if self.db is not None and ((self.db / "catalog.sqlite3").exists() or self.db.is_file()):
             self.open_index(self.db, quiet=state == "failed")
         self.statusBar().showMessage(message, 15000)
         self._update_status()

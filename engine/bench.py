@@ -280,8 +280,8 @@ print(json.dumps({"images": len(index), "imports_s": imports, "open_s": opened, 
 """
 
 
-def synthetic_index(db: Path, n: int, *, seed: int = 0) -> None:
-    """A sketch-only index of ``n`` synthetic photos (random codes; paths /photos/<i>.jpg do not exist)."""
+def synthetic_index(db: Path, n: int, *, seed: int = 0, prefix: str = "/photos/") -> None:
+    """A sketch-only index of ``n`` synthetic photos (random codes; paths <prefix><i>.jpg do not exist)."""
     from .store import IndexWriter
 
     settings = SketchSettings()
@@ -293,7 +293,7 @@ def synthetic_index(db: Path, n: int, *, seed: int = 0) -> None:
             codes = rng.integers(-127, 128, (m, settings.dim), dtype=np.int8)
             inv = rng.uniform(0.5, 1.5, (m, len(settings.scales), 3)).astype(np.float32) / 127
             geometry = np.tile([640, 480, 400, 300, 0.625], (m, 1))
-            w.add_arrays([f"/photos/{i:08d}.jpg" for i in range(s, s + m)], geometry,
+            w.add_arrays([f"{prefix}{i:08d}.jpg" for i in range(s, s + m)], geometry,
                          {"codes": codes, "inv_norms": inv})
         w.compact(full=True)
 
@@ -322,7 +322,8 @@ def bench_store_open(n: int) -> dict:
 
 def main(args) -> int:
     """Entry point of ``sketchsearch bench``."""
-    parts = set(args.only or ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation", "app"))
+    parts = set(args.only or ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation", "app",
+                              "cluster"))
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     out = []
     if "kernels" in parts:
@@ -396,6 +397,10 @@ def main(args) -> int:
             out.append(table("App responsiveness: stroke released -> results painted (target <= 0.5 s at 10k)",
                              [row]))
             print(out[-1], flush=True)
+    if "cluster" in parts:
+        from .cluster_bench import bench_cluster
+
+        _report("cluster", bench_cluster(data=args.data, quick=args.quick), results, out)
     if "image" in parts:
         from .image_bench import bench_image
 

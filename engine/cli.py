@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
     p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
     p.add_argument("--only", choices=("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation",
-                                        "app"), action="append",
+                                        "app", "cluster"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")

@@ -93,7 +93,7 @@ def connect(address: str, *, timeout: float = 30.0) -> Cluster:
                 raise ValueError
         except ValueError:
             raise SketchSearchError(f"--cluster {address}: expected local:N with N >= 1 workers") from None
-        local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                          silence_logs=logging.ERROR)
         return Cluster(distributed.Client(local), local)
     try:

@@ -407,7 +407,7 @@ class LocalRunner:
 
 
 def _resolve_settings(manifest: Path, settings: SketchSettings | None, backbone: str | None, edges: str | None,
-                      n_shards: int | None):
+                      n_shards: int | None, *, default_shards: int = 2):
     """The manifest of the run: the existing one (refusing other settings) or a new one."""
     from .indexer import _settings_for
 
@@ -432,7 +432,7 @@ def _resolve_settings(manifest: Path, settings: SketchSettings | None, backbone:
         raise SketchSearchError(f"{manifest}: a sharded collection's manifest is a .json file; name one, e.g. "
                                 f"--db {manifest}.json")
     want, image = _settings_for(manifest.parent / f".{manifest.name}.none", settings, backbone, edges)
-    return Manifest.create(manifest, n_shards or 2, want, image)
+    return Manifest.create(manifest, n_shards or default_shards, want, image)
 
 
 def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathLike, *, runner=None,
@@ -458,8 +458,8 @@ def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathL
             raise FileNotFoundError(f"{f}: no such folder")
     runner = runner or LocalRunner(cancelled)
     manifest = Path(manifest).expanduser().absolute()
-    m = _resolve_settings(manifest, settings, backbone, edges, n_shards or (runner.n_workers if runner.n_workers > 1
-                                                                            else None))
+    m = _resolve_settings(manifest, settings, backbone, edges, n_shards,
+                          default_shards=runner.n_workers if runner.n_workers > 1 else 2)
     jobs = [ShardJob(tuple(folders), str(m.shard_path(i)), i, m.n_shards, m.shard_record(i), m.settings.to_json(),
                      m.image_settings, device, workers, prune) for i in range(m.n_shards)]
     total = len(scan(folders)[0]) if isinstance(runner, LocalRunner) and progress else None

@@ -239,3 +239,27 @@ def test_the_dark_scheme_gives_a_dark_palette_and_the_canvas_stays_paper(qtbot, 
         assert app.palette().color(QPalette.ColorRole.Window).lightness() > 128
     finally:
         app.setPalette(before)
+
+
+def test_a_sharded_collection_indexes_opens_and_searches_like_an_index(qtbot, window, tmp_path):
+    from engine.shards import ShardedIndex
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("gen_house_1.jpg", "gen_cup_1.jpg", "lomiri_fig.jpg"):
+        shutil.copy(DEMO / "photos" / name, folder / name)
+    db = tmp_path / "collection.json"
+    progress = []
+    window.progress.valueChanged.connect(progress.append)
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000) as blocker:
+        window.index_folder(folder, db)  # a manifest: indexed shard after shard, progress summed
+    assert blocker.args == ["done"] and progress and max(progress) == 3
+    assert isinstance(window.index, ShardedIndex) and len(window.index) == 3
+    assert "3 photos" in window.collection_label.text()
+    window.canvas.clear()
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000) as found:
+        draw_house(window.canvas)
+    assert found.args[0] > 0 and "house" in Path(window.model.hits[0].path).name
+    window.results.setCurrentIndex(window.model.index(0))  # the detail panel and its polar plot
+    qtbot.waitUntil(lambda: window.detail.rotation.best_angle is not None, timeout=20_000)
+    assert window.open_index(db) and window.db == db

@@ -1,0 +1,176 @@
+"""A sharded collection on a local Dask cluster of 2 worker processes (started here): indexing and search give
+what one index of the same photos gives; a worker killed during indexing loses and duplicates nothing once
+the run is repeated; a worker killed (or frozen) during a search gives a warning and the other shards'
+results within the timeout."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+import warnings
+
+import cv2
+import pytest
+
+pytest.importorskip("distributed")
+
+from engine.cli import main  # noqa: E402
+from engine.cluster import ClusterIndex, DaskRunner, connect  # noqa: E402
+from engine.errors import SketchSearchError  # noqa: E402
+from engine.indexer import index_folders  # noqa: E402
+from engine.shards import Manifest, ShardedIndex, index_sharded, shard_of  # noqa: E402
+from engine.shardsearch import PartialResultWarning  # noqa: E402
+from engine.store import SketchIndex  # noqa: E402
+
+from .synth import sketch_of  # noqa: E402
+from .test_shards import make_photos, same_hits  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with connect("local:2") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cluster")
+    folder = make_photos(tmp / "photos", 40)
+    index_folders([folder], tmp / "single", workers=1)
+    return tmp, folder
+
+
+def worker_pids(cluster) -> list[int]:
+    return sorted(cluster.client.run(os.getpid).values())
+
+
+def catalog_paths(manifest) -> list[str]:
+    m = Manifest.load(manifest)
+    out = []
+    for i in range(m.n_shards):
+        con = sqlite3.connect(m.shard_path(i) / "catalog.sqlite3")
+        out += [r[0] for r in con.execute("SELECT path FROM files WHERE status = 'indexed'")]
+        con.close()
+    return out
+
+
+def test_cluster_indexing_and_search_match_one_index(cluster, photos):
+    tmp, folder = photos
+    seen = []
+    summary = index_sharded([folder], tmp / "c.json", runner=DaskRunner(cluster), n_shards=3,
+                            progress=lambda d, t: seen.append((d, t)))
+    assert summary.indexed == summary.described == 40
+    assert seen and seen[-1] == (40, 40)  # progress summed over the shards' workers
+    single = SketchIndex(tmp / "single")
+    ix = ClusterIndex(tmp / "c.json", cluster, timeout=60)
+    assert len(ix) == 40 and len(set(ix.worker_pids())) == 2  # the shards are spread over both workers
+    for shape in ("star", "ell"):
+        same_hits(ix.search(sketch_of(shape), top_k=10), single.search(sketch_of(shape), top_k=10))
+        same_hits(ix.search(sketch_of(shape), top_k=10), ShardedIndex(tmp / "c.json").search(sketch_of(shape),
+                                                                                                 top_k=10))
+    query = sorted(folder.iterdir())[3]
+    same_hits(ix.search_image(query, top_k=6), single.search_image(query, top_k=6))
+    # a second client finds the shards loaded (the actors are kept on the cluster)
+    again = ClusterIndex(tmp / "c.json", cluster, timeout=60)
+    assert again.worker_pids() == ix.worker_pids()
+
+
+def test_a_worker_killed_during_indexing_loses_and_duplicates_nothing_after_a_rerun(cluster, photos, tmp_path):
+    tmp, folder = photos
+    manifest = tmp_path / "k.json"
+    runner = DaskRunner(cluster)
+    state = {"killed": None}
+    victim = worker_pids(cluster)[0]
+
+    def progress(done: int, total: int) -> None:
+        if state["killed"] is None and 2 <= done < total:
+            os.kill(victim, signal.SIGKILL)
+            state["killed"] = (done, total)
+
+    outcome = {}
+
+    def run() -> None:
+        try:
+            outcome["summary"] = index_sharded([folder], manifest, runner=runner, n_shards=4, progress=progress)
+        except SketchSearchError as e:  # the task died more often than the scheduler retries: said, not hidden
+            outcome["error"] = str(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(300)
+    assert not t.is_alive()
+    assert state["killed"] is not None, "the run ended before a worker could be killed"
+    cluster.client.wait_for_workers(2, timeout=120)  # the nanny restarts it
+    rerun = index_sharded([folder], manifest, runner=runner)
+    assert rerun.indexed == 40 and not rerun.skipped
+    paths = catalog_paths(manifest)
+    assert len(paths) == len(set(paths)) == 40  # nothing lost, nothing twice
+    m = Manifest.load(manifest)
+    for i in range(4):  # each in its own shard, and every catalogued photo has its descriptor
+        ix = SketchIndex(m.shard_path(i))
+        assert all(shard_of(p, 4) == i for p in ix.paths) and len(ix) == len(ix.paths)
+    same_hits(ShardedIndex(manifest).search(sketch_of("star"), top_k=10),
+              SketchIndex(tmp / "single").search(sketch_of("star"), top_k=10))
+
+
+def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_results(cluster, photos):
+    tmp, _ = photos
+    cluster.client.wait_for_workers(2, timeout=120)
+    ix = ClusterIndex(tmp / "c.json", cluster, timeout=20)
+    assert len(ix.search(sketch_of("star"), top_k=5)) == 5
+    victim = ix.worker_pids()[0]
+    dead = {i for i, pid in enumerate(ix.worker_pids()) if pid == victim}
+    os.kill(victim, signal.SIGKILL)
+    t0 = time.monotonic()
+    with pytest.warns(PartialResultWarning, match=f"{len(dead)} of 3 shards did not answer"):
+        hits = ix.search(sketch_of("star"), top_k=5)
+    assert time.monotonic() - t0 < 20
+    assert hits and all(shard_of(h.path, 3) not in dead for h in hits)
+    with pytest.warns(PartialResultWarning):
+        assert ix.search_image(hits[0].path, top_k=3)
+    # the next client reloads the lost shards on the workers there are
+    cluster.client.wait_for_workers(2, timeout=120)
+    fresh = ClusterIndex(tmp / "c.json", cluster, timeout=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PartialResultWarning)
+        same_hits(fresh.search(sketch_of("star"), top_k=5), SketchIndex(tmp / "single").search(sketch_of("star"),
+                                                                                                top_k=5))
+
+
+def test_a_frozen_worker_does_not_hang_the_search(cluster, photos):
+    tmp, _ = photos
+    cluster.client.wait_for_workers(2, timeout=120)
+    ix = ClusterIndex(tmp / "c.json", cluster, timeout=3)
+    victim = ix.worker_pids()[-1]
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.warns(PartialResultWarning, match="no answer within 3 s"):
+            hits = ix.search(sketch_of("ell"), top_k=5)
+        assert time.monotonic() - t0 < 3 * 2 + 5  # at most the timeout per step the shard was still asked
+        frozen = {i for i, pid in enumerate(ix.worker_pids()) if pid == victim}
+        assert all(shard_of(h.path, 3) not in frozen for h in hits)
+    finally:
+        os.kill(victim, signal.SIGCONT)
+
+
+def test_cli_index_and_search_on_a_local_cluster(photos, tmp_path, capsys):
+    _, folder = photos
+    cv2.imwrite(str(tmp_path / "s.png"), sketch_of("star"))
+    db = str(tmp_path / "cli.json")
+    assert main(["index", str(folder), "--db", db, "--cluster", "local:2", "--backbone", "none", "-q"]) == 0
+    assert "40 photos in" in capsys.readouterr().err
+    assert Manifest.load(db).n_shards == 2  # one per worker
+    assert main(["search", "--db", db, "--cluster", "local:2", "--sketch", str(tmp_path / "s.png"), "--json",
+                 "--top", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4 and {"rank", "path", "score", "box", "scale", "mirrored", "raw_score"} <= set(rows[0])
+    assert main(["search", "--db", db, "--sketch", str(tmp_path / "s.png"), "--json", "--top", "4"]) == 0
+    assert [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()] == [r["path"] for r in rows]
+    assert main(["search", "--db", str(tmp_path), "--cluster", "local:1", "--sketch", str(tmp_path / "s.png")]) == 2
+    assert "--cluster searches a sharded collection" in capsys.readouterr().err

@@ -1,0 +1,197 @@
+"""Sharded collections opened in this process: a manifest of path-hash shards ranks exactly as one index of
+the same photos (sketch and image queries, fused, expanded, plain); shards with other settings or of
+another collection are refused; incremental runs; the CLI on a manifest."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.errors import IndexFormatError, IndexNotFound
+from engine.indexer import index_folders
+from engine.search import SearchOptions
+from engine.settings import SketchSettings
+from engine.shards import Manifest, ShardedIndex, index_sharded, is_manifest, open_collection, shard_of
+from engine.store import IndexWriter, SketchIndex
+
+from .synth import photo_with_shape, sketch_of
+
+SHAPES = ["house", "star", "ell", "arrow"]
+
+
+def make_photos(root, n: int, start: int = 0):
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        shape = SHAPES[i % 4]
+        x0, y0 = 20 + (i * 37) % 200, 20 + (i * 53) % 120
+        box = (x0, y0, x0 + 260 + (i % 3) * 40, y0 + 240 + (i % 2) * 50)
+        cv2.imwrite(str(root / f"{i:02d}-{shape}.jpg"), photo_with_shape(shape, box, seed=i)[..., ::-1])
+    return root
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """24 photos as one index and as a manifest of 3 shards."""
+    tmp = tmp_path_factory.mktemp("shards")
+    photos = make_photos(tmp / "photos", 24)
+    index_folders([photos], tmp / "single", workers=1)
+    summary = index_sharded([photos], tmp / "photos.json", n_shards=3, workers=1)
+    return tmp, photos, summary
+
+
+def same_hits(a, b, *, rtol=1e-4):
+    """Same photos in the same order with the same boxes; scores equal up to float32 rounding (a shard's
+    scores come from products over other blocks of rows)."""
+    assert [h.path for h in a] == [h.path for h in b]
+    assert [h.box for h in a] == [h.box for h in b]
+    assert [(h.scale, h.mirrored) for h in a] == [(h.scale, h.mirrored) for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=rtol, atol=1e-9)
+    raw = [h.raw_score for h in a]
+    if raw[:1] != [None]:
+        np.testing.assert_allclose(raw, [h.raw_score for h in b], rtol=rtol)
+
+
+def test_every_photo_is_in_exactly_the_shard_of_its_path(collection):
+    tmp, photos, summary = collection
+    sharded = ShardedIndex(tmp / "photos.json")
+    assert summary.indexed == summary.described == 24 and len(sharded) == 24
+    seen = []
+    for i, ix in enumerate(sharded.indexes):
+        assert all(shard_of(p, 3) == i for p in ix.paths)
+        seen += ix.paths
+    assert sorted(seen) == sorted(SketchIndex(tmp / "single").paths)
+    assert all(len(ix) for ix in sharded.indexes)  # 24 photos spread over 3 shards
+
+
+@pytest.mark.parametrize("kind", ["fused", "expansion-off", "alignment-only", "exhaustive"])
+def test_sharded_sketch_search_ranks_as_one_index(collection, kind):
+    tmp, _, _ = collection
+    single, sharded = SketchIndex(tmp / "single"), ShardedIndex(tmp / "photos.json")
+    kw = {"fused": {}, "expansion-off": {"expand": 0}, "alignment-only": {"fusion": False},
+          "exhaustive": {"options": SearchOptions(mode="exhaustive")}}[kind]
+    for shape in ("house", "star", "ell"):
+        a = sharded.search(sketch_of(shape), top_k=10, **kw)
+        b = single.search(sketch_of(shape), top_k=10, **kw)
+        assert len(a) == 10
+        same_hits(a, b)
+        if shape != "house":  # and it finds the shape (the small synthetic houses look like much else)
+            assert any(shape in h.path for h in a[:2])
+    # the collection rows of the hits address the same photos
+    assert [sharded.lookup([h.row])[0][0] for h in a] == [h.path for h in a]
+
+
+def test_sharded_image_search_ranks_as_one_index(collection):
+    tmp, photos, _ = collection
+    single, sharded = SketchIndex(tmp / "single"), ShardedIndex(tmp / "photos.json")
+    query = sorted(photos.iterdir())[5]
+    for qe in (0, 5):
+        a, b = sharded.search_image(query, top_k=8, qe=qe), single.search_image(query, top_k=8, qe=qe)
+        same_hits(a, b)
+        assert a[0].path == str(query)
+
+
+def test_the_shards_share_one_learned_image_space(collection):
+    tmp, _, _ = collection
+    m = Manifest.load(tmp / "photos.json")
+    assert m.learned and m.learned_path().is_file()
+    single = SketchIndex(tmp / "single").images()
+    means = []
+    for i in range(3):
+        rec = json.loads(SketchIndex(m.shard_path(i)).meta["image_index"])
+        assert rec["learned"] == m.learned
+        means.append(SketchIndex(m.shard_path(i)).images().sketch_mean)
+    for mean in means:  # the collection's mean, not the shard's own
+        np.testing.assert_allclose(mean, single.sketch_mean, rtol=1e-5, atol=1e-6)
+
+
+def test_background_sample_depends_on_the_photos_not_their_order(collection):
+    tmp, _, _ = collection
+    single = SketchIndex(tmp / "single")
+    keys, rows = single.background_keys(10)
+    assert keys == sorted(keys) and len(set(rows.tolist())) == 10
+    # the sharded collection's background is the same photos
+    sharded = ShardedIndex(tmp / "photos.json")
+    bg = sharded.shards.background(10)
+    paths = sorted(sharded.indexes[i].paths[r] for i, rs in bg.items() for r in rs.tolist())
+    assert paths == sorted(single.paths[r] for r in rows.tolist())
+
+
+def test_a_second_run_reuses_every_shard_and_a_new_photo_lands_in_one(collection, tmp_path):
+    tmp, photos, _ = collection
+    shutil.copytree(photos, tmp_path / "photos")
+    index_sharded([tmp_path / "photos"], tmp_path / "c.json", n_shards=2, workers=1, backbone="none")
+    again = index_sharded([tmp_path / "photos"], tmp_path / "c.json", workers=1)
+    assert again.described == 0 and again.reused == 24
+    make_photos(tmp_path / "photos", 1, start=24)
+    more = index_sharded([tmp_path / "photos"], tmp_path / "c.json", workers=1)
+    assert more.described == 1 and more.indexed == 25
+    assert len(ShardedIndex(tmp_path / "c.json")) == 25
+
+
+def test_shards_with_other_settings_are_refused(collection, tmp_path):
+    tmp, photos, _ = collection
+    m = index_sharded([photos], tmp_path / "c.json", n_shards=2, workers=1, backbone="none")
+    assert m.indexed == 24
+    manifest = Manifest.load(tmp_path / "c.json")
+    # a run asking for other settings
+    with pytest.raises(IndexFormatError, match="other sketch settings"):
+        index_sharded([photos], tmp_path / "c.json", settings=SketchSettings.preset("quality"), workers=1)
+    with pytest.raises(IndexFormatError, match="--backbone none"):
+        index_sharded([photos], tmp_path / "c.json", backbone="efficientnet-lite0", workers=1)
+    with pytest.raises(IndexFormatError, match="2 shards, not 3"):
+        index_sharded([photos], tmp_path / "c.json", n_shards=3, workers=1)
+    # a shard folder replaced by an index built with other settings
+    shard = manifest.shard_path(1)
+    shutil.rmtree(shard)
+    with IndexWriter(shard, SketchSettings.preset("quality")):
+        pass
+    with pytest.raises(IndexFormatError, match=f"{shard}.*shard 1 .*other sketch settings"):
+        ShardedIndex(tmp_path / "c.json")
+    # ... or by a shard of another collection
+    shutil.rmtree(shard)
+    shutil.copytree(Manifest.load(tmp / "photos.json").shard_path(0), shard)
+    with pytest.raises(IndexFormatError, match="image settings|another collection"):
+        ShardedIndex(tmp_path / "c.json")
+    shutil.rmtree(shard)
+    with pytest.raises(IndexNotFound, match="shard 1 .* is missing"):
+        ShardedIndex(tmp_path / "c.json")
+
+
+def test_manifest_names_and_errors(tmp_path):
+    assert is_manifest(tmp_path / "new.json") and not is_manifest(tmp_path)
+    with pytest.raises(IndexNotFound, match="no such manifest"):
+        ShardedIndex(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(IndexFormatError, match="not a readable sketchsearch manifest"):
+        open_collection(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        index_sharded([tmp_path / "nowhere"], tmp_path / "c.json")
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_cli_on_a_manifest_prints_what_one_index_prints(collection, tmp_path, capsys):
+    tmp, photos, _ = collection
+    cv2.imwrite(str(tmp_path / "s.png"), sketch_of("star"))
+    out = {}
+    for db in ("single", "photos.json"):
+        assert main(["search", "--db", str(tmp / db), "--sketch", str(tmp_path / "s.png"), "--json", "--top", "5"]) == 0
+        out[db] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in out["single"]] == [r["path"] for r in out["photos.json"]]
+    assert [r["box"] for r in out["single"]] == [r["box"] for r in out["photos.json"]]
+    assert set(out["single"][0]) == set(out["photos.json"][0])
+    assert main(["info", "--db", str(tmp / "photos.json"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["images"] == 24 and len(info["shards"]) == 3 and info["manifest"]["n_shards"] == 3
+    assert info["image_index"]["n"] == 24
+    # a new manifest through the CLI, then searched
+    assert main(["index", str(photos), "--db", str(tmp_path / "cli.json"), "--shards", "2", "--backbone", "none",
+                 "--workers", "1", "-q"]) == 0
+    assert "24 photos in" in capsys.readouterr().err
+    assert main(["search", "--db", str(tmp_path / "cli.json"), "--sketch", str(tmp_path / "s.png"), "--top", "3"]) == 0
+    assert "3 of 24 photos" in capsys.readouterr().out
+    assert main(["index", str(photos), "--db", str(tmp_path / "folder"), "--shards", "2"]) == 2
+    assert "is a .json file" in capsys.readouterr().err
