@@ -324,7 +324,16 @@ def _neutral(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-np.asarray(scores), kind="stable")[:k]
+    """Positions of the ``k`` best scores, best first, ties in position order (as a stable full sort gives;
+    without sorting every candidate of a large collection)."""
+    scores = np.asarray(scores)
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    if k < len(scores) // 4:
+        kth = np.partition(-scores, k - 1)[k - 1]
+        head = np.flatnonzero(-scores <= kth)  # the k best and any ties with the k-th, in position order
+        return head[np.argsort(-scores[head], kind="stable")][:k]
+    return np.argsort(-scores, kind="stable")[:k]
 
 
 def _warn(shards: Shards) -> None:

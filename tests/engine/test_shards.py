@@ -195,3 +195,32 @@ def test_cli_on_a_manifest_prints_what_one_index_prints(collection, tmp_path, ca
     assert "3 of 24 photos" in capsys.readouterr().out
     assert main(["index", str(photos), "--db", str(tmp_path / "folder"), "--shards", "2"]) == 2
     assert "is a .json file" in capsys.readouterr().err
+    # the other commands take a manifest too
+    query = sorted(photos.iterdir())[2]
+    assert main(["search", "--db", str(tmp / "photos.json"), "--image", str(query), "--rotation", "any", "--json",
+                 "--top", "2"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first["path"] == str(query) and "rotation" in first
+    assert main(["duplicates", "--db", str(tmp / "photos.json")]) == 0
+    assert "groups of near-duplicates among 24 photos" in capsys.readouterr().out
+
+
+def test_bad_files_are_skipped_and_listed_once(tmp_path):
+    photos = make_photos(tmp_path / "photos", 4)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (photos / "empty.png").write_bytes(b"")
+    s = index_sharded([photos], tmp_path / "c.json", n_shards=3, workers=1, backbone="none")
+    assert s.indexed == 4 and sorted(p.rsplit("/", 1)[1] for p, _ in s.skipped) == ["broken.jpg", "empty.png"]
+    sharded = ShardedIndex(tmp_path / "c.json")
+    assert sharded.n_skipped == 2 and all(reason for _, reason in sharded.skipped)
+    again = index_sharded([photos], tmp_path / "c.json", workers=1)
+    assert again.described == 0 and len(again.skipped) == 2
+
+
+def test_the_clients_top_k_is_the_stable_sorts():
+    from engine.shardsearch import _top
+
+    rng = np.random.default_rng(1)
+    for n, k in [(10, 3), (1000, 20), (1000, 999), (5000, 7), (5, 0)]:
+        for scores in (rng.random(n), rng.integers(0, 5, n).astype(float)):  # ties too
+            assert _top(scores, k).tolist() == np.argsort(-scores, kind="stable")[:k].tolist()
