@@ -30,10 +30,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from .errors import SketchSearchError
-from .shards import Manifest, ShardJob, index_shard, mark_stale
+from .shards import Collection, Manifest, ShardJob, index_shard, mark_stale
 from .shardsearch import Shards
 
 __all__ = ["Cluster", "ClusterIndex", "DaskRunner", "ShardActor", "connect"]
@@ -272,7 +270,7 @@ class ActorShards(Shards):
         return got, failed
 
 
-class ClusterIndex:
+class ClusterIndex(Collection):
     """A sharded collection searched on a Dask cluster (the search API of ``ShardedIndex``)."""
 
     def __init__(self, manifest: str | os.PathLike, cluster: Cluster, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -305,32 +303,6 @@ class ClusterIndex:
         mark_stale(summaries, self.manifest)
         self.shards = ActorShards(actors, summaries, [s["path"] for s in summaries], timeout)
         self.n_skipped = sum(s["n_skipped"] for s in summaries)
-
-    def __len__(self) -> int:
-        return self.shards.n
-
-    def sketch_query(self, sketch):
-        from .store import SketchIndex
-
-        return SketchIndex.sketch_query(self, sketch)
-
-    def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None, fusion: bool = True,
-               params=None):
-        from .store import search_collection
-
-        return search_collection(self, sketch, top_k=top_k, options=options, expand=expand, fusion=fusion,
-                                 params=params)
-
-    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None):
-        from .store import search_collection_image
-
-        return search_collection_image(self, image, top_k=top_k, qe=qe, device=device)
-
-    def _hits(self, found, edges=None):
-        from .shardsearch import hits_of_rows
-
-        return hits_of_rows(self.shards, np.array([r for r, _ in found], np.int64),
-                            np.array([s for _, s in found], np.float64))
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
