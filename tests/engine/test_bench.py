@@ -119,3 +119,17 @@ def test_bench_rotation_quick(tmp_path):
     default = next(r for r in res["duplicates"]["rows"] if r["threshold"] == 0.95)
     assert default["precision"] > 0.8 and default["recall"] > 0.7
     assert res["duplicates"]["search_rank1"] > 0.8 and res["curve_speed"]["ms"] < 50
+
+
+@pytest.mark.slow
+def test_bench_cluster_parts():
+    pytest.importorskip("distributed")
+    from engine.bench import _store_photos
+    from engine.cluster_bench import bench_cluster_indexing, bench_cluster_overhead, bench_cluster_search
+
+    rows = bench_cluster_indexing(_store_photos(None)[:4], workers=(1,))
+    assert [r["images"] for r in rows] == [4, 4] and all(r["images_per_s"] > 0 for r in rows)
+    rows = bench_cluster_search(8_000, repeats=1)
+    assert len(rows) == 3 and all(r["seconds"] > 0 for r in rows)
+    rows = bench_cluster_overhead(repeats=2)
+    assert len(rows) == 3 and all(r["ms"] > 0 for r in rows)
