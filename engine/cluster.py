@@ -31,8 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import SketchSearchError
-from .shards import Collection, Manifest, ShardJob, index_shard, mark_stale
+from .shards import Manifest, ShardJob, index_shard, mark_stale
 from .shardsearch import Shards
+from .store import Collection
 
 __all__ = ["Cluster", "ClusterIndex", "DaskRunner", "ShardActor", "connect"]
 

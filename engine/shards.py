@@ -42,6 +42,7 @@ import numpy as np
 
 from .errors import IndexFormatError, IndexNotFound, SketchSearchError
 from .settings import FORMAT_VERSION, SketchSettings
+from .store import Collection
 
 __all__ = ["LocalRunner", "Manifest", "ShardedIndex", "index_sharded", "is_manifest", "open_collection", "shard_of"]
 
@@ -173,42 +174,6 @@ def _save_learned(path: Path, learned) -> None:
 # Searching a manifest in this process
 
 
-class Collection:
-    """The search API that a collection of shards shares with ``SketchIndex`` (``search``, ``search_image``,
-    ``sketch_query``, ``_hits``), over ``self.shards`` (an ``engine.shardsearch.Shards``)."""
-
-    settings: SketchSettings
-    shards: object
-
-    def __len__(self) -> int:
-        return self.shards.n
-
-    def sketch_query(self, sketch):
-        from .store import SketchIndex
-
-        return SketchIndex.sketch_query(self, sketch)
-
-    def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None, fusion: bool = True,
-               params=None):
-        """As ``SketchIndex.search``, over every shard."""
-        from .store import search_collection
-
-        return search_collection(self, sketch, top_k=top_k, options=options, expand=expand, fusion=fusion,
-                                 params=params)
-
-    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None):
-        """As ``SketchIndex.search_image``, over every shard."""
-        from .store import search_collection_image
-
-        return search_collection_image(self, image, top_k=top_k, qe=qe, device=device)
-
-    def _hits(self, found, edges=None):
-        from .shardsearch import hits_of_rows
-
-        return hits_of_rows(self.shards, np.array([r for r, _ in found], np.int64),
-                            np.array([s for _, s in found], np.float64))
-
-
 class ShardedIndex(Collection):
     """A sharded collection opened in this process: the SketchIndex API (``search``, ``search_image``,
     ``lookup``, ``polar``, ``info``...) over all its shards, rows numbered shard after shard."""
@@ -241,16 +206,6 @@ class ShardedIndex(Collection):
         shards = LocalShards([ShardSearcher(ix) for ix in self.indexes], [str(ix.path) for ix in self.indexes])
         mark_stale(shards.summaries, self.manifest)
         return shards
-
-    @property
-    def meta(self) -> dict:
-        return {}
-
-    @cached_property
-    def layout(self):
-        from .afm import FeatureLayout
-
-        return FeatureLayout.from_settings(self.settings)
 
     def lookup(self, rows: Sequence[int]):
         rows = np.asarray(list(rows), np.int64)

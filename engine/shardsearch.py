@@ -426,12 +426,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
                  image=image if glob is not None and params.qe_n > 0 else None)
     order = _top(fused.final, top_k)
     top = fused.rows[order]
-    per = shards.split(top)
-    done = shards.call("finish", {i: (qid, r) for i, r in per.items()})
-    meta = {}
-    for i, r in per.items():
-        if i in done:
-            meta.update(zip((r + off[i]).tolist(), done[i], strict=True))
+    meta = _finish(shards, qid, top)
     hits = []
     for row, j in zip(top.tolist(), order.tolist(), strict=True):
         m = meta.get(row)
@@ -457,14 +452,21 @@ def merge_top(got: dict[int, tuple], offsets: np.ndarray, k: int):
     return rows[order], scores[order], vecs
 
 
-def hits_of_rows(shards: Shards, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
-    """Hits (box: the whole photo) of collection rows, e.g. of an image query."""
+def _finish(shards: Shards, qid: str | None, rows: np.ndarray) -> dict[int, object]:
+    """Step 5 on the shards holding ``rows``: collection row -> what ``ShardSearcher.finish`` gives (rows of
+    shards that did not answer are absent)."""
     per = shards.split(rows)
-    done = shards.call("finish", {i: (None, r) for i, r in per.items()})
+    done = shards.call("finish", {i: (qid, r) for i, r in per.items()})
     meta = {}
     for i, r in per.items():
         if i in done:
             meta.update(zip((r + shards.offsets[i]).tolist(), done[i], strict=True))
+    return meta
+
+
+def hits_of_rows(shards: Shards, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    """Hits (box: the whole photo) of collection rows, e.g. of an image query."""
+    meta = _finish(shards, None, rows)
     hits = []
     for row, sc in zip(np.asarray(rows).tolist(), np.asarray(scores).tolist(), strict=True):
         m = meta.get(row)

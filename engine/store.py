@@ -599,7 +599,103 @@ class IndexWriter:
         return len(merge)
 
 
-class SketchIndex:
+class Collection:
+    """What every collection answers: an index (``SketchIndex``, one shard) or a sharded one
+    (``engine.shards.ShardedIndex`` here, ``engine.cluster.ClusterIndex`` on a cluster).  Searches run as
+    steps sent to ``self.shards`` (an ``engine.shardsearch.Shards``) and merged here."""
+
+    path: Path
+    settings: SketchSettings
+    shards: object
+
+    def __len__(self) -> int:
+        return self.shards.n
+
+    @cached_property
+    def layout(self) -> FeatureLayout:
+        return FeatureLayout.from_settings(self.settings)
+
+    def sketch_query(self, sketch) -> EdgeMap:
+        """Sketch image (path or array) -> its edge map at scale 1."""
+        if isinstance(sketch, EdgeMap):
+            return sketch
+        if isinstance(sketch, str | os.PathLike):
+            try:
+                sketch = load_image(sketch).pixels
+            except ImageError as e:
+                raise QueryError(str(e)) from None
+        try:
+            return sketch_edges(sketch, max_side=self.settings.max_side)
+        except ValueError as e:
+            raise QueryError(str(e)) from None
+
+    def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None,
+               fusion: bool = True, params=None) -> list[Hit]:
+        """Photos that contain the sketched shape, best first, each with its box.
+
+        The ranking fuses the alignment (AFM, which gives the box) with the global sketch descriptor and
+        expands the query with the image descriptors of the best hits (``engine.fusion``); ``score`` is
+        calibrated to [0, 1], ``raw_score`` is the alignment's cosine at the box.
+
+        Parameters
+        ----------
+        sketch : path, image array or EdgeMap
+        top_k : int
+        options : SearchOptions (default: ``mirror`` as fitted, see ``engine.fusion``)
+        expand : int or None
+            Seeds of the query expansion (None: the fitted default; 0: none).
+        fusion : bool
+            False: the alignment alone (still calibrated).  Indexes without image descriptors always
+            rank by the alignment alone.
+        params : engine.fusion.FusionParams, optional
+
+        Returns
+        -------
+        list of Hit (at most ``top_k``, fewer when the index is smaller)
+        """
+        from .fusion import load_params
+        from .search import SearchOptions  # torch: only where searches run
+        from .shardsearch import sketch_search
+
+        params = params or load_params()
+        options = options or SearchOptions(mirror=params.mirror)
+        return sketch_search(self.shards, self.sketch_query(sketch), options, top_k=top_k, params=params,
+                             expand=expand, fusion=fusion)
+
+    def _hits(self, found, edges: EdgeMap | None = None) -> list[Hit]:
+        """Hits of (row, score) pairs of an image query (box: the whole photo)."""
+        from .shardsearch import hits_of_rows
+
+        return hits_of_rows(self.shards, np.array([r for r, _ in found], np.int64),
+                            np.array([s for _, s in found], np.float64))
+
+    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None) -> list[Hit]:
+        """Photos similar to an image (path or RGB array in [0, 1]), best first; ``box`` is the whole photo.
+
+        ``qe``: alpha-weighted query expansion over that many neighbours (default DEFAULT_QE).  The image is
+        read here, described by one shard and searched on all.
+        """
+        from .cnn import GemSettings
+        from .imageindex import ALPHA, DEFAULT_QE
+        from .shardsearch import image_search
+
+        summary = next((s for s in self.shards.summaries if s["n"]), self.shards.summaries[0])
+        if not summary["image_settings"]:
+            raise QueryError(f"{self.path}: this collection has no image descriptors; rebuild it with "
+                             f"--backbone efficientnet-lite0 to search by image")
+        if not self.shards.images_ready and any(not s["image_index"] for s in self.shards.summaries):
+            raise QueryError(f"{self.path}: the image descriptors are not ready yet (an index run has not "
+                             f"finished); run: sketchsearch index FOLDER --db {self.path}")
+        if isinstance(image, str | os.PathLike):
+            try:
+                image = load_image(image, max_side=GemSettings.from_json(summary["image_settings"]).max_side).pixels
+            except ImageError as e:
+                raise QueryError(str(e)) from None
+        return image_search(self.shards, np.asarray(image, np.float32), top_k=top_k,
+                            qe=DEFAULT_QE if qe is None else qe, alpha=ALPHA, device=device)
+
+
+class SketchIndex(Collection):
     """A read-only, memory-mapped view of an index folder that answers sketch queries.
 
     The view is a consistent snapshot of the catalog at opening; a writer may add to the index
@@ -710,24 +806,6 @@ class SketchIndex:
         finally:
             con.close()
 
-    @cached_property
-    def layout(self) -> FeatureLayout:
-        return FeatureLayout.from_settings(self.settings)
-
-    def sketch_query(self, sketch) -> EdgeMap:
-        """Sketch image (path or array) -> its edge map at scale 1."""
-        if isinstance(sketch, EdgeMap):
-            return sketch
-        if isinstance(sketch, str | os.PathLike):
-            try:
-                sketch = load_image(sketch).pixels
-            except ImageError as e:
-                raise QueryError(str(e)) from None
-        try:
-            return sketch_edges(sketch, max_side=self.settings.max_side)
-        except ValueError as e:
-            raise QueryError(str(e)) from None
-
     def background_keys(self, size: int) -> tuple[list[str], np.ndarray]:
         """(keys, rows) of the ``size`` photos of this view first by background key, sorted.
 
@@ -757,40 +835,6 @@ class SketchIndex:
 
         return LocalShards([ShardSearcher(self)])
 
-    def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None,
-               fusion: bool = True, params=None) -> list[Hit]:
-        """Photos that contain the sketched shape, best first, each with its box.
-
-        The ranking fuses the alignment (AFM, which gives the box) with the global sketch descriptor and
-        expands the query with the image descriptors of the best hits (``engine.fusion``); ``score`` is
-        calibrated to [0, 1], ``raw_score`` is the alignment's cosine at the box.
-
-        Parameters
-        ----------
-        sketch : path, image array or EdgeMap
-        top_k : int
-        options : SearchOptions (default: ``mirror`` as fitted, see ``engine.fusion``)
-        expand : int or None
-            Seeds of the query expansion (None: the fitted default; 0: none).
-        fusion : bool
-            False: the alignment alone (still calibrated).  Indexes without image descriptors always
-            rank by the alignment alone.
-        params : engine.fusion.FusionParams, optional
-
-        Returns
-        -------
-        list of Hit (at most ``top_k``, fewer when the index is smaller)
-        """
-        return search_collection(self, sketch, top_k=top_k, options=options, expand=expand, fusion=fusion,
-                                 params=params)
-
-    def _hits(self, found, edges: EdgeMap | None = None) -> list[Hit]:
-        """Hits of (row, score) pairs of an image query (box: the whole photo)."""
-        from .shardsearch import hits_of_rows
-
-        rows = np.array([r for r, _ in found], np.int64)
-        return hits_of_rows(self.shards, rows, np.array([s for _, s in found], np.float64))
-
     def images(self, device=None):
         """The image searcher of this view (loaded on first use; QueryError when the index has none)."""
         key = str(device)
@@ -800,13 +844,6 @@ class SketchIndex:
 
             cache[key] = ImageSearcher(self, device)
         return cache[key]
-
-    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None) -> list[Hit]:
-        """Photos similar to an image (path or RGB array in [0, 1]), best first; ``box`` is the whole photo.
-
-        ``qe``: alpha-weighted query expansion over that many neighbours (default DEFAULT_QE).
-        """
-        return search_collection_image(self, image, top_k=top_k, qe=qe, device=device)
 
     def info(self) -> dict:
         """Counts, settings and sizes on disk per part."""
@@ -839,39 +876,3 @@ class SketchIndex:
                 "bytes_per_image": per_image, "rotation_bytes_per_image": POLAR_DIM * 2,
                 "image_bytes_per_image": image_bytes}
 
-
-def search_collection(collection, sketch, *, top_k: int = 20, options=None, expand: int | None = None,
-                      fusion: bool = True, params=None) -> list[Hit]:
-    """``search`` of an index or of a sharded collection (anything with ``sketch_query`` and ``shards``)."""
-    from .fusion import load_params
-    from .search import SearchOptions  # torch: only where searches run
-    from .shardsearch import sketch_search
-
-    params = params or load_params()
-    options = options or SearchOptions(mirror=params.mirror)
-    edges = collection.sketch_query(sketch)
-    return sketch_search(collection.shards, edges, options, top_k=top_k, params=params, expand=expand,
-                         fusion=fusion)
-
-
-def search_collection_image(collection, image, *, top_k: int = 20, qe: int | None = None, device=None) -> list[Hit]:
-    """``search_image`` of an index or of a sharded collection: the query image is read here, described by
-    one shard, and searched on all."""
-    from .cnn import GemSettings
-    from .imageindex import ALPHA, DEFAULT_QE
-    from .shardsearch import image_search
-
-    summary = next((s for s in collection.shards.summaries if s["n"]), collection.shards.summaries[0])
-    if not summary["image_settings"]:
-        raise QueryError(f"{collection.path}: this collection has no image descriptors; rebuild it with "
-                         f"--backbone efficientnet-lite0 to search by image")
-    if not collection.shards.images_ready and any(not s["image_index"] for s in collection.shards.summaries):
-        raise QueryError(f"{collection.path}: the image descriptors are not ready yet (an index run has not "
-                         f"finished); run: sketchsearch index FOLDER --db {collection.path}")
-    if isinstance(image, str | os.PathLike):
-        try:
-            image = load_image(image, max_side=GemSettings.from_json(summary["image_settings"]).max_side).pixels
-        except ImageError as e:
-            raise QueryError(str(e)) from None
-    return image_search(collection.shards, np.asarray(image, np.float32), top_k=top_k,
-                        qe=DEFAULT_QE if qe is None else qe, alpha=ALPHA, device=device)
