@@ -1,6 +1,7 @@
 """Screenshot of the app in a real window: a sketch search on the demo collection, boxes visible.
 
 Run under a virtual X server:  xvfb-run -s "-screen 0 1440x900x24" .venv/bin/python scripts/screenshot.py [OUT.png]
+[--sharded] (the demo as a manifest of 3 shards)
 (default OUT: resources/screenshot.jpg; SKETCHSEARCH_THEME=dark: in the dark colour scheme).  It indexes the
 demo photos (once), opens the demo house sketch on the canvas, waits for the results and their
 thumbnails, selects the best hit and grabs the screen.
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main(out: Path) -> int:
+def main(out: Path, *, sharded: bool = False) -> int:
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
     from PySide6.QtGui import QGuiApplication
 
@@ -26,7 +27,13 @@ def main(out: Path) -> int:
 
     app = make_app()
     db = default_demo_db()
-    index_folders([DEMO / "photos"], db)
+    if sharded:  # the demo as a sharded collection (a manifest of 3 shards)
+        from engine.shards import index_sharded
+
+        db = db.with_name(db.name + "-sharded.json")
+        index_sharded([DEMO / "photos"], db, n_shards=3)
+    else:
+        index_folders([DEMO / "photos"], db)
     tmp = Path(QSettings().fileName()).with_name("screenshot-settings.ini")
     win = MainWindow(db=db, settings=QSettings(str(tmp), QSettings.Format.IniFormat), restore=False)
     win.resize(1400, 860)
@@ -63,4 +70,5 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "resources" / "screenshot.jpg"))
+    args = [a for a in sys.argv[1:] if a != "--sharded"]
+    sys.exit(main(Path(args[0]) if args else ROOT / "resources" / "screenshot.jpg", sharded="--sharded" in sys.argv))
