@@ -80,32 +80,41 @@ def test_cluster_indexing_and_search_match_one_index(cluster, photos):
     assert again.worker_pids() == ix.worker_pids()
 
 
+def test_loaded_shards_see_what_a_later_run_added(cluster, tmp_path):
+    folder = make_photos(tmp_path / "photos", 4)
+    runner = DaskRunner(cluster)
+    index_sharded([folder], tmp_path / "a.json", runner=runner, n_shards=2, backbone="none")
+    assert len(ClusterIndex(tmp_path / "a.json", cluster)) == 4
+    make_photos(folder, 3, start=4)
+    index_sharded([folder], tmp_path / "a.json", runner=runner)
+    ix = ClusterIndex(tmp_path / "a.json", cluster)  # the same actors, each reopening its changed shard
+    assert len(ix) == 7 and any("06-" in h.path for h in ix.search(sketch_of("ell"), top_k=7))
+
+
 def test_a_worker_killed_during_indexing_loses_and_duplicates_nothing_after_a_rerun(cluster, tmp_path):
     n = 120  # enough for the run to last several progress reports
     folder = make_photos(tmp_path / "photos", n)
     manifest = tmp_path / "k.json"
     runner = DaskRunner(cluster)
-    state = {"killed": None}
     victim = worker_pids(cluster)[0]
+    outcome: dict = {}
 
-    def progress(done: int, total: int) -> None:
-        if state["killed"] is None and 2 <= done < n // 2:
-            os.kill(victim, signal.SIGKILL)
-            state["killed"] = (done, total)
-
-    outcome = {}
+    started = threading.Event()
 
     def run() -> None:
         try:
-            outcome["summary"] = index_sharded([folder], manifest, runner=runner, n_shards=4, progress=progress)
+            outcome["summary"] = index_sharded([folder], manifest, runner=runner, n_shards=4,
+                                               progress=lambda done, total: started.set())
         except SketchSearchError as e:  # the task died more often than the scheduler retries: said, not hidden
             outcome["error"] = str(e)
 
     t = threading.Thread(target=run)
     t.start()
+    assert started.wait(120)  # the workers are describing photos (about 5 s of work for both)
+    assert t.is_alive(), "the run ended before a worker could be killed"
+    os.kill(victim, signal.SIGKILL)
     t.join(300)
     assert not t.is_alive()
-    assert state["killed"] is not None, "the run ended before a worker could be killed"
     cluster.client.wait_for_workers(2, timeout=120)  # the nanny restarts it
     rerun = index_sharded([folder], manifest, runner=runner)
     assert rerun.indexed == n and not rerun.skipped
