@@ -42,7 +42,7 @@ import numpy as np
 
 from .errors import IndexFormatError, IndexNotFound, SketchSearchError
 from .settings import FORMAT_VERSION, SketchSettings
-from .store import Collection
+from .store import POLAR_DIM, Collection, IndexWriter, RowBlocks, SketchIndex, _connect_ro, _read_meta
 
 __all__ = ["LocalRunner", "Manifest", "ShardedIndex", "index_sharded", "is_manifest", "open_collection", "shard_of"]
 
@@ -179,7 +179,6 @@ class ShardedIndex(Collection):
     ``lookup``, ``polar``, ``info``...) over all its shards, rows numbered shard after shard."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        from .store import SketchIndex, _read_meta
 
         self.manifest = Manifest.load(path)
         self.path = self.manifest.path
@@ -218,7 +217,6 @@ class ShardedIndex(Collection):
 
     @cached_property
     def polar(self):
-        from .store import POLAR_DIM, RowBlocks
 
         blocks = [ix.polar for ix in self.indexes if len(ix)]
         return RowBlocks(blocks) if blocks else np.zeros((0, POLAR_DIM), np.float16)
@@ -269,7 +267,6 @@ def mark_stale(summaries: list[dict], manifest: Manifest) -> None:
 
 def open_collection(db: str | os.PathLike):
     """An index folder (SketchIndex) or a manifest (ShardedIndex), opened for searching."""
-    from .store import SketchIndex
 
     return ShardedIndex(db) if is_manifest(db) else SketchIndex(db)
 
@@ -298,7 +295,6 @@ def index_shard(job: ShardJob, report: Callable[[int, int], None] | None = None,
                 cancelled: Callable[[], bool] | None = None):
     """Index one shard's part of the folders (run by a worker, or in this process)."""
     from .indexer import index_folders
-    from .store import IndexWriter
 
     settings = SketchSettings.from_json(job.settings)
     with IndexWriter(job.db, settings, image_settings=job.image_settings, rebuild=False) as w:
@@ -315,7 +311,6 @@ def index_shard(job: ShardJob, report: Callable[[int, int], None] | None = None,
 def shard_count(db: str) -> tuple[int, bool]:
     """(indexed photos, whether the image index must be rebuilt) of a shard."""
     from .imageindex import needs_build
-    from .store import _connect_ro
 
     con = _connect_ro(Path(db))
     try:
@@ -328,7 +323,6 @@ def shard_count(db: str) -> tuple[int, bool]:
 def build_shard_image_index(db: str, learned_file: str, lid: str) -> dict:
     """Build a shard's image index with the collection's learned parameters (run by a worker)."""
     from .imageindex import build
-    from .store import IndexWriter
 
     learned = _load_learned_file(Path(learned_file), lid)
     with IndexWriter.existing(db) as w:
@@ -451,7 +445,6 @@ def update_learned(m: Manifest, runner) -> bool:
     """Relearn the collection's image parameters on all shards and rebuild every shard's image index with
     them, when any shard changed since (or was built with other parameters).  Returns whether it did."""
     from .imageindex import collection_part, learn
-    from .store import _read_meta
 
     if not m.image_settings:
         return False
