@@ -1,26 +1,111 @@
 """The detail panel of the selected result: the photo with its box (and the sketch drawn over it at the
-matched place, size and mirror), the polar plot of similarity versus rotation, the path and scores."""
+matched place, size and mirror), the polar plot of similarity versus rotation read out in words, the
+path and scores, and what can be done with the photo."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QImage, QPainter, QPalette
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QPainter, QPalette
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QCheckBox,
-    QHBoxLayout,
+    QFrame,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
-from .results import draw_box, load_preview
+from .results import draw_box, format_score, likely_cut, load_preview
 from .workers import Runner, Task
 
 PREVIEW = 1024  # px, longer side of the photo shown
+#: a curve whose spread (max - min) is below this fraction of its maximum has no preferred angle
+FLAT = 0.10
+#: another angle matches clearly better than the one shown when its similarity exceeds the one at 0 deg
+#: by this fraction of the best; see ``scripts/rotation_margin.py`` for how it was chosen
+MARGIN = 0.10
+MIN_TURN = 10.0  # degrees: a best angle nearer 0 than this is the match as shown
+
+
+def format_turn(degrees: float) -> str:
+    """A rotation as a person reads it: signed, in (-180, 180], whole degrees, never "-0°"."""
+    d = int(round(float(degrees))) % 360
+    if d > 180:
+        d -= 360
+    if d in (0, 180):
+        return f"{d}°"
+    return f"{d:+d}°"
+
+
+@dataclass(frozen=True)
+class CurveReading:
+    """What a rotation curve says about the hit as it is shown.
+
+    ``verdict``: "flat" (no angle is preferred), "as_shown" (no other angle matches clearly better than
+    the match as drawn, 0°) or "turned" (the query turned by ``best_angle`` matches clearly better).
+    Angles are signed degrees in (-180, 180], counter-clockwise on screen.
+    """
+
+    verdict: str
+    at_zero: float
+    best_angle: float
+    best: float
+    low: float
+    mirrored: bool
+
+
+def read_curve(curve, *, flat: float = FLAT, margin: float = MARGIN, min_turn: float = MIN_TURN) -> CurveReading:
+    """Read a :class:`engine.rotation.RotationCurve` (or any object with ``angles`` in degrees,
+    ``similarities``, ``best_angle``, ``best_similarity`` and ``mirrored``) relative to 0°, the hit as
+    shown.
+
+    Flat: ``max - min < flat * max`` (or a maximum <= 0).  Turned: ``best - at_zero >= margin * best``
+    and the best angle at least ``min_turn`` degrees from 0.
+    """
+    angles = np.asarray(curve.angles, float) % 360
+    sims = np.asarray(curve.similarities, float)
+    order = np.argsort(angles)
+    angles, sims = angles[order], sims[order]
+    at_zero = float(np.interp(0.0, angles, sims, period=360))
+    best = max(float(curve.best_similarity), float(sims.max()))
+    best_angle = float(curve.best_angle) % 360
+    if best_angle > 180:
+        best_angle -= 360
+    low = float(sims.min())
+    mirrored = bool(getattr(curve, "mirrored", False))
+    if best <= 0 or best - low < flat * best:
+        verdict = "flat"
+    elif best - at_zero >= margin * best and abs(best_angle) >= min_turn:
+        verdict = "turned"
+    else:
+        verdict = "as_shown"
+    return CurveReading(verdict, at_zero, best_angle, best, low, mirrored)
+
+
+def describe_curve(reading: CurveReading, *, kind: str = "sketch") -> str:
+    """The caption of the polar plot: what the curve says, with its numbers."""
+    what = "the sketch" if kind == "sketch" else "the query photo"
+    r = reading
+    if r.verdict == "flat":
+        text = (f"No preferred angle: {what} matches about as well at every turn "
+                f"({r.low:.2f} to {r.best:.2f}).")
+    elif r.verdict == "turned":
+        text = f"Turned {format_turn(r.best_angle)} it matches better ({r.best:.2f} vs {r.at_zero:.2f} as shown)."
+    else:
+        text = f"Matches best as shown: {r.at_zero:.2f} at 0°"
+        if abs(r.best_angle) >= 1 and r.best - r.at_zero >= 0.005:
+            text += f" ({r.best:.2f} at {format_turn(r.best_angle)} is no clear gain)"
+        text += "."
+    if r.mirrored:
+        text += (" The sketch is mirrored, as drawn on the photo." if kind == "sketch"
+                 else " (The query photo mirrored: it matches better so.)")
+    return text
 
 
 def ink_overlay(sketch: np.ndarray, *, mirrored: bool, colour=(255, 40, 20)) -> QImage | None:
@@ -42,7 +127,8 @@ def ink_overlay(sketch: np.ndarray, *, mirrored: bool, colour=(255, 40, 20)) -> 
 
 
 class PhotoView(QWidget):
-    """A photo fitted to the widget, with the hit's box and, optionally, the sketch inside the box."""
+    """A photo fitted to the widget, with the hit's box and, optionally, the sketch inside the box
+    (turned by ``overlay_angle`` degrees counter-clockwise about the box's centre)."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -50,6 +136,7 @@ class PhotoView(QWidget):
         self.original_size = (0, 0)
         self.box = None
         self.overlay: QImage | None = None
+        self.overlay_angle = 0.0
         self.show_overlay = True
         self.message = "Select a result"
         self.setMinimumSize(200, 150)
@@ -69,6 +156,11 @@ class PhotoView(QWidget):
         self.image, self.original_size, self.box, self.overlay = image, original_size, box, overlay
         self.message = message
         self.updateGeometry()  # the height follows the photo's aspect
+        self.update()
+
+    def set_overlay_angle(self, degrees: float) -> None:
+        """Draw the sketch turned by ``degrees`` (counter-clockwise on screen) about the box's centre."""
+        self.overlay_angle = float(degrees)
         self.update()
 
     def photo_rect(self) -> QRectF:
@@ -92,91 +184,179 @@ class PhotoView(QWidget):
             rect = draw_box(p, target, self.box, self.original_size, width=3)
             if self.show_overlay and self.overlay is not None:
                 p.setOpacity(0.9)
+                if self.overlay_angle:
+                    p.setClipRect(target)
+                    p.translate(rect.center())
+                    p.rotate(-self.overlay_angle)  # Qt turns clockwise on screen (y down)
+                    rect = QRectF(-rect.width() / 2, -rect.height() / 2, rect.width(), rect.height())
                 p.drawImage(rect, self.overlay)
 
 
 class RotationPlot(QWidget):
-    """Polar plot of similarity versus rotation (QtCharts QPolarChart), best angle marked."""
+    """Polar plot of similarity versus rotation relative to the hit as shown (0° at the top is the
+    overlay as drawn; counter-clockwise turns go counter-clockwise), read out in words below it.
+
+    ``overlayAngleChanged(degrees)``: the "show it turned" button asks to draw the overlay at that angle
+    (0: as matched).
+    """
+
+    overlayAngleChanged = Signal(float)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        from PySide6.QtCharts import QChart, QChartView, QPolarChart, QScatterSeries, QSplineSeries, QValueAxis
+        from PySide6.QtCharts import (
+            QCategoryAxis,
+            QChart,
+            QChartView,
+            QPolarChart,
+            QScatterSeries,
+            QSplineSeries,
+            QValueAxis,
+        )
 
+        self.kind = "sketch"
         self.chart = QPolarChart()
         self.chart.legend().hide()
         self.chart.setBackgroundRoundness(0)
         self.chart.setMargins(self.chart.margins() * 0)
         self.curve = QSplineSeries()
-        self.best = QScatterSeries()
-        self.best.setMarkerSize(10)
-        self.best.setColor(QColor(255, 64, 32))
-        self.chart.addSeries(self.curve)
-        self.chart.addSeries(self.best)
-        self.angle_axis = QValueAxis()
+        self.shown = QScatterSeries()  # 0 deg: the match as shown
+        self.shown.setMarkerSize(9)
+        self.best = QScatterSeries()  # the clearly better angle
+        self.best.setMarkerSize(11)
+        for s in (self.curve, self.shown, self.best):
+            self.chart.addSeries(s)
+        # the angular axis runs clockwise from the top: a turn of a degrees counter-clockwise is drawn at
+        # 360 - a, and labelled with the turn it stands for
+        self.angle_axis = QCategoryAxis()
         self.angle_axis.setRange(0, 360)
-        self.angle_axis.setTickCount(9)
-        self.angle_axis.setLabelFormat("%d")  # degrees (a degree sign in the format is mis-decoded)
+        self.angle_axis.setStartValue(0)
+        for label, at in (("-90°", 90), ("180°", 180), ("+90°", 270), ("0°", 360)):
+            self.angle_axis.append(label, at)
+        self.angle_axis.setLabelsPosition(QCategoryAxis.AxisLabelsPosition.AxisLabelsPositionOnValue)
         self.radial_axis = QValueAxis()
         self.radial_axis.setRange(0, 1)
         self.radial_axis.setTickCount(3)
-        self.radial_axis.setLabelFormat("%.1f")
+        self.radial_axis.setLabelsVisible(False)  # the numbers are in the caption, never over the curve
         self.chart.addAxis(self.angle_axis, QPolarChart.PolarOrientation.PolarOrientationAngular)
         self.chart.addAxis(self.radial_axis, QPolarChart.PolarOrientation.PolarOrientationRadial)
-        for s in (self.curve, self.best):
+        for s in (self.curve, self.shown, self.best):
             s.attachAxis(self.angle_axis)
             s.attachAxis(self.radial_axis)
         self.chart.setTheme(QChart.ChartTheme.ChartThemeDark if _dark(self.palette())
                             else QChart.ChartTheme.ChartThemeLight)
         self.chart.setBackgroundVisible(False)
-        self.best.setColor(QColor(255, 64, 32))  # after the theme, which recolours the series
+        text = self.palette().color(QPalette.ColorRole.WindowText)
+        self.shown.setColor(QColor(text.red(), text.green(), text.blue(), 200))  # after the theme
+        self.best.setColor(QColor(255, 64, 32))
         self.view = QChartView(self.chart)
         self.view.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.view.setMinimumSize(220, 240)
+        self.view.setMinimumSize(200, 200)
+        self.view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.view.setFixedHeight(230)
+        self.heading = QLabel()
+        self.heading.setWordWrap(True)
+        self.heading.setEnabled(False)  # a quieter colour: what the plot is
         self.caption = QLabel()
-        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.caption.setWordWrap(True)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.turn_button = QPushButton()
+        self.turn_button.setCheckable(True)
+        self.turn_button.toggled.connect(self._turn_toggled)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.view, 1)
+        lay.addWidget(self.heading)
+        lay.addWidget(self.view)
         lay.addWidget(self.caption)
+        lay.addWidget(self.turn_button)
         self.best_angle: float | None = None
+        self.reading: CurveReading | None = None
         self.set_curve(None)
 
+    def set_kind(self, kind: str) -> None:
+        """"sketch" (0° is the overlay as drawn; the overlay can be shown turned) or "image"."""
+        self.kind = kind
+        self.heading.setText("Match versus turning the sketch (0° = as drawn on the photo)" if kind == "sketch"
+                             else "Similarity versus turning the query photo (0° = upright)")
+
     def set_curve(self, curve) -> None:
-        """``curve``: an object with ``angles`` (degrees), ``similarities`` and ``best_angle``; None: none."""
+        """``curve``: a :class:`engine.rotation.RotationCurve` of the shown hit; None: none (yet)."""
         self.curve.clear()
+        self.shown.clear()
         self.best.clear()
+        self.turn_button.blockSignals(True)
+        self.turn_button.setChecked(False)
+        self.turn_button.blockSignals(False)
+        self.turn_button.setVisible(False)
+        self.set_kind(self.kind)
         if curve is None:
-            self.best_angle = None
+            self.best_angle, self.reading = None, None
             self.view.setVisible(False)
             self.caption.setText("Similarity versus rotation: computing…")
+            self.overlayAngleChanged.emit(0.0)
             return
+        reading = read_curve(curve)
+        self.reading = reading
+        self.best_angle = reading.best_angle
         angles = np.asarray(curve.angles, float) % 360
         sims = np.asarray(curve.similarities, float)
         order = np.argsort(angles)
         angles, sims = angles[order], sims[order]
         top = max(float(sims.max()), 1e-6)
-        lo = min(0.0, float(sims.min()))
-        self.radial_axis.setRange(lo, top * 1.05)
-        pts = [QPointF(a, s) for a, s in zip(angles, sims, strict=True)]
-        pts.append(QPointF(360.0, float(sims[0])))  # close the loop
+        self.radial_axis.setRange(min(0.0, float(sims.min())), top * 1.05)
+        pts = [QPointF((360.0 - a) % 360.0, s) for a, s in zip(angles, sims, strict=True)]
+        pts.sort(key=lambda p: p.x())
+        pts.append(QPointF(360.0, pts[0].y()))  # close the loop
         self.curve.replace(pts)
-        self.best_angle = float(curve.best_angle) % 360
-        self.best.append(self.best_angle, float(np.interp(self.best_angle, angles, sims, period=360)))
+        self.shown.append(0.0, reading.at_zero)
+        if reading.verdict == "turned":
+            self.best.append((360.0 - reading.best_angle) % 360.0, reading.best)
+            if self.kind == "sketch":
+                self.turn_button.setText(f"Show the sketch turned {format_turn(reading.best_angle)}")
+                self.turn_button.setVisible(True)
         self.view.setVisible(True)
-        turn = self.best_angle if self.best_angle <= 180 else self.best_angle - 360
-        self.caption.setText(f"Similarity versus rotation of the query · best {turn:+.0f}°"
-                             + (" (mirrored)" if getattr(curve, "mirrored", False) else ""))
+        self.caption.setText(describe_curve(reading, kind=self.kind))
+        self.overlayAngleChanged.emit(0.0)
+
+    def _turn_toggled(self, on: bool) -> None:
+        angle = self.reading.best_angle if on and self.reading is not None else 0.0
+        self.overlayAngleChanged.emit(float(angle))
 
 
 def _dark(pal: QPalette) -> bool:
     return pal.color(QPalette.ColorRole.Window).lightness() < 128
 
 
+class _Buttons(QWidget):
+    """Buttons side by side when they fit, one above the other when the panel is narrow."""
+
+    def __init__(self, buttons, parent=None) -> None:
+        super().__init__(parent)
+        self.buttons = list(buttons)
+        self.box = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
+        self.box.setContentsMargins(0, 0, 0, 0)
+        for b in self.buttons:
+            self.box.addWidget(b)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def _wide_enough(self, width: int) -> bool:
+        need = sum(b.sizeHint().width() for b in self.buttons if not b.isHidden())
+        return width >= need + self.box.spacing() * (len(self.buttons) - 1)
+
+    def resizeEvent(self, event) -> None:
+        direction = (QBoxLayout.Direction.LeftToRight if self._wide_enough(event.size().width())
+                     else QBoxLayout.Direction.TopToBottom)
+        if self.box.direction() != direction:
+            self.box.setDirection(direction)
+        super().resizeEvent(event)
+
+
 class DetailPanel(QWidget):
-    """Everything about one result; ``searchWithImage(path)`` asks for an image query from it."""
+    """Everything about one result; ``searchWithImage(path)`` asks for an image query from it;
+    ``message(text)`` says something for the status bar (e.g. that no file manager could be opened)."""
 
     searchWithImage = Signal(str)
+    message = Signal(str)
 
     def __init__(self, runner: Runner, parent=None) -> None:
         super().__init__(parent)
@@ -195,38 +375,59 @@ class DetailPanel(QWidget):
         f.setBold(True)
         self.title.setFont(f)
         self.path = QLabel()
-        self.path.setWordWrap(True)
         self.path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.scores = QLabel()
+        self.scores.setTextFormat(Qt.TextFormat.RichText)
         self.open_folder = QPushButton("Open containing folder")
         self.open_folder.clicked.connect(self._open_folder)
+        self.copy_path = QPushButton("Copy path")
+        self.copy_path.setToolTip("Copy the photo's full path to the clipboard")
+        self.copy_path.clicked.connect(self._copy_path)
         self.search_with = QPushButton("Search with this photo")
         self.search_with.clicked.connect(lambda: self.hit and self.searchWithImage.emit(self.hit.path))
+        self.note = QLabel()  # what became of the last action (e.g. no file manager could be opened)
+        self.note.setWordWrap(True)
+        self.note.setVisible(False)
         self.rotation = RotationPlot()
-        for label in (self.title, self.path, self.scores):  # long texts must not widen the panel
+        self.rotation.overlayAngleChanged.connect(self.photo.set_overlay_angle)
+        for label in (self.title, self.path, self.scores, self.note):  # long texts must not widen the panel
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             label.setWordWrap(True)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.open_folder)
-        buttons.addWidget(self.search_with)
-        lay = QVBoxLayout(self)
+        self.buttons = _Buttons([self.open_folder, self.copy_path, self.search_with])
+        body = QWidget()
+        lay = QVBoxLayout(body)
         lay.addWidget(self.photo, 0)
         lay.addWidget(self.overlay_box)
         lay.addWidget(self.title)
         lay.addWidget(self.path)
         lay.addWidget(self.scores)
-        lay.addLayout(buttons)
+        lay.addWidget(self.buttons)
+        lay.addWidget(self.note)
         lay.addWidget(self.rotation, 0)
         lay.addStretch(1)
+        # small windows scroll the panel rather than squeeze its parts over each other
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(body)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
+        self.setMinimumWidth(260)
         self.show_hit(None)
 
-    def show_hit(self, hit, *, kind: str = "sketch", sketch: np.ndarray | None = None, curve=None) -> None:
-        """Show a result (None: nothing selected); ``sketch`` is the query drawing for the overlay."""
+    def show_hit(self, hit, *, kind: str = "sketch", sketch: np.ndarray | None = None, curve=None,
+                 query_path: str | None = None) -> None:
+        """Show a result (None: nothing selected); ``sketch`` is the query drawing for the overlay;
+        ``query_path``: an image query's file (its own photo among the results is said to be it)."""
         self.hit, self.kind, self.sketch = hit, kind, sketch
         self._token += 1
-        for w in (self.open_folder, self.search_with, self.overlay_box):
+        for w in (self.open_folder, self.copy_path, self.search_with, self.overlay_box):
             w.setEnabled(hit is not None)
         self.overlay_box.setVisible(kind == "sketch")
+        self.note.setVisible(False)
+        self.rotation.set_kind(kind)
         if hit is None:
             self.title.setText("")
             self.path.setText("")
@@ -234,17 +435,23 @@ class DetailPanel(QWidget):
             self.photo.set_photo(None, (0, 0), None, None, "Select a result to see it here")
             self.rotation.set_curve(None)
             self.rotation.caption.setText("")
+            self.rotation.heading.setText("")
             return
         self.title.setText(os.path.basename(hit.path))
         self.path.setText(hit.path)
         if kind == "sketch":
+            cut = likely_cut()
+            verdict = "a likely match" if hit.score >= cut else f"not a likely match (those score ≥ {cut:.0%})"
+            shape = f" · shape alignment {hit.raw_score:.2f}" if hit.raw_score is not None else ""
             x0, y0, x1, y1 = hit.box
-            shape = f" (shape match {hit.raw_score:.2f})" if hit.raw_score is not None else ""
-            self.scores.setText(f"score {hit.score:.3f}{shape} · box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, "
-                                f"{y0:.0f}) · sketch at {hit.scale:.0%} of the photo"
+            self.scores.setText(f"{format_score(hit.score, kind)}: {verdict}{shape}<br>box {x1 - x0:.0f}×"
+                                f"{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f}) · sketch at {hit.scale:.0%} of the photo"
                                 + (" · mirrored" if hit.mirrored else ""))
         else:
-            self.scores.setText(f"similarity {hit.score:.3f}")
+            same = (query_path is not None and os.path.abspath(query_path) == os.path.abspath(hit.path)) \
+                or hit.score >= 0.995
+            self.scores.setText(f"{format_score(hit.score, kind)} (cosine of the whole photos, not a probability)"
+                                + ("<br><b>This is the query photo itself.</b>" if same else ""))
         self.rotation.set_curve(curve)
         self.photo.set_photo(None, (0, 0), None, None, "Loading…")
         token = self._token
@@ -268,7 +475,23 @@ class DetailPanel(QWidget):
         self.photo.show_overlay = on
         self.photo.update()
 
-    def _open_folder(self) -> None:
-        if self.hit is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(self.hit.path)))
+    def _say(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setVisible(True)
+        self.message.emit(text)
 
+    def _open_folder(self) -> None:
+        if self.hit is None:
+            return
+        folder = os.path.dirname(self.hit.path)
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(folder)):
+            self.note.setVisible(False)
+            return
+        self._say(f"No file manager could be opened for {folder} (none is set up here). "
+                  "“Copy path” puts the photo's path on the clipboard instead.")
+        self.copy_path.setFocus()
+
+    def _copy_path(self) -> None:
+        if self.hit is not None:
+            QGuiApplication.clipboard().setText(self.hit.path)
+            self._say(f"Copied {self.hit.path}")

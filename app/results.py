@@ -1,20 +1,63 @@
-"""The results grid: a list model of hits, thumbnails loaded off the UI thread, a delegate that draws
-each thumbnail with its box, score and file name."""
+"""The results grid: a list model of hits split into sections (likely matches / other photos), thumbnails
+loaded off the UI thread at the size shown, a delegate that draws each thumbnail with its box, score and
+file name, and a grid view that fills its width, draws the section headers and walks the results in rank
+order."""
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QEvent,
+    QItemSelection,
+    QModelIndex,
+    QObject,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPalette, QPen, QRegion
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QSlider,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+)
 
 from .workers import Runner, Task
 
 HitRole = Qt.ItemDataRole.UserRole + 1
-THUMB = 200  # px, longer side
+THUMB = 180  # px, default thumbnail size (longer side)
+THUMB_MIN, THUMB_MAX = 96, 400  # the range of ResultsView.set_thumb_size
+LOAD_STEP = 64  # thumbnails are loaded at the shown size rounded up to this many px (fewer reloads)
+QUERY_SIMILARITY = 0.995  # image queries: a hit this similar to the query is the query photo itself
 BOX_COLOUR = QColor(255, 64, 32)
+PAD, GAP = 6, 6  # px around the grid and between its cells
+
+
+@lru_cache(maxsize=1)
+def likely_cut() -> float:
+    """The calibrated sketch score from which a hit is a likely match (``engine.fusion``'s ``likely``)."""
+    from engine.fusion import load_params
+
+    return float(getattr(load_params(), "likely", 0.5))
+
+
+def format_score(score: float, kind: str) -> str:
+    """How a score reads: a calibrated sketch score is a probability (``match 73%``); an image query's
+    cosine similarity is not, and reads ``similarity 0.87``."""
+    if kind == "image":
+        return f"similarity {score:.2f}"
+    return f"match {100 * score:.0f}%" if score >= 0.01 or score == 0 else "match <1%"
 
 
 def qimage_from_pixels(pixels: np.ndarray) -> QImage:
@@ -45,41 +88,77 @@ def load_preview(path: str, max_side: int) -> tuple[QImage, tuple[int, int]]:
 
 
 class ThumbnailCache(QObject):
-    """Thumbnails by path (LRU), loaded in the thread pool on first request; ``loaded`` says when."""
+    """Thumbnails by path (LRU), loaded in the thread pool on first request; ``loaded`` says when.
+
+    ``size`` is the longer side they are loaded at; raising it (:meth:`set_size`) reloads a thumbnail
+    that was loaded smaller the next time it is asked for, and serves the smaller one meanwhile.
+    """
 
     loaded = Signal(str)
 
     def __init__(self, runner: Runner, *, size: int = THUMB, capacity: int = 800, parent=None) -> None:
         super().__init__(parent)
-        self.runner, self.size, self.capacity = runner, size, capacity
+        self.runner, self.size, self.capacity = runner, int(size), capacity
         self._items: OrderedDict[str, tuple[QImage | None, tuple[int, int]]] = OrderedDict()
+        self._loaded_at: dict[str, int] = {}  # path -> the size it was loaded at
         self._pending: set[str] = set()
+
+    def set_size(self, px: int) -> None:
+        """Load thumbnails at ``px`` (longer side) from now on."""
+        self.size = int(px)
 
     def get(self, path: str) -> tuple[QImage | None, tuple[int, int]] | None:
         """(image or None when unreadable, original size), or None while it loads."""
-        if path in self._items:
+        got = self._items.get(path)
+        if got is not None:
             self._items.move_to_end(path)
-            return self._items[path]
-        if path not in self._pending:
-            self._pending.add(path)
-            self.runner.start(Task(load_preview, path, self.size),
-                              on_done=lambda res, _s, p=path: self._store(p, res),
-                              on_error=lambda _msg, p=path: self._store(p, (None, (0, 0))))
+            if got[0] is not None and self._loaded_at.get(path, 0) < self.size:
+                self._load(path)  # shown larger than it was loaded: reload, show this one meanwhile
+            return got
+        self._load(path)
         return None
 
-    def _store(self, path: str, res) -> None:
+    def _load(self, path: str) -> None:
+        if path in self._pending:
+            return
+        self._pending.add(path)
+        size = self.size
+        self.runner.start(Task(load_preview, path, size),
+                          on_done=lambda res, _s, p=path: self._store(p, res, size),
+                          on_error=lambda _msg, p=path: self._store(p, (None, (0, 0)), size))
+
+    def _store(self, path: str, res, size: int) -> None:
         self._pending.discard(path)
         self._items[path] = res
+        self._items.move_to_end(path)
+        self._loaded_at[path] = size
         while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+            old, _ = self._items.popitem(last=False)
+            self._loaded_at.pop(old, None)
         self.loaded.emit(path)
 
     def clear(self) -> None:
         self._items.clear()
+        self._loaded_at.clear()
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of the model's rows under one header: rows ``first`` .. ``first + count - 1``."""
+
+    title: str
+    first: int
+    count: int
+    note: str = ""  # said after the title, in a quieter colour
 
 
 class ResultsModel(QAbstractListModel):
-    """The hits of the last search, filtered by a score cut-off."""
+    """The hits of the last search, best first, filtered by a score cut-off and split into sections.
+
+    Sketch queries: "Likely matches" (calibrated score >= :attr:`likely`) then "Other photos".  Image
+    queries: one section "Most similar" (their score is a cosine similarity, not a probability); the
+    query photo itself (same path as ``query_path``, or similarity >= 0.995) is marked.
+    """
 
     def __init__(self, thumbs: ThumbnailCache, parent=None) -> None:
         super().__init__(parent)
@@ -88,18 +167,85 @@ class ResultsModel(QAbstractListModel):
         self._all: list = []
         self.hits: list = []
         self.min_score = 0.0
+        self.likely = likely_cut()
+        self.query_path: str | None = None
+        self.n_likely = 0
+        self._rows_of: dict[str, list[int]] = {}
         thumbs.loaded.connect(self._thumb_loaded)
 
-    def set_hits(self, hits: list, kind: str = "sketch") -> None:
+    def set_hits(self, hits: list, kind: str = "sketch", *, query_path: str | None = None) -> None:
+        """Show ``hits`` of a ``kind`` ("sketch" | "image") query; ``query_path``: the query photo's file
+        (image queries from a file), to mark it among the results."""
         self.beginResetModel()
         self.kind = kind
+        self.query_path = os.path.normcase(os.path.abspath(query_path)) if query_path else None
         self._all = sorted(hits, key=lambda h: -h.score)
         self.hits = [h for h in self._all if h.score >= self.min_score]
+        self.n_likely = sum(h.score >= self.likely for h in self.hits) if kind == "sketch" else 0
+        self._rows_of = {}
+        for i, h in enumerate(self.hits):
+            self._rows_of.setdefault(h.path, []).append(i)
         self.endResetModel()
 
     def set_min_score(self, value: float) -> None:
         self.min_score = float(value)
-        self.set_hits(self._all, self.kind)
+        self.set_hits(self._all, self.kind, query_path=self.query_path)
+
+    def set_likely_cut(self, value: float) -> None:
+        """The calibrated score from which a sketch hit is a likely match."""
+        self.likely = float(value)
+        self.set_hits(self._all, self.kind, query_path=self.query_path)
+
+    def set_query_path(self, path: str | None) -> None:
+        """Mark the query photo (an image query's file) among the current results."""
+        self.set_hits(self._all, self.kind, query_path=path)
+
+    def is_query(self, hit) -> bool:
+        """Whether ``hit`` is the image query's own photo."""
+        if self.kind != "image":
+            return False
+        if self.query_path is not None and os.path.normcase(os.path.abspath(hit.path)) == self.query_path:
+            return True
+        return hit.score >= QUERY_SIMILARITY
+
+    def sections(self) -> list[Section]:
+        """The sections of the grid, in row order (a section may be empty, to say so)."""
+        n = len(self.hits)
+        if self.kind == "image":
+            return [Section(f"Most similar ({n})", 0, n, "similarity of the whole photo, not a probability")] \
+                if n else []
+        if not self._all:
+            return []
+        cut = f"{100 * self.likely:.0f}%"
+        likely = (Section(f"Likely matches ({self.n_likely})", 0, self.n_likely, f"match ≥ {cut}")
+                  if self.n_likely else Section("No likely matches", 0, 0, f"no photo scores ≥ {cut}"))
+        out = [likely]
+        if n > self.n_likely:
+            out.append(Section(f"Other photos ({n - self.n_likely})", self.n_likely, n - self.n_likely,
+                               f"below {cut}: less likely to contain the shape"))
+        return out
+
+    def counts(self) -> tuple[int, int, int]:
+        """(likely matches, other photos shown, hidden by the score cut-off); image queries count all
+        shown results as other photos."""
+        n = len(self.hits)
+        return self.n_likely, n - self.n_likely, len(self._all) - n
+
+    def summary(self) -> str:
+        """What the results are, for the window's count label (e.g. "3 likely matches · 57 other photos")."""
+        likely, other, hidden = self.counts()
+        if not self._all:
+            return "No results"
+        if self.kind == "image":
+            text = f"{other} photo{'s' if other != 1 else ''} by similarity"
+            if any(self.is_query(h) for h in self.hits):
+                text += " (the query photo among them)"
+        else:
+            text = (f"{likely} likely match{'es' if likely != 1 else ''} · "
+                    f"{other} other photo{'s' if other != 1 else ''}")
+        if hidden:
+            text += f" · {hidden} below {self.min_score:.2f} hidden"
+        return text
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008 - Qt's signature
         return 0 if parent.isValid() else len(self.hits)
@@ -111,34 +257,41 @@ class ResultsModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return os.path.basename(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{hit.path}\nscore {hit.score:.3f}"
+            extra = "\nthe query photo" if self.is_query(hit) else ""
+            return f"{hit.path}\n{format_score(hit.score, self.kind)}{extra}"
         if role == HitRole:
             return hit
         return None
 
     def _thumb_loaded(self, path: str) -> None:
-        for i, h in enumerate(self.hits):
-            if h.path == path:
-                ix = self.index(i)
-                self.dataChanged.emit(ix, ix)
+        for i in self._rows_of.get(path, ()):
+            ix = self.index(i)
+            self.dataChanged.emit(ix, ix)
 
 
 class ResultDelegate(QStyledItemDelegate):
-    """Thumbnail (box drawn on it) above the score and the file name."""
+    """Thumbnail (box drawn on it) above the score and the file name, in whatever cell the view gives."""
 
     def __init__(self, model: ResultsModel, parent=None) -> None:
         super().__init__(parent)
         self.model = model
 
+    @staticmethod
+    def text_height(option_or_metrics) -> int:
+        fm = getattr(option_or_metrics, "fontMetrics", option_or_metrics)
+        return 2 * (fm.height() + 2) + 6
+
     def sizeHint(self, option, index) -> QSize:
-        return QSize(THUMB + 12, THUMB + 46)
+        view = self.parent()
+        thumb = view.thumb_size() if isinstance(view, ResultsView) else THUMB
+        return QSize(thumb + 12, thumb + 12 + self.text_height(option))
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         hit = index.data(HitRole)
         if hit is None:
             return
         painter.save()
-        r = option.rect.adjusted(3, 3, -3, -3)
+        r = option.rect.adjusted(2, 2, -2, -2)
         pal = option.palette
         if option.state & QStyle.StateFlag.State_Selected:
             painter.fillRect(r, pal.color(QPalette.ColorRole.Highlight))
@@ -147,14 +300,12 @@ class ResultDelegate(QStyledItemDelegate):
             if option.state & QStyle.StateFlag.State_MouseOver:
                 painter.fillRect(r, pal.color(QPalette.ColorRole.AlternateBase))
             text_colour = pal.color(QPalette.ColorRole.Text)
-        area = QRect(r.left() + 3, r.top() + 3, r.width() - 6, THUMB)
+        line = option.fontMetrics.height() + 2
+        area = QRect(r.left() + 4, r.top() + 4, r.width() - 8, r.height() - 8 - self.text_height(option) + 6)
         got = self.model.thumbs.get(hit.path)
-        if got is None:
+        if got is None or got[0] is None:
             painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "…")
-        elif got[0] is None:
-            painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "cannot read")
+            painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "…" if got is None else "cannot read")
         else:
             img, (ow, oh) = got
             s = min(area.width() / img.width(), area.height() / img.height())
@@ -164,19 +315,36 @@ class ResultDelegate(QStyledItemDelegate):
             painter.drawImage(target, img)
             if self.model.kind == "sketch" and ow and oh:
                 draw_box(painter, target, hit.box, (ow, oh), width=2)
+            if self.model.is_query(hit):
+                _badge(painter, target, "query", pal)
         painter.setPen(text_colour)
-        text = QRect(r.left() + 4, area.bottom() + 4, r.width() - 8, 18)
+        text = QRect(r.left() + 4, area.bottom() + 4, r.width() - 8, line)
         f = painter.font()
         f.setBold(True)
         painter.setFont(f)
+        head = f"{index.row() + 1}.  {format_score(hit.score, self.model.kind)}" + ("  ⇋" if hit.mirrored else "")
         painter.drawText(text, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         f"{index.row() + 1}.  {hit.score:.3f}" + ("  ⇋" if hit.mirrored else ""))
+                         painter.fontMetrics().elidedText(head, Qt.TextElideMode.ElideRight, text.width()))
         f.setBold(False)
         painter.setFont(f)
         name = painter.fontMetrics().elidedText(os.path.basename(hit.path), Qt.TextElideMode.ElideMiddle,
                                                 text.width())
-        painter.drawText(text.translated(0, 18), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        painter.drawText(text.translated(0, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
         painter.restore()
+
+
+def _badge(painter: QPainter, target: QRectF, text: str, pal: QPalette) -> None:
+    """A small filled label in the top-left corner of ``target``."""
+    f = painter.font()
+    f.setBold(True)
+    painter.setFont(f)
+    fm = painter.fontMetrics()
+    rect = QRectF(target.left() + 4, target.top() + 4, fm.horizontalAdvance(text) + 10, fm.height() + 2)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(pal.color(QPalette.ColorRole.Highlight))
+    painter.drawRoundedRect(rect, 4, 4)
+    painter.setPen(pal.color(QPalette.ColorRole.HighlightedText))
+    painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
 
 
 def draw_box(painter: QPainter, target: QRectF, box, original_size: tuple[int, int], *, width: float = 2) -> QRectF:
@@ -194,24 +362,380 @@ def draw_box(painter: QPainter, target: QRectF, box, original_size: tuple[int, i
     return rect
 
 
-class ResultsView(QListView):
-    """A grid of results; arrows/Home/End move, Enter activates."""
+@dataclass(frozen=True)
+class _Band:
+    """A section placed in the grid (content coordinates): its header's top and its first cell row's top."""
+
+    section: Section
+    header_top: int
+    top: int
+    n_rows: int
+
+
+class ResultsView(QAbstractItemView):
+    """A grid of results in sections, filling its width with as many columns as fit.
+
+    Arrows, Home/End and Page Up/Down walk the results in rank order (headers are not items); Enter or a
+    double click emits ``openRequested(hit)``; Ctrl+wheel (or :class:`ThumbSizeSlider`) changes the
+    thumbnail size, which ``thumbSizeChanged(px)`` reports.
+    """
+
+    openRequested = Signal(object)
+    thumbSizeChanged = Signal(int)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.IconMode)
-        self.setResizeMode(QListView.ResizeMode.Adjust)
-        self.setMovement(QListView.Movement.Static)
-        self.setUniformItemSizes(True)
-        self.setWrapping(True)
+        self._thumb = THUMB
+        self._bands: list[_Band] = []
+        self._cols = 1
+        self._cell = QSize(THUMB + 12, THUMB + 12)
+        self._height = 0
+        self._hover = QModelIndex()
         self.setMouseTracking(True)
-        self.setSelectionMode(QListView.SelectionMode.SingleSelection)
-        self.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectItems)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    # -- model and size ---------------------------------------------------------------------------
+    def setModel(self, model) -> None:  # noqa: N802 (Qt)
+        super().setModel(model)
+        for sig in (model.modelReset, model.rowsInserted, model.rowsRemoved, model.layoutChanged):
+            sig.connect(self._relayout)
+        thumbs = getattr(model, "thumbs", None)
+        if thumbs is not None:
+            thumbs.set_size(self._load_size())
+        self._relayout()
+
+    def thumb_size(self) -> int:
+        """The thumbnails' longer side in px."""
+        return self._thumb
+
+    def set_thumb_size(self, px: int) -> None:
+        """Show thumbnails at ``px`` (96..400) and load them at that size; the current result stays in view."""
+        px = int(min(THUMB_MAX, max(THUMB_MIN, px)))
+        if px == self._thumb:
+            return
+        self._thumb = px
+        thumbs = getattr(self.model(), "thumbs", None)
+        if thumbs is not None:
+            thumbs.set_size(self._load_size())
+        self._relayout()
+        if self.currentIndex().isValid():
+            self.scrollTo(self.currentIndex())
+        self.thumbSizeChanged.emit(px)
+
+    def _load_size(self) -> int:
+        px = self._thumb * self.devicePixelRatioF()
+        return int(math.ceil(px / LOAD_STEP) * LOAD_STEP)
+
+    def _sections(self) -> list[Section]:
+        model = self.model()
+        if model is None:
+            return []
+        if hasattr(model, "sections"):
+            return model.sections()
+        n = model.rowCount()
+        return [Section("", 0, n)] if n else []
+
+    def _header_height(self) -> int:
+        return self.fontMetrics().height() + 14
+
+    def _relayout(self, *_args) -> None:
+        """Place the sections: columns of equal width filling the viewport, each section's header above
+        its cells.  The width left for the scroll bar is kept whether it shows or not (no flip-flop)."""
+        sb = self.verticalScrollBar()
+        width = self.viewport().width() - (0 if sb.isVisible() else sb.sizeHint().width())
+        avail = max(1, width - 2 * PAD)
+        fm = self.fontMetrics()
+        min_w = self._thumb + 12
+        self._cols = cols = max(1, (avail + GAP) // (min_w + GAP))
+        cell_w = (avail - (cols - 1) * GAP) // cols  # narrower than a thumbnail only when one does not fit
+        self._cell = QSize(max(40, cell_w), self._thumb + 12 + ResultDelegate.text_height(fm))
+        self._hover = QModelIndex()
+        y = PAD
+        bands = []
+        for sec in self._sections():
+            header_top = y
+            if sec.title:
+                y += self._header_height()
+            rows = (sec.count + cols - 1) // cols
+            bands.append(_Band(sec, header_top, y, rows))
+            y += rows * (self._cell.height() + GAP)
+            if rows:
+                y += GAP
+        self._bands = bands
+        self._height = y + PAD
+        self.updateGeometries()
+        self.viewport().update()
+
+    def updateGeometries(self) -> None:  # noqa: N802 (Qt)
+        sb = self.verticalScrollBar()
+        page = self.viewport().height()
+        sb.setPageStep(max(1, page))
+        sb.setSingleStep(max(1, (self._cell.height() + GAP) // 4))
+        sb.setRange(0, max(0, self._height - page))
+        super().updateGeometries()
 
     def resizeEvent(self, event) -> None:
-        # share the width out between the columns, so the grid has no ragged empty strip on its right
-        cell = THUMB + 12
-        width = self.viewport().width() - 2
-        columns = max(1, width // (cell + 8))
-        self.setGridSize(QSize(max(cell, width // columns), THUMB + 52))
         super().resizeEvent(event)
+        self._relayout()
+
+    def _band_of(self, row: int) -> _Band | None:
+        for b in self._bands:
+            if b.section.first <= row < b.section.first + b.section.count:
+                return b
+        return None
+
+    def _content_rect(self, row: int) -> QRect:
+        b = self._band_of(row)
+        if b is None:
+            return QRect()
+        i = row - b.section.first
+        r, c = divmod(i, self._cols)
+        w, h = self._cell.width(), self._cell.height()
+        return QRect(PAD + c * (w + GAP), b.top + r * (h + GAP), w, h)
+
+    def header_rects(self) -> list[tuple[Section, QRect]]:
+        """(section, header rectangle in viewport coordinates) of each titled section."""
+        off = self.verticalOffset()
+        w = self.viewport().width() - 2 * PAD
+        return [(b.section, QRect(PAD, b.header_top - off, w, self._header_height()))
+                for b in self._bands if b.section.title]
+
+    def columns(self) -> int:
+        """How many columns the grid has at its current width."""
+        return self._cols
+
+    # -- QAbstractItemView's geometry -------------------------------------------------------------
+    def visualRect(self, index: QModelIndex) -> QRect:  # noqa: N802 (Qt)
+        if not index.isValid():
+            return QRect()
+        return self._content_rect(index.row()).translated(0, -self.verticalOffset())
+
+    def indexAt(self, point: QPoint) -> QModelIndex:  # noqa: N802 (Qt)
+        model = self.model()
+        if model is None:
+            return QModelIndex()
+        x, y = point.x(), point.y() + self.verticalOffset()
+        w, h = self._cell.width(), self._cell.height()
+        for b in self._bands:
+            if b.top <= y < b.top + b.n_rows * (h + GAP):
+                r, dy = divmod(y - b.top, h + GAP)
+                c, dx = divmod(x - PAD, w + GAP)
+                if dy >= h or dx >= w or x < PAD or c >= self._cols:
+                    return QModelIndex()
+                i = r * self._cols + c
+                return model.index(b.section.first + i, 0) if i < b.section.count else QModelIndex()
+        return QModelIndex()
+
+    def scrollTo(self, index: QModelIndex, hint=QAbstractItemView.ScrollHint.EnsureVisible) -> None:  # noqa: N802
+        if not index.isValid():
+            return
+        rect = self._content_rect(index.row())
+        b = self._band_of(index.row())
+        if b is not None and index.row() - b.section.first < self._cols:
+            rect.setTop(b.header_top)  # the first row of a section comes with its header
+        sb = self.verticalScrollBar()
+        top, page = sb.value(), self.viewport().height()
+        if hint == QAbstractItemView.ScrollHint.PositionAtTop:
+            sb.setValue(rect.top() - PAD)
+        elif hint == QAbstractItemView.ScrollHint.PositionAtCenter:
+            sb.setValue(rect.center().y() - page // 2)
+        elif rect.top() < top:
+            sb.setValue(rect.top() - PAD)
+        elif rect.bottom() > top + page:
+            sb.setValue(min(rect.top() - PAD, rect.bottom() + PAD - page))
+
+    def horizontalOffset(self) -> int:  # noqa: N802 (Qt)
+        return 0
+
+    def verticalOffset(self) -> int:  # noqa: N802 (Qt)
+        return self.verticalScrollBar().value()
+
+    def isIndexHidden(self, index: QModelIndex) -> bool:  # noqa: N802 (Qt)
+        return False
+
+    def setSelection(self, rect: QRect, flags) -> None:  # noqa: N802 (Qt)
+        model = self.model()
+        sel = QItemSelection()
+        for row in range(model.rowCount()):
+            if self.visualRect(model.index(row, 0)).intersects(rect.normalized()):
+                ix = model.index(row, 0)
+                sel.select(ix, ix)
+        self.selectionModel().select(sel, flags)
+
+    def visualRegionForSelection(self, selection: QItemSelection) -> QRegion:  # noqa: N802 (Qt)
+        region = QRegion()
+        for ix in selection.indexes():
+            region += self.visualRect(ix)
+        return region
+
+    def moveCursor(self, action, modifiers) -> QModelIndex:  # noqa: N802 (Qt)
+        model = self.model()
+        n = model.rowCount() if model is not None else 0
+        if n == 0:
+            return QModelIndex()
+        cur = self.currentIndex()
+        if not cur.isValid():
+            return model.index(0, 0)
+        row = cur.row()
+        A = QAbstractItemView.CursorAction
+        if action in (A.MoveLeft, A.MovePrevious):
+            row -= 1
+        elif action in (A.MoveRight, A.MoveNext):
+            row += 1
+        elif action == A.MoveHome:
+            row = 0
+        elif action == A.MoveEnd:
+            row = n - 1
+        elif action in (A.MoveUp, A.MoveDown):
+            row = self._vertical_neighbour(row, -1 if action == A.MoveUp else 1)
+        elif action in (A.MovePageUp, A.MovePageDown):
+            steps = max(1, self.viewport().height() // (self._cell.height() + GAP))
+            for _ in range(steps):
+                row = self._vertical_neighbour(row, -1 if action == A.MovePageUp else 1)
+        return model.index(min(n - 1, max(0, row)), 0)
+
+    def _vertical_neighbour(self, row: int, step: int) -> int:
+        """The result above (step -1) or below (+1) ``row`` in the grid's visual rows, across sections;
+        the nearest column when that row is shorter; ``row`` itself at the top or bottom."""
+        rows: list[tuple[int, int]] = []  # (first model row, count) of each visual row, top to bottom
+        for b in self._bands:
+            for r in range(b.n_rows):
+                first = b.section.first + r * self._cols
+                rows.append((first, min(self._cols, b.section.first + b.section.count - first)))
+        for k, (first, count) in enumerate(rows):
+            if first <= row < first + count:
+                j = k + step
+                if not 0 <= j < len(rows):
+                    return row
+                f2, c2 = rows[j]
+                return f2 + min(row - first, c2 - 1)
+        return row
+
+    # -- painting and input -----------------------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        model = self.model()
+        if model is None:
+            return
+        painter = QPainter(self.viewport())
+        clip, region = event.rect(), event.region()
+        off = self.verticalOffset()
+        pal = self.palette()
+        for sec, rect in self.header_rects():
+            if rect.intersects(clip):
+                self._paint_header(painter, sec, rect, pal)
+        option = QStyleOptionViewItem()
+        self.initViewItemOption(option)
+        delegate = self.itemDelegate()
+        current, h = self.currentIndex(), self._cell.height()
+        sel = self.selectionModel()
+        for b in self._bands:
+            top = b.top - off
+            if top > clip.bottom() or top + b.n_rows * (h + GAP) < clip.top():
+                continue
+            r0 = max(0, (clip.top() - top) // (h + GAP))
+            r1 = min(b.n_rows, (clip.bottom() - top) // (h + GAP) + 1)
+            for i in range(r0 * self._cols, min(b.section.count, r1 * self._cols)):
+                ix = model.index(b.section.first + i, 0)
+                option.rect = self.visualRect(ix)
+                if not region.intersects(option.rect):
+                    continue  # only the cells that changed are painted
+                state = QStyle.StateFlag.State_Enabled
+                if sel is not None and sel.isSelected(ix):
+                    state |= QStyle.StateFlag.State_Selected
+                if ix == self._hover:
+                    state |= QStyle.StateFlag.State_MouseOver
+                if ix == current and self.hasFocus():
+                    state |= QStyle.StateFlag.State_HasFocus
+                option.state = state
+                delegate.paint(painter, option, ix)
+        painter.end()
+
+    def _paint_header(self, painter: QPainter, sec: Section, rect: QRect, pal: QPalette) -> None:
+        painter.save()
+        f = painter.font()
+        f.setBold(True)
+        painter.setFont(f)
+        painter.setPen(pal.color(QPalette.ColorRole.WindowText))
+        fm = painter.fontMetrics()
+        text_rect = rect.adjusted(2, 0, -2, -4)
+        title = fm.elidedText(sec.title, Qt.TextElideMode.ElideRight, text_rect.width())
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom, title)
+        used = fm.horizontalAdvance(title) + 12
+        f.setBold(False)
+        painter.setFont(f)
+        if sec.note and used < text_rect.width():
+            painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            note = painter.fontMetrics().elidedText(sec.note, Qt.TextElideMode.ElideRight, text_rect.width() - used)
+            painter.drawText(text_rect.adjusted(used, 0, 0, 0), Qt.AlignmentFlag.AlignLeft
+                             | Qt.AlignmentFlag.AlignBottom, note)
+        painter.setPen(QPen(pal.color(QPalette.ColorRole.Mid), 1))
+        painter.drawLine(rect.left(), rect.bottom() - 1, rect.right(), rect.bottom() - 1)
+        painter.restore()
+
+    def mouseMoveEvent(self, event) -> None:
+        ix = self.indexAt(event.position().toPoint())
+        if ix != self._hover:
+            for old in (self._hover, ix):
+                if old.isValid():
+                    self.viewport().update(self.visualRect(old))
+            self._hover = ix
+        super().mouseMoveEvent(event)
+
+    def leaveEvent(self, event) -> None:
+        if self._hover.isValid():
+            self.viewport().update(self.visualRect(self._hover))
+        self._hover = QModelIndex()
+        super().leaveEvent(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().mouseDoubleClickEvent(event)
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._open(self.indexAt(event.position().toPoint()))
+
+    def wheelEvent(self, event) -> None:
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            notches = event.angleDelta().y() / 120
+            if notches:
+                self.set_thumb_size(round(self._thumb * 1.1 ** notches))
+            event.accept()
+            return
+        super().wheelEvent(event)
+
+    def event(self, event) -> bool:
+        # Enter on a result opens it, before a window-wide Enter shortcut (Search Now) takes the key
+        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid()):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+            self._open(self.currentIndex())
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def _open(self, index: QModelIndex) -> None:
+        hit = index.data(HitRole) if index.isValid() else None
+        if hit is not None:
+            self.openRequested.emit(hit)
+
+
+class ThumbSizeSlider(QSlider):
+    """A horizontal slider bound to a :class:`ResultsView`'s thumbnail size (both ways)."""
+
+    def __init__(self, view: ResultsView, parent=None) -> None:
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.setRange(THUMB_MIN, THUMB_MAX)
+        self.setSingleStep(8)
+        self.setPageStep(40)
+        self.setValue(view.thumb_size())
+        self.setToolTip("Thumbnail size (Ctrl+wheel on the results)")
+        self.setMaximumWidth(140)
+        self.valueChanged.connect(view.set_thumb_size)
+        view.thumbSizeChanged.connect(self.setValue)

@@ -1,0 +1,194 @@
+"""The detail panel, headless: the rotation plot read relative to the hit as shown (flat, as shown,
+turned), the overlay drawn turned on request, no "-0°", no radial labels over the curve; "Open containing
+folder" that cannot open says so; a narrow, short panel lays out without overlap."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+
+from app.detail import DetailPanel, RotationPlot, format_turn, read_curve
+from app.workers import Runner
+from engine.rotation import RotationCurve
+from engine.store import Hit
+
+PHOTO = Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos" / "gen_cup_1.jpg"
+
+
+def synthetic(fn, *, mirrored: bool = False) -> RotationCurve:
+    """A curve of similarity ``fn(angle in radians)`` on a 1-degree grid."""
+    angles = np.arange(0.0, 360.0, 1.0)
+    sims = fn(np.radians(angles))
+    i = int(np.argmax(sims))
+    return RotationCurve(angles, sims, float(angles[i]), float(sims[i]), mirrored, np.zeros(21))
+
+
+def turned_177():
+    return synthetic(lambda d: 0.515 + 0.105 * np.cos(d - np.radians(177)))  # 0.41 at 0 deg, 0.62 at +177
+
+
+def a_hit(path=PHOTO, box=(40.0, 30.0, 200.0, 190.0), score=0.7) -> Hit:
+    return Hit(rank=1, path=str(path), score=score, box=box, scale=0.4, mirrored=False, row=0, raw_score=0.45)
+
+
+@pytest.fixture
+def plot(qtbot):
+    p = RotationPlot()
+    qtbot.addWidget(p)
+    return p
+
+
+@pytest.fixture
+def panel(qtbot):
+    runner = Runner()
+    p = DetailPanel(runner)
+    qtbot.addWidget(p)
+    yield p
+    runner.wait(30_000)
+
+
+def test_a_clearly_better_turn_is_said_in_words_and_drawn_on_request(qtbot, panel):
+    sketch = np.full((120, 120), 255, np.uint8)
+    cv2.line(sketch, (20, 100), (100, 20), 0, 3)
+    panel.show_hit(a_hit(), kind="sketch", sketch=sketch, curve=turned_177())
+    rot = panel.rotation
+    assert rot.reading.verdict == "turned"
+    assert rot.caption.text().startswith("Turned +177° it matches better (0.62 vs 0.41 as shown)")
+    assert "best +177" not in rot.caption.text()
+    assert not rot.turn_button.isHidden() and "+177°" in rot.turn_button.text()
+    qtbot.waitUntil(lambda: panel.photo.image is not None, timeout=20_000)
+    assert panel.photo.overlay_angle == 0.0  # drawn as matched until asked
+    with qtbot.waitSignal(rot.overlayAngleChanged, timeout=1000) as sig:
+        rot.turn_button.click()
+    assert sig.args == [pytest.approx(177.0)] and panel.photo.overlay_angle == pytest.approx(177.0)
+    panel.photo.repaint()  # paints the turned overlay
+    rot.turn_button.click()
+    assert panel.photo.overlay_angle == 0.0
+    panel.show_hit(a_hit(), kind="sketch", sketch=sketch, curve=turned_177())  # another hit: back to as matched
+    assert panel.photo.overlay_angle == 0.0 and not rot.turn_button.isChecked()
+
+
+def test_the_plot_is_drawn_relative_to_the_hit_as_shown(plot):
+    plot.set_curve(turned_177())
+    # 0 deg (the overlay as drawn) is at the top; a counter-clockwise turn is drawn counter-clockwise
+    shown = plot.shown.points()
+    assert len(shown) == 1 and shown[0].x() == 0.0 and shown[0].y() == pytest.approx(0.41, abs=1e-3)
+    best = plot.best.points()
+    assert len(best) == 1 and best[0].x() == pytest.approx(360 - 177) and best[0].y() == pytest.approx(0.62)
+    plot.set_curve(synthetic(lambda d: 0.5 + 0.2 * np.cos(d - np.radians(90))))  # +90: on the left
+    assert plot.best.points()[0].x() == pytest.approx(270)
+    labels = plot.angle_axis.categoriesLabels()
+    assert "+90°" in labels and "-90°" in labels and "0°" in labels
+    assert not plot.radial_axis.labelsVisible()  # no numbers over the curve; they are in the caption
+
+
+def test_a_flat_curve_has_no_preferred_angle(plot):
+    flat = synthetic(lambda d: 0.44 + 0.015 * np.cos(d - np.radians(88)), mirrored=True)
+    plot.set_curve(flat)
+    text = plot.caption.text()
+    assert plot.reading.verdict == "flat"
+    assert text.startswith("No preferred angle") and "88" not in text and "best" not in text
+    assert "0.42 to 0.46" in text
+    assert plot.turn_button.isHidden() and not plot.best.points()
+
+
+def test_a_best_turn_that_is_no_clear_gain_reads_as_shown(plot):
+    plot.set_curve(synthetic(lambda d: 0.5 + 0.1 * np.cos(d - np.radians(12))))  # at 0: 0.598, best 0.6
+    assert plot.reading.verdict == "as_shown"
+    assert plot.caption.text().startswith("Matches best as shown: 0.60 at 0°")
+    assert plot.turn_button.isHidden() and not plot.best.points()
+    near_zero = synthetic(lambda d: 0.5 + 0.2 * np.cos(d - np.radians(-0.4)))
+    assert read_curve(near_zero).verdict == "as_shown"
+
+
+@pytest.mark.parametrize(("deg", "text"), [(-0.3, "0°"), (359.6, "0°"), (0.4, "0°"), (-90, "-90°"), (270, "-90°"),
+                                           (90.2, "+90°"), (180.4, "180°"), (-179.6, "180°"), (177, "+177°")])
+def test_turns_are_never_minus_zero(deg, text):
+    assert format_turn(deg) == text
+
+
+def test_no_minus_zero_in_any_caption(plot):
+    for peak in (-0.3, 359.7, 0.2):
+        plot.set_curve(synthetic(lambda d, p=peak: 0.5 + 0.2 * np.cos(d - np.radians(p))))
+        assert "-0°" not in plot.caption.text() and "−0°" not in plot.caption.text()
+
+
+def test_a_circle_sketch_on_a_circle_photo_has_no_preferred_angle(tmp_path, demo_db):
+    """A real curve (engine.rotsearch.curve_for_hit): a circle matches a circle at every turn."""
+    from engine.rotsearch import curve_for_hit
+    from engine.shards import open_collection
+
+    rng = np.random.default_rng(0)
+    photo = (rng.normal(200, 6, (300, 400, 3))).clip(0, 255).astype(np.uint8)
+    cv2.circle(photo, (200, 150), 90, (40, 60, 150), -1)
+    cv2.imwrite(str(tmp_path / "ball.png"), photo)
+    sketch = np.full((300, 300), 255, np.uint8)
+    cv2.circle(sketch, (150, 150), 110, 0, 3)
+    hit = Hit(rank=1, path=str(tmp_path / "ball.png"), score=0.5, box=(100.0, 50.0, 300.0, 250.0), scale=0.6,
+              mirrored=False, row=0)
+    curve = curve_for_hit(open_collection(demo_db), sketch, hit)
+    reading = read_curve(curve)
+    assert reading.verdict == "flat", reading
+
+
+def test_open_containing_folder_that_cannot_open_says_so_and_offers_copy_path(qtbot, panel, monkeypatch):
+    calls = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: calls.append(url) or False)
+    hit = a_hit()
+    panel.show_hit(hit, kind="sketch")
+    panel.show()
+    with qtbot.waitSignal(panel.message, timeout=1000) as sig:
+        panel.open_folder.click()
+    assert calls and calls[0].toLocalFile() == str(PHOTO.parent)
+    assert "No file manager" in sig.args[0] and str(PHOTO.parent) in sig.args[0]
+    assert panel.note.isVisible() and "Copy path" in panel.note.text()
+    with qtbot.waitSignal(panel.message, timeout=1000):
+        panel.copy_path.click()
+    assert QGuiApplication.clipboard().text() == str(PHOTO)
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: True)  # where it works, nothing is said
+    panel.open_folder.click()
+    assert not panel.note.isVisible()
+
+
+def test_image_hits_read_as_similarity_and_the_query_photo_is_named(panel):
+    panel.show_hit(a_hit(score=0.87), kind="image", query_path=None)
+    assert "similarity 0.87" in panel.scores.text() and "query photo" not in panel.scores.text()
+    panel.show_hit(a_hit(score=0.9), kind="image", query_path=str(PHOTO))
+    assert "This is the query photo itself" in panel.scores.text()
+    assert panel.rotation.turn_button.isHidden()
+
+
+@pytest.mark.parametrize("size", [(300, 500), (380, 640)])
+def test_a_small_panel_lays_out_without_overlap(qtbot, panel, size):
+    sketch = np.full((120, 120), 255, np.uint8)
+    cv2.circle(sketch, (60, 60), 40, 0, 3)
+    panel.resize(*size)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.show_hit(a_hit(), kind="sketch", sketch=sketch, curve=turned_177())
+    qtbot.waitUntil(lambda: panel.photo.image is not None, timeout=20_000)
+    QGuiApplication.processEvents()
+    body = panel.scroll.widget()
+    parts = [panel.photo, panel.overlay_box, panel.title, panel.path, panel.scores, panel.open_folder,
+             panel.copy_path, panel.search_with, panel.rotation.heading, panel.rotation.view, panel.rotation.caption,
+             panel.rotation.turn_button]
+    rects = {}
+    for w in parts:
+        assert w.isVisible(), w
+        r = w.rect().translated(w.mapTo(body, w.rect().topLeft()))
+        rects[w] = r
+        assert r.left() >= 0 and r.right() < panel.scroll.viewport().width(), (w, r)  # not cut off at the side
+        assert w.width() >= min(w.minimumSizeHint().width(), panel.scroll.viewport().width()), w
+        if hasattr(w, "text") and w in (panel.open_folder, panel.copy_path, panel.search_with):
+            assert w.width() >= w.fontMetrics().horizontalAdvance(w.text()), w  # the button's text fits
+    for a in parts:
+        for b in parts:
+            if a is not b:
+                assert not rects[a].intersects(rects[b]), (a, b, rects[a], rects[b])
+    # the caption is under the plot, and the plot keeps its height; the panel scrolls instead
+    assert rects[panel.rotation.caption].top() >= rects[panel.rotation.view].bottom()
+    assert panel.rotation.view.height() >= 200
+    assert body.height() > panel.scroll.viewport().height() and panel.scroll.verticalScrollBar().maximum() > 0

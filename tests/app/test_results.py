@@ -1,0 +1,260 @@
+"""The results grid, headless: sections by the calibrated score, the query photo marked, a grid that
+fills its width at any thumbnail size, keyboard walking in rank order, Enter / double click opening."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+
+from app.results import (
+    HitRole,
+    ResultDelegate,
+    ResultsModel,
+    ResultsView,
+    ThumbnailCache,
+    ThumbSizeSlider,
+    format_score,
+)
+from app.workers import Runner
+from engine.store import Hit
+
+PHOTOS = sorted((Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos").glob("*.jpg"))
+
+
+def hits_with(scores, *, box=(10.0, 10.0, 60.0, 60.0)) -> list[Hit]:
+    """Hits on the demo photos (cycled) with these scores, best first."""
+    return [Hit(rank=i + 1, path=str(PHOTOS[i % len(PHOTOS)]), score=float(s), box=box, scale=0.5,
+                mirrored=False, row=i, raw_score=0.3) for i, s in enumerate(scores)]
+
+
+@pytest.fixture
+def grid(qtbot):
+    runner = Runner()
+    thumbs = ThumbnailCache(runner)
+    model = ResultsModel(thumbs)
+    model.set_likely_cut(0.5)
+    view = ResultsView()
+    view.setModel(model)
+    view.setItemDelegate(ResultDelegate(model, view))
+    qtbot.addWidget(view)
+    yield model, view, thumbs
+    runner.wait(30_000)
+
+
+def _all_loaded(thumbs, model) -> bool:
+    return all(thumbs.get(h.path) is not None for h in model.hits)
+
+
+def test_sketch_results_split_into_likely_matches_and_other_photos(grid):
+    model, view, _ = grid
+    scores = [0.9, 0.7, 0.55, 0.3, 0.1, 0.02]
+    model.set_hits(hits_with(scores), "sketch")
+    titles = [(s.title, s.first, s.count) for s in model.sections()]
+    assert titles == [("Likely matches (3)", 0, 3), ("Other photos (3)", 3, 3)]
+    assert model.counts() == (3, 3, 0)
+    assert model.summary() == "3 likely matches · 3 other photos"
+    model.set_min_score(0.05)  # the fish at 0.02 is hidden, and the label says so
+    assert model.counts() == (3, 2, 1)
+    assert model.summary() == "3 likely matches · 2 other photos · 1 below 0.05 hidden"
+    model.set_hits(hits_with([0.3, 0.2]), "sketch")  # nothing above the cut: said in its own header
+    assert model.sections()[0].title == "No likely matches" and model.sections()[0].count == 0
+    assert model.summary() == "0 likely matches · 2 other photos"
+
+
+def test_the_grid_draws_a_header_above_each_section(qtbot, grid):
+    model, view, _ = grid
+    view.resize(700, 900)
+    view.show()
+    qtbot.waitExposed(view)
+    model.set_hits(hits_with([0.9, 0.8, 0.7, 0.6, 0.3, 0.1]), "sketch")
+    headers = view.header_rects()
+    assert [s.title for s, _ in headers] == ["Likely matches (4)", "Other photos (2)"]
+    first_other = view.visualRect(model.index(4))
+    last_likely = view.visualRect(model.index(3))
+    # the "Other photos" header sits between the last likely match and the first other photo,
+    # spanning the width, and no cell overlaps a header
+    assert last_likely.bottom() < headers[1][1].top() and headers[1][1].bottom() < first_other.top()
+    assert headers[1][1].width() > 0.9 * view.viewport().width()
+    for row in range(model.rowCount()):
+        for _, h in headers:
+            assert not view.visualRect(model.index(row)).intersects(h)
+    # a point on a header is no result
+    assert not view.indexAt(headers[1][1].center()).isValid()
+    assert view.indexAt(first_other.center()).row() == 4
+
+
+def test_keyboard_walks_all_results_in_rank_order_across_sections(qtbot, grid):
+    model, view, _ = grid
+    view.resize(620, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    model.set_hits(hits_with([0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05]), "sketch")
+    seen = []
+    view.selectionModel().currentChanged.connect(lambda cur, _prev: seen.append(cur.data(HitRole)))
+    view.setFocus()
+    view.setCurrentIndex(model.index(0))
+    for _ in range(model.rowCount() - 1):
+        qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert [h.rank for h in seen] == list(range(1, 10))  # every result once, in rank order, no header
+    qtbot.keyClick(view, Qt.Key.Key_Home)
+    assert view.currentIndex().row() == 0
+    qtbot.keyClick(view, Qt.Key.Key_End)
+    assert view.currentIndex().row() == 8
+    cols = view.columns()
+    assert cols >= 2
+    view.setCurrentIndex(model.index(0))
+    qtbot.keyClick(view, Qt.Key.Key_Down)  # below the first likely match: the next row of its section
+    assert view.currentIndex().row() == min(cols, 3)
+    view.setCurrentIndex(model.index(3))  # the last likely match: Down goes into "Other photos"
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    assert view.currentIndex().row() >= 4 and view.selectionModel().isSelected(view.currentIndex())
+
+
+def test_enter_and_double_click_ask_to_open_the_result(qtbot, grid):
+    model, view, _ = grid
+    view.resize(600, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    model.set_hits(hits_with([0.9, 0.6, 0.2]), "sketch")
+    view.setFocus()
+    view.setCurrentIndex(model.index(1))
+    with qtbot.waitSignal(view.openRequested, timeout=2000) as sig:
+        qtbot.keyClick(view, Qt.Key.Key_Return)
+    assert sig.args[0] is model.hits[1]
+    centre = view.visualRect(model.index(2)).center()
+    with qtbot.waitSignal(view.openRequested, timeout=2000) as sig:
+        qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    assert sig.args[0] is model.hits[2]
+
+
+def test_image_results_read_as_similarities_and_mark_the_query_photo(grid):
+    model, view, _ = grid
+    hits = hits_with([0.97, 0.6, 0.4])
+    model.set_hits(hits, "image", query_path=hits[0].path)
+    assert [s.title for s in model.sections()] == ["Most similar (3)"]  # no likely / other split
+    assert model.is_query(hits[0]) and not model.is_query(hits[1])
+    assert "query photo" in model.summary()
+    assert format_score(0.87, "image") == "similarity 0.87"
+    assert format_score(0.87, "sketch") == "match 87%"  # a different scale reads differently
+    model.set_hits(hits_with([0.998, 0.6]), "image")  # a pasted copy: no path, but the same photo
+    assert model.is_query(model.hits[0]) and not model.is_query(model.hits[1])
+    model.set_hits(hits_with([0.998]), "sketch")  # a sketch hit is never "the query"
+    assert not model.is_query(model.hits[0])
+
+
+def test_the_query_badge_is_drawn_on_the_query_photo(qtbot, grid):
+    model, view, thumbs = grid
+    view.resize(600, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    hits = hits_with([0.97, 0.6])
+    model.set_hits(hits, "image", query_path=hits[1].path)  # the badge goes where the path says
+    qtbot.waitUntil(lambda: _all_loaded(thumbs, model), timeout=20_000)
+    view.viewport().repaint()
+    img = view.viewport().grab().toImage()
+    hl = view.palette().color(view.palette().ColorRole.Highlight)
+
+    def badge_pixels(row: int) -> int:
+        r = view.visualRect(model.index(row))
+        corner = img.copy(r.left(), r.top(), r.width() // 2, r.height() // 3)
+        return sum(corner.pixelColor(x, y) == hl for x in range(corner.width()) for y in range(corner.height()))
+
+    assert badge_pixels(1) > 100 and badge_pixels(0) == 0
+
+
+@pytest.mark.parametrize("width", [700, 1100, 1440])
+def test_the_grid_fills_its_width_with_as_many_columns_as_fit(qtbot, grid, width):
+    model, view, _ = grid
+    view.resize(width, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    model.set_hits(hits_with([0.9 - 0.01 * i for i in range(60)]), "sketch")
+    rects = [view.visualRect(model.index(i)) for i in range(model.rowCount())]
+    cols = view.columns()
+    thumb = view.thumb_size()
+    assert cols == len({r.left() for r in rects})
+    assert cols >= (view.viewport().width() - 40) // (thumb + 24)  # as many as fit
+    right = max(r.right() for r in rects)
+    assert view.viewport().width() - right < thumb // 2 + 24  # no wide empty strip on the right
+    assert view.verticalScrollBar().maximum() > 0
+    qtbot.waitUntil(view.verticalScrollBar().isVisible, timeout=2000)
+
+
+def test_a_few_results_at_a_high_cut_off_keep_their_columns_names_and_scrollbar(qtbot, grid):
+    """At cut-off 0.1 the old grid fell to one column, clipped the last name and lost its scrollbar."""
+    model, view, _ = grid
+    view.resize(520, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    long = [Hit(rank=i + 1, path=f"/photos/a-very-long-file-name-of-a-holiday-photo-number-{i}.jpg", score=s,
+                box=(0, 0, 1, 1), scale=1.0, mirrored=False, row=i) for i, s in enumerate([0.8, 0.5, 0.2, 0.15,
+                                                                                          0.12, 0.11, 0.05])]
+    model.set_hits(long, "sketch")
+    model.set_min_score(0.1)
+    assert model.rowCount() == 6
+    assert view.columns() >= 2
+    bottom = max(view.visualRect(model.index(i)).bottom() for i in range(model.rowCount()))
+    sb = view.verticalScrollBar()
+    assert bottom > view.viewport().height() and sb.maximum() > 0
+    qtbot.waitUntil(sb.isVisible, timeout=2000)
+    view.scrollTo(model.index(5))  # the last one can be brought fully into view
+    last = view.visualRect(model.index(5))
+    assert view.viewport().rect().contains(last)
+    # and its name is elided to its cell, never cut
+    fm = view.fontMetrics()
+    name = fm.elidedText(Path(long[5].path).name, Qt.TextElideMode.ElideMiddle, last.width() - 12)
+    assert "…" in name and fm.horizontalAdvance(name) <= last.width() - 12
+
+
+def test_thumbnail_size_slider_and_ctrl_wheel_change_the_grid_and_reload_sharper(qtbot, grid):
+    model, view, thumbs = grid
+    view.resize(1000, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    model.set_hits(hits_with([0.9, 0.8, 0.3]), "sketch")
+    qtbot.waitUntil(lambda: _all_loaded(thumbs, model), timeout=20_000)
+    small = max(thumbs.get(model.hits[0].path)[0].width(), thumbs.get(model.hits[0].path)[0].height())
+    cols = view.columns()
+    slider = ThumbSizeSlider(view)
+    qtbot.addWidget(slider)
+    with qtbot.waitSignal(view.thumbSizeChanged, timeout=1000) as sig:
+        slider.setValue(380)
+    assert sig.args == [380] and view.thumb_size() == 380
+    assert view.columns() < cols
+    assert view.visualRect(model.index(0)).width() >= 380
+    # the thumbnail shown is reloaded at the larger size (not the small one blown up)
+    view.viewport().repaint()
+    qtbot.waitUntil(lambda: max(thumbs.get(model.hits[0].path)[0].width(),
+                                thumbs.get(model.hits[0].path)[0].height()) > small, timeout=20_000)
+    assert max(thumbs.get(model.hits[0].path)[0].width(), thumbs.get(model.hits[0].path)[0].height()) >= 380
+    # Ctrl+wheel down makes them smaller, and the slider follows
+    pos = QPointF(view.viewport().rect().center())
+    ev = QWheelEvent(pos, view.viewport().mapToGlobal(pos), QPoint(0, 0), QPoint(0, -240),
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.ControlModifier, Qt.ScrollPhase.NoScrollPhase,
+                     False)
+    with qtbot.waitSignal(view.thumbSizeChanged, timeout=1000):
+        view.wheelEvent(ev)
+    assert view.thumb_size() < 380 and slider.value() == view.thumb_size()
+    view.set_thumb_size(10)  # clamped
+    assert view.thumb_size() == 96
+
+
+def test_a_loaded_thumbnail_repaints_only_its_own_cell(qtbot, grid, monkeypatch):
+    model, view, thumbs = grid
+    view.resize(800, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    model.set_hits(hits_with([0.9, 0.8, 0.7, 0.6, 0.5]), "sketch")
+    qtbot.waitUntil(lambda: _all_loaded(thumbs, model), timeout=20_000)
+    painted = []
+    delegate = view.itemDelegate()
+    original = delegate.paint
+    monkeypatch.setattr(delegate, "paint", lambda p, o, ix: (painted.append(ix.row()), original(p, o, ix)))
+    view.viewport().repaint()
+    assert sorted(painted) == [0, 1, 2, 3, 4]
+    painted.clear()
+    thumbs.loaded.emit(model.hits[2].path)  # one thumbnail arrives
+    qtbot.waitUntil(lambda: bool(painted), timeout=2000)
+    assert painted == [2]
