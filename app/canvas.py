@@ -1,7 +1,13 @@
 """The drawing canvas: white paper, black ink, pen and eraser, undo/redo, load and save.
 
-Strokes are kept in widget coordinates (a resize neither moves nor scales them) and rendered with
-:func:`app.sketch.render_strokes`; :meth:`SketchCanvas.to_image` is what gets searched.
+Strokes are kept in the coordinates of the *paper*: the canvas's size when the first stroke of a sketch
+was drawn (or the sketch was loaded).  The paper is shown scaled to fit the widget and centred, so a
+resize scales the drawing with the canvas and never crops it; :meth:`SketchCanvas.to_image` renders the
+paper (:func:`app.sketch.render_strokes`) whatever the widget's size, and is what gets searched.
+
+Painting is incremental: the committed strokes are rendered once into a cached image; a stroke being
+drawn is painted segment by segment into that image, and a paint event copies only the damaged rectangle
+(the work per mouse move does not grow with the stroke's length).
 """
 from __future__ import annotations
 
@@ -15,7 +21,6 @@ from PySide6.QtGui import (
     QImage,
     QInputDevice,
     QPainter,
-    QPainterPath,
     QPaintEvent,
     QPen,
     QPointingDevice,
@@ -35,13 +40,14 @@ HINT = "Draw a shape here"
 
 
 class _Command(QUndoCommand):
-    """Replace the canvas's strokes and background; undo puts the previous ones back."""
+    """Replace the canvas's strokes, background and paper; undo puts the previous ones back."""
 
-    def __init__(self, canvas: SketchCanvas, text: str, strokes: list[Stroke], background: np.ndarray | None):
+    def __init__(self, canvas: SketchCanvas, text: str, strokes: list[Stroke], background: np.ndarray | None,
+                 paper: tuple[int, int] | None):
         super().__init__(text)
         self.canvas = canvas
-        self.new = (tuple(strokes), background)
-        self.old = (tuple(canvas._strokes), canvas._background)
+        self.new = (tuple(strokes), background, paper)
+        self.old = (tuple(canvas._strokes), canvas._background, canvas._paper)
 
     def redo(self) -> None:
         self.canvas._set_state(*self.new)
@@ -53,29 +59,31 @@ class _Command(QUndoCommand):
 class AddStroke(QUndoCommand):
     """One finished stroke (drawn onto the cached image rather than re-rendering everything)."""
 
-    def __init__(self, canvas: SketchCanvas, stroke: Stroke):
+    def __init__(self, canvas: SketchCanvas, stroke: Stroke, paper: tuple[int, int]):
         super().__init__("Erase" if stroke.erase else "Draw")
         self.canvas, self.stroke = canvas, stroke
+        self.paper, self.old_paper = paper, canvas._paper  # a first stroke sets the paper
 
     def redo(self) -> None:
-        self.canvas._append(self.stroke)
+        self.canvas._append(self.stroke, self.paper)
 
     def undo(self) -> None:
-        self.canvas._set_state(tuple(self.canvas._strokes[:-1]), self.canvas._background)
+        c = self.canvas
+        c._set_state(tuple(c._strokes[:-1]), c._background, self.old_paper)
 
 
 class Clear(_Command):
     """Remove all strokes and any loaded sketch."""
 
     def __init__(self, canvas: SketchCanvas):
-        super().__init__(canvas, "Clear", [], None)
+        super().__init__(canvas, "Clear", [], None, None)
 
 
 class LoadImage(_Command):
     """Make a loaded sketch the background, without strokes."""
 
     def __init__(self, canvas: SketchCanvas, background: np.ndarray):
-        super().__init__(canvas, "Open Sketch", [], background)
+        super().__init__(canvas, "Open Sketch", [], background, (background.shape[1], background.shape[0]))
 
 
 class SketchCanvas(QWidget):
@@ -95,18 +103,20 @@ class SketchCanvas(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.undo_stack = QUndoStack(self)
-        self._strokes: list[Stroke] = []
-        self._background: np.ndarray | None = None
-        self._cache: np.ndarray | None = None  # render of the committed strokes at the widget's size
+        self._strokes: list[Stroke] = []  # in paper coordinates
+        self._background: np.ndarray | None = None  # (H, W) grey at the paper's size
+        self._paper: tuple[int, int] | None = None  # (width, height); None: blank, set by the first stroke
+        self._cache: np.ndarray | None = None  # render of the paper (what is searched)
         self._empty: bool | None = None  # no ink in the cache (None: not known yet)
-        self._cache_qimage: QImage | None = None
+        self._shown: QImage | None = None  # the paper as shown at the widget's size, with any live stroke
         self._tool = "pen"
         self._pen_width = DEFAULT_WIDTH
-        self._current: list[tuple[float, float]] | None = None  # the stroke being drawn
+        self._current: list[tuple[float, float]] | None = None  # the stroke being drawn (widget pixels)
         self._current_erase = False
         self._pressures: list[float] = []
         self._hover: QPointF | None = None
         self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # every paint covers its rectangle
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
         self.setCursor(Qt.CursorShape.CrossCursor)
@@ -126,7 +136,7 @@ class SketchCanvas(QWidget):
 
     @property
     def pen_width(self) -> int:
-        """Pen diameter in pixels (1..40)."""
+        """Pen diameter in pixels of the screen (1..40)."""
         return self._pen_width
 
     @property
@@ -164,15 +174,24 @@ class SketchCanvas(QWidget):
         return self._empty
 
     def strokes(self) -> list[Stroke]:
-        """The committed strokes, oldest first (a copy)."""
+        """The committed strokes, oldest first, in paper coordinates (a copy)."""
         return list(self._strokes)
 
+    @property
+    def paper_size(self) -> tuple[int, int]:
+        """(width, height) of the paper: what :meth:`to_image` renders (the widget's size while blank)."""
+        return self._paper or self._size()
+
     def to_image(self) -> np.ndarray:
-        """The sketch as a (H, W) uint8 grey image at the widget's size (a copy): what gets searched."""
+        """The sketch as a (H, W) uint8 grey image of the paper (a copy): what gets searched.
+
+        Its size is the canvas's when the sketch was begun, whatever the widget's size is now, so
+        resizing the window neither crops nor changes the sketch that is searched."""
         return self._render().copy()
 
     def load_image(self, path: str | os.PathLike) -> None:
-        """Open a sketch image, fitted and centred, as the canvas's background (one undoable step).
+        """Open a sketch image, fitted and centred on paper of the canvas's size, as the canvas's background
+        (one undoable step).
 
         Raises
         ------
@@ -210,30 +229,77 @@ class SketchCanvas(QWidget):
     def minimumSizeHint(self) -> QSize:
         return QSize(200, 200)
 
-    # -- state (used by the undo commands) ----------------------------------------------------------
+    # -- paper <-> widget ---------------------------------------------------------------------------
     def _size(self) -> tuple[int, int]:
         return max(1, self.width()), max(1, self.height())
 
+    def _view(self) -> tuple[float, float, float]:
+        """(scale, x offset, y offset) that show the paper fitted and centred in the widget."""
+        if self._paper is None:
+            return 1.0, 0.0, 0.0
+        (pw, ph), (w, h) = self._paper, self._size()
+        if (pw, ph) == (w, h):
+            return 1.0, 0.0, 0.0
+        s = min(w / pw, h / ph)
+        return s, (w - pw * s) / 2, (h - ph * s) / 2
+
+    def _to_paper(self, points: np.ndarray, width: float) -> tuple[np.ndarray, float]:
+        s, ox, oy = self._view()
+        return (np.asarray(points, np.float64) - (ox, oy)) / s, width / s
+
+    @staticmethod
+    def _on_widget(stroke: Stroke, view: tuple[float, float, float]) -> Stroke:
+        s, ox, oy = view
+        if (s, ox, oy) == (1.0, 0.0, 0.0):
+            return stroke
+        return Stroke(stroke.points * s + (ox, oy), stroke.width * s, stroke.erase)
+
+    # -- state (used by the undo commands) ----------------------------------------------------------
     def _render(self) -> np.ndarray:
-        size = self._size()
-        if self._cache is None or self._cache.shape != (size[1], size[0]):
-            self._cache = render_strokes(self._strokes, size, background=self._background)
-            self._cache_qimage, self._empty = None, None
+        """The paper with every committed stroke (cached)."""
+        if self._cache is None:
+            self._cache = render_strokes(self._strokes, self.paper_size, background=self._background)
+            self._shown, self._empty = None, None
         return self._cache
 
+    def _render_shown(self) -> QImage:
+        """The paper as shown at the widget's size (cached; a live stroke is painted into it)."""
+        if self._shown is None or (self._shown.width(), self._shown.height()) != self._size():
+            view = self._view()
+            if view == (1.0, 0.0, 0.0):
+                img = self._render()
+            else:
+                (w, h), (pw, ph) = self._size(), self.paper_size
+                img = np.full((h, w), 255, np.uint8)
+                if self._background is not None:
+                    s, ox, oy = view
+                    bw, bh = max(1, round(pw * s)), max(1, round(ph * s))
+                    x, y = int(round(ox)), int(round(oy))
+                    bg = cv2.resize(self._background, (bw, bh), interpolation=cv2.INTER_AREA)
+                    img[y:y + bh, x:x + bw] = bg[:h - y, :w - x]
+                for stroke in self._strokes:
+                    draw_stroke(img, self._on_widget(stroke, view))
+            self._shown = QImage(img.data, img.shape[1], img.shape[0], img.strides[0],
+                                 QImage.Format.Format_Grayscale8).convertToFormat(QImage.Format.Format_RGB32)
+        return self._shown
+
     def _changed(self) -> None:
-        self._cache_qimage, self._empty = None, None
+        self._empty = None
         self.update()
         self.sketchChanged.emit()
 
-    def _set_state(self, strokes, background: np.ndarray | None) -> None:
-        self._strokes, self._background, self._cache = list(strokes), background, None
+    def _set_state(self, strokes, background: np.ndarray | None, paper: tuple[int, int] | None) -> None:
+        self._strokes, self._background, self._paper = list(strokes), background, paper
+        self._cache, self._shown = None, None
         self._changed()
 
-    def _append(self, stroke: Stroke) -> None:
+    def _append(self, stroke: Stroke, paper: tuple[int, int]) -> None:
+        if self._paper != paper:
+            self._paper, self._cache = paper, None
         if self._cache is not None:
             draw_stroke(self._cache, stroke)  # same pixels as a full render: strokes are drawn in order
         self._strokes.append(stroke)
+        self._shown = None  # the live preview gives way to the committed stroke
         self._changed()
 
     # -- drawing --------------------------------------------------------------------------------------
@@ -251,6 +317,7 @@ class SketchCanvas(QWidget):
         self._current_erase = erase
         self._pressures = [] if pressure is None else [pressure]
         self.strokeStarted.emit()
+        self._paint_segment(0)
         self.update()  # all of it: the hint goes
 
     def _extend(self, pos: QPointF, pressure: float | None = None) -> None:
@@ -259,25 +326,41 @@ class SketchCanvas(QWidget):
             self._pressures.append(pressure)
         if point != self._current[-1]:
             self._current.append(point)
-            self._update_stroke_rect(len(self._current) - 2)
+            self._paint_segment(len(self._current) - 2)
 
     def _finish(self, pos: QPointF | None = None, pressure: float | None = None) -> None:
         if pos is not None:
             self._extend(pos, pressure)
-        stroke = Stroke(np.array(self._current), self._stroke_width(), self._current_erase)
+        points, width = self._to_paper(np.array(self._current), self._stroke_width())
+        stroke = Stroke(points, width, self._current_erase)
+        paper = self.paper_size
         self._current, self._pressures = None, []
-        self.undo_stack.push(AddStroke(self, stroke))
+        self.undo_stack.push(AddStroke(self, stroke, paper))
 
     def _cancel_stroke(self) -> None:
         if self._current is not None:
             self._current, self._pressures = None, []
+            self._shown = None  # drop the live preview
             self.update()
 
-    def _update_stroke_rect(self, start: int) -> None:
-        """Repaint around the segment(s) of the current stroke from point ``start`` on."""
-        pts = np.array(self._current[start:])
-        pad = self._stroke_width() * (1.5 if self._pressures else 1) / 2 + 2
-        (x0, y0), (x1, y1) = pts.min(axis=0) - pad, pts.max(axis=0) + pad
+    def _paint_segment(self, start: int) -> None:
+        """Paint the current stroke from point ``start`` on into the shown image, and repaint around it."""
+        img = self._render_shown()
+        pts = self._current[start:]
+        width = self._stroke_width()
+        colour = Qt.GlobalColor.white if self._current_erase else Qt.GlobalColor.black
+        painter = QPainter(img)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(colour, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+                            Qt.PenJoinStyle.RoundJoin))
+        if len(pts) == 1:
+            painter.drawPoint(QPointF(*pts[0]))
+        else:
+            painter.drawLine(QPointF(*pts[0]), QPointF(*pts[1]))
+        painter.end()
+        a = np.array(pts)
+        pad = width * (1.5 if self._pressures else 1) / 2 + 2
+        (x0, y0), (x1, y1) = a.min(axis=0) - pad, a.max(axis=0) + pad
         self.update(QRectF(x0, y0, x1 - x0, y1 - y0).toAlignedRect())
 
     def _cursor_rect(self, pos: QPointF) -> QRectF:
@@ -339,33 +422,21 @@ class SketchCanvas(QWidget):
         super().leaveEvent(event)
 
     def resizeEvent(self, event) -> None:
-        self._cache, self._cache_qimage = None, None  # re-rendered at the new size on the next paint
+        if self._current is not None:  # the stroke being drawn is in widget pixels: finish it as it is
+            self._finish()
+        if self._paper is None:
+            self._cache = None  # blank paper follows the widget
+        self._shown = None  # re-made at the new size on the next paint
         super().resizeEvent(event)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
-        painter.fillRect(event.rect(), Qt.GlobalColor.white)  # paper, whatever the theme
-        if self._cache_qimage is None:
-            img = self._render()
-            self._cache_qimage = QImage(img.data, img.shape[1], img.shape[0], img.strides[0],
-                                        QImage.Format.Format_Grayscale8).copy()
-        painter.drawImage(event.rect(), self._cache_qimage, event.rect())
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if self._current is not None:
-            colour = Qt.GlobalColor.white if self._current_erase else Qt.GlobalColor.black
-            painter.setPen(QPen(colour, self._stroke_width(), Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
-                                Qt.PenJoinStyle.RoundJoin))
-            if len(self._current) == 1:
-                painter.drawPoint(QPointF(*self._current[0]))
-            else:
-                path = QPainterPath(QPointF(*self._current[0]))
-                for x, y in self._current[1:]:
-                    path.lineTo(x, y)
-                painter.drawPath(path)
-        elif self.is_empty():
+        painter.drawImage(event.rect(), self._render_shown(), event.rect())  # paper, whatever the theme
+        if self._current is None and self.is_empty():
             painter.setPen(QColor(160, 160, 160))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, HINT)
         if self._hover is not None:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
             r = self._cursor_rect(self._hover).adjusted(2, 2, -2, -2)
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.setPen(QPen(QColor(255, 255, 255, 200), 3))

@@ -4,3 +4,19 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory):
+    """An index of the demo collection (built once per test session)."""
+    from engine.indexer import index_folders
+
+    db = tmp_path_factory.mktemp("demo") / "index"
+    index_folders([DEMO / "photos"], db, workers=1)
+    return db
