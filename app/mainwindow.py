@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSettings, QSize, QStandardPaths, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence
+from PySide6.QtCore import QByteArray, QSettings, QSize, QStandardPaths, Qt, QThreadPool, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QRadioButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -42,6 +44,9 @@ from .workers import Runner, Task
 ICONS = Path(__file__).resolve().parent.parent / "resources" / "icons"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif)"
 DEBOUNCE_MS = 300
+TOP_DEBOUNCE_MS = 500  # typing a result count searches once the typing pauses
+RECENT = 8  # collections in File > Recent Collections
+MIN_USABLE = QSize(1024, 640)  # nothing is cut off down to this size; below it the window scrolls
 EXPAND = None  # sketch-to-image expansion when "Include similar photos" is on (None: the fitted default)
 REFRESH_S = 3.0  # while indexing, re-open the index this often so new photos become searchable
 
@@ -50,13 +55,78 @@ def icon(name: str) -> QIcon:
     return QIcon(str(ICONS / f"{name}.svg"))
 
 
-def default_db_for(folder: str | os.PathLike) -> Path:
-    """Where the index of a photo folder lives (the app's data folder, never inside the photos)."""
-    folder = Path(folder).resolve()
+def collections_folder() -> Path:
+    """Where the app keeps the collections it makes (the app's data folder, never among the photos)."""
     base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation) \
         or str(Path.home() / ".local" / "share" / "sketchsearch")
+    return Path(base) / "collections"
+
+
+def default_db_for(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """The collection of a photo folder of its own: in ``root`` (default :func:`collections_folder`)."""
+    folder = Path(folder).resolve()
     tag = hashlib.blake2b(str(folder).encode(), digest_size=6).hexdigest()
-    return Path(base) / "collections" / f"{folder.name or 'root'}-{tag}"
+    return Path(root or collections_folder()) / f"{folder.name or 'root'}-{tag}"
+
+
+def collection_name(db: str | os.PathLike) -> str:
+    """A short name of a collection for menus and the status bar (its folder's or manifest's name)."""
+    p = Path(db)
+    return p.stem if p.suffix == ".json" else p.name
+
+
+def is_collection(db: str | os.PathLike) -> bool:
+    """Whether ``db`` holds a collection: an index folder (with its catalog) or a manifest file."""
+    p = Path(db)
+    return p.is_file() and p.suffix == ".json" or (p / "catalog.sqlite3").is_file()
+
+
+class IndexTargetDialog(QDialog):
+    """Asks where a folder's photos go before a run: a collection of its own (new or updated) or the open
+    collection (only as an explicit choice), naming the collection that will be written."""
+
+    def __init__(self, folder: Path, own: Path, own_count: int | None, open_db: Path | None,
+                 open_count: int | None, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Index a photo folder")
+        self.own, self.open_db = own, open_db
+        lay = QVBoxLayout(self)
+        head = QLabel(f"Index the photos of <b>{_html(str(folder))}</b> into:")
+        head.setWordWrap(True)
+        lay.addWidget(head)
+        what = ("a new collection" if own_count is None
+                else f"its own collection, updated ({own_count:,} photos now)")
+        self.own_button = QRadioButton(f"{what}: {collection_name(own)}")
+        self.own_button.setToolTip(str(own))
+        self.own_button.setChecked(True)
+        lay.addWidget(self.own_button)
+        self.open_button = QRadioButton()
+        if open_db is not None and open_db != own:
+            self.open_button.setText(f"the open collection {collection_name(open_db)}"
+                                     + (f" ({open_count:,} photos), adding them to it" if open_count is not None
+                                        else ", adding them to it"))
+            self.open_button.setToolTip(str(open_db))
+            lay.addWidget(self.open_button)
+        else:
+            self.open_button.setVisible(False)
+        self.where = QLabel()
+        self.where.setWordWrap(True)
+        self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.where)
+        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        box.button(QDialogButtonBox.StandardButton.Ok).setText("Index")
+        box.accepted.connect(self.accept)
+        box.rejected.connect(self.reject)
+        lay.addWidget(box)
+        for b in (self.own_button, self.open_button):
+            b.toggled.connect(self._update)
+        self._update()
+
+    def target(self) -> Path:
+        return self.open_db if self.open_button.isChecked() and self.open_db is not None else self.own
+
+    def _update(self) -> None:
+        self.where.setText(f"Written to: {self.target()}")
 
 
 class MainWindow(QMainWindow):
@@ -73,6 +143,9 @@ class MainWindow(QMainWindow):
         self.index = None  # engine.store.SketchIndex
         self.db: Path | None = None
         self.index_workers: int | None = None  # None: all cores
+        self.collections_root: Path | None = None  # where new collections go (None: collections_folder())
+        self._warming = None  # the start-up task that loads the search models (engine.warm_up)
+        self._search_pending = False  # a search asked for while warming up: run when it is done
         self.top_k = 60
         self.query_kind = "sketch"
         self.query_image: np.ndarray | str | None = None
@@ -87,6 +160,8 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         self._build_actions()
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS, timeout=self.search_now)
+        self._top_debounce = QTimer(self, singleShot=True, interval=TOP_DEBOUNCE_MS, timeout=self.search_now)
+        self._message_timer = QTimer(self, singleShot=True, timeout=lambda: self.message_label.setText(""))
         self.canvas.sketchChanged.connect(self._sketch_changed)
         self.resize(1360, 820)
         if restore:
@@ -95,9 +170,10 @@ class MainWindow(QMainWindow):
             self.open_index(db)
         elif restore and self.settings.value("collection/db"):
             last = Path(str(self.settings.value("collection/db")))
-            if (last / "catalog.sqlite3").exists():
+            if is_collection(last):
                 self.open_index(last)
         self._update_status()
+        self._update_recent_menu()
 
     # -- layout -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -179,14 +255,15 @@ class MainWindow(QMainWindow):
         self.expand_box.setToolTip("Also find photos that look like the best sketch hits (image descriptors)")
         self.expand_box.setChecked(True)  # on by default: it helps most sketches (README, sketch search quality)
         self.expand_box.toggled.connect(lambda _on: self.search_now())
-        head = QHBoxLayout()
-        head.addWidget(self.count_label, 1)
-        head.addWidget(self.expand_box)
-        head.addWidget(self.top_spin)
-        head.addWidget(self.cutoff)
+        controls = QHBoxLayout()
+        controls.addWidget(self.expand_box)
+        controls.addStretch(1)
+        controls.addWidget(self.top_spin)
+        controls.addWidget(self.cutoff)
         middle = QWidget()
         ml = QVBoxLayout(middle)
-        ml.addLayout(head)
+        ml.addWidget(self.count_label)
+        ml.addLayout(controls)
         ml.addWidget(self.results, 1)
 
         self.detail = DetailPanel(self.runner)
@@ -199,10 +276,23 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 5)
         self.splitter.setStretchFactor(2, 3)
         self.splitter.setSizes([420, 560, 380])
-        self.setCentralWidget(self.splitter)
+        self.splitter.setChildrenCollapsible(False)
+        left.setMinimumWidth(250)
+        middle.setMinimumWidth(380)
+        self.detail.setMinimumWidth(280)
+        # nothing is cut off down to MIN_USABLE; a smaller window scrolls instead of clipping
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setWidget(self.splitter)
+        self.splitter.setMinimumSize(MIN_USABLE.width() - 16, MIN_USABLE.height() - 120)
+        self.setCentralWidget(self.scroll)
 
         sb = self.statusBar()
-        self.collection_label = QLabel()
+        self.message_label = ElidedLabel()  # messages: elided to the room they have, whole in the tooltip
+        sb.addWidget(self.message_label, 1)
+        self.collection_label = ElidedLabel()
+        self.collection_label.setMaximumWidth(320)
         self.time_label = QLabel()
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
         self.progress_label = QLabel()
@@ -210,6 +300,9 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_indexing)
         for w in (self.progress, self.progress_label, self.cancel_button):
             w.setVisible(False)
+        self.loading_label = QLabel()
+        self.loading_label.setVisible(False)
+        sb.addPermanentWidget(self.loading_label)
         sb.addPermanentWidget(self.progress_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
@@ -241,9 +334,15 @@ class MainWindow(QMainWindow):
         m = self.menuBar()
         f = m.addMenu("&File")
         self.index_action = self._action("&Index a Photo Folder…", self.choose_folder, "Ctrl+O", "folder")
+        self.index_action.setToolTip("Index a folder into a collection of its own, or add it to the open one "
+                                     "(asked before the run)")
         f.addAction(self.index_action)
+        self.add_action = self._action("&Add a Folder to the Open Collection…", self.choose_folder_to_add)
+        f.addAction(self.add_action)
+        f.addSeparator()
         f.addAction(self._action("Open an &Existing Index…", self.choose_index, "Ctrl+Shift+O"))
         f.addAction(self._action("Open a S&harded Collection…", self.choose_manifest))
+        self.recent_menu = f.addMenu("&Recent Collections")
         f.addSeparator()
         f.addAction(self._action("Open a &Sketch…", self.choose_sketch, None, "sketch"))
         f.addAction(self._action("Search by &Image…", self.choose_image, "Ctrl+I", "image"))
@@ -273,25 +372,135 @@ class MainWindow(QMainWindow):
 
     # -- collection -------------------------------------------------------------------------------
     def open_index(self, db: str | os.PathLike, *, quiet: bool = False) -> bool:
+        """Open a collection (an index folder or a sharded collection's manifest); on failure say why in a
+        dialog (``quiet``: only the status bar) and keep the open one.  Starts loading the search models in
+        the background the first time."""
+        import logging
+        import sqlite3
+        import traceback
+
         from engine.errors import SketchSearchError
         from engine.shards import open_collection
 
         try:
             index = open_collection(db)  # an index folder, or a sharded collection's manifest
-        except (SketchSearchError, OSError) as e:
-            if not quiet:
-                self.error(str(e))
+        except (SketchSearchError, OSError, sqlite3.Error) as e:
+            (self.message if quiet else self.error)(str(e))
             return False
+        except Exception as e:  # a damaged collection must not take the app down
+            logging.getLogger(__name__).error("opening %s failed:\n%s", db, traceback.format_exc())
+            (self.message if quiet else self.error)(f"{db}: cannot be opened ({type(e).__name__}: {e})")
+            return False
+        changed = self.db is None or Path(db) != self.db
         self.index, self.db = index, Path(db)
         self.settings.setValue("collection/db", str(self.db))
+        self._add_recent(self.db)
         self._update_status()
+        if changed or self._warming is None:
+            self._warm_up()
         return True
 
+    # -- start-up: load the search models while the person draws ---------------------------------------
+    def _warm_up(self) -> None:
+        """Load torch, the networks and the collection's arrays in the background with a tiny search, so the
+        first real search does not pay for them; searches asked for meanwhile run when it is done."""
+        if self.index is None:
+            return
+        from .sketch import Stroke, render_strokes
+
+        square = render_strokes([Stroke([[16, 16], [48, 16], [48, 48], [16, 48], [16, 16]], 2)], (64, 64))
+        task = Task(self.index.search, square, top_k=1)
+        self._warming = task
+        self.loading_label.setText("Loading the search models…")
+        self.loading_label.setVisible(True)
+
+        def done(*_a, t=task) -> None:
+            if self._warming is t:
+                self._warming = True  # loaded
+                self.loading_label.setVisible(False)
+                if self._search_pending:
+                    self.search_now()
+
+        self.runner.start(task, on_done=done, on_error=done)
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the start-up loading of the search models runs."""
+        return isinstance(self._warming, Task)
+
+    # -- recent collections --------------------------------------------------------------------------
+    def recent_collections(self) -> list[Path]:
+        value = self.settings.value("collection/recent") or []
+        if isinstance(value, str):
+            value = [value]
+        return [Path(str(v)) for v in value]
+
+    def _add_recent(self, db: Path) -> None:
+        recent = [db] + [p for p in self.recent_collections() if p != db]
+        self.settings.setValue("collection/recent", [str(p) for p in recent[:RECENT]])
+        self._update_recent_menu()
+
+    def _update_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        recent = self.recent_collections()
+        for i, db in enumerate(recent):
+            a = menu.addAction(f"&{i + 1} {collection_name(db)}")
+            a.setToolTip(str(db))
+            a.setStatusTip(str(db))
+            a.setCheckable(True)
+            a.setChecked(db == self.db)
+            a.setEnabled(is_collection(db))
+            a.triggered.connect(lambda _on=False, db=db: self.switch_collection(db))
+        if not recent:
+            menu.addAction("No collections yet").setEnabled(False)
+        else:
+            menu.addSeparator()
+            menu.addAction("Clear the List", self._clear_recent)
+        menu.setToolTipsVisible(True)
+
+    def _clear_recent(self) -> None:
+        self.settings.setValue("collection/recent", [str(self.db)] if self.db else [])
+        self._update_recent_menu()
+
+    def switch_collection(self, db: str | os.PathLike) -> bool:
+        """Open another collection (File > Recent Collections) and search it with the current query."""
+        if self._indexing is not None:
+            self.error("An indexing run is going; wait for it or cancel it before switching collections")
+            return False
+        if self.open_index(db):
+            self.message(f"Opened {collection_name(db)} ({len(self.index):,} photos)")
+            self.search_now()
+            return True
+        return False
+
+    # -- indexing ----------------------------------------------------------------------------------
     def choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Index a photo folder",
                                                   str(self.settings.value("collection/folder", str(Path.home()))))
         if folder:
             self.index_folder(folder)
+
+    def choose_folder_to_add(self) -> None:
+        if self.db is None:
+            self.error("Open a collection first, or index a folder into a collection of its own")
+            return
+        folder = QFileDialog.getExistingDirectory(self, f"Add a folder to {collection_name(self.db)}",
+                                                  str(self.settings.value("collection/folder", str(Path.home()))))
+        if folder:
+            self.index_folder(folder, self.db)
+
+    def own_collection(self, folder: str | os.PathLike) -> Path:
+        """The collection of its own that a folder's photos go to unless the person chooses otherwise."""
+        return default_db_for(folder, self.collections_root)
+
+    def ask_index_target(self, folder: Path) -> Path | None:
+        """Ask which collection a folder's photos go to (None: cancelled)."""
+        own = self.own_collection(folder)
+        dlg = IndexTargetDialog(folder, own, _count(own), self.db, len(self.index) if self.index is not None
+                                else None, self)
+        self.index_target_dialog = dlg
+        return dlg.target() if dlg.exec() == QDialog.DialogCode.Accepted else None
 
     def choose_index(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open an index folder (made by sketchsearch index)")
@@ -304,20 +513,32 @@ class MainWindow(QMainWindow):
         if path and self.open_index(path):
             self.search_now()
 
-    def index_folder(self, folder: str | os.PathLike, db: str | os.PathLike | None = None) -> None:
-        """Index (or update the index of) a folder in the background; searches see photos as they come."""
+    def index_folder(self, folder: str | os.PathLike, db: str | os.PathLike | None = None) -> bool:
+        """Index (or update the index of) a folder in the background; searches see photos as they come.
+
+        ``db``: the collection to write; None asks (:meth:`ask_index_target`: a collection of the folder's
+        own by default, the open collection only when chosen).  Returns whether a run started."""
         from engine.indexer import index_folders
         from engine.shards import index_sharded, is_manifest
 
         if self._indexing is not None:
             self.error("An indexing run is already going; cancel it first")
-            return
+            return False
         folder = Path(folder)
-        db = Path(db) if db else (self.db if self.db and self.settings.value("collection/folder") == str(folder)
-                                  else default_db_for(folder))
+        if db is None:
+            db = self.ask_index_target(folder)
+            if db is None:
+                return False
+        db = Path(db)
         self.settings.setValue("collection/folder", str(folder))
-        self.db = db
+        if db != self.db:  # the collection written is the one shown: results come from it as it grows
+            self.index, self.db = None, db
+            self.model.set_hits([])
+            self.detail.show_hit(None)
+            if is_collection(db):
+                self.open_index(db, quiet=True)
         self.settings.setValue("collection/db", str(db))
+        self._add_recent(db)
         # a sharded collection is indexed shard after shard here, its progress summed over the shards
         task = Task(index_sharded if is_manifest(db) else index_folders, [str(folder)], str(db),
                     workers=self.index_workers).with_control()
@@ -329,9 +550,14 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, 0)
         self.cancel_button.setEnabled(True)
         self.index_action.setEnabled(False)
-        self.progress_label.setText(f"Indexing {folder.name}…")
+        self.add_action.setEnabled(False)
+        self.recent_menu.setEnabled(False)
+        self.progress_label.setText(f"Indexing {folder.name} into {collection_name(db)}…")
+        self.message(f"Indexing {folder} into {db}")
+        self._update_status()
         self.runner.start(task, on_done=self._indexing_done, on_error=self._indexing_failed,
                           on_progress=self._indexing_progress, on_cancelled=self._indexing_cancelled)
+        return True
 
     def cancel_indexing(self) -> None:
         if self._indexing is not None:
@@ -347,7 +573,7 @@ class MainWindow(QMainWindow):
         eta = (total - done) / rate if rate > 0 else float("nan")
         self.progress.setFormat(f"{done:,} / {total:,}")
         self.progress_label.setText(f"{rate:.1f} photos/s · {_duration(eta)} left" if rate > 0 else "Starting…")
-        if time.monotonic() - self._last_refresh > REFRESH_S and self.db is not None:
+        if time.monotonic() - self._last_refresh > REFRESH_S and self.db is not None and is_collection(self.db):
             self._last_refresh = time.monotonic()
             if self.open_index(self.db, quiet=True):  # what is committed so far becomes searchable
                 self._update_status()
@@ -357,9 +583,10 @@ class MainWindow(QMainWindow):
         for w in (self.progress, self.progress_label, self.cancel_button):
             w.setVisible(False)
         self.index_action.setEnabled(True)
-        if self.db is not None and ((self.db / "catalog.sqlite3").exists() or self.db.is_file()):
+        self.recent_menu.setEnabled(True)
+        if self.db is not None and is_collection(self.db):
             self.open_index(self.db, quiet=state == "failed")
-        self.statusBar().showMessage(message, 15000)
+        self.message(message, 15000)
         self._update_status()
         self.search_now()
         self.indexingFinished.emit(state)
@@ -405,11 +632,17 @@ class MainWindow(QMainWindow):
     def search_now(self) -> None:
         """Search with the current query now (the stale result of an earlier search is dropped)."""
         self._debounce.stop()
+        self._top_debounce.stop()
         self._generation += 1
         gen = self._generation
         if self.index is None:
-            self.statusBar().showMessage("Open a collection first: File → Index a Photo Folder", 8000)
+            self.message("Open a collection first: File → Index a Photo Folder", 8000)
             return
+        if self.warming_up:  # the models are loading: search as soon as they are there
+            self._search_pending = True
+            self.count_label.setText("Loading the search models…")
+            return
+        self._search_pending = False
         if self.query_kind == "image" and self.query_image is not None:
             task = Task(self.index.search_image, self.query_image, top_k=self.top_k)
             kind = "image"
@@ -511,7 +744,7 @@ class MainWindow(QMainWindow):
                 return
         img = cb.image()
         if img.isNull():
-            self.statusBar().showMessage("The clipboard holds no image", 5000)
+            self.message("The clipboard holds no image", 5000)
             return
         self._set_image_query(_pixels(img), "pasted image")
 
@@ -549,11 +782,25 @@ class MainWindow(QMainWindow):
                 self.detail.rotation.set_curve(curve)
 
         self.runner.start(Task(curve_for_hit, self.index, query, hit, kind=kind), on_done=show,
-                          on_error=lambda msg: self.statusBar().showMessage(f"rotation curve: {msg}", 5000))
+                          on_error=lambda msg: self.message(f"rotation curve: {msg}", 5000))
+
+    def open_photo(self, hit=None) -> bool:
+        """Open a result's photo in the desktop's default viewer (the selected one by default); says so in
+        the window when the desktop has no application for it."""
+        hit = hit if hit is not None else self.detail.hit
+        if hit is None:
+            return False
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(hit.path)):
+            self.message(f"Opened {os.path.basename(hit.path)} in the default viewer", 5000)
+            return True
+        QGuiApplication.clipboard().setText(hit.path)
+        self.error(f"No application is set up on this desktop to open {os.path.basename(hit.path)}; its path is "
+                   f"copied to the clipboard:\n{hit.path}")
+        return False
 
     def _top_changed(self, value: int) -> None:
         self.top_k = value
-        self.search_now()
+        self._top_debounce.start()  # typing "120" searches once, not for 1, 12 and 120
 
     def _cutoff_changed(self, value: float) -> None:
         self.model.set_min_score(value)
@@ -561,15 +808,25 @@ class MainWindow(QMainWindow):
 
     def _update_status(self) -> None:
         if self.index is None:
-            self.collection_label.setText("No collection")
+            self.collection_label.setText(f"{collection_name(self.db)} (not indexed yet)" if self.db
+                                          else "No collection")
         else:
             n_skip = self.index.n_skipped
-            self.collection_label.setText(f"{len(self.index):,} photos" + (f" · {n_skip} skipped" if n_skip else "")
-                                          + f" · {self.db}")
+            self.collection_label.setText(f"{collection_name(self.db)} · {len(self.index):,} photos"
+                                          + (f" · {n_skip} skipped" if n_skip else ""))
+        self.collection_label.setToolTip(str(self.db) if self.db else "")
         self.skipped_action.setEnabled(self.index is not None)
+        self.add_action.setEnabled(self.db is not None and self._indexing is None)
+        title = f"{collection_name(self.db)} — sketchsearch" if self.db else "sketchsearch"
+        self.setWindowTitle(title)
+
+    def message(self, text: str, timeout_ms: int = 10_000) -> None:
+        """A message in the status bar (elided to its room; whole in the tooltip) for ``timeout_ms``."""
+        self.message_label.setText(text)
+        self._message_timer.start(timeout_ms)
 
     def error(self, message: str, *, dialog: bool = True) -> None:
-        self.statusBar().showMessage(message, 15000)
+        self.message(message, 15000)
         if dialog:  # window-modal and non-blocking: the app (and its background work) goes on
             box = QMessageBox(QMessageBox.Icon.Warning, "sketchsearch", message, QMessageBox.StandardButton.Ok,
                               self)
@@ -626,3 +883,49 @@ def _pixels(img: QImage) -> np.ndarray:
     w, h, bpl = img.width(), img.height(), img.bytesPerLine()
     a = np.frombuffer(img.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)[:, :3 * w].reshape(h, w, 3)
     return a.astype(np.float32) / 255.0
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that elides its text to the room it has (the whole text in its tooltip), so a long
+    message never pushes the status bar's other fields or runs into them."""
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt)
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, max(self.width(), 40))
+        super().setText(shown)
+
+
+def _count(db: Path) -> int | None:
+    """Photos in a collection, or None when there is none there (yet)."""
+    if not is_collection(db):
+        return None
+    try:
+        from engine.shards import open_collection
+
+        return len(open_collection(db))
+    except Exception:  # noqa: BLE001 - only a figure for a dialog
+        return 0
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(text)

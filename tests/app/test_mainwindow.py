@@ -16,7 +16,6 @@ from PySide6.QtWidgets import QTableWidget  # noqa: E402
 from app.bench import HOUSE  # noqa: E402
 from app.bench import draw_stroke as draw  # noqa: E402
 from app.mainwindow import MainWindow  # noqa: E402
-from engine.indexer import index_folders  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
 
@@ -24,13 +23,6 @@ DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
 def draw_house(canvas) -> None:
     for stroke in HOUSE:
         draw(canvas, stroke)
-
-
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory):
-    db = tmp_path_factory.mktemp("demo") / "index"
-    index_folders([DEMO / "photos"], db, workers=1)
-    return db
 
 
 @pytest.fixture
@@ -41,6 +33,7 @@ def window(qtbot, tmp_path, demo_db):
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: not win.warming_up, timeout=60_000)  # the search models loaded at start-up
     yield win
     win.runner.wait(30_000)
     win.thumb_runner.wait(30_000)

@@ -1,0 +1,169 @@
+"""Collections in the app: a folder's photos go only to the collection the person chose (asked before the
+run), File > Recent Collections, damaged collections get a dialog and the app stays up."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QDialog  # noqa: E402
+
+from app import mainwindow  # noqa: E402
+from app.mainwindow import IndexTargetDialog, MainWindow  # noqa: E402
+from engine.indexer import index_folders  # noqa: E402
+from engine.shards import open_collection  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos"
+A_PHOTOS = ("gen_house_1.jpg", "gen_cup_1.jpg", "gen_fish_1.jpg", "gen_key_1.jpg")
+B_PHOTOS = ("gen_sailboat_1.jpg", "gen_bottle_1.jpg")
+
+
+def photos(folder: Path, names) -> Path:
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(DEMO / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Folder A indexed into its own collection, folder B into another (``--backbone none``: quick)."""
+    root = tmp_path_factory.mktemp("collections")
+    a, b = photos(root / "A", A_PHOTOS), photos(root / "B", B_PHOTOS)
+    return root, a, b
+
+
+def window_on(qtbot, tmp_path, db, root) -> MainWindow:
+    win = MainWindow(db=db, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), restore=False)
+    win.collections_root = root
+    win.index_workers = 1
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: not win.warming_up, timeout=60_000)
+    return win
+
+
+def answer(monkeypatch, choice: str, seen: list) -> None:
+    """The dialog that asks where the photos go answers ``choice`` ("own", "open" or "cancel")."""
+
+    def exec_(dlg: IndexTargetDialog):
+        seen.append((dlg.own_button.text(), dlg.open_button.text() if dlg.open_button.isVisibleTo(dlg) else None,
+                     dlg.where.text()))
+        if choice == "cancel":
+            return QDialog.DialogCode.Rejected
+        (dlg.open_button if choice == "open" else dlg.own_button).setChecked(True)
+        seen.append(dlg.target())
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(IndexTargetDialog, "exec", exec_)
+
+
+def run_indexing(qtbot, win, folder, db=None) -> str:
+    with qtbot.waitSignal(win.indexingFinished, timeout=180_000) as done:
+        assert win.index_folder(folder, db)
+    return done.args[0]
+
+
+def test_a_folder_goes_to_its_own_collection_not_the_open_one(qtbot, tmp_path, folders, monkeypatch):
+    """The reported case: A indexed into its own collection, B open, "Index a Photo Folder" on A added A's
+    photos to B.  Now the run asks, its default is A's own collection, and B is left as it was."""
+    root, a, b = folders
+    own_a = mainwindow.default_db_for(a, root / "apps")
+    index_folders([a], own_a, backbone="none", workers=1)
+    db_b = root / "apps" / "B-collection"
+    index_folders([b], db_b, backbone="none", workers=1)
+    win = window_on(qtbot, tmp_path, db_b, root / "apps")
+    win.settings.setValue("collection/folder", str(a))  # A was the last folder indexed, as in the report
+    seen: list = []
+    answer(monkeypatch, "own", seen)
+    assert run_indexing(qtbot, win, a) == "done"
+    own_text, open_text, where = seen[0]
+    assert "its own collection" in own_text and "4 photos" in own_text  # says what it will update
+    assert open_text is not None and "B-collection" in open_text and "2 photos" in open_text
+    assert str(own_a) in where
+    assert seen[1] == own_a and win.db == own_a
+    assert len(open_collection(db_b)) == 2 and len(open_collection(own_a)) == 4  # B untouched
+    assert len(win.index) == 4 and "A-" in win.collection_label.text()
+
+    win.switch_collection(db_b)  # back to B: indexing A again still does not touch B
+    seen.clear()
+    assert run_indexing(qtbot, win, a) == "done"
+    assert seen[1] == own_a and len(open_collection(db_b)) == 2
+
+
+def test_adding_to_the_open_collection_is_an_explicit_choice(qtbot, tmp_path, folders, monkeypatch):
+    root, a, b = folders
+    db_b = tmp_path / "B-open"
+    index_folders([b], db_b, backbone="none", workers=1)
+    win = window_on(qtbot, tmp_path, db_b, tmp_path / "apps")
+    seen: list = []
+    answer(monkeypatch, "cancel", seen)
+    assert not win.index_folder(a)  # cancelled: nothing runs, nothing changes
+    assert win._indexing is None and win.db == db_b and len(open_collection(db_b)) == 2
+    answer(monkeypatch, "open", seen)
+    assert run_indexing(qtbot, win, a) == "done"
+    assert seen[-1] == db_b and win.db == db_b and len(open_collection(db_b)) == 6
+    assert len(win.index) == 6
+
+
+def test_a_new_folder_makes_a_new_collection_and_says_so(qtbot, tmp_path, folders, monkeypatch):
+    root, a, b = folders
+    db_b = tmp_path / "B-new"
+    index_folders([b], db_b, backbone="none", workers=1)
+    win = window_on(qtbot, tmp_path, db_b, tmp_path / "apps")
+    seen: list = []
+    answer(monkeypatch, "own", seen)
+    fresh = photos(tmp_path / "fresh", A_PHOTOS[:2])
+    assert run_indexing(qtbot, win, fresh) == "done"
+    assert seen[0][0].startswith("a new collection")
+    assert win.db == mainwindow.default_db_for(fresh, tmp_path / "apps") and len(win.index) == 2
+    assert len(open_collection(db_b)) == 2
+
+
+def test_recent_collections_switch_deliberately(qtbot, tmp_path, folders):
+    root, a, b = folders
+    db_a, db_b = tmp_path / "recent-A", tmp_path / "recent-B"
+    index_folders([a], db_a, backbone="none", workers=1)
+    index_folders([b], db_b, backbone="none", workers=1)
+    win = window_on(qtbot, tmp_path, db_a, tmp_path / "apps")
+    assert win.switch_collection(db_b)
+    assert win.recent_collections()[:2] == [db_b, db_a]
+    actions = [x for x in win.recent_menu.actions() if x.toolTip() in (str(db_a), str(db_b))]
+    assert [x.toolTip() for x in actions] == [str(db_b), str(db_a)]
+    assert actions[0].isChecked() and not actions[1].isChecked()
+    actions[1].trigger()  # File > Recent Collections > recent-A
+    assert win.db == db_a and len(win.index) == 4 and "recent-A" in win.windowTitle()
+    shutil.rmtree(db_b)  # a collection that went away is shown, greyed out
+    win._update_recent_menu()
+    gone = [x for x in win.recent_menu.actions() if x.toolTip() == str(db_b)]
+    assert gone and not gone[0].isEnabled()
+    # remembered across restarts
+    again = MainWindow(settings=win.settings, restore=True)
+    qtbot.addWidget(again)
+    assert again.db == db_a and again.recent_collections()[0] == db_a
+    qtbot.waitUntil(lambda: not again.warming_up, timeout=60_000)
+
+
+def test_a_damaged_collection_gets_a_dialog_and_the_app_stays_up(qtbot, tmp_path, folders):
+    root, a, b = folders
+    good = tmp_path / "good"
+    index_folders([b], good, backbone="none", workers=1)
+    win = window_on(qtbot, tmp_path, good, tmp_path / "apps")
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    (bad / "catalog.sqlite3").write_bytes(b"this is not a database" * 100)
+    for name in ("catalog.sqlite3-wal", "catalog.sqlite3-shm"):
+        (bad / name).unlink(missing_ok=True)
+    assert not win.open_index(bad)
+    assert win.last_error_box.isVisible() and "bad" in win.last_error_box.text()
+    assert win.db == good and len(win.index) == 2  # the open collection stays
+    win.last_error_box.close()
+    manifest = tmp_path / "crafted.json"
+    manifest.write_text('{"format": "sketchsearch-manifest", "n_shards": 0, "shards": [null]}')
+    assert not win.open_index(manifest)
+    assert win.db == good
