@@ -3,6 +3,7 @@ matched place, size and mirror), the polar plot of similarity versus rotation re
 path and scores, and what can be done with the photo."""
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass
 
@@ -390,6 +391,8 @@ class DetailPanel(QWidget):
         self.note.setVisible(False)
         self.rotation = RotationPlot()
         self.rotation.overlayAngleChanged.connect(self.photo.set_overlay_angle)
+        for label in (self.title, self.path, self.note):  # file names are text, never markup
+            label.setTextFormat(Qt.TextFormat.PlainText)
         for label in (self.title, self.path, self.scores, self.note):  # long texts must not widen the panel
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             label.setWordWrap(True)
@@ -423,9 +426,8 @@ class DetailPanel(QWidget):
         ``query_path``: an image query's file (its own photo among the results is said to be it)."""
         self.hit, self.kind, self.sketch = hit, kind, sketch
         self._token += 1
-        for w in (self.open_folder, self.copy_path, self.search_with, self.overlay_box):
-            w.setEnabled(hit is not None)
-        self.overlay_box.setVisible(kind == "sketch")
+        self.buttons.setVisible(hit is not None)  # nothing selected: only the placeholder shows
+        self.overlay_box.setVisible(kind == "sketch" and hit is not None)
         self.note.setVisible(False)
         self.rotation.set_kind(kind)
         if hit is None:
@@ -444,13 +446,15 @@ class DetailPanel(QWidget):
             verdict = "a likely match" if hit.score >= cut else f"not a likely match (those score ≥ {cut:.0%})"
             shape = f" · shape alignment {hit.raw_score:.2f}" if hit.raw_score is not None else ""
             x0, y0, x1, y1 = hit.box
-            self.scores.setText(f"{format_score(hit.score, kind)}: {verdict}{shape}<br>box {x1 - x0:.0f}×"
-                                f"{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f}) · sketch at {hit.scale:.0%} of the photo"
-                                + (" · mirrored" if hit.mirrored else ""))
+            where = (f"box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f}) · sketch at {hit.scale:.0%} of the "
+                     "photo" + (" · mirrored" if hit.mirrored else ""))
+            self.scores.setText(html.escape(f"{format_score(hit.score, kind)}: {verdict}{shape}") + "<br>"
+                                + html.escape(where))
         else:
             same = (query_path is not None and os.path.abspath(query_path) == os.path.abspath(hit.path)) \
                 or hit.score >= 0.995
-            self.scores.setText(f"{format_score(hit.score, kind)} (cosine of the whole photos, not a probability)"
+            self.scores.setText(html.escape(f"{format_score(hit.score, kind)} (cosine of the whole photos, not a "
+                                            "probability)")
                                 + ("<br><b>This is the query photo itself.</b>" if same else ""))
         self.rotation.set_curve(curve)
         self.photo.set_photo(None, (0, 0), None, None, "Loading…")

@@ -286,6 +286,15 @@ class ResultDelegate(QStyledItemDelegate):
         thumb = view.thumb_size() if isinstance(view, ResultsView) else THUMB
         return QSize(thumb + 12, thumb + 12 + self.text_height(option))
 
+    def image_rect(self, area: QRect, width: int, height: int) -> QRectF:
+        """Where a ``width`` x ``height`` thumbnail goes in a cell's picture ``area``: fitted and centred, and
+        never larger than the view's thumbnail size (it was loaded for that size: no blurred blow-ups)."""
+        view = self.parent()
+        most = view.thumb_size() if isinstance(view, ResultsView) else max(area.width(), area.height())
+        s = min(area.width() / width, area.height() / height, most / max(width, height))
+        w, h = width * s, height * s
+        return QRectF(area.left() + (area.width() - w) / 2, area.top() + (area.height() - h) / 2, w, h)
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         hit = index.data(HitRole)
         if hit is None:
@@ -308,9 +317,7 @@ class ResultDelegate(QStyledItemDelegate):
             painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "…" if got is None else "cannot read")
         else:
             img, (ow, oh) = got
-            s = min(area.width() / img.width(), area.height() / img.height())
-            w, h = img.width() * s, img.height() * s
-            target = QRectF(area.left() + (area.width() - w) / 2, area.top() + (area.height() - h) / 2, w, h)
+            target = self.image_rect(area, img.width(), img.height())
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             painter.drawImage(target, img)
             if self.model.kind == "sketch" and ow and oh:

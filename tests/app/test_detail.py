@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from app.detail import DetailPanel, RotationPlot, format_turn, read_curve
@@ -192,3 +193,12 @@ def test_a_small_panel_lays_out_without_overlap(qtbot, panel, size):
     assert rects[panel.rotation.caption].top() >= rects[panel.rotation.view].bottom()
     assert panel.rotation.view.height() >= 200
     assert body.height() > panel.scroll.viewport().height() and panel.scroll.verticalScrollBar().maximum() > 0
+
+
+def test_scores_and_names_are_shown_as_text_never_as_markup(panel):
+    odd = a_hit(score=0.004)
+    panel.show_hit(odd, kind="sketch")
+    assert "match &lt;1%: not a likely match" in panel.scores.text()  # "<1%" is no tag eaten by the label
+    weird = Hit(rank=1, path="/photos/<b>bold.jpg", score=0.3, box=(0, 0, 1, 1), scale=1.0, mirrored=False, row=0)
+    panel.show_hit(weird, kind="sketch")
+    assert panel.path.textFormat() == Qt.TextFormat.PlainText and panel.title.text() == "<b>bold.jpg"

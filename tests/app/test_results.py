@@ -258,3 +258,15 @@ def test_a_loaded_thumbnail_repaints_only_its_own_cell(qtbot, grid, monkeypatch)
     thumbs.loaded.emit(model.hits[2].path)  # one thumbnail arrives
     qtbot.waitUntil(lambda: bool(painted), timeout=2000)
     assert painted == [2]
+
+
+def test_a_thumbnail_is_never_drawn_larger_than_the_size_it_was_loaded_for(qtbot, grid):
+    model, view, _ = grid
+    view.resize(700, 600)  # two columns of cells wider than the thumbnails
+    view.set_thumb_size(200)
+    model.set_hits(hits_with([0.9, 0.8]), "sketch")
+    cell = view.visualRect(model.index(0))
+    assert cell.width() > 230
+    target = view.itemDelegate().image_rect(cell.adjusted(6, 6, -6, -40), 640, 480)  # a landscape photo
+    assert target.width() <= 200 and target.height() <= 150
+    assert abs(target.center().x() - cell.center().x()) <= 1  # centred in its cell
