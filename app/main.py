@@ -17,6 +17,29 @@ def has_screen() -> bool:
     return True
 
 
+def display_problem() -> str | None:
+    """Why Qt could not open a window here (one line starting ``no display``), or None.
+
+    Qt aborts the process (SIGABRT) when its platform plugin finds no display; this checks first.  On
+    Linux/BSD the default plugins (``xcb``, ``wayland``) need ``DISPLAY`` or ``WAYLAND_DISPLAY``; any other
+    ``QT_QPA_PLATFORM`` (offscreen, vnc, eglfs, ...) is taken as the user's choice, as is every other system.
+    """
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return None
+    # QT_QPA_PLATFORM may list fallbacks ("wayland;xcb") and plugin options ("xcb:option=value")
+    wanted = [p.split(":", 1)[0].strip() for p in os.environ.get("QT_QPA_PLATFORM", "").split(";") if p.strip()]
+    needs = {"xcb": "DISPLAY", "wayland": "WAYLAND_DISPLAY", "wayland-egl": "WAYLAND_DISPLAY"}
+    if not wanted:
+        if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+            return None
+        return ("no display: neither DISPLAY nor WAYLAND_DISPLAY is set (the app needs a desktop session; the "
+                "command line works without one)")
+    if any(p not in needs or os.environ.get(needs[p]) for p in wanted):
+        return None
+    missing = " nor ".join(sorted({needs[p] for p in wanted}))
+    return f"no display: QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']} needs {missing}, which is not set"
+
+
 def make_app(argv: list[str] | None = None):
     """The QApplication (created once), named so QSettings and the data folder have a home."""
     from PySide6.QtCore import QCoreApplication
@@ -69,7 +92,18 @@ def follow_colour_scheme(app) -> None:
 
 def run_gui(db: str | os.PathLike | None = None, *, folder: str | os.PathLike | None = None,
             sketch: str | os.PathLike | None = None) -> int:
-    """Open the window (on ``db``, or the last collection; ``folder``: index it), run the event loop."""
+    """Open the window (on ``db``, or the last collection; ``folder``: index it), run the event loop.
+
+    Raises
+    ------
+    engine.errors.SketchSearchError
+        ``no display: ...`` where no window can be shown (see :func:`display_problem`).
+    """
+    from engine.errors import SketchSearchError
+
+    problem = display_problem()
+    if problem:
+        raise SketchSearchError(problem)
     from .mainwindow import MainWindow
 
     app = make_app()
@@ -83,4 +117,10 @@ def run_gui(db: str | os.PathLike | None = None, *, folder: str | os.PathLike | 
 
 
 if __name__ == "__main__":
-    sys.exit(run_gui(sys.argv[1] if len(sys.argv) > 1 else None))
+    from engine.errors import SketchSearchError
+
+    try:
+        sys.exit(run_gui(sys.argv[1] if len(sys.argv) > 1 else None))
+    except SketchSearchError as e:
+        print(f"sketchsearch: error: {e}", file=sys.stderr)
+        sys.exit(2)

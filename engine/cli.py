@@ -3,16 +3,27 @@
 ``index``, ``search`` (with ``--json``: one object per line with rank, path, score, box, scale,
 mirrored) and ``info`` are a contract that scripts rely on: extend them, never break them.  ``--db`` is an
 index folder or the manifest (``.json``) of a sharded collection; ``--cluster`` runs it on Dask.
+
+Failures: every expected one (bad input, a damaged or unwritable index, a full disk, not enough memory)
+is one line ``sketchsearch: error: ...`` naming the thing, exit 2; bad options are argparse's error line,
+exit 2.  Anything else is a bug: one line ``sketchsearch: error: internal error: ...``, exit 1; with
+``SKETCHSEARCH_DEBUG=1`` it (and any error that is not the engine's own) shows its traceback.  Text output
+escapes control characters in file names (:func:`printable`); JSON output keeps them exact.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
+import math
 import os
+import sqlite3
+import stat
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from .errors import SketchSearchError
@@ -25,11 +36,77 @@ def _default_db() -> Path:
     return Path(base) / "sketchsearch" / "index"
 
 
+#: A sketch list larger than this is refused (it is a list of paths, not data).
+SKETCH_LIST_MAX_BYTES = 16 << 20
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text) -> str:
+    """``text`` (a str or path) with every non-printable character escaped, for text output.
+
+    Control characters become ``\\n``, ``\\t``, ``\\x1b`` ...; other invisible ones (bidi overrides,
+    zero-width marks) ``\\u202e`` ...; a byte of a file name that is not UTF-8 (a surrogate escape) its
+    ``\\xff``.  A terminal escape in a file name cannot reach the terminal and a row stays one line.
+    """
+    text = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # os.fsdecode's escape of an undecodable byte
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _similarity(text: str) -> float:
+    """A similarity threshold in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (a similarity), got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """A torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``auto``), checked up front."""
+    from .cnn import pick_device
+
+    try:
+        pick_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(printable(e)) from None
+    return text
 
 
 def _add_search_options(p: argparse.ArgumentParser) -> None:
@@ -43,7 +120,8 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--binary", action="store_true", help="binarised polynomial to find each shift")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="also try the mirrored sketch (default: as the benchmark chose, see README)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--device", type=_device, default=None,
+                   help="torch device (default: cuda when available, else cpu)")
 
 
 def _search_options(args):
@@ -94,19 +172,31 @@ def cmd_index(args) -> int:
             cluster.close()
     dt = time.perf_counter() - t0
     rate = summary.described / dt if dt > 0 else 0.0
-    print(f"{summary.indexed} photos in {args.db}: {summary.described} described ({rate:.1f}/s), "
+    print(f"{summary.indexed} photos in {printable(args.db)}: {summary.described} described ({rate:.1f}/s), "
           f"{summary.reused} kept ({summary.moved} moved), {summary.removed} removed, "
           f"{len(summary.skipped)} skipped", file=sys.stderr)
     if summary.missing:
         print(f"  {summary.missing} indexed photos under these folders no longer exist; they stay in the index "
               f"until you run again with --prune", file=sys.stderr)
     for path, reason in summary.skipped:
-        print(f"  skipped {path}: {reason}", file=sys.stderr)
+        print(f"  skipped {printable(path)}: {printable(reason)}", file=sys.stderr)
     return 0
 
 
 def _query(index, args, *, sketch=None, image=None):
-    """One query's hits and, with ``--rotation any``, the angles."""
+    """One query's hits and, with ``--rotation any``, the angles; a query error names the query's file."""
+    from .errors import QueryError
+
+    try:
+        return _query_hits(index, args, sketch=sketch, image=image)
+    except QueryError as e:
+        name = os.fspath(sketch if image is None else image)
+        if name not in str(e):
+            raise QueryError(f"{name}: {e}") from None
+        raise
+
+
+def _query_hits(index, args, *, sketch=None, image=None):
     angles = None
     if args.rotation == "any":
         from . import rotsearch
@@ -136,20 +226,35 @@ def _print_hits(args, hits, angles, seconds: float, n: int, query: str | None = 
             print(json.dumps(row))
         return
     if query is not None:
-        print(f"query {query}")
+        print(f"query {printable(query)}")
     print(f"{len(hits)} of {n} photos, {seconds * 1000:.0f} ms")
     print(f"{'rank':>4}  {'score':>6}  {'scale':>5}  {'mir':>3}  {'box (x0 y0 x1 y1)':>22}  path")
     for h in hits:
         box = " ".join(f"{v:.0f}" for v in h.box)
         print(f"{h.rank:>4}  {h.score:6.3f}  {h.scale:5.2f}  {'yes' if h.mirrored else 'no':>3}  {box:>22}  "
-              f"{h.path}")
+              f"{printable(h.path)}")
 
 
 def read_sketch_list(path: Path) -> list[tuple[str, Path]]:
     """(line as written, path) of a sketch list: one path per line, blank lines and ``#`` comments skipped;
-    relative paths are relative to the list's folder."""
+    relative paths are relative to the list's folder.  UTF-8, with or without a byte-order mark; only a
+    regular file of at most ``SKETCH_LIST_MAX_BYTES`` is read (never a device, a pipe or a folder)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a named pipe does not wait for a writer; it is refused just below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise SketchSearchError(f"{path}: cannot read the sketch list (not a regular file)")
+            if st.st_size > SKETCH_LIST_MAX_BYTES:
+                raise SketchSearchError(f"{path}: cannot read the sketch list (too large: {st.st_size} bytes, at "
+                                        f"most {SKETCH_LIST_MAX_BYTES} for a list of sketch paths)")
+            data = f.read(SKETCH_LIST_MAX_BYTES + 1)
+        if len(data) > SKETCH_LIST_MAX_BYTES:  # grew while read
+            raise SketchSearchError(f"{path}: cannot read the sketch list (too large)")
+        text = data.decode("utf-8-sig")
+    except IsADirectoryError:
+        raise SketchSearchError(f"{path}: cannot read the sketch list (not a regular file: a folder)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SketchSearchError(f"{path}: cannot read the sketch list ({e})") from None
     out = []
@@ -191,7 +296,7 @@ def _warned(fn, *a, **kw):
         out = fn(*a, **kw)
     for w in caught:
         if issubclass(w.category, PartialResultWarning):
-            print(f"sketchsearch: warning: {w.message}", file=sys.stderr)
+            print(f"sketchsearch: warning: {printable(w.message)}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return out
@@ -227,7 +332,7 @@ def _search(args, index) -> int:
             if args.json:
                 print(json.dumps({"query": entry, "error": str(e)}))
             else:
-                print(f"query {entry}\n  error: {e}")
+                print(f"query {printable(entry)}\n  error: {printable(e)}")
             continue
         _print_hits(args, hits, angles, time.perf_counter() - t0, len(index), query=entry)
         sys.stdout.flush()
@@ -254,7 +359,7 @@ def cmd_duplicates(args) -> int:
             print(f"group {gi} ({len(g)} photos)")
             for m in members:
                 print(f"  {m['similarity']:.3f}  {m['rotation']:5.1f} deg{'  mirrored' if m['mirrored'] else ''}  "
-                      f"{m['path']}")
+                      f"{printable(m['path'])}")
     if not args.json:
         print(f"{len(groups)} groups of near-duplicates among {len(index)} photos")
     return 0
@@ -269,7 +374,7 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"index      {info['path']}")
+    print(f"index      {printable(info['path'])}")
     print(f"photos     {info['images']}   skipped {info['skipped']}")
     print(f"descriptor {info['descriptor_dim']}-D, {info['bytes_per_image']} bytes per photo"
           f" (+ {info['rotation_bytes_per_image']} for rotation"
@@ -277,19 +382,19 @@ def cmd_info(args) -> int:
     if info["image_settings"]:
         img = info["image_index"]
         print(f"image      {info['image_settings']['backbone']} GeM, "
-              + (f"{img['n']} photos searchable by image: {img['note']}" if img else "not built yet"))
+              + (f"{img['n']} photos searchable by image: {printable(img['note'])}" if img else "not built yet"))
     else:
         print("image      no image descriptors (indexed with --backbone none)")
     print("on disk")
     for name, size in sorted(info["bytes_on_disk"].items()):
-        print(f"  {name:<16} {size / 1e6:9.2f} MB")
+        print(f"  {printable(name):<16} {size / 1e6:9.2f} MB")
     print("settings   " + ", ".join(f"{k}={v}" for k, v in info["settings"].items()))
     if "shards" in info:
-        print(f"shards     {len(info['shards'])} (by path hash), manifest {info['manifest']['id']}")
+        print(f"shards     {len(info['shards'])} (by path hash), manifest {printable(info['manifest']['id'])}")
         for sh in info["shards"]:
-            print(f"  {sh['images']:>9} photos  {sh['skipped']:>5} skipped  {sh['path']}")
+            print(f"  {sh['images']:>9} photos  {sh['skipped']:>5} skipped  {printable(sh['path'])}")
     for item in info["skipped_files"]:
-        print(f"  skipped {item['path']}: {item['reason']}")
+        print(f"  skipped {printable(item['path'])}: {printable(item['reason'])}")
     return 0
 
 
@@ -343,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edges", choices=("classical", "hed"), default=None,
                    help="photo edge detector for a new index: classical (default, fast) or hed (learned, needs "
                         "the [hed] extra; best with a GPU); default: the index's")
-    p.add_argument("--device", default=None,
+    p.add_argument("--device", type=_device, default=None,
                    help="torch device of the CNN and of HED edges (default: cuda when available)")
     p.add_argument("--prune", action="store_true",
                    help="drop indexed photos under the folders whose files no longer exist (default: keep them, "
@@ -382,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
                    help="search a sharded collection on a Dask cluster (scheduler address or local:N); its "
                         "workers keep the shards open between searches")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=_seconds, default=60.0, metavar="S",
                    help="--cluster: seconds to wait for the shards at each step; shards that do not answer are "
                         "left out with a warning (default 60)")
     _add_search_options(p)
@@ -400,14 +505,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")
-    p.add_argument("--device", default=None, help="torch device for the speed benchmark (default: auto)")
+    p.add_argument("--device", type=_device, default=None,
+                   help="torch device for the speed benchmark (default: auto)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("duplicates", help="groups of near-duplicate photos: rotated, mirrored, rescaled or "
                                           "recompressed copies")
     p.add_argument("--db", required=True, type=Path)
-    p.add_argument("--threshold", type=float, default=0.95,
-                   help="rotation-invariant similarity from which two photos are copies (default 0.95)")
+    p.add_argument("--threshold", type=_similarity, default=0.95,
+                   help="rotation-invariant similarity in (0, 1] from which two photos are copies (default 0.95); "
+                        "photos without edges (blank) are never grouped")
     p.add_argument("--json", action="store_true", help="one JSON object per group and line")
     p.set_defaults(func=cmd_duplicates)
 
@@ -424,18 +531,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where an exception that means "this file's bytes are not what they should be" is raised.
+_DATA_READERS = ("numpy", "faiss", "json", "zipfile", "pickle", "safetensors")
+_DATA_ERRORS = (EOFError, json.JSONDecodeError, UnicodeDecodeError)
+
+
+def _raised_in(e: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of ``e``'s traceback is in one of ``packages`` (top-level names)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return False
+    parts = Path(frames[-1].filename).parts
+    return any(p in parts for p in packages) or Path(frames[-1].filename).stem in packages
+
+
+def describe_failure(e: BaseException, db=None) -> tuple[str, int]:
+    """(one-line message, exit status) for an exception that ended a command (``db``: its ``--db``).
+
+    2 for every expected failure: the engine's own errors, a full disk (naming the file, else the index),
+    another OS error (it names its file), the catalog's SQLite errors, not enough memory, and a damaged
+    file read by numpy, faiss or json (an ``EOFError``, or an error raised inside those readers); 1 for
+    anything else (a bug).
+    """
+    where = printable(db) if db is not None else None
+    if isinstance(e, SketchSearchError):
+        return printable(e), 2
+    if isinstance(e, MemoryError):
+        return "not enough memory" + (f" ({printable(e)})" if str(e) else "") + (f" for {where}" if where else ""), 2
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        target = printable(e.filename) if e.filename else where
+        return f"disk full while writing {target or 'a file'} ({e.strerror or e}); what was written before is " \
+               f"kept: free some space and run the command again", 2
+    if isinstance(e, OSError):
+        text = printable(e.strerror or e)
+        if e.filename is not None:
+            names = printable(e.filename) + (f" -> {printable(e.filename2)}" if e.filename2 is not None else "")
+            return f"{names}: {text}", 2
+        return (f"{where}: {text}" if where else text), 2
+    if isinstance(e, sqlite3.Error):
+        text = printable(e)
+        if "full" in text:
+            return f"disk full while writing {where or 'the index catalog'} ({text}); what was committed before " \
+                   f"is kept: free some space and run the command again", 2
+        return f"{where + ': ' if where else ''}the index catalog cannot be used ({type(e).__name__}: {text})", 2
+    if isinstance(e, _DATA_ERRORS) or (isinstance(e, ValueError | RuntimeError | TypeError | KeyError |
+                                                   IndexError | OSError) and _raised_in(e, _DATA_READERS)):
+        what = f"{where}: a file of the index" if where else "a file"
+        hint = f"; run sketchsearch index on its folders with --db {where} to describe them again" if where else ""
+        return f"{what} is damaged or truncated ({type(e).__name__}: {printable(e)}){hint}", 2
+    return (f"internal error: {type(e).__name__}: {printable(e)} (set SKETCHSEARCH_DEBUG=1 for the traceback)",
+            1)
+
+
+class _LogFormat(logging.Formatter):
+    """Warnings and errors as ``sketchsearch: warning: ...`` (one line); ``-v``'s details as they come."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING and not record.exc_info:
+            return f"sketchsearch: {record.levelname.lower()}: {printable(record.getMessage())}"
+        return super().format(record)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None) -> None:
+    """The engine's warnings (a damaged part of an index, shards that did not answer) as one line."""
+    if category.__module__.split(".")[0] == "engine":
+        print(f"sketchsearch: warning: {printable(message)}", file=file or sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import functools
+    import warnings
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormat("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
-        return args.func(args)
-    except (SketchSearchError, OSError) as e:  # OSError names the file: missing, permission, disk full
-        print(f"sketchsearch: error: {e}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, _default=warnings.showwarning)
+            return args.func(args)
     except KeyboardInterrupt:
         print("sketchsearch: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if os.environ.get("SKETCHSEARCH_DEBUG") and not isinstance(e, SketchSearchError):
+            raise
+        message, status = describe_failure(e, getattr(args, "db", None))
+        print(f"sketchsearch: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

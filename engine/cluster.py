@@ -35,7 +35,7 @@ from .shards import Manifest, ShardJob, index_shard, mark_stale
 from .shardsearch import Shards
 from .store import Collection
 
-__all__ = ["Cluster", "ClusterIndex", "DaskRunner", "ShardActor", "connect"]
+__all__ = ["Cluster", "ClusterIndex", "DaskRunner", "ShardActor", "connect", "local_cluster_kwargs", "local_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +81,53 @@ class Cluster:
         self.close()
 
 
+def local_workers(address: str) -> int:
+    """N of ``local:N``, at most the machine's cores (a larger N is lowered, with a warning).
+
+    Raises
+    ------
+    SketchSearchError
+        When N is not a whole number >= 1.
+    """
+    try:
+        n = int(address.split(":", 1)[1])
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise SketchSearchError(f"--cluster {address}: expected local:N with N >= 1 workers")
+    cores = os.cpu_count() or 1
+    if n > cores:
+        log.warning("--cluster %s: this machine has %d cores; starting %d workers", address[:40], cores, cores)
+        n = cores
+    return n
+
+
+def local_cluster_kwargs(n_workers: int) -> dict:
+    """Keyword arguments of Dask's ``LocalCluster`` for ``local:N``: N single-thread worker processes, every
+    service (scheduler, workers, nannies, their HTTP endpoints) bound to 127.0.0.1 and no dashboard: nothing
+    of it is reachable from another machine."""
+    return dict(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, worker_dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its health/metrics routes, not the dashboard
+                silence_logs=logging.ERROR)
+
+
 def connect(address: str, *, timeout: float = 30.0) -> Cluster:
-    """``local:N``: start N worker processes on this machine (one thread each); else the address of a
-    running Dask scheduler (``tcp://host:8786``)."""
-    distributed = _distributed()
+    """``local:N``: start N worker processes on this machine (one thread each; see :func:`local_workers` and
+    :func:`local_cluster_kwargs`); else the address of a running Dask scheduler (``tcp://host:8786``)."""
     if address.startswith("local:"):
-        try:
-            n = int(address.split(":", 1)[1])
-            if n < 1:
-                raise ValueError
-        except ValueError:
-            raise SketchSearchError(f"--cluster {address}: expected local:N with N >= 1 workers") from None
-        local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                         silence_logs=logging.ERROR)
+        n = local_workers(address)
+        distributed = _distributed()
+        local = distributed.LocalCluster(**local_cluster_kwargs(n))
         return Cluster(distributed.Client(local), local)
+    distributed = _distributed()
     try:
         client = distributed.Client(address, timeout=timeout)
     except (OSError, TimeoutError) as e:
         raise SketchSearchError(f"--cluster {address}: cannot reach a Dask scheduler there ({e})") from None
+    except (ValueError, TypeError) as e:  # "missing port number", "unknown address scheme 'http'", ...
+        raise SketchSearchError(f"--cluster {address}: not a Dask scheduler address ({e}); expected "
+                                f"tcp://HOST:PORT (e.g. tcp://host:8786) or local:N") from None
     return Cluster(client)
 
 

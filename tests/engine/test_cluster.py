@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from engine.cli import main  # noqa: E402
-from engine.cluster import ClusterIndex, DaskRunner, connect  # noqa: E402
+from engine.cluster import ClusterIndex, DaskRunner, connect, local_cluster_kwargs, local_workers  # noqa: E402
 from engine.errors import SketchSearchError  # noqa: E402
 from engine.indexer import index_folders  # noqa: E402
 from engine.shards import Manifest, ShardedIndex, index_sharded, shard_of  # noqa: E402
@@ -28,7 +28,7 @@ from engine.store import SketchIndex  # noqa: E402
 from .synth import sketch_of  # noqa: E402
 from .test_shards import make_photos, same_hits  # noqa: E402
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # every test but the first few, which start no cluster
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,45 @@ def catalog_paths(manifest) -> list[str]:
     return out
 
 
+def test_a_local_cluster_listens_on_loopback_only_and_has_no_dashboard():
+    kw = local_cluster_kwargs(3)
+    assert kw["n_workers"] == 3 and kw["threads_per_worker"] == 1 and kw["host"] == "127.0.0.1"
+    assert kw["dashboard_address"] is None and kw["worker_dashboard_address"] is None
+    assert kw["scheduler_kwargs"]["dashboard_address"].startswith("127.0.0.1:")
+
+
+def test_local_workers_are_at_most_the_cores(caplog):
+    cores = os.cpu_count() or 1
+    assert local_workers("local:1") == 1
+    with caplog.at_level("WARNING"):
+        assert local_workers("local:99999999999999999999") == cores
+    assert f"has {cores} cores" in caplog.text
+    for bad in ("local:0", "local:-2", "local:x", "local:"):
+        with pytest.raises(SketchSearchError, match="local:N"):
+            local_workers(bad)
+
+
+@slow
+def test_every_service_of_a_local_cluster_is_on_loopback(cluster):
+    import urllib.error
+    import urllib.request
+
+    psutil = pytest.importorskip("psutil")
+    info = cluster.client.scheduler_info()
+    assert info["address"].startswith("tcp://127.0.0.1:")
+    assert all(w.startswith("tcp://127.0.0.1:") for w in info["workers"])
+    listening = []
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        listening += [c.laddr for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening and all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
+    port = info["services"].get("dashboard")
+    if port:  # the scheduler's HTTP routes (health, metrics) are there; the dashboard is not
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10)
+        assert e.value.code == 404
+
+
+@slow
 def test_cluster_indexing_and_search_match_one_index(cluster, photos):
     tmp, folder = photos
     seen = []
@@ -80,6 +119,7 @@ def test_cluster_indexing_and_search_match_one_index(cluster, photos):
     assert again.worker_pids() == ix.worker_pids()
 
 
+@slow
 def test_loaded_shards_see_what_a_later_run_added(cluster, tmp_path):
     folder = make_photos(tmp_path / "photos", 4)
     runner = DaskRunner(cluster)
@@ -91,6 +131,7 @@ def test_loaded_shards_see_what_a_later_run_added(cluster, tmp_path):
     assert len(ix) == 7 and any("06-" in h.path for h in ix.search(sketch_of("ell"), top_k=7))
 
 
+@slow
 def test_a_worker_killed_during_indexing_loses_and_duplicates_nothing_after_a_rerun(cluster, tmp_path):
     n = 120  # enough for the run to last several progress reports
     folder = make_photos(tmp_path / "photos", n)
@@ -129,6 +170,7 @@ def test_a_worker_killed_during_indexing_loses_and_duplicates_nothing_after_a_re
     assert "star" in sharded.search(sketch_of("star"), top_k=3)[0].path
 
 
+@slow
 def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_results(cluster, photos):
     tmp, _ = photos
     cluster.client.wait_for_workers(2, timeout=120)
@@ -153,6 +195,7 @@ def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_resu
                                                                                                 top_k=5))
 
 
+@slow
 def test_a_worker_killed_between_the_steps_of_a_query(cluster, photos, monkeypatch):
     from engine.cluster import ActorShards
 
@@ -177,6 +220,7 @@ def test_a_worker_killed_between_the_steps_of_a_query(cluster, photos, monkeypat
     assert hits and all(shard_of(h.path, 3) not in dead for h in hits)
 
 
+@slow
 def test_a_frozen_worker_does_not_hang_the_search(cluster, photos):
     tmp, _ = photos
     cluster.client.wait_for_workers(2, timeout=120)
@@ -194,6 +238,7 @@ def test_a_frozen_worker_does_not_hang_the_search(cluster, photos):
         os.kill(victim, signal.SIGCONT)
 
 
+@slow
 def test_cli_index_and_search_on_a_local_cluster(photos, tmp_path, capsys):
     _, folder = photos
     cv2.imwrite(str(tmp_path / "s.png"), sketch_of("star"))
