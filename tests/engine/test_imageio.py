@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +14,15 @@ from engine.errors import SketchSearchError
 from engine.imageio import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    SKETCH_HEADROOM,
     ImageError,
     LoadedImage,
     load_image,
+    load_sketch,
     to_rgb,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check_layout(img: LoadedImage, size: tuple[int, int]) -> np.ndarray:
@@ -264,3 +271,109 @@ def test_permission_denied(tmp_path):
         _assert_image_error(p, match="permission")
     finally:
         p.chmod(0o644)
+
+
+# ------------------------------------------------------------------ load_sketch: large sketches at the working size
+
+def _block_min(a: np.ndarray, f: int) -> np.ndarray:
+    h, w = a.shape[:2]
+    return a.reshape(h // f, f, w // f, f, -1).min(axis=(1, 3))
+
+
+def test_a_small_sketch_is_read_as_load_image_reads_it(tmp_path):
+    rng = np.random.default_rng(3)
+    p = tmp_path / "s.png"
+    Image.fromarray(rng.integers(0, 256, (300, 400, 4), dtype=np.uint8)).save(p)
+    a, b = load_sketch(p, max_side=100), load_image(p)  # 400 < 2 * SKETCH_HEADROOM * 100: no reduction
+    assert a.original_size == b.original_size and np.array_equal(a.pixels, b.pixels)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_large_sketch_is_reduced_the_right_way_up(tmp_path, orientation):
+    """The reduced decode is the block minimum (darkest sample) of the full decode, in every EXIF orientation."""
+    rng = np.random.default_rng(orientation)
+    a = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    p = tmp_path / "s.png"
+    im.save(p, exif=exif.tobytes())
+    full = load_image(p)
+    small = load_sketch(p, max_side=2)  # longer side 64 >= 2 * SKETCH_HEADROOM * 2: reduced by 64 // 8 = 8
+    assert SKETCH_HEADROOM == 4 and small.original_size == full.original_size
+    assert small.pixels.shape == (full.pixels.shape[0] // 8, full.pixels.shape[1] // 8, 3)
+    assert np.array_equal(small.pixels, _block_min(full.pixels, 8))
+
+
+def test_a_large_sketch_keeps_its_alpha_strokes_and_its_thin_edge_strokes(tmp_path):
+    a = np.zeros((90, 100, 4), np.uint8)  # transparent black paper
+    a[40, :, :] = (255, 255, 255, 255)  # a one-pixel opaque white line (the alpha is the ink)
+    a[:, 99] = (0, 0, 0, 255)  # a one-pixel black line in the last (partial) block column
+    p = tmp_path / "alpha.png"
+    Image.fromarray(a, "RGBA").save(p)
+    px = load_sketch(p, max_side=3).pixels  # reduced by 100 // 12 = 8: 12 x 13 blocks
+    assert px.shape == (12, 13, 3)
+    assert px[:, -1].max() == 0.0  # the black line, in the partial blocks
+    assert px[5, :-1].max() == 0.0 and px[4, :-1].min() == 1.0  # the line's blocks are ink, the others paper
+
+
+def test_a_thin_stroke_sketch_gives_the_edges_of_its_full_decode(tmp_path):
+    import cv2
+
+    from engine.edges import sketch_edges
+
+    img = np.full((3000, 4000), 255, np.uint8)
+    pts = np.array([(600, 500), (3400, 700), (3000, 2600), (900, 2300)], np.int32)
+    cv2.polylines(img, [pts], True, 0, 1)  # one-pixel strokes
+    cv2.circle(img, (2000, 1500), 500, 0, 1)
+    p = tmp_path / "thin.png"
+    cv2.imwrite(str(p), img)
+    small = load_sketch(p, max_side=200)  # reduced by 4000 // 800 = 5
+    assert max(small.pixels.shape) == 800
+    a, b = sketch_edges(small.pixels, max_side=200), sketch_edges(load_image(p).pixels, max_side=200)
+    assert (a.width, a.height) == (b.width, b.height)
+    pa, pb = np.c_[a.x, a.y], np.c_[b.x, b.y]
+    d = np.sqrt(((pa[:, None] - pb[None]) ** 2).sum(-1))
+    assert d.min(axis=1).mean() < 1.0 and d.min(axis=0).mean() < 1.0  # the same strokes, to a pixel
+    assert 0.8 < len(pa) / len(pb) < 1.25
+
+
+_PEAK = """
+import resource, sys, time
+from engine.store import SketchIndex
+index = SketchIndex(sys.argv[1])
+index.sketch_query(sys.argv[2])  # warm: every import of the sketch pipeline
+with open("/proc/self/statm") as f:  # resident now (the peak since, minus this, bounds the query's own peak)
+    before = int(f.read().split()[1]) * resource.getpagesize() // 1024
+t0 = time.perf_counter()
+edges = index.sketch_query(sys.argv[3])
+seconds = time.perf_counter() - t0
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, len(edges.x), round(seconds, 2))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc")
+def test_a_huge_sketch_is_searched_at_its_working_size(tmp_path):
+    """A 12000 x 9000 sketch (108 megapixels): decoded to full-size float arrays it took 5.7 GB; at the
+    working size its query needs little more than the file's own 8-bit decode (108 MB)."""
+    import cv2
+
+    from engine.indexer import index_folders
+
+    from .synth import photo_with_shape, sketch_of
+
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "p.jpg"), photo_with_shape("star", (100, 30, 500, 430), seed=2))
+    index_folders([tmp_path / "photos"], tmp_path / "db", workers=1, backbone="none")
+    cv2.imwrite(str(tmp_path / "small.png"), sketch_of("star"))
+    big = np.full((9000, 12000), 255, np.uint8)
+    big[3000:6000, 4500:7500] = sketch_of("star", size=3000, width=3)
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    del big
+    r = subprocess.run([sys.executable, "-c", _PEAK, str(tmp_path / "db"), str(tmp_path / "small.png"),
+                        str(tmp_path / "big.png")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    mb, points, seconds = r.stdout.split()
+    print(f"12000 x 9000 sketch: +{mb} MB peak, {seconds} s, {points} edge points")
+    assert int(points) > 100 and int(mb) < 800
