@@ -163,10 +163,21 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
     the two of which is at least ``threshold``.
 
     Returns groups (largest first) of (row, similarity to the group's first photo, angle, mirrored).
-    All pairs are scored in blocks (quadratic: meant for collections up to some 100,000 photos).
+    All pairs are scored in blocks (quadratic: meant for collections up to some 100,000 photos).  A photo
+    without edges (a blank or flat one: an all-zero polar descriptor) has no similarity to anything and
+    is never grouped, not even with another blank photo of the same image descriptor.
+
+    Raises
+    ------
+    ValueError
+        When ``threshold`` or ``gem_threshold`` is not in (0, 1] (NaN included).
     """
+    for name, value in (("threshold", threshold), ("gem_threshold", gem_threshold)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{name} must be a similarity in (0, 1], got {value}")
     polar = np.asarray(index.polar, np.float32)
     n = len(polar)
+    content = np.linalg.norm(polar, axis=1) > 1e-6 if n else np.zeros(0, bool)  # edges to compare
     lay = _layout()
     parent = np.arange(n)
 
@@ -199,7 +210,7 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
                 best = (c.reshape(-1, c.shape[-1]) @ basis).max(axis=1).reshape(c.shape[:2])
                 ii, jj = np.nonzero(best >= threshold)
                 for a, b in zip(ii + i0, jj + j0, strict=True):
-                    if a < b:
+                    if a < b and content[a] and content[b]:
                         union(int(a), int(b))
     if index.gem is not None and len(index.gem):
         try:
@@ -210,7 +221,7 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
             for vi in range(len(vec)):
                 for s, vj in zip(sims[vi], ids[vi], strict=True):
                     a, b = images.rows[vi], images.rows[vj] if vj >= 0 else -1
-                    if vj < 0 or vj == vi or s < floor or a < 0 or b < 0:
+                    if vj < 0 or vj == vi or s < floor or a < 0 or b < 0 or not (content[a] and content[b]):
                         continue
                     # a copy that is both rescaled and recompressed: neither score alone, their mean
                     p = invariant_scores(polar[a].astype(np.float64), polar[b:b + 1], step=step)[0][0]

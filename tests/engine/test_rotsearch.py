@@ -105,3 +105,26 @@ def test_make_copy_kinds_and_curve_speed():
     assert make_copy(img, "rotate90", rng)[0].shape == (80, 60, 3)
     assert make_copy(img, "jpeg", rng)[1]["quality"] < 60
     assert bench_curve_speed(10, repeats=2)["ms"] > 0
+
+
+def test_blank_photos_are_never_duplicates(tmp_path, capsys):
+    """Photos without edges have no polar descriptor (all zeros): their similarity is undefined, and the
+    identical image descriptors of two blank photos do not make them copies."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    cv2.imwrite(str(root / "blank1.png"), np.full((300, 400, 3), 128, np.uint8))
+    cv2.imwrite(str(root / "blank2.png"), np.full((300, 400, 3), 128, np.uint8))
+    cv2.imwrite(str(root / "black.jpg"), np.zeros((200, 300, 3), np.uint8))
+    photo = photo_with_shape("house", (60, 40, 320, 300), seed=4)
+    cv2.imwrite(str(root / "house.jpg"), photo)
+    cv2.imwrite(str(root / "house_rot40.jpg"), turn(photo, 40))
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1)
+    index = SketchIndex(db)
+    groups = find_duplicates(index, threshold=0.9)
+    names = [sorted(index.lookup([m[0]])[0][0].rsplit("/", 1)[1] for m in g) for g in groups]
+    assert names == [["house.jpg", "house_rot40.jpg"]]
+    assert all(s > 0.9 for g in groups for _, s, _, _ in g)
+    for bad in (float("nan"), -1.0, 0.0, 1.5):
+        with pytest.raises(ValueError, match="threshold"):
+            find_duplicates(index, threshold=bad)
