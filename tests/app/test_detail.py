@@ -202,3 +202,13 @@ def test_scores_and_names_are_shown_as_text_never_as_markup(panel):
     weird = Hit(rank=1, path="/photos/<b>bold.jpg", score=0.3, box=(0, 0, 1, 1), scale=1.0, mirrored=False, row=0)
     panel.show_hit(weird, kind="sketch")
     assert panel.path.textFormat() == Qt.TextFormat.PlainText and panel.title.text() == "<b>bold.jpg"
+
+
+@pytest.mark.parametrize(("gain", "verdict"), [(0.07, "as_shown"), (0.09, "turned")])
+def test_clearly_better_means_a_gain_of_the_fitted_margin(gain, verdict):
+    from app.detail import MARGIN
+
+    assert MARGIN == pytest.approx(0.08)
+    a = 0.5 * gain / (1 - gain)  # best 0.5 + a at +90 deg, 0.5 at 0 deg: (best - at 0) / best = gain
+    reading = read_curve(synthetic(lambda d: 0.5 + a * np.cos(d - np.radians(90))))
+    assert reading.verdict == verdict and reading.best_angle == pytest.approx(90)
