@@ -146,6 +146,7 @@ class PhotoView(QWidget):
         self.overlay: QImage | None = None
         self.overlay_angle = 0.0
         self.show_overlay = True
+        self.max_height = 2000  # px: the panel keeps room below the photo for its details
         self.message = "Select a result"
         self.setMinimumSize(200, 150)
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -157,8 +158,13 @@ class PhotoView(QWidget):
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt)
         if self.image is None or self.image.isNull():
-            return max(150, width * 3 // 4)
-        return max(150, min(width * self.image.height() // self.image.width(), 2 * width))
+            return max(150, min(width * 3 // 4, self.max_height))
+        return max(150, min(width * self.image.height() // self.image.width(), 2 * width, self.max_height))
+
+    def set_max_height(self, px: int) -> None:
+        if px != self.max_height:
+            self.max_height = px
+            self.updateGeometry()
 
     def set_photo(self, image: QImage | None, original_size, box, overlay: QImage | None, message: str = "") -> None:
         self.image, self.original_size, self.box, self.overlay = image, original_size, box, overlay
@@ -426,6 +432,11 @@ class DetailPanel(QWidget):
         outer.addWidget(self.scroll)
         self.setMinimumWidth(260)
         self.show_hit(None)
+
+    def resizeEvent(self, event) -> None:
+        # a tall photo takes at most 60 % of the panel's height: its scores and buttons show without scrolling
+        self.photo.set_max_height(max(150, int(0.6 * event.size().height())))
+        super().resizeEvent(event)
 
     def show_hit(self, hit, *, kind: str = "sketch", sketch: np.ndarray | None = None, curve=None,
                  query_path: str | None = None) -> None:

@@ -212,3 +212,17 @@ def test_clearly_better_means_a_gain_of_the_fitted_margin(gain, verdict):
     a = 0.5 * gain / (1 - gain)  # best 0.5 + a at +90 deg, 0.5 at 0 deg: (best - at 0) / best = gain
     reading = read_curve(synthetic(lambda d: 0.5 + a * np.cos(d - np.radians(90))))
     assert reading.verdict == verdict and reading.best_angle == pytest.approx(90)
+
+
+def test_a_tall_photo_leaves_room_for_its_details(qtbot, panel, tmp_path):
+    tall = np.full((900, 300, 3), 180, np.uint8)
+    cv2.imwrite(str(tmp_path / "tall.png"), tall)
+    panel.resize(420, 800)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.show_hit(a_hit(path=tmp_path / "tall.png", box=(10.0, 10.0, 200.0, 400.0)), kind="sketch")
+    qtbot.waitUntil(lambda: panel.photo.image is not None, timeout=20_000)
+    QGuiApplication.processEvents()
+    assert panel.photo.height() <= 0.6 * 800 + 1
+    buttons = panel.open_folder.mapTo(panel, panel.open_folder.rect().bottomLeft())
+    assert buttons.y() < panel.height()  # the buttons show without scrolling
