@@ -24,3 +24,13 @@ class QueryError(SketchSearchError):
 
 class Cancelled(SketchSearchError):
     """A long task was cancelled by its caller."""
+
+
+class IndexWriteError(SketchSearchError):
+    """The index could not be written (disk full, read-only folder, I/O error); what was committed before is
+    kept and the next run goes on from there."""
+
+
+class DamagedIndexWarning(UserWarning):
+    """Part of an index is missing or damaged: it is left out (searches answer from the rest) until the next
+    index run describes it again."""

@@ -8,15 +8,18 @@ On disk, beside the catalog and the chunks (which keep the raw GeM vectors, floa
     image-<gen>.whitening.npz the whitening learned on the collection (absent when it was too small)
     image-<gen>.faiss         an IVF-PQ index of the vectors, for collections of IVF_THRESHOLD photos or more
 
-``meta.image_index`` names the generation; a new one is written completely before the catalog points at
-it, and older ones are deleted after.  The image index covers the photos of the last finished (or
-cancelled) index run; photos added by a run still going are found by sketch, and by image once it ends.
+``meta.image_index`` names the generation; a new one is written completely before the catalog points at it,
+and older ones are deleted after (the file names are recorded in the catalog's ``owned`` table before the
+files are made: see ``engine.store``). A generation found damaged is rebuilt by the next index run. The
+image index covers the photos of the last finished (or cancelled) index run; photos added by a run still
+going are found by sketch, and by image once it ends.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -73,15 +76,17 @@ class Extractor:
         return self.describe(inputs, self.drawer)
 
 
+PARTS = ("vectors.npy", "ids.npy", "whitening.npz", "faiss", "sketch.npy", "sketch_mean.npy")
+
+
 def _files(db: Path, gen: str) -> dict[str, Path]:
-    return {k: db / f"image-{gen}.{k}" for k in ("vectors.npy", "ids.npy", "whitening.npz", "faiss", "sketch.npy",
-                                                  "sketch_mean.npy")}
+    return {k: Path(db) / f"image-{gen}.{k}" for k in PARTS}
 
 
 def _save(path: Path, a: np.ndarray) -> None:
-    from .store import _save_array
+    from .store import save_array
 
-    _save_array(path, a)
+    save_array(path, a)
 
 
 @dataclass(frozen=True)
@@ -118,18 +123,53 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
     """Learn the whitening on the index's raw image vectors and write a new image-index generation.
 
     ``con`` is the writer's connection (the caller holds the lock).  ``learned``: use these (a shard of a
-    collection) instead of learning them here.  Returns the meta record written.
+    collection) instead of learning them here.  Returns the meta record written.  A failed write (disk full)
+    raises IndexWriteError naming the index; the previous generation stays in use.
     """
+    from .store import catalog_errors
+
+    with catalog_errors(db):
+        return _build(con, Path(db), ivf_threshold, learned)
+
+
+def _build(con: sqlite3.Connection, db: Path, ivf_threshold: int | None, learned: Learned | None) -> dict:
+    from .store import delete_owned, record_owned, save_npz
 
     ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
     rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
     ids = np.array([r[0] for r in rows], np.int64)
     chunks = np.array([r[1] for r in rows], np.int64)
     slots = np.array([r[2] for r in rows], np.int64)
+    while True:  # a name no file holds (someone else's files are never overwritten)
+        gen = uuid.uuid4().hex[:12]
+        files = _files(db, gen)
+        names = [p.name for p in files.values()] + [f"{p.name}.tmp" for p in files.values()]
+        if not any(os.path.lexists(db / n) for n in names):
+            break
+    record_owned(con, names)
+    try:
+        record = _write_generation(db, gen, files, ids, chunks, slots, ivf_threshold, learned, save_npz)
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            delete_owned(con, db, names)
+        raise
+    previous = con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
+    keep = {gen} | ({json.loads(previous[0])["gen"]} if previous else set())
+    with con:
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('image_index', ?)", (json.dumps(record),))
+        con.execute("DELETE FROM meta WHERE key = ?", (DIRTY,))
+        con.executemany("DELETE FROM owned WHERE name = ?", [(n,) for n in names if n.endswith(".tmp")])
+        stale = [n for (n,) in con.execute("SELECT name FROM owned WHERE name LIKE 'image-%'")
+                 if n.split(".", 1)[0].removeprefix("image-") not in keep]
+    # the previous generation stays for readers that opened before this commit; older ones go
+    delete_owned(con, db, stale)
+    return record
+
+
+def _write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, slots, ivf_threshold: int,
+                      learned: Learned | None, save_npz) -> dict:
+    n = len(ids)
     raw = _gather(db, chunks, slots, "gem")
-    gen = uuid.uuid4().hex[:12]
-    files = _files(db, gen)
-    n = len(rows)
     record: dict = {"gen": gen, "n": n, "kind": "flat"}
     if raw is None:
         record.update(whitened=False, dim=0, note="no photos")
@@ -143,13 +183,19 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
                    else f"{n} photos < {MIN_WHITENING_IMAGES}")
             record.update(whitened=False, dim=raw.shape[1], note=f"no whitening: {few}; plain L2-normalised GeM")
         else:
-            white.to_npz(files["whitening.npz"])
+            save_npz(files["whitening.npz"], mean=white.mean, projection=white.projection)
             vectors = np.concatenate([white.apply(raw[i:i + 65536]) for i in range(0, n, 65536)])
             where = "the collection's shards" if learned is not None else f"{min(n, 100_000)} photos"
             record.update(whitened=True, dim=white.dim_out, note=f"PCA-whitening learned on {where}, "
                                                                   f"{white.dim_out}-D")
         if n >= ivf_threshold:
-            VectorIndex(vectors, kind="ivfpq").save(files["faiss"])
+            try:
+                VectorIndex(vectors, kind="ivfpq").save(files["faiss"])
+            except (OSError, RuntimeError) as e:
+                from .errors import IndexWriteError
+
+                raise IndexWriteError(f"{db}: cannot write {files['faiss'].name} ({e}); what was committed before "
+                                      f"is kept; free some space or fix the folder, then run again") from None
             record["kind"] = "ivfpq"
     _save(files["vectors.npy"], vectors.astype(np.float16))
     del raw
@@ -163,16 +209,6 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
     _save(files["ids.npy"], ids)
     if learned is not None:
         record["learned"] = learned.id
-    previous = con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
-    keep = {gen} | ({json.loads(previous[0])["gen"]} if previous else set())
-    with con:
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('image_index', ?)", (json.dumps(record),))
-        con.execute("DELETE FROM meta WHERE key = ?", (DIRTY,))
-    # the previous generation stays for readers that opened before this commit; older ones go
-    for p in db.glob("image-*"):
-        if p.name.split(".", 1)[0].removeprefix("image-") not in keep:
-            with contextlib.suppress(OSError):
-                p.unlink()
     return record
 
 
@@ -190,11 +226,81 @@ def _gather(db: Path, chunks: np.ndarray, slots: np.ndarray, name: str) -> np.nd
     return out
 
 
-def needs_build(con: sqlite3.Connection) -> bool:
+def needs_build(con: sqlite3.Connection, db: Path | None = None) -> bool:
     """Whether photos were described or removed since the image index was last built (also by a run
-    that was killed or cancelled before building it)."""
+    that was killed or cancelled before building it), or, given the index folder ``db``, whether its files
+    are missing or damaged."""
     meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('image_index', ?)", (DIRTY,)).fetchall())
-    return DIRTY in meta or "image_index" not in meta
+    if DIRTY in meta or "image_index" not in meta:
+        return True
+    if db is not None:
+        from .errors import IndexFormatError
+
+        try:
+            open_generation(db, json.loads(meta["image_index"]))
+        except IndexFormatError as e:
+            log.warning("%s; rebuilding it", e)
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The files of one image-index generation, opened (the arrays memory-mapped) and checked."""
+
+    vectors: np.ndarray  # (N, d) float16
+    ids: np.ndarray  # (N,) int64
+    whitening: Whitening | None
+    sketch_vectors: np.ndarray | None  # (N, G) float16
+    sketch_mean: np.ndarray | None  # (G,) float32
+    knn: VectorIndex | None  # the IVF-PQ index of large collections
+
+
+def open_generation(db: Path, record: dict) -> Generation:
+    """Open and check one generation's files (IndexFormatError naming the file that is missing or damaged)."""
+    from .errors import IndexFormatError, IndexNotFound
+
+    files = _files(Path(db), record["gen"])
+    n = record["n"]
+
+    def fail(part: str, why) -> IndexFormatError:
+        return IndexFormatError(f"{db}: image index file {files[part].name} is missing or damaged ({why}); "
+                                f"run: sketchsearch index FOLDER --db {db}")
+
+    def array(part: str, ndim: int, dtype=None) -> np.ndarray:
+        try:
+            a = np.load(files[part], mmap_mode="r" if n else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise fail(part, e) from None
+        if a.ndim != ndim or (ndim and len(a) != n and part != "sketch_mean.npy") or (dtype and a.dtype != dtype):
+            raise fail(part, f"{a.shape} {a.dtype}, expected {n} rows")
+        return a
+
+    vectors = array("vectors.npy", 2, np.float16)
+    ids = np.asarray(array("ids.npy", 1, np.int64))
+    whitening = None
+    if record["whitened"]:
+        try:
+            whitening = Whitening.from_npz(files["whitening.npz"])
+        except Exception as e:  # noqa: BLE001 -- any reading error of the file (zip, npy, keys) is damage
+            raise fail("whitening.npz", e) from None
+        if whitening.projection.shape[1] != vectors.shape[1]:
+            raise fail("whitening.npz", f"projection {whitening.projection.shape} for {vectors.shape[1]}-D vectors")
+    sketch = mean = None
+    if record.get("sketch"):
+        sketch = array("sketch.npy", 2, np.float16)
+        mean = np.asarray(array("sketch_mean.npy", 1))
+        if mean.shape != sketch.shape[1:]:
+            raise fail("sketch_mean.npy", f"{mean.shape}, the sketch descriptors are {sketch.shape[1:]}")
+    knn = None
+    if record.get("kind") == "ivfpq":
+        try:
+            knn = VectorIndex.load(files["faiss"], device="cpu", nprobe=NPROBE)
+        except (IndexNotFound, OSError, RuntimeError, ValueError) as e:
+            raise fail("faiss", e) from None
+        if len(knn) != n:
+            raise fail("faiss", f"{len(knn)} vectors, expected {n}")
+    return Generation(vectors, ids, whitening, sketch, mean, knn)
 
 
 class ImageSearcher:
@@ -212,20 +318,20 @@ class ImageSearcher:
         if not meta:
             raise QueryError(f"{index.path}: the image descriptors are not ready yet (an index run has not "
                              f"finished); run: sketchsearch index FOLDER --db {index.path}")
-        self.settings = GemSettings.from_json(index.image_settings)
+        try:
+            self.settings = GemSettings.from_json(index.image_settings)
+        except (ValueError, TypeError) as e:
+            raise IndexFormatError(f"{index.path}: the catalog's image settings are damaged ({e}); rebuild with: "
+                                   f"sketchsearch index FOLDER --db {index.path} --rebuild") from None
         try:
             ids = self._load(json.loads(meta))
-        except (OSError, ValueError) as first:
+        except IndexFormatError as first:
             # a writer replaced this view's generation since it was opened: take the current one (its
             # photos that this view does not have are left out below)
             fresh = _read_meta(index.path).get("image_index")
-            try:
-                if not fresh or fresh == meta:
-                    raise first
-                ids = self._load(json.loads(fresh))
-            except (OSError, ValueError) as e:
-                raise IndexFormatError(f"{index.path}: image index files are missing or damaged ({e}); run: "
-                                       f"sketchsearch index FOLDER --db {index.path}") from None
+            if not fresh or fresh == meta:
+                raise first from None
+            ids = self._load(json.loads(fresh))
         # rows of this view for the image index's ids (-1: not in this view)
         self.rows = np.full(len(ids), -1, np.int64)
         if len(index.ids) and len(ids):
@@ -246,22 +352,11 @@ class ImageSearcher:
 
     def _load(self, record: dict) -> np.ndarray:
         """Open the files of one generation; returns its ids."""
-        files = _files(self.index.path, record["gen"])
-        self.vectors = np.load(files["vectors.npy"], mmap_mode="r")
-        ids = np.load(files["ids.npy"])
-        self.whitening = Whitening.from_npz(files["whitening.npz"]) if record["whitened"] else None
-        self.sketch_vectors = np.load(files["sketch.npy"], mmap_mode="r") if record.get("sketch") else None
-        self.sketch_mean = np.load(files["sketch_mean.npy"]) if record.get("sketch") else None
-        self.knn = None
-        if record.get("kind") == "ivfpq":
-            from .errors import IndexNotFound
-
-            try:
-                self.knn = VectorIndex.load(files["faiss"], device="cpu", nprobe=NPROBE)
-            except IndexNotFound as e:
-                raise OSError(str(e)) from None
+        g = open_generation(self.index.path, record)
+        self.vectors, self.whitening, self.knn = g.vectors, g.whitening, g.knn
+        self.sketch_vectors, self.sketch_mean = g.sketch_vectors, g.sketch_mean
         self.record = record
-        return ids
+        return g.ids
 
     def embed_raw(self, raw: np.ndarray) -> np.ndarray:
         """Raw GeM vectors -> the index's space (whitened, L2)."""
@@ -382,15 +477,12 @@ def collection_part(db: Path, max_rows: int | None = None, *, seed: int = 0) \
     """What one shard contributes to the collection's learned image parameters: its raw GeM vectors (all,
     or a random ``max_rows`` of them), the float64 sum of its global sketch descriptors, and its count.
     (None, None, 0) for an index without image descriptors or photos."""
-    from .store import _connect_ro, chunk_path
+    from .store import CatalogReader, chunk_path
 
     db = Path(db)
-    con = _connect_ro(db)
-    try:
+    with CatalogReader(db) as con:
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         rows = con.execute("SELECT chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
-    finally:
-        con.close()
     if not meta.get("image_settings") or not rows:
         return None, None, 0
     chunks = np.array([r[0] for r in rows], np.int64)

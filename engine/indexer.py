@@ -12,6 +12,7 @@ import errno
 import logging
 import multiprocessing as mp
 import os
+import stat
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 # results are committed every FLUSH_EVERY photos and at least every FLUSH_SECONDS (what a killed run loses)
 FLUSH_EVERY = int(os.environ.get("SKETCHSEARCH_COMMIT_EVERY", 512))
 FLUSH_SECONDS = float(os.environ.get("SKETCHSEARCH_COMMIT_SECONDS", 2.0))
+#: larger files are skipped (no photo is this large; a huge file named .jpg would only cost memory and time)
+MAX_FILE_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -61,16 +64,26 @@ def _reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def scan(folders: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class Scan:
+    """What a scan of folders found."""
+
+    files: list[Path]  # image files (absolute; links resolved), sorted, each once
+    skipped: list[tuple[str, str]]  # (path, reason) of what cannot be catalogued
+    unreadable: list[str]  # folders that could not be read (as walked, and resolved): not a deletion
+
+
+def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = False) -> Scan:
     """Image files (by extension) under the folders, sorted, each once.
 
-    Symbolic links to folders are followed, but each real folder is visited once, so link loops end.
+    Symbolic links to folders inside the folders are followed, each real folder visited once (so link loops
+    end); links to folders outside them are not (a link to ``/`` would walk the whole file system), unless
+    ``follow_links``.  Only regular files of at most MAX_FILE_BYTES are taken (a FIFO or a device named
+    ``.jpg`` would never end).
 
-    Returns
-    -------
-    files : list of Path (absolute; links resolved)
-    skipped : list of (path, reason) for what cannot be catalogued: a name that is not valid UTF-8, a
-        folder that cannot be read, a link loop or a broken link
+    What cannot be catalogued is listed in ``skipped`` with the reason: a name that is not valid UTF-8, a
+    folder that cannot be read, a link loop, a broken link, a link out of the folders, not a regular file,
+    too large.
 
     Raises
     ------
@@ -78,19 +91,38 @@ def scan(folders: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[s
     """
     found: set[Path] = set()
     skipped: list[tuple[str, str]] = []
+    unreadable: list[str] = []
     visited: set[tuple[int, int]] = set()
+    folders = [Path(f).expanduser() for f in folders]
+    roots = [os.path.realpath(f) for f in folders if f.is_dir()]
 
-    def unreadable(e: OSError) -> None:
+    def cannot_read(e: OSError) -> None:
         skipped.append((_printable(e.filename), f"cannot read folder: {_reason(e)}"))
+        unreadable.extend({os.fsdecode(e.filename), os.path.realpath(e.filename)})
 
-    for folder in folders:
-        root = Path(folder).expanduser()
+    def regular(p: Path | str) -> os.stat_result | None:
+        """The file's stat when it can be read as a photo, else None (and it is listed as skipped)."""
+        try:
+            st = os.stat(p)
+        except (OSError, RuntimeError) as e:
+            skipped.append((_printable(p), _reason(e) if isinstance(e, OSError) else "symbolic link loop"))
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            skipped.append((_printable(p), "not a regular file"))
+            return None
+        if st.st_size > MAX_FILE_BYTES:
+            skipped.append((_printable(p), f"larger than {MAX_FILE_BYTES / 2**20:g} MB"))
+            return None
+        return st
+
+    for root in folders:
         if not root.exists():
             raise FileNotFoundError(f"{root}: no such folder")
-        if root.is_file():
-            found.add(root.resolve())
+        if not root.is_dir():
+            if regular(root) is not None:
+                found.add(root.resolve())
             continue
-        for dirpath, dirs, files in os.walk(root, followlinks=True, onerror=unreadable):
+        for dirpath, dirs, files in os.walk(root, followlinks=True, onerror=cannot_read):
             try:
                 st = os.stat(dirpath)
             except OSError as e:
@@ -101,15 +133,22 @@ def scan(folders: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[s
                 dirs[:] = []
                 continue
             visited.add((st.st_dev, st.st_ino))
+            if not follow_links:
+                for name in [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+                    link = os.path.join(dirpath, name)
+                    if not _under(os.path.realpath(link), roots):
+                        dirs.remove(name)
+                        skipped.append((_printable(link), "link to a folder outside the indexed folders: not "
+                                                          "followed (--follow-links follows it)"))
             for name in files:
                 if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
                 p = Path(dirpath) / name
-                try:
-                    os.stat(p)
-                    found.add(p.resolve())
-                except (OSError, RuntimeError) as e:
-                    skipped.append((_printable(p), _reason(e) if isinstance(e, OSError) else "symbolic link loop"))
+                if regular(p) is not None:
+                    try:
+                        found.add(p.resolve())
+                    except (OSError, RuntimeError):
+                        skipped.append((_printable(p), "symbolic link loop"))
     files = []
     for f in sorted(found):
         try:
@@ -117,7 +156,14 @@ def scan(folders: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[s
             files.append(f)
         except UnicodeEncodeError:
             skipped.append((_printable(f), "file name is not valid UTF-8"))
-    return files, skipped
+    return Scan(files, skipped, unreadable)
+
+
+def scan(folders: Iterable[str | os.PathLike], *, follow_links: bool = False) \
+        -> tuple[list[Path], list[tuple[str, str]]]:
+    """(files, skipped) of :func:`scan_folders`."""
+    found = scan_folders(folders, follow_links=follow_links)
+    return found.files, found.skipped
 
 
 def _printable(p) -> str:
@@ -304,12 +350,39 @@ def _under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
+def _vanished(path: str) -> bool:
+    """Whether a file no longer exists (not: cannot be reached now, e.g. permission denied)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return not os.path.lexists(path) or os.path.islink(path)
+    except OSError:
+        return False
+    return False
+
+
+def check_apart(db: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> None:
+    """Refuse an index folder that is, or lies inside, or holds one of the photo folders (IndexNotFound):
+    the index's files and the photos never share a folder."""
+    d = os.path.realpath(Path(db).expanduser())
+    for f in folders:
+        f = Path(f).expanduser()
+        if not f.is_dir():
+            continue
+        r = os.path.realpath(f)
+        if _under(d, [r]) or _under(r, [d]):
+            where = "is" if d == r else ("lies inside" if _under(d, [r]) else "holds")
+            raise IndexNotFound(f"{db}: the index folder {where} the photo folder {f}; keep the index in a "
+                                f"folder of its own (another --db)")
+
+
 def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *,
                   settings: SketchSettings | None = None, backbone: str | None = "auto",
                   device: str | None = None, workers: int | None = None, prune: bool = False,
                   progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None, edges: str | None = None,
-                  only: Callable[[str], bool] | None = None, image_index: bool = True) -> IndexSummary:
+                  only: Callable[[str], bool] | None = None, image_index: bool = True, rebuild: bool = False,
+                  follow_links: bool = False) -> IndexSummary:
     """Add every image under ``folders`` to the index folder ``db`` (created if needed).
 
     Unchanged files (same path, size and mtime) keep their descriptors, as do files whose bytes are
@@ -327,7 +400,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     device : torch device of the CNN and of a learned edge detector (default: CUDA when present, else CPU)
     workers : worker processes (default: number of CPU cores)
     prune : drop catalogued photos under ``folders`` whose files no longer exist (default: keep them,
-        e.g. for a drive that is not plugged in)
+        e.g. for a drive that is not plugged in); what is under a folder that cannot be read is kept
     progress : called with (done, total) as photos are processed
     cancelled : polled between photos; when it returns True the run commits what it has and stops
         with ``Cancelled``
@@ -335,22 +408,32 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         else "classical".  An index holds one kind of edges: another kind is refused (IndexFormatError)
     only : keep the files (absolute paths) for which it returns True (a shard's part of the folders)
     image_index : build the image index at the end (False: the caller builds it, ``engine.shards``)
+    rebuild : rebuild an index of another format version, or one whose catalog is damaged, from scratch
+        (default: refuse it with IndexFormatError)
+    follow_links : also follow links to folders outside ``folders`` (default: only links inside them)
 
     Raises
     ------
     FileNotFoundError : a folder does not exist
+    IndexNotFound : ``db`` is a folder that is not an index (not empty), or is (or holds) a photo folder
     IndexLocked : another process is writing the index
-    IndexFormatError : the index was built with other settings
+    IndexFormatError : the index was built with other settings or another format version
+    IndexWriteError : the index cannot be written (disk full...); what was committed before is kept
     Cancelled
     """
     db = Path(db)
     if db.exists() and not db.is_dir():
         raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
     folders = list(folders)
-    files, skipped = scan(folders)
-    if only is not None:
+    check_apart(db, folders)
+    found = scan_folders(folders, follow_links=follow_links)
+    files, skipped = found.files, found.skipped
+    if only is not None:  # a shard's part: its files, and what the scan skipped among them
         files = [f for f in files if only(str(f))]
-    roots = [str(Path(f).expanduser().resolve()) for f in folders]
+        skipped = [s for s in skipped if only(s[0])]
+    scan_skipped = list(skipped)
+    roots = sorted({str(Path(f).expanduser().resolve()) for f in folders}
+                   | {str(Path(f).expanduser().absolute()) for f in folders})
     settings, image_json = _settings_for(db, settings, backbone, edges)
     defer = _defer_edges(settings.detector, device)
     layout = FeatureLayout.from_settings(settings) if defer else None
@@ -368,7 +451,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     net_side = extractor.describer.settings.max_side if batched else None
     cnn_json = image_json if extractor is not None and not batched else None
     with IndexWriter(db, settings, image_settings=image_json, image_dim=extractor.describer.dim if extractor
-                     else 0) as w:
+                     else 0, rebuild=rebuild) as w:
         known = w.known()
         todo: list[tuple[str, str | None]] = []
         stats: dict[str, os.stat_result] = {}
@@ -377,8 +460,9 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
             key = str(f)
             try:
                 st = os.stat(f)
-            except OSError as e:
+            except OSError as e:  # gone since the scan
                 skipped.append((key, _reason(e)))
+                scan_skipped.append((key, _reason(e)))
                 continue
             stats[key] = st
             k = known.get(key)
@@ -391,6 +475,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                 todo.append((key, k.hash if k is not None else None))
         todo, moves = _find_moves(todo, stats, known)
         w.rename(moves)
+        w.note_skipped(scan_skipped)
         total = len(files)
         done = total - len(todo)
         if progress:
@@ -448,14 +533,19 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
             flush()  # keep what was done
             raise
         moved_from = _moved_from(moves, known)
-        gone = [p for p in known if p not in stats and p not in moved_from and _under(p, roots)
-                and not os.path.exists(p)]
+        # what this run did not see under its folders is gone -- unless it lies under a folder that could not
+        # be read (not a deletion), or it still exists (a scan race)
+        seen = set(stats) | {p for p, _ in skipped}
+        unseen = [p for p, k in known.items() if p not in seen and p not in moved_from and _under(p, roots)
+                  and not _under(p, found.unreadable)]
+        gone = [p for p in unseen if known[p].status == "indexed" and _vanished(p)]
+        w.forget_skipped([p for p in unseen if known[p].status == "skipped"])  # deleted, or no longer skipped
         removed = w.remove(gone) if prune else 0
         w.compact()
         if image_index:
             _update_image_index(w, db, extractor)
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
-    missing = 0 if prune else sum(known[p].status == "indexed" for p in gone)
+    missing = 0 if prune else len(gone)
     return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)
 
 
@@ -505,7 +595,7 @@ def _update_image_index(w: IndexWriter, db, extractor) -> None:
         return
     from .imageindex import build, needs_build
 
-    if needs_build(w.con):
+    if needs_build(w.con, Path(db)):
         build(w.con, db)
 
 

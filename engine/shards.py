@@ -1,8 +1,8 @@
 """A collection split into shards: each a normal index, listed by a small manifest (issue "scale out").
 
 A manifest is a JSON file (``--db photos.json``); its shards are index folders beside it
-(``photos.shard-000``, ...), or wherever its ``shards`` list says (paths relative to the manifest's
-folder, or absolute: on a cluster, a file system every worker sees)::
+(``photos.shard-000``, ...), or wherever its ``shards`` list says inside the manifest's folder (relative
+paths without ``..``; on a cluster, the manifest's folder is on a file system every worker sees)::
 
     {"format": "sketchsearch-manifest", "version": 1, "id": "...", "partition": "path-hash",
      "n_shards": 4, "settings": {...}, "image_settings": {...} | null,
@@ -23,7 +23,11 @@ folder, or absolute: on a cluster, a file system every worker sees)::
   as not ready: sketch search uses the alignment alone and image search asks for an index run, until
   the next run relearns them.
 * **Searching** (``ShardedIndex``) opens the shards in this process (``engine.shardsearch``); on a cluster,
-  ``engine.cluster`` keeps them open in Dask actors.
+  ``engine.cluster`` keeps them open in Dask actors.  A shard that is not there yet (the first run is going
+  on, or was killed) is left out of every search with a partial-results warning.
+* **Validation.** Every field of a manifest is checked on loading (shard paths inside the manifest's
+  folder, the learned parameters' id a plain token...): a crafted manifest gets a one-line
+  ``IndexFormatError`` naming the field, never a file written or deleted outside the collection.
 """
 from __future__ import annotations
 
@@ -32,17 +36,18 @@ import hashlib
 import json
 import math
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
 from .errors import IndexFormatError, IndexNotFound, SketchSearchError
 from .settings import FORMAT_VERSION, SketchSettings
-from .store import POLAR_DIM, Collection, IndexWriter, RowBlocks, SketchIndex, _connect_ro, _read_meta
+from .store import POLAR_DIM, CatalogReader, Collection, IndexWriter, RowBlocks, SketchIndex, read_meta
 
 __all__ = ["LocalRunner", "Manifest", "ShardedIndex", "index_sharded", "is_manifest", "open_collection", "shard_of"]
 
@@ -50,6 +55,7 @@ MANIFEST_FORMAT = "sketchsearch-manifest"
 MANIFEST_VERSION = 1
 SHARD_META = "shard"  # meta key of a shard: {"manifest": id, "index": i, "of": n}
 MAX_LEARN_SAMPLES = 100_000  # learn_whitening's own cap
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a manifest's id and its learned parameters' id
 
 
 def shard_of(path: str, n: int) -> int:
@@ -92,16 +98,52 @@ class Manifest:
                                 f"--shards N (or --cluster ADDRESS)")
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
-            if d.get("format") != MANIFEST_FORMAT:
+            if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:
                 raise ValueError("not a sketchsearch manifest")
-            if d.get("version") != MANIFEST_VERSION:
-                raise IndexFormatError(f"{p}: manifest version {d.get('version')}, this sketchsearch reads "
-                                       f"{MANIFEST_VERSION}")
-            return cls(p, d["id"], int(d["n_shards"]), SketchSettings.from_json(json.dumps(d["settings"])),
-                       json.dumps(d["image_settings"]) if d.get("image_settings") else None, list(d["shards"]),
-                       d.get("learned"))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError) as e:
             raise IndexFormatError(f"{p}: not a readable sketchsearch manifest ({e})") from None
+        except OSError as e:
+            raise IndexFormatError(f"{p}: cannot read the manifest ({e.strerror or e})") from None
+        if d.get("version") != MANIFEST_VERSION:
+            raise IndexFormatError(f"{p}: manifest version {d.get('version')}, this sketchsearch reads "
+                                   f"{MANIFEST_VERSION}")
+
+        def bad(field: str, why: str) -> IndexFormatError:
+            return IndexFormatError(f"{p}: manifest field '{field}' {why}; this is not a manifest sketchsearch "
+                                    f"wrote: remake it with sketchsearch index FOLDER --db NEW.json --shards N")
+
+        for field in ("id", "n_shards", "settings", "shards"):
+            if field not in d:
+                raise bad(field, "is missing")
+        if not isinstance(d["id"], str) or not _TOKEN.match(d["id"]):
+            raise bad("id", "must be a plain name (letters, digits, - and _)")
+        n = d["n_shards"]
+        if type(n) is not int or n < 1:
+            raise bad("n_shards", f"must be a whole number of at least 1, not {n!r}")
+        shards = d["shards"]
+        if not isinstance(shards, list) or not all(isinstance(x, str) for x in shards):
+            raise bad("shards", "must be a list of folder names")
+        if len(shards) != n:
+            raise bad("n_shards", f"is {n} but 'shards' lists {len(shards)} folders")
+        for x in shards:
+            why = _inside_problem(x)
+            if why:
+                raise bad("shards", f"holds {x!r}, {why}")
+        if len(set(shards)) != len(shards):
+            raise bad("shards", "lists a folder twice")
+        learned = d.get("learned")
+        if learned is not None and (not isinstance(learned, str) or not _TOKEN.match(learned)):
+            raise bad("learned", "must be a plain name (letters, digits, - and _) or null")
+        try:
+            if not isinstance(d["settings"], dict):
+                raise TypeError("not a JSON object")
+            settings = SketchSettings.from_json(json.dumps(d["settings"]))
+        except (ValueError, TypeError) as e:
+            raise bad("settings", f"is damaged ({e})") from None
+        image = d.get("image_settings")
+        if image is not None and (not isinstance(image, dict) or not isinstance(image.get("backbone"), str)):
+            raise bad("image_settings", "must be an object naming a backbone, or null")
+        return cls(p, d["id"], n, settings, json.dumps(image) if image else None, list(shards), learned)
 
     @classmethod
     def create(cls, path: str | os.PathLike, n_shards: int, settings: SketchSettings,
@@ -156,6 +198,18 @@ class Manifest:
                                    f"{i} of {self.n_shards} of {self.path}")
 
 
+def _inside_problem(name: str) -> str | None:
+    """Why a shard path of a manifest would lead out of the manifest's folder (None: it does not)."""
+    win, posix = PureWindowsPath(name), PurePosixPath(name)
+    if not name.strip() or name in (".", "./"):
+        return "which is not a folder name"
+    if posix.is_absolute() or win.is_absolute() or win.drive or win.root or name.startswith("~"):
+        return "an absolute path (shards lie inside the manifest's folder)"
+    if ".." in win.parts:
+        return "which leads out of the manifest's folder (..)"
+    return None
+
+
 def _save_learned(path: Path, learned) -> None:
     arrays = {}
     if learned.whitening is not None:
@@ -179,18 +233,22 @@ class ShardedIndex(Collection):
     ``lookup``, ``polar``, ``info``...) over all its shards, rows numbered shard after shard."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-
         self.manifest = Manifest.load(path)
         self.path = self.manifest.path
         self.settings = self.manifest.settings
         self.image_settings = self.manifest.image_settings
         self.indexes = []
+        #: shards that are not there (yet): path -> why; every search leaves them out with a warning
+        self.absent: dict[str, str] = {}
         for i in range(self.manifest.n_shards):
             db = self.manifest.shard_path(i)
-            if not db.is_dir():
-                raise IndexNotFound(f"{db}: shard {i} of {self.path} is missing; run: sketchsearch index FOLDER "
-                                    f"--db {self.path}")
-            self.manifest.check_shard(i, _read_meta(db))
+            try:
+                meta = read_meta(db)
+            except IndexNotFound:
+                self.absent[str(db)] = (f"shard {i} of {self.path} is not indexed yet; run: sketchsearch index "
+                                        f"FOLDER --db {self.path}")
+                continue
+            self.manifest.check_shard(i, meta)
             self.indexes.append(SketchIndex(db))
         self.n_skipped = sum(ix.n_skipped for ix in self.indexes)
         self.gem = None  # image descriptors stay in the shards (find_duplicates: polar pairs only)
@@ -205,6 +263,28 @@ class ShardedIndex(Collection):
         shards = LocalShards([ShardSearcher(ix) for ix in self.indexes], [str(ix.path) for ix in self.indexes])
         mark_stale(shards.summaries, self.manifest)
         return shards
+
+    def search(self, sketch, **kwargs):
+        hits = super().search(sketch, **kwargs)
+        self._warn_absent()
+        return hits
+
+    def search_image(self, image, **kwargs):
+        hits = super().search_image(image, **kwargs)
+        self._warn_absent()
+        return hits
+
+    def _warn_absent(self) -> None:
+        """The partial-results warning of every search while shards are absent."""
+        if self.absent:
+            import warnings
+
+            from .shardsearch import PartialResults, PartialResultWarning
+
+            names = [*(str(ix.path) for ix in self.indexes), *self.absent]
+            missing = {len(self.indexes) + j: why for j, why in enumerate(self.absent.values())}
+            warnings.warn(PartialResults(missing, self.manifest.n_shards).message(names), PartialResultWarning,
+                          stacklevel=3)
 
     def lookup(self, rows: Sequence[int]):
         rows = np.asarray(list(rows), np.int64)
@@ -234,6 +314,11 @@ class ShardedIndex(Collection):
 
     def info(self) -> dict:
         infos = [ix.info() for ix in self.indexes]
+        first = infos[0] if infos else {  # no shard is there yet
+            "settings": json.loads(self.settings.to_json()),
+            "image_settings": json.loads(self.image_settings) if self.image_settings else None,
+            "bytes_per_image": self.settings.dim + len(self.settings.scales) * 3 * 4 + 8,
+            "rotation_bytes_per_image": POLAR_DIM * 2}
         parts: dict[str, int] = {}
         for inf in infos:
             for k, v in inf["bytes_on_disk"].items():
@@ -245,16 +330,16 @@ class ShardedIndex(Collection):
         image_index = None
         if self.image_settings and all(ready):
             image_index = {"n": sum(r["n"] for r in ready), "note": f"{len(ready)} shards; " + ready[0]["note"]}
-        first = infos[0]
         return {"path": str(self.path), "images": len(self), "skipped": self.n_skipped, "image_index": image_index,
                 "format_version": FORMAT_VERSION, "settings": first["settings"],
                 "image_settings": first["image_settings"], "descriptor_dim": self.settings.dim,
                 "bytes_on_disk": parts, "bytes_per_image": first["bytes_per_image"],
                 "rotation_bytes_per_image": first["rotation_bytes_per_image"],
-                "image_bytes_per_image": max(inf["image_bytes_per_image"] for inf in infos),
+                "image_bytes_per_image": max([inf["image_bytes_per_image"] for inf in infos], default=0),
                 "manifest": {"id": self.manifest.id, "n_shards": self.manifest.n_shards, "partition": "path-hash",
                              "learned": self.manifest.learned},
-                "shards": [{"path": inf["path"], "images": inf["images"], "skipped": inf["skipped"]} for inf in infos]}
+                "shards": [{"path": inf["path"], "images": inf["images"], "skipped": inf["skipped"]} for inf in infos]
+                + [{"path": db, "images": 0, "skipped": 0, "missing": why} for db, why in self.absent.items()]}
 
 
 def mark_stale(summaries: list[dict], manifest: Manifest) -> None:
@@ -289,6 +374,8 @@ class ShardJob:
     device: str | None
     workers: int | None
     prune: bool
+    rebuild: bool = False
+    follow_links: bool = False
 
 
 def index_shard(job: ShardJob, report: Callable[[int, int], None] | None = None,
@@ -297,7 +384,7 @@ def index_shard(job: ShardJob, report: Callable[[int, int], None] | None = None,
     from .indexer import index_folders
 
     settings = SketchSettings.from_json(job.settings)
-    with IndexWriter(job.db, settings, image_settings=job.image_settings, rebuild=False) as w:
+    with IndexWriter(job.db, settings, image_settings=job.image_settings, rebuild=job.rebuild) as w:
         if w.meta().get(SHARD_META) not in (None, job.record):
             raise IndexFormatError(f"{job.db}: this index is shard {w.meta()[SHARD_META]} of another collection")
         w.set_meta(SHARD_META, job.record)
@@ -305,19 +392,16 @@ def index_shard(job: ShardJob, report: Callable[[int, int], None] | None = None,
     i, n = job.index, job.n_shards
     return index_folders(list(job.folders), job.db, settings=settings, backbone=backbone, device=job.device,
                          workers=job.workers, prune=job.prune, progress=report, cancelled=cancelled,
-                         only=lambda p: shard_of(p, n) == i, image_index=False)
+                         only=lambda p: shard_of(p, n) == i, image_index=False, follow_links=job.follow_links)
 
 
 def shard_count(db: str) -> tuple[int, bool]:
     """(indexed photos, whether the image index must be rebuilt) of a shard."""
     from .imageindex import needs_build
 
-    con = _connect_ro(Path(db))
-    try:
+    with CatalogReader(Path(db)) as con:
         n = con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
-        return n, needs_build(con)
-    finally:
-        con.close()
+        return n, needs_build(con, Path(db))
 
 
 def build_shard_image_index(db: str, learned_file: str, lid: str) -> dict:
@@ -399,7 +483,7 @@ def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathL
                   n_shards: int | None = None, settings: SketchSettings | None = None, backbone: str | None = "auto",
                   edges: str | None = None, device: str | None = None, workers: int | None = None,
                   prune: bool = False, progress: Callable[[int, int], None] | None = None,
-                  cancelled: Callable[[], bool] | None = None):
+                  cancelled: Callable[[], bool] | None = None, rebuild: bool = False, follow_links: bool = False):
     """Index folders into a sharded collection (created if needed), shard by shard, then learn the image
     parameters on all shards and build every shard's image index with them.
 
@@ -410,7 +494,7 @@ def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathL
     Returns an ``IndexSummary`` of the whole collection.
     """
     from .errors import Cancelled
-    from .indexer import IndexSummary, scan
+    from .indexer import IndexSummary, check_apart, scan
 
     folders = [str(Path(f).expanduser().absolute()) for f in folders]
     for f in folders:
@@ -418,11 +502,17 @@ def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathL
             raise FileNotFoundError(f"{f}: no such folder")
     runner = runner or LocalRunner(cancelled)
     manifest = Path(manifest).expanduser().absolute()
+    for f in folders:  # the shards lie beside the manifest: never among the photos
+        if Path(f).is_dir() and (Path(os.path.realpath(manifest.parent)) / "x").is_relative_to(os.path.realpath(f)):
+            raise IndexNotFound(f"{manifest}: the collection's shards would lie inside the photo folder {f}; keep "
+                                f"the manifest in a folder of its own (another --db)")
     m = _resolve_settings(manifest, settings, backbone, edges, n_shards,
                           default_shards=runner.n_workers if runner.n_workers > 1 else 2)
+    for i in range(m.n_shards):
+        check_apart(m.shard_path(i), folders)
     jobs = [ShardJob(tuple(folders), str(m.shard_path(i)), i, m.n_shards, m.shard_record(i), m.settings.to_json(),
-                     m.image_settings, device, workers, prune) for i in range(m.n_shards)]
-    total = len(scan(folders)[0]) if isinstance(runner, LocalRunner) and progress else None
+                     m.image_settings, device, workers, prune, rebuild, follow_links) for i in range(m.n_shards)]
+    total = len(scan(folders, follow_links=follow_links)[0]) if isinstance(runner, LocalRunner) and progress else None
     try:
         summaries = runner.run_shards(jobs, progress, total)
     except Cancelled:
@@ -451,7 +541,7 @@ def update_learned(m: Manifest, runner) -> bool:
     counts = runner.map(shard_count, [(str(m.shard_path(i)),) for i in range(m.n_shards)])
     stale = False
     for i in range(m.n_shards):
-        rec = _read_meta(m.shard_path(i)).get("image_index")
+        rec = read_meta(m.shard_path(i)).get("image_index")
         stale |= counts[i][1] or not rec or json.loads(rec).get("learned") != m.learned or m.learned is None
     if not stale:
         return False

@@ -343,5 +343,6 @@ def test_killed_runs_resume_with_nothing_lost_or_duplicated(tmp_path):
     for p, c in final.items():
         np.testing.assert_array_equal(c, ref[p])
     leftovers = {p.name for p in db.iterdir()} - {"catalog.sqlite3", "catalog.sqlite3-wal", "catalog.sqlite3-shm",
-                                                  "lock", *SketchIndex(db).chunk_files, *SketchIndex(db).image_files}
+                                                  "lock", ".sketchsearch-index", *SketchIndex(db).chunk_files,
+                                                  *SketchIndex(db).image_files}
     assert not leftovers

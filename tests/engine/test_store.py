@@ -144,17 +144,19 @@ def test_bad_file_names_and_old_indexes_do_not_stop_a_run(collection, tmp_path):
     assert s.indexed == 1 and [r for _, r in s.skipped] == ["file name is not valid UTF-8"]
     names = {p.name for p in db.iterdir()} - {"catalog.sqlite3-wal", "catalog.sqlite3-shm"}
     index = SketchIndex(db)
-    assert names == {"catalog.sqlite3", "lock", *index.chunk_files, *index.image_files}
-    # an index of another format version is rebuilt, as the error message says
+    assert names == {"catalog.sqlite3", "lock", ".sketchsearch-index", *index.chunk_files, *index.image_files}
+    # an index of another format version is refused, and rebuilt when asked, as the error message says
     import sqlite3
 
     con = sqlite3.connect(db / "catalog.sqlite3")
     with con:
         con.execute("UPDATE meta SET value = '0' WHERE key = 'format_version'")
     con.close()
-    with pytest.raises(IndexFormatError, match="rebuild with"):
+    with pytest.raises(IndexFormatError, match="rebuild with: .* --rebuild"):
         SketchIndex(db)
-    assert index_folders([folder], db, workers=1).described == 1
+    with pytest.raises(IndexFormatError, match="--rebuild"):
+        index_folders([folder], db, workers=1)
+    assert index_folders([folder], db, workers=1, rebuild=True).described == 1
     assert len(SketchIndex(db)) == 1
 
 
