@@ -76,6 +76,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """A finite number of seconds > 0."""
     try:
@@ -161,11 +168,12 @@ def cmd_index(args) -> int:
                 runner = DaskRunner(cluster)
             summary = index_sharded(args.folders, args.db, runner=runner, n_shards=args.shards, settings=settings,
                                     backbone=args.backbone, edges=args.edges, device=args.device,
-                                    workers=args.workers, prune=args.prune, progress=progress)
+                                    workers=args.workers, prune=args.prune, progress=progress,
+                                    rebuild=args.rebuild, follow_links=args.follow_links)
         else:
             summary = index_folders(args.folders, args.db, settings=settings, backbone=args.backbone,
                                     device=args.device, workers=args.workers, prune=args.prune, progress=progress,
-                                    edges=args.edges)
+                                    edges=args.edges, rebuild=args.rebuild, follow_links=args.follow_links)
     finally:
         bar.close()
         if cluster is not None:
@@ -453,6 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true",
                    help="drop indexed photos under the folders whose files no longer exist (default: keep them, "
                         "e.g. for a drive that is not plugged in)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild an index that cannot be used as it is (another format version, a damaged catalog, "
+                        "other settings) from scratch, describing every photo again; without it such an index is "
+                        "refused, never wiped; only files the index wrote are deleted")
+    p.add_argument("--follow-links", action="store_true",
+                   help="also follow links to folders outside the folders given (default: only links that stay "
+                        "inside them, so a link to / cannot make the scan walk the whole disk)")
     p.add_argument("--shards", type=_positive, default=None, metavar="N",
                    help="make --db a sharded collection of N shards (a manifest .json; shards beside it); default "
                         "for a new manifest: the cluster's workers, else 2")
@@ -470,10 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--sketch-list", type=Path, metavar="FILE",
                        help="many sketch queries in one run: a text file with one sketch path per line (relative "
                             "to the file's folder); results as for --sketch, JSON lines gain 'query'")
-    p.add_argument("--qe", type=int, default=None, metavar="N",
+    p.add_argument("--qe", type=_count, default=None, metavar="N",
                    help="image search: alpha-weighted query expansion (alpha 3) over the top N results "
                         "(default: 5; 0 for none)")
-    p.add_argument("--expand", type=int, default=None, metavar="N",
+    p.add_argument("--expand", type=_count, default=None, metavar="N",
                    help="sketch search: expand the query with the image descriptors of the top N hits (default: "
                         "the fitted one, 20; 0: none); each hit keeps the box where the sketch matches it")
     p.add_argument("--no-fusion", dest="fusion", action="store_false",
@@ -520,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="index the bundled demo photos and search them with the demo sketches")
     p.add_argument("--db", type=Path, default=None, help="where to keep the demo index")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=_positive, default=5)
     p.add_argument("--no-gui", action="store_true", help="print the results only, even where there is a screen")
     p.set_defaults(func=cmd_demo)
 
@@ -567,7 +582,9 @@ def describe_failure(e: BaseException, db=None) -> tuple[str, int]:
         if e.filename is not None:
             names = printable(e.filename) + (f" -> {printable(e.filename2)}" if e.filename2 is not None else "")
             return f"{names}: {text}", 2
-        return (f"{where}: {text}" if where else text), 2
+        if e.errno is None or not where:  # a message of its own ("FOLDER: no such folder")
+            return text, 2
+        return f"{where}: {text}", 2
     if isinstance(e, sqlite3.Error):
         text = printable(e)
         if "full" in text:

@@ -177,7 +177,9 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
             raise ValueError(f"{name} must be a similarity in (0, 1], got {value}")
     polar = np.asarray(index.polar, np.float32)
     n = len(polar)
-    content = np.linalg.norm(polar, axis=1) > 1e-6 if n else np.zeros(0, bool)  # edges to compare
+    if n == 0:  # an empty collection (or one whose only chunk is damaged and left out)
+        return []
+    content = np.linalg.norm(polar, axis=1) > 1e-6  # which photos have edges to compare
     lay = _layout()
     parent = np.arange(n)
 

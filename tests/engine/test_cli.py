@@ -84,7 +84,9 @@ def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
     fill = {"tmp": str(tmp_path), "db": str(db), "empty": str(tmp_path / "emptydb"), "damaged": str(damaged)}
     assert main([a.format(**fill) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("sketchsearch: error:") and message in err and "\n" not in err
+    lines = err.splitlines()  # the error, after any warnings (a damaged part left out), each one line
+    assert lines[-1].startswith("sketchsearch: error:") and message in err, err
+    assert all(line.startswith(("sketchsearch: warning:", "sketchsearch: error:")) for line in lines), err
 
 
 def test_sketch_list_gives_the_results_of_separate_queries(db, tmp_path, capsys):
@@ -121,3 +123,39 @@ def test_sketch_list_reports_a_bad_line_and_goes_on(db, tmp_path, capsys):
     assert "1 of 2 sketches" in captured.err
     assert main(["search", "--db", str(db), "--sketch-list", str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt" in capsys.readouterr().err
+
+
+def test_index_of_another_format_version_is_refused_then_rebuilt_with_rebuild(tmp_path, capsys):
+    import sqlite3
+
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "star.jpg"), photo_with_shape("star", (100, 30, 500, 430), seed=2))
+    db = tmp_path / "db"
+    argv = ["index", str(tmp_path / "photos"), "--db", str(db), "--workers", "1", "-q", "--backbone", "none"]
+    assert main(argv) == 0
+    con = sqlite3.connect(db / "catalog.sqlite3")
+    with con:
+        con.execute("UPDATE meta SET value = '999' WHERE key = 'format_version'")
+    con.close()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sketchsearch: error:") and "--rebuild" in err and "\n" not in err
+    assert main([*argv, "--rebuild"]) == 0
+    assert "1 photos" in capsys.readouterr().err
+    assert main(["info", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 1
+
+
+def test_index_follows_links_out_of_the_folders_only_when_asked(tmp_path, capsys):
+    photos, outside = tmp_path / "photos", tmp_path / "outside"
+    photos.mkdir()
+    outside.mkdir()
+    cv2.imwrite(str(photos / "star.jpg"), photo_with_shape("star", (100, 30, 500, 430), seed=2))
+    cv2.imwrite(str(outside / "house.jpg"), photo_with_shape("house", (40, 60, 380, 460), seed=1))
+    (photos / "elsewhere").symlink_to(outside, target_is_directory=True)
+    base = ["index", str(photos), "--workers", "1", "-q", "--backbone", "none"]
+    for flag, n in (([], 1), (["--follow-links"], 2)):
+        assert main([*base, "--db", str(tmp_path / f"db{n}"), *flag]) == 0
+        assert main(["info", "--db", str(tmp_path / f"db{n}"), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["images"] == n

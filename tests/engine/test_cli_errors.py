@@ -87,6 +87,11 @@ def test_timeout_must_be_a_positive_number(db, sketch, capsys, value):
     argparse_error(capsys, ["search", "--db", db, "--sketch", sketch, "--timeout", value], "--timeout")
 
 
+@pytest.mark.parametrize("option, value", [("--qe", "-3"), ("--expand", "-2"), ("--top", "0"), ("--shortlist", "-1")])
+def test_counts_are_not_negative(db, sketch, capsys, option, value):
+    argparse_error(capsys, ["search", "--db", db, "--sketch", sketch, option, value], option)
+
+
 @pytest.mark.parametrize("value", ["nan", "-1", "0", "1.5", "inf", "x"])
 def test_duplicates_threshold_must_be_in_0_1(db, capsys, value):
     argparse_error(capsys, ["duplicates", "--db", db, "--threshold", value], "--threshold")
@@ -183,7 +188,7 @@ def test_engine_warnings_are_one_line(db, capsys, monkeypatch):
 def test_an_error_message_is_escaped_to_one_line(tmp_path, capsys):
     folder = tmp_path / "no\nsuch\x1b[31mfolder"
     err = one_line_error(capsys, ["index", folder, "--db", tmp_path / "db", "-q"], "no\\nsuch\\x1b[31mfolder")
-    assert "\x1b" not in err
+    assert "\x1b" not in err and str(tmp_path / "db") not in err  # the folder is the thing, not the index
 
 
 # ----------------------------------------------------------------------------------------- queries
