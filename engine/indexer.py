@@ -28,7 +28,7 @@ from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchErro
 from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, network_input
 from .rotation import polar_descriptor
 from .settings import SketchSettings
-from .store import IndexWriter, PhotoRecord, _read_meta, content_hash
+from .store import NOT_REGULAR, TOO_LARGE, IndexWriter, PhotoRecord, _read_meta, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,10 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
             skipped.append((_printable(p), _reason(e) if isinstance(e, OSError) else "symbolic link loop"))
             return None
         if not stat.S_ISREG(st.st_mode):
-            skipped.append((_printable(p), "not a regular file"))
+            skipped.append((_printable(p), NOT_REGULAR))
             return None
         if st.st_size > MAX_FILE_BYTES:
-            skipped.append((_printable(p), f"larger than {MAX_FILE_BYTES / 2**20:g} MB"))
+            skipped.append((_printable(p), f"{TOO_LARGE} {MAX_FILE_BYTES / 2**20:g} MB"))
             return None
         return st
 

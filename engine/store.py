@@ -113,6 +113,9 @@ _LAYOUT = re.compile(r"""^(?:chunk-\d+\.[a-z_]+\.npy(?:\.tmp)?
     |\.image-[0-9a-f]+\.(?:whitening\.npz|faiss)\.\w+\.tmp
     |(?:codes|inv_norms)-\w+\.npy)$""", re.X)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: reasons of files a scan does not read (``engine.indexer``): their path no longer holds a photo
+NOT_REGULAR = "not a regular file"
+TOO_LARGE = "larger than"
 
 
 def rebuild_hint(db) -> str:
@@ -882,11 +885,22 @@ class IndexWriter:
     @_writes
     def note_skipped(self, items: Iterable[tuple[str, str]]) -> None:
         """Record what a scan could not catalogue -- (path, reason): an unreadable folder, a name that is not
-        UTF-8, a broken link, not a regular file... -- as skipped, without touching indexed photos."""
+        UTF-8, a broken link, not a regular file... -- as skipped.  An indexed photo keeps its descriptor (it
+        may be out of reach for now: a folder not readable, a drive not plugged in) unless its path now holds
+        what is not a photo (not a regular file, too large)."""
+        items = list(items)
+        gone = [p for p, why in items if why == NOT_REGULAR or why.startswith(TOO_LARGE)]
         with self.con:
+            if gone and "gem" in self.arrays and self.con.execute(
+                    "SELECT COUNT(*) FROM files WHERE status = 'indexed' AND path IN (SELECT value FROM json_each(?))",
+                    (json.dumps(gone),)).fetchone()[0]:
+                self._image_dirty()
             self.con.executemany(
                 "INSERT INTO files (path, size, mtime, status, reason) VALUES (?, 0, 0, 'skipped', ?) "
-                "ON CONFLICT (path) DO UPDATE SET reason = excluded.reason WHERE status = 'skipped'",
+                "ON CONFLICT (path) DO UPDATE SET status = 'skipped', reason = excluded.reason, size = 0, mtime = 0, "
+                "hash = NULL, chunk = NULL, slot = NULL "
+                f"WHERE files.status = 'skipped' OR excluded.reason = '{NOT_REGULAR}' "
+                f"OR excluded.reason LIKE '{TOO_LARGE}%'",
                 [(p, why) for p, why in items])
 
     @_writes
