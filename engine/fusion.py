@@ -61,11 +61,19 @@ class FusionParams:
         alpha of the alpha-weighted query expansion, weight of the alignment's z-score added back to the
         final score (it keeps well-aligned photos, whose boxes are right, near the top).  ``qe_n = 0``
         switches the expansion off.
-    calibration, calibration_afm : tuple of float
-        ``(a, b, c, knot)`` of ``sigmoid(a + b z - c max(z - knot, 0))``: of the fused score, and of the
-        alignment alone (indexes without image descriptors, ``--no-fusion``).
+    calibration, calibration_small, calibration_afm : tuple of float
+        ``(a, b, c, knot)`` of ``sigmoid(a + b z - c max(z - knot, 0))``: of the fused score in a collection
+        whose image vectors are whitened (``imageindex.MIN_WHITENING_IMAGES`` photos or more), of the fused
+        score in a smaller one (plain L2 image vectors: a weaker expansion, fitted on collections of 30 to
+        300 photos), and of the alignment alone (indexes without image descriptors, ``--no-fusion``).
     background : int
         Background sample size (photos) for the standardisation.
+    ref_k, ref_full : float, int
+        The reference sample (``engine.reference``) joins every background with ``ref_k`` photos' worth of
+        weight, tapering linearly to none at a background of ``ref_full`` photos (``reference_weight``);
+        ``ref_k = 0``: the collection's own statistics only.
+    likely : float
+        Likely-match cut on the calibrated score: results at or above it are "likely matches".
     mirror : bool
         Default of ``SearchOptions.mirror`` for sketch queries (benchmark choice).
     side, p, thickness, border : int, float, int, float
@@ -83,13 +91,26 @@ class FusionParams:
     qe_afm: float = 0.0
     calibration: tuple[float, float, float, float] = (-4.4, 0.9, 0.85, 5.0)
     calibration_afm: tuple[float, float, float, float] = (-4.4, 0.9, 0.85, 5.0)
+    calibration_small: tuple[float, float, float, float] | None = None
     background: int = 2000
+    ref_k: float = 0.0
+    ref_full: int = 0
+    likely: float = 0.5
     mirror: bool = True
     side: int = 224
     p: float = 5.0
     thickness: int = 2
     border: float = 0.1
     fit: dict = field(default_factory=dict, compare=False)
+
+    def calibration_for(self, *, fused: bool, whitened: bool) -> tuple[float, float, float, float]:
+        """The calibration of a search: the alignment alone, or the fused score with whitened or plain image
+        vectors."""
+        if not fused:
+            return self.calibration_afm
+        if not whitened and self.calibration_small is not None:
+            return self.calibration_small
+        return self.calibration
 
     def to_json(self) -> str:
         return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=1)
@@ -98,8 +119,8 @@ class FusionParams:
     def from_dict(cls, d: dict) -> FusionParams:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for k in ("calibration", "calibration_afm"):
-            if k in d:
+        for k in ("calibration", "calibration_afm", "calibration_small"):
+            if d.get(k) is not None:
                 d[k] = tuple(float(v) for v in d[k])
         return cls(**d)
 
@@ -147,19 +168,62 @@ def drawing_input(edges: EdgeMap, *, query: bool) -> np.ndarray:
     return drawing(edges, thickness=p.thickness, border=p.border if query else 0.0, side=p.side)
 
 
+def weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    """Median of ``x`` (n,) with non-negative weights ``w`` (n,): the value where the cumulative weight
+    reaches half the total, the mean of the two neighbours when it lands exactly between them (so equal
+    weights give ``np.median``)."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    order = np.argsort(x, kind="stable")
+    x, w = x[order], w[order]
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    c = np.cumsum(w)
+    half = 0.5 * c[-1]
+    i = int(np.searchsorted(c, half * (1 - 1e-12)))
+    if abs(c[i] - half) <= 1e-9 * c[-1] and i + 1 < len(x):
+        return float(0.5 * (x[i] + x[i + 1]))
+    return float(x[i])
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Robust location and scale of a signal over the background: ``z = (x - median) / scale``."""
+
+    median: float
+    scale: float
+
+    @classmethod
+    def of(cls, ref: np.ndarray, extra: np.ndarray | None = None, extra_weight: float = 0.0) -> Stats:
+        """Median and 1.4826 MAD of the sample ``ref`` (each value weight 1), pooled with ``extra`` (the
+        reference sample's values) carrying ``extra_weight`` in all (0: ``ref`` alone, exactly).  The
+        standard deviation stands in where the MAD is 0."""
+        ref = np.asarray(ref, np.float64)
+        if extra is None or extra_weight <= 0 or len(extra) == 0:
+            med = float(np.median(ref))
+            scale = 1.4826 * float(np.median(np.abs(ref - med)))
+            if scale <= 1e-12:
+                scale = float(ref.std())
+            return cls(med, max(scale, 1e-12))
+        extra = np.asarray(extra, np.float64)
+        x = np.concatenate([ref, extra])
+        w = np.concatenate([np.ones(len(ref)), np.full(len(extra), extra_weight / len(extra))])
+        med = weighted_median(x, w)
+        scale = 1.4826 * weighted_median(np.abs(x - med), w)
+        if scale <= 1e-12:
+            mean = float(np.average(x, weights=w))
+            scale = math.sqrt(float(np.average((x - mean) ** 2, weights=w)))
+        return cls(med, max(scale, 1e-12))
+
+    def z(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - self.median) / self.scale
+
+
 def standardise(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Robust z-scores of ``x`` against the sample ``ref``: ``(x - median) / (1.4826 MAD)`` (the standard
     deviation where the MAD is 0).  Robust, so that the photos that do match -- a large share of a
     collection full of one subject -- do not inflate the scale and deflate every score."""
-    ref = np.asarray(ref, np.float64)
-    med = float(np.median(ref))
-    scale = 1.4826 * float(np.median(np.abs(ref - med)))
-    if scale <= 1e-12:
-        scale = float(ref.std())
-    return (np.asarray(x, np.float64) - med) / max(scale, 1e-12)
-
-
-_z = standardise
+    return Stats.of(ref).z(x)
 
 
 def calibrate(z: np.ndarray, calibration: tuple[float, float, float, float]) -> np.ndarray:
@@ -181,8 +245,37 @@ class Fused:
     score: np.ndarray  # calibrated, in [0, 1]
 
 
+@dataclass(frozen=True)
+class ReferenceScores:
+    """One query's scores of the reference sample's photos (``engine.reference``), pooled into the
+    background of every standardisation with ``weight`` photos' worth of weight in all.
+
+    Attributes
+    ----------
+    afm : (r,) float
+        Alignment scores of the reference photos.
+    glob : (r,) float or None
+        Their global sketch cosines (None: the collection has no image descriptors).
+    weight : float
+        Total weight of the reference photos beside the collection's background photos (weight 1 each);
+        0 leaves the collection's own statistics exactly.
+    """
+
+    afm: np.ndarray
+    glob: np.ndarray | None
+    weight: float
+
+
+def reference_weight(n_background: int, params: FusionParams) -> float:
+    """Weight of the reference sample beside a background of ``n_background`` collection photos:
+    ``ref_k * max(0, 1 - n_background / ref_full)`` (0 from ``ref_full`` photos on)."""
+    if params.ref_k <= 0 or params.ref_full <= 0:
+        return 0.0
+    return float(params.ref_k * max(0.0, 1.0 - n_background / params.ref_full))
+
+
 def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndarray, params: FusionParams, *,
-         image=None) -> Fused:
+         image=None, reference: ReferenceScores | None = None) -> Fused:
     """Fuse the alignment and global scores of ``rows`` (a set that contains the background rows).
 
     Parameters
@@ -195,30 +288,56 @@ def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndar
     bg : (b,) int
         Positions in ``rows`` of the background sample.
     image : callable, optional
-        Query expansion: ``image(seed_rows) -> (rows2, cos2)``, the image cosines of the alpha-expanded
-        query for ``rows`` plus any other rows it finds best (``rows2`` contains ``rows`` first).  Those
-        extra rows get ``afm`` / ``glob`` through ``image`` too: it returns ``(rows2, cos2, afm2, glob2)``.
+        Query expansion: ``image(seed_rows) -> (rows2, cos2, afm2, glob2, ref_cos)``: the image cosines
+        ``cos2`` of the alpha-expanded query for ``rows`` plus any other rows it finds best (``rows2``
+        contains ``rows`` first; ``afm2`` / ``glob2`` their scores) and the image cosines of the reference
+        photos (None without ``reference``).
+    reference : ReferenceScores, optional
+        The reference sample, pooled into every background statistic with its weight.
 
     Returns
     -------
     Fused
     """
     rows = np.asarray(rows, np.int64)
-    za = _z(afm, afm[bg])
+    ref = reference if reference is not None and reference.weight > 0 else None
+    if ref is not None and glob is not None and ref.glob is None:
+        ref = None  # a reference without global descriptors cannot stand beside a fused score
+    wr = ref.weight if ref is not None else 0.0
+
+    def stats(col_bg: np.ndarray, ref_values: np.ndarray | None) -> Stats:
+        return Stats.of(col_bg, ref_values, wr if ref_values is not None else 0.0)
+
+    s_afm = stats(afm[bg], ref.afm if ref is not None else None)
+    za = s_afm.z(afm)
+    za_ref = s_afm.z(ref.afm) if ref is not None else None
+    ref_final = None
     if glob is None:
         final = za
-    elif image is None or params.qe_n <= 0:
-        final = za + params.w * _z(glob, glob[bg])
+        ref_final = za_ref
     else:
-        base = za + params.qe_w * _z(glob, glob[bg])
-        seeds = rows[np.argsort(-base, kind="stable")[: params.qe_n]]
-        rows2, cos, afm2, glob2 = image(seeds)
-        # the rows the expanded query brought in are standardised with the same background statistics
-        za2 = _z(afm2, afm[bg])
-        base2 = za2 + params.qe_w * _z(glob2, glob[bg])
-        final = _z(base2, base[bg]) + params.qe_v * _z(cos, cos[bg]) + params.qe_afm * za2
-        rows = rows2
-    z = _z(final, final[bg])
+        s_glob = stats(glob[bg], ref.glob if ref is not None else None)
+        zg_ref = s_glob.z(ref.glob) if ref is not None else None
+        if image is None or params.qe_n <= 0:
+            final = za + params.w * s_glob.z(glob)
+            if zg_ref is not None:
+                ref_final = za_ref + params.w * zg_ref
+        else:
+            base = za + params.qe_w * s_glob.z(glob)
+            base_ref = za_ref + params.qe_w * zg_ref if zg_ref is not None else None
+            seeds = rows[np.argsort(-base, kind="stable")[: params.qe_n]]
+            rows2, cos, afm2, glob2, ref_cos = image(seeds)
+            # the rows the expanded query brought in are standardised with the same background statistics
+            za2 = s_afm.z(afm2)
+            base2 = za2 + params.qe_w * s_glob.z(glob2)
+            s_base = stats(base[bg], base_ref)
+            use_ref_cos = base_ref is not None and ref_cos is not None
+            s_cos = stats(cos[bg], ref_cos if use_ref_cos else None)
+            final = s_base.z(base2) + params.qe_v * s_cos.z(cos) + params.qe_afm * za2
+            if use_ref_cos:
+                ref_final = s_base.z(base_ref) + params.qe_v * s_cos.z(ref_cos) + params.qe_afm * za_ref
+            rows = rows2
+    z = stats(final[bg], ref_final).z(final)
     return Fused(rows, final, z, calibrate(z, params.calibration))
 
 

@@ -105,7 +105,7 @@ def _fused(sig: Signals, params: FusionParams, variant: str, mirror: bool) -> tu
 
         def image(seeds, i=i, a=a, glob=glob):
             qv = alpha_qe(sig.image[seeds[0]], sig.image[seeds], np.arange(len(seeds)), alpha=p.qe_alpha)
-            return rows, sig.image @ qv, a, glob
+            return rows, sig.image @ qv, a, glob, None
 
         f = fuse(rows, a, glob, bg, p, image=image if variant == "fused+qe" else None)
         final[i], score[i] = f.final, f.score
@@ -128,18 +128,22 @@ def rank_variants(sig: Signals, params: FusionParams) -> dict[str, tuple[np.ndar
     return {name: _fused(sig, params, v, params.mirror) for name, v in VARIANTS}
 
 
-def _fit_calibration(z: np.ndarray, relevant: np.ndarray, knot: float = 5.0) -> tuple[float, float, float, float]:
-    """Hinge-logistic ``sigmoid(a + b z - c max(z - knot, 0))`` by maximum likelihood (b >= c >= 0)."""
+def _fit_calibration(z: np.ndarray, relevant: np.ndarray, knot: float = 5.0,
+                     weights: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """Hinge-logistic ``sigmoid(a + b z - c max(z - knot, 0))`` by (weighted) maximum likelihood
+    (b >= c >= 0)."""
     from scipy.optimize import minimize
 
     z = z.ravel().astype(np.float64)
     y = relevant.ravel().astype(np.float64)
+    wt = np.ones_like(z) if weights is None else np.asarray(weights, np.float64).ravel()
+    wt = wt / wt.sum()
     hinge = np.maximum(z - knot, 0.0)
 
     def nll(theta):
         a, b, c = theta
         t = a + b * z - c * hinge
-        return float(np.mean(np.logaddexp(0.0, t) - y * t))
+        return float(np.sum(wt * (np.logaddexp(0.0, t) - y * t)))
 
     res = minimize(nll, x0=np.array([-4.0, 1.0, 0.5]), method="L-BFGS-B",
                    bounds=[(-20, 20), (0.0, 10.0), (0.0, 10.0)])
@@ -335,11 +339,424 @@ def _columns(index, paths) -> np.ndarray:
     return np.array([where.get(str(Path(p).resolve()), where.get(str(p), -1)) for p in paths], np.int64)
 
 
+# --------------------------------------------------------------------------------------------------
+# Calibration on collections of every size (issue 17): every query against every photo once, then
+# collections of 30, 100, 300 photos ... simulated by subsets of the photos' rows, each computing what a
+# real collection of those photos computes (its own background, sketch-descriptor mean, image vectors).
+
+BENCH_CACHE_ENV = "SKETCHSEARCH_BENCH_CACHE"
+
+
+def bench_cache() -> Path | None:
+    """Folder that keeps the benchmark's indexes and signals between runs (``$SKETCHSEARCH_BENCH_CACHE``),
+    or None (temporary folders)."""
+    import os
+
+    v = os.environ.get(BENCH_CACHE_ENV, "").strip()
+    return Path(v).expanduser() if v else None
+
+
+@dataclass
+class Pool:
+    """Raw, collection-independent signals of queries against all photos of a data set (and the reference
+    sample), from which a collection of any subset of the photos is simulated (``simulate``)."""
+
+    afm: np.ndarray  # (Q, N) alignment (mirror on)
+    q_sketch: np.ndarray  # (Q, G) raw global sketch descriptors of the queries
+    p_sketch: np.ndarray  # (N, G) raw global sketch descriptors of the photos
+    p_gem: np.ndarray  # (N, G) raw GeM of the photos
+    vectors: np.ndarray  # (N, d) the full index's image vectors (whitened when it is large enough)
+    whitening: object  # the full index's Whitening or None
+    relevant: np.ndarray  # (Q, N) bool
+    exclude: np.ndarray  # (Q, N) bool: pairs left out (SYSU: the query's own photo)
+    query_class: np.ndarray  # (Q,)
+    photo_class: np.ndarray  # (N,)
+    target: np.ndarray  # (Q,) the photo a sketch was drawn from (-1: none)
+    ref_afm: np.ndarray | None = None  # (Q, R) alignment of the reference photos
+    ref_sketch: np.ndarray | None = None  # (R, G) raw
+    ref_gem: np.ndarray | None = None  # (R, G) raw
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **{k: v for k, v in dataclasses.asdict(self).items() if k != "whitening" and v is not None},
+                 **({"w_mean": self.whitening.mean, "w_proj": self.whitening.projection} if self.whitening else {}))
+
+    @classmethod
+    def load(cls, path: Path) -> Pool:
+        from .imagesearch import Whitening
+
+        z = dict(np.load(path))
+        white = Whitening(z.pop("w_mean"), z.pop("w_proj")) if "w_mean" in z else None
+        return cls(whitening=white, **z)
+
+    def take(self, queries: np.ndarray) -> Pool:
+        """The pool of a subset of the queries."""
+        q = np.asarray(queries)
+        return dataclasses.replace(self, afm=self.afm[q], q_sketch=self.q_sketch[q], relevant=self.relevant[q],
+                                   exclude=self.exclude[q], query_class=self.query_class[q], target=self.target[q],
+                                   ref_afm=None if self.ref_afm is None else self.ref_afm[q])
+
+
+def collect_pool(index, sketches: list[EdgeMap], photo_paths: list[Path], *, relevant, exclude, query_class,
+                 photo_class, target, reference=None) -> Pool:
+    """Score ``sketches`` against every photo of ``index`` (and the reference sample's photos) with the
+    product's scorers; raw descriptors for the simulation of smaller collections."""
+    from .cnn import GemDescriber, GemSettings
+    from .fusion import drawing_input, drawing_settings
+    from .search import QueryScorer
+
+    cols = _columns(index, photo_paths)
+    images = index.images()
+    drawer = GemDescriber(drawing_settings(GemSettings.from_json(index.image_settings).backbone))
+    codes, inv = np.asarray(index.codes[cols]), np.asarray(index.inv_norms[cols])
+    afm = np.zeros((len(sketches), len(cols)), np.float32)
+    ref_afm = None if reference is None else np.zeros((len(sketches), len(reference.codes)), np.float32)
+    q_sketch = []
+    for i, e in enumerate(sketches):
+        scorer = QueryScorer(encode_query(e, index.layout), index.layout, mirror=True)
+        afm[i] = scorer.score_2d(codes, inv)
+        if reference is not None:
+            ref_afm[i] = scorer.score_2d(reference.codes, reference.inv_norms)
+        q_sketch.append(drawer.describe([drawing_input(e, query=True)])[0])
+        if i % 50 == 0:
+            log.info("pool: %d/%d queries", i, len(sketches))
+    from .reference import chunk_rows
+
+    return Pool(afm, np.stack(q_sketch).astype(np.float32), chunk_rows(index, "sketch")[cols],
+                chunk_rows(index, "gem")[cols], images.vectors_of_rows(cols), images.whitening,
+                np.asarray(relevant, bool), np.asarray(exclude, bool), np.asarray(query_class),
+                np.asarray(photo_class), np.asarray(target), ref_afm,
+                None if reference is None else np.asarray(reference.sketch, np.float32),
+                None if reference is None else np.asarray(reference.gem, np.float32))
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = True):
+    """The fused search of query ``qi`` in a collection of the photos ``sel`` (columns of the pool), as the
+    product computes it there: the collection is its own background (``sel`` is at most
+    ``params.background`` photos), its global sketch descriptors are centred on its own mean, its image
+    vectors are plain L2 below the whitening's minimum (else the full index's whitened vectors), and the
+    reference sample joins the background with ``reference_weight(len(sel))``.  ``params``: one
+    FusionParams, or a list of them (the collection's arrays computed once).  Returns ``fusion.Fused`` (a
+    list of them) with rows = positions in ``sel``."""
+    from .fusion import ReferenceScores, reference_weight
+    from .imageindex import MIN_WHITENING_IMAGES
+
+    many = isinstance(params, list | tuple)
+    plist = list(params) if many else [params]
+    sel = np.asarray(sel, np.int64)
+    m = len(sel)
+    afm = pool.afm[qi, sel].astype(np.float64)
+    mu = pool.p_sketch[sel].mean(axis=0)
+    q = _l2(pool.q_sketch[qi] - mu)
+    glob = (_l2(pool.p_sketch[sel] - mu) @ q).astype(np.float64)
+    big = m >= MIN_WHITENING_IMAGES and pool.whitening is not None
+    vec = pool.vectors[sel] if big else _l2(pool.p_gem[sel])
+    has_ref = reference and pool.ref_afm is not None
+    ref_afm = ref_glob = ref_vec = None
+    if has_ref and any(reference_weight(m, p) > 0 for p in plist):
+        ref_afm = pool.ref_afm[qi].astype(np.float64)
+        ref_glob = (_l2(pool.ref_sketch - mu) @ q).astype(np.float64)
+        ref_vec = pool.whitening.apply(pool.ref_gem) if big else _l2(pool.ref_gem)
+    rows = np.arange(m)
+    out = []
+    for p in plist:
+        w = reference_weight(m, p) if ref_afm is not None else 0.0
+        ref = ReferenceScores(ref_afm, ref_glob, w) if w > 0 else None
+
+        def image(seeds, p=p, ref=ref):
+            qv = alpha_qe(vec[seeds[0]], vec[seeds], np.arange(len(seeds)), alpha=p.qe_alpha)
+            return rows, (vec @ qv).astype(np.float64), afm, glob, None if ref is None else (ref_vec @ qv)
+
+        p = dataclasses.replace(p, calibration=p.calibration_for(fused=True, whitened=big))
+        out.append(fuse(rows, afm, glob, rows, p, image=image if p.qe_n > 0 else None, reference=ref))
+    return out if many else out[0]
+
+
+SIZES = (30, 100, 300, 0)  # 0: every photo
+
+
+@dataclass
+class SizeRuns:
+    """Simulated collections of several sizes: per size, the pairs (calibrated score, z, relevant), the best
+    hit of collections without the query's class, the score of one tracked correct photo per (query,
+    repetition) and the ranking metrics."""
+
+    z: dict  # size -> (pairs,) final z
+    relevant: dict  # size -> (pairs,) bool
+    absent_best: dict  # size -> (runs,) best final z without the query's class
+    tracked: dict  # size -> (queries * reps,) final z of the tracked correct photo
+    ap: dict  # size -> (runs,) average precision
+    p20: dict  # size -> (runs,) precision at 20 (or at the collection size)
+    top: dict  # size -> (runs,) relevant flags of the top 10, as (runs, 10) (NaN where fewer)
+    whitened: dict  # size -> whether a collection of that size has whitened image vectors
+
+    def calibrated(self, s: int, params: FusionParams, z: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated scores of size ``s`` (its pairs' z, or ``z``) with the calibration its regime uses."""
+        from .fusion import calibrate
+
+        return calibrate(self.z[s] if z is None else z, params.calibration_for(fused=True, whitened=self.whitened[s]))
+
+
+def size_runs(pool: Pool, params, *, sizes=SIZES, reps: int = 3, seed: int = 0, reference: bool = True,
+              absent: bool = True, share: float | None = None):
+    """Collections of ``sizes`` photos drawn at random (nested: the smaller inside the larger), each holding
+    at least one photo of the query's class (the tracked one), ``reps`` draws per query; and collections
+    without the query's class (``absent``).  ``share``: instead, collections "full of one subject", with
+    that share of their photos (as far as there are) from the query's class.  ``params``: one FusionParams
+    or a list (one SizeRuns each, on the same collections)."""
+    many = isinstance(params, list | tuple)
+    plist = list(params) if many else [params]
+    rng = np.random.default_rng(seed)
+    from .imageindex import MIN_WHITENING_IMAGES
+
+    n_all = int((~pool.exclude[0]).sum()) if len(pool.exclude) else 0
+    whitened = {s: pool.whitening is not None and (s if 0 < s < n_all else n_all) >= MIN_WHITENING_IMAGES
+                for s in sizes}
+    outs = [SizeRuns(*({s: [] for s in sizes} for _ in range(7)), whitened=dict(whitened)) for _ in plist]
+    for qi in range(len(pool.afm)):
+        allowed = np.flatnonzero(~pool.exclude[qi])
+        rel = pool.relevant[qi]
+        others = allowed[~rel[allowed]]
+        mine = allowed[rel[allowed]]
+        if len(mine) == 0:
+            continue
+        full_present = full_absent = None
+        for _ in range(reps):
+            t = int(rng.choice(mine))
+            perm = np.concatenate([[t], rng.permutation(allowed[allowed != t])])
+            if share is not None:  # the query's class first (t leading), then the others
+                perm = np.concatenate([[t], rng.permutation(mine[mine != t]), rng.permutation(others)])
+            aperm = rng.permutation(others)
+            for s in sizes:
+                if share is not None and 0 < s < len(allowed):
+                    k_rel = min(len(mine), max(1, int(round(share * s))))
+                    sel = np.concatenate([perm[:k_rel], perm[len(mine):len(mine) + s - k_rel]])
+                    fs = simulate(pool, qi, sel, plist, reference=reference)
+                elif s == 0 or s >= len(allowed):
+                    if full_present is None:
+                        full_present = simulate(pool, qi, allowed, plist, reference=reference)
+                    fs, sel = full_present, allowed
+                else:
+                    sel = perm[:s]
+                    fs = simulate(pool, qi, sel, plist, reference=reference)
+                fas = None
+                if absent:
+                    if s == 0 or s >= len(others):
+                        if full_absent is None:
+                            full_absent = simulate(pool, qi, others, plist, reference=reference)
+                        fas = full_absent
+                    else:
+                        fas = simulate(pool, qi, aperm[:s], plist, reference=reference)
+                r = rel[sel]
+                k = min(20, len(sel))
+                for j, (out, f) in enumerate(zip(outs, fs, strict=True)):
+                    out.z[s].append(f.z[: len(sel)])
+                    out.relevant[s].append(r)
+                    out.tracked[s].append(float(f.z[np.flatnonzero(sel == t)[0]]))
+                    order = np.argsort(-f.final[: len(sel)], kind="stable")
+                    out.ap[s].append(mt.average_precision(f.final[: len(sel)], r))
+                    out.p20[s].append(float(r[order[:k]].mean()))
+                    top = np.full(10, np.nan)
+                    top[: min(10, len(sel))] = r[order[:10]]
+                    out.top[s].append(top)
+                    if fas is not None:
+                        out.absent_best[s].append(float(fas[j].z.max()))
+    for out in outs:
+        for d in (out.z, out.relevant):
+            for s in list(d):
+                d[s] = np.concatenate(d[s]) if d[s] else np.zeros(0)
+        for d in (out.absent_best, out.tracked, out.ap, out.p20):
+            for s in list(d):
+                d[s] = np.asarray(d[s], np.float64)
+        for s in list(out.top):
+            out.top[s] = np.asarray(out.top[s]).reshape(-1, 10)
+    return outs if many else outs[0]
+
+
+def _work_dir(tmp: Path, name: str) -> Path:
+    cache = bench_cache()
+    if cache is None:
+        return tmp / name
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / name
+
+
+def cached_index(folders: list[Path], db: Path):
+    """The benchmark's index of ``folders`` at ``db`` (brought up to date: cheap when it already is)."""
+    return _index(folders, db)
+
+
+def sketchy_pool(root: Path, work: Path, reference=None, *, sketch_indices=(1, 2, 3)) -> Pool:
+    """Every Sketchy query (both halves of the classes) against every photo."""
+    data = [ds.load_sketchy(root / "sketchy", sketch_index=k) for k in sketch_indices]
+    index = cached_index([root / "sketchy" / "photo"], _work_dir(work, "sketchy-index"))
+    edges, cls, target = [], [], []
+    for d in data:
+        for path, c, t in zip(d.query_paths, d.query_class, d.query_photo, strict=True):
+            edges.append(sketch_edges(load_image(path).pixels))
+            cls.append(int(c))
+            target.append(int(t))
+    cls = np.array(cls)
+    pc = data[0].photo_class
+    rel = cls[:, None] == pc[None, :]
+    return collect_pool(index, edges, data[0].photo_paths, relevant=rel, exclude=np.zeros_like(rel),
+                        query_class=cls, photo_class=pc, target=np.array(target), reference=reference)
+
+
+def sysu_pool(root: Path, work: Path, reference=None) -> Pool:
+    """Every SYSU-Shapes outline query against every photo (the query's own photo excluded)."""
+    data = ds.load_sysu(root / "sysu-shapes")
+    queries = ds.sysu_queries(data)
+    relevant, exclude = ds.sysu_ground_truth(data, queries)
+    index = cached_index(sorted({Path(p).parent for p in data.image_paths}), _work_dir(work, "sysu-index"))
+    edges = [sketch_edges(q.image) for q in queries]
+    return collect_pool(index, edges, data.image_paths, relevant=relevant, exclude=exclude,
+                        query_class=np.array([q.class_index for q in queries]), photo_class=data.image_class,
+                        target=np.array([q.source_index for q in queries]), reference=reference)
+
+
+def size_tables(runs: SizeRuns, params: FusionParams, *, label: str = "") -> dict[str, list[dict]]:
+    """Tables of a ``size_runs`` scored with the calibrations of ``params``: reliability per size (ECE,
+    precision per score bin), the best hit of collections without the query's class against the
+    likely-match cut, the tracked photo's score as the collection grows, and ranking quality."""
+    likely = params.likely
+
+    def name(s):
+        return "all" if s == 0 else str(s)
+
+    summary, bins, absent, stable = [], [], [], []
+    sizes = list(runs.z)
+    for s in sizes:
+        sc, rel = runs.calibrated(s, params), runs.relevant[s].astype(bool)
+        cut = sc >= likely
+        summary.append({"photos": name(s), "pairs": int(len(sc)), "relevant": round(float(rel.mean()), 4),
+                        "ECE": round(expected_calibration_error(sc, rel), 4),
+                        "mAP": round(float(np.mean(runs.ap[s])), 4), "P@20": round(float(np.mean(runs.p20[s])), 4),
+                        f"precision >= {likely:.2f}": round(float(rel[cut].mean()), 4) if cut.any() else None,
+                        f"recall >= {likely:.2f}": round(float(cut[rel].mean()), 4) if rel.any() else None,
+                        "likely per query": round(float(cut.sum()) / max(len(runs.ap[s]), 1), 2)})
+        for lo, hi, n, m, p in reliability(sc, rel):
+            bins.append({"photos": name(s), "score bin": f"{lo:.2f}-{hi:.2f}", "pairs": n, "mean score": round(m, 4),
+                         "precision": round(p, 4)})
+        if len(runs.absent_best[s]):
+            a = runs.calibrated(s, params, runs.absent_best[s])
+            absent.append({"photos": name(s), "collections": int(len(a)), "median best": round(float(np.median(a)), 4),
+                           "90th pct best": round(float(np.percentile(a, 90)), 4),
+                           "max best": round(float(a.max()), 4),
+                           f"share >= {likely:.2f}": round(float((a >= likely).mean()), 4)})
+    t = np.stack([runs.calibrated(s, params, runs.tracked[s]) for s in sizes], axis=1) if sizes else np.zeros((0, 0))
+    if t.size:
+        for j, s in enumerate(sizes):
+            stable.append({"photos": name(s), "mean score": round(float(t[:, j].mean()), 4),
+                           "median score": round(float(np.median(t[:, j])), 4),
+                           "mean |change| from previous": None if j == 0 else
+                           round(float(np.abs(t[:, j] - t[:, j - 1]).mean()), 4)})
+        stable.append({"photos": "max - min over sizes", "mean score": round(float((t.max(1) - t.min(1)).mean()), 4),
+                       "median score": round(float(np.median(t.max(1) - t.min(1))), 4),
+                       "mean |change| from previous": None})
+    p = f"{label}: " if label else ""
+    return {f"{p}calibration by collection size": summary, f"{p}precision per score bin": bins,
+            f"{p}best hit without the query's class": absent,
+            f"{p}score of one correct photo as the collection grows": stable}
+
+
+def fit_sizes_calibration(runs: SizeRuns, sizes=None, knot: float = 5.0) -> tuple[float, float, float, float]:
+    """The calibration fitted on the pairs of the collection ``sizes`` of ``runs`` (default all), each size
+    weighing the same."""
+    sizes = list(runs.z) if sizes is None else list(sizes)
+    z = np.concatenate([runs.z[s] for s in sizes])
+    y = np.concatenate([runs.relevant[s] for s in sizes])
+    w = np.concatenate([np.full(len(runs.z[s]), 1.0 / max(len(runs.z[s]), 1)) for s in sizes])
+    return _fit_calibration(z, y, knot, w)
+
+
+def _pool(which: str, root: Path, work: Path, reference) -> Pool:
+    """The Sketchy or SYSU pool with the reference sample scored (kept in the bench cache when one is set)."""
+    import hashlib
+
+    from .reference import REFERENCE_FILE
+
+    cache = bench_cache()
+    key = hashlib.sha1(REFERENCE_FILE.read_bytes()).hexdigest()[:10] if reference is not None else "none"
+    path = cache / f"pool-{which}-{key}.npz" if cache is not None else None
+    if path is not None and path.is_file():
+        return Pool.load(path)
+    pool = (sketchy_pool if which == "sketchy" else sysu_pool)(root, work, reference)
+    if path is not None:
+        pool.save(path)
+    return pool
+
+
+def fit_sizes_on(pool: Pool, base: FusionParams, *, ks=(0.0, 100.0, 300.0, 1000.0), full: int = 1000,
+                 reps: int = 2) -> tuple[FusionParams, dict]:
+    """Fit what makes the score mean the same from a few dozen photos up, on ``pool`` (one half of the
+    classes): the reference weight ``ref_k`` (tapering to none at ``full`` photos), the small-collection
+    calibration (collections of 30, 100 and 300 photos pooled, each size weighing the same) and the
+    likely-match cut.  ``ref_k`` is chosen by the mean ECE over random collections and collections a
+    third of one subject, each of 30, 100 and 300 photos.  Returns the params and the measurements."""
+    from .fusion import calibrate
+
+    plist = [dataclasses.replace(base, ref_k=float(k), ref_full=full if k else 0) for k in ks]
+    small = [s for s in SIZES if s]
+    rand = size_runs(pool, plist, reps=reps, absent=False)
+    clus = size_runs(pool, plist, sizes=small, reps=1, absent=False, share=1 / 3)
+    scores = []
+    for p, r, c in zip(plist, rand, clus, strict=True):
+        cal = fit_sizes_calibration(r, small)
+        ece = [expected_calibration_error(calibrate(x.z[s], cal), x.relevant[s]) for x in (r, c) for s in small]
+        scores.append((float(np.mean(ece)), cal))
+        log.info("ref_k %.0f: mean ECE %.4f (%s)", p.ref_k, scores[-1][0], " ".join(f"{e:.4f}" for e in ece))
+    j = int(np.argmin([s for s, _ in scores]))
+    params = dataclasses.replace(plist[j], calibration_small=scores[j][1])
+    # the likely-match cut: the lowest score above which half the results are correct, every size of the
+    # random collections weighing the same
+    r = rand[j]
+    sc = {s: r.calibrated(s, params) for s in r.z}
+    likely = 0.95
+    for cut in np.round(np.arange(0.05, 0.951, 0.05), 2):
+        prec = [float(r.relevant[s][sc[s] >= cut].mean()) for s in r.z if (sc[s] >= cut).any()]
+        if prec and np.mean(prec) >= 0.5:
+            likely = float(cut)
+            break
+    params = dataclasses.replace(params, likely=likely)
+    return params, {"ref_k_mean_ece": {float(p.ref_k): round(s, 4) for p, (s, _) in zip(plist, scores, strict=True)}}
+
+
+def fit_sizes(data: str | Path | None = None, *, out: Path = FUSION_FILE, half: int = 0) -> FusionParams:
+    """Fit the reference weight, the small-collection calibration and the likely-match cut on one half of the
+    Sketchy classes (``half`` 0: even positions) and write them into ``out`` (the other weights kept)."""
+    from .reference import load_reference
+
+    root = ds.data_root() if data is None else Path(data)
+    base = load_params()
+    with tempfile.TemporaryDirectory() as tmp:
+        pool = _pool("sketchy", root, Path(tmp), load_reference())
+    fit_pool = pool.take(np.flatnonzero(pool.query_class % 2 == half))
+    params, info = fit_sizes_on(fit_pool, base)
+    fit = dict(base.fit)
+    fit["sizes"] = {"data": f"Sketchy, classes at {'even' if half == 0 else 'odd'} positions; collections of 30, 100, "
+                            "300 photos drawn from all 1,250 (random, and a third of one subject)",
+                    "queries": int(len(fit_pool.afm)), **info, "date": time.strftime("%Y-%m-%d")}
+    params = dataclasses.replace(params, fit=fit)
+    out.write_text(params.to_json() + "\n")
+    load_params.cache_clear()
+    log.info("wrote %s: ref_k %.0f, ref_full %d, calibration_small %s, likely %.2f", out, params.ref_k,
+             params.ref_full, params.calibration_small, params.likely)
+    return params
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "fit":
         fit(argv[1] if len(argv) > 1 else None)
+        return 0
+    if argv and argv[0] == "fit-sizes":
+        fit_sizes(argv[1] if len(argv) > 1 else None)
         return 0
     from .bench import table
 
@@ -351,3 +768,57 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def bench_sizes(data: str | Path | None = None, *, reps: int = 2, quick: bool = False) -> dict:
+    """Calibration from a few dozen photos up (issue 17): before (the collection's own statistics, one
+    calibration) and after (the reference blend and the small-collection calibration) on collections of 30,
+    100, 300 and all photos; Sketchy fitted on one half of the classes and reported on the other, both
+    directions (the shipped numbers are the even half's); SYSU-Shapes per class with the shipped numbers
+    (nothing is fitted on SYSU)."""
+    from .reference import load_reference
+
+    root = ds.data_root() if data is None else Path(data)
+    shipped = load_params()
+    before = dataclasses.replace(shipped, ref_k=0.0, ref_full=0, calibration_small=None)
+    out: dict = {"tables": {}, "skipped": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            pool = _pool("sketchy", root, Path(tmp), load_reference())
+        except ds.DatasetMissing as e:
+            out["skipped"].append(str(e))
+            pool = None
+        if pool is not None:
+            for h in (1, 0):
+                ph = pool.take(np.flatnonzero(pool.query_class % 2 == h))
+                if quick:
+                    ph = ph.take(np.arange(0, len(ph.afm), 5))
+                if h == 1:
+                    after = shipped
+                else:  # the other direction: fitted on the odd half
+                    other = pool.take(np.flatnonzero(pool.query_class % 2 == 1))
+                    after, _ = fit_sizes_on(other, before)
+                half = "odd" if h == 1 else "even"
+                runs_b, runs_a = size_runs(ph, [before, after], reps=reps)
+                clus_b, clus_a = size_runs(ph, [before, after], sizes=(30, 100, 300), reps=1, absent=False, share=1 / 3)
+                for name, p, r, c in (("before", before, runs_b, clus_b), ("after", after, runs_a, clus_a)):
+                    label = f"Sketchy {half} half, {name}"
+                    out["tables"].update(size_tables(r, p, label=label))
+                    t = size_tables(c, p, label=label + ", collections a third of one subject")
+                    out["tables"].update({k: v for k, v in t.items() if "calibration by" in k or "per score" in k})
+                out[f"params_{half}"] = {"ref_k": after.ref_k, "likely": after.likely,
+                                         "calibration_small": after.calibration_small}
+        try:
+            sysu = _pool("sysu", root, Path(tmp), load_reference())
+        except ds.DatasetMissing as e:
+            out["skipped"].append(str(e))
+            sysu = None
+        if sysu is not None:
+            for c, cname in enumerate(ds.SYSU_CLASSES):
+                ps = sysu.take(np.flatnonzero(sysu.query_class == c))
+                if quick:
+                    ps = ps.take(np.arange(0, len(ps.afm), 5))
+                rb, ra = size_runs(ps, [before, shipped], sizes=(30, 100, 0), reps=reps)
+                for name, p, r in (("before", before, rb), ("after", shipped, ra)):
+                    out["tables"].update(size_tables(r, p, label=f"SYSU-Shapes {cname} queries, {name}"))
+    return out

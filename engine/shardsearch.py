@@ -42,7 +42,7 @@ import numpy as np
 from .afm import encode_query
 from .edges import EdgeMap
 from .errors import QueryError
-from .fusion import FusionParams, fuse, load_params
+from .fusion import FusionParams, ReferenceScores, fuse, load_params, reference_weight
 from .imagesearch import alpha_qe
 from .store import Hit, SketchIndex, photo_box
 
@@ -92,6 +92,7 @@ class ShardSearcher:
         self.index = index if isinstance(index, SketchIndex) else SketchIndex(index)
         self._queries: OrderedDict[str, _Query] = OrderedDict()
         self._lock = threading.Lock()
+        self._reference_vectors: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
     # -- what the client needs to know ------------------------------------------------------------
     def summary(self) -> dict:
@@ -133,11 +134,7 @@ class ShardSearcher:
         return np.array([q.afm[r] for r in rows.tolist()], np.float64)
 
     def _images(self, options):
-        ix = self.index
-        if ix.image_settings and ix.meta.get("image_index"):
-            images = ix.images(options.device)
-            return images if images.has_sketch else None
-        return None
+        return self._images_for(options.device)
 
     def sketch_candidates(self, qid: str, edges: EdgeMap, options, q_glob: np.ndarray | None,
                           bg_rows: np.ndarray, extra_k: int) -> dict:
@@ -195,6 +192,55 @@ class ShardSearcher:
                 "cos_extra": images.image_scores(q_image, extra).astype(np.float64),
                 "afm_extra": self._afm(q, extra),
                 "glob_extra": images.sketch_scores(q.q_glob, extra).astype(np.float64)}
+
+    def reference_scores(self, qid: str, q_glob: np.ndarray | None, device=None) -> dict | None:
+        """The reference sample (``engine.reference``) scored for this query: ``afm`` (R,) with the query's
+        scorer and, with ``q_glob``, ``glob`` (R,) the global cosines of the reference photos' descriptors
+        centred on this collection's learned mean.  None where the shipped reference does not fit this
+        index's settings (the client then standardises on the collection alone)."""
+        from .reference import load_reference
+
+        ref = load_reference()
+        if ref is None or not ref.fits(self.index.settings.to_json()):
+            return None
+        glob = None
+        if q_glob is not None:
+            vectors = self._reference_space(device)
+            if vectors is None:
+                return None
+            glob = (vectors[0] @ np.asarray(q_glob, np.float32)).astype(np.float64)
+        afm = self._query(qid).scorer.score_2d(ref.codes, ref.inv_norms).astype(np.float64)
+        return {"afm": afm, "glob": glob}
+
+    def reference_image_scores(self, q_image: np.ndarray, device=None) -> np.ndarray:
+        """Image cosines of the reference photos for an (expanded) query vector in this index's space."""
+        vectors = self._reference_space(device)
+        return (vectors[1] @ np.asarray(q_image, np.float32)).astype(np.float64)
+
+    def _reference_space(self, device=None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The reference photos' global sketch descriptors (centred on the collection's mean, L2) and image
+        vectors (the collection's whitening, or plain L2), computed once per shard; None where they do not
+        fit this index's image settings."""
+        from .reference import load_reference
+
+        key = str(device)
+        if key not in self._reference_vectors:
+            ref = load_reference()
+            images = self._images_for(device)
+            out = None
+            if ref is not None and images is not None and ref.fits_images(self.index.image_settings):
+                c = ref.sketch - images.sketch_mean[None, :]
+                sketch = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+                out = (sketch, np.asarray(images.embed_raw(ref.gem), np.float32))
+            self._reference_vectors[key] = out
+        return self._reference_vectors[key]
+
+    def _images_for(self, device):
+        ix = self.index
+        if ix.image_settings and ix.meta.get("image_index"):
+            images = ix.images(device)
+            return images if images.has_sketch else None
+        return None
 
     def finish(self, qid: str | None, rows: np.ndarray) -> list:
         """Step 5: (path, geometry, alignment) of rows -- alignment None for image queries (``qid`` None);
@@ -384,6 +430,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     if glob is not None:
         glob_bg = glob[bgi]
         glob = _neutral(glob, glob_bg)
+    reference = _reference(shards, qid, q_glob, len(bg_rows), params, options.device)
 
     def image(seeds: np.ndarray):
         per = shards.split(seeds)
@@ -399,7 +446,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
                 if ok[j]:
                     ordered.append(vs[int(ok[:j].sum())])
         if not ordered:
-            return rows, np.zeros(len(rows)), afm, glob
+            return rows, np.zeros(len(rows)), afm, glob, None
         seed_vecs = np.stack(ordered).reshape(-1, dim)
         q = alpha_qe(seed_vecs[0], seed_vecs, np.arange(len(seed_vecs)), alpha=params.qe_alpha)
         cand = shards.split(rows)
@@ -418,12 +465,16 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         rows2 = np.concatenate([rows, extra[take]])
         cos = np.concatenate([cos, cat("cos_extra")])
         cos = _neutral(cos, cos[bgi])
+        ref_cos = None
+        if reference is not None:
+            ref_cos = shards.first("reference_image_scores", q, options.device)
         return rows2, cos, np.concatenate([afm, cat("afm_extra")]), np.concatenate(
-            [glob, _neutral(cat("glob_extra"), glob_bg)])
+            [glob, _neutral(cat("glob_extra"), glob_bg)]), ref_cos
 
-    calibration = params.calibration if glob is not None else params.calibration_afm
+    whitened = all(bool((s["image_index"] or {}).get("whitened")) for s in shards.summaries if s["n"])
+    calibration = params.calibration_for(fused=glob is not None, whitened=whitened)
     fused = fuse(rows, afm, glob, bgi, dataclasses.replace(params, calibration=calibration),
-                 image=image if glob is not None and params.qe_n > 0 else None)
+                 image=image if glob is not None and params.qe_n > 0 else None, reference=reference)
     order = _top(fused.final, top_k)
     top = fused.rows[order]
     meta = _finish(shards, qid, top)
@@ -438,6 +489,20 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
                         float(al.score)))
     _warn(shards)
     return hits
+
+
+def _reference(shards: Shards, qid: str, q_glob: np.ndarray | None, n_background: int, params: FusionParams,
+               device) -> ReferenceScores | None:
+    """The reference sample's scores for this query with their weight beside a background of
+    ``n_background`` photos (``fusion.reference_weight``); None when the weight is 0 (large collections: no
+    cost) or the shipped reference does not fit the collection's settings."""
+    w = reference_weight(n_background, params)
+    if w <= 0:
+        return None
+    got = shards.first("reference_scores", qid, q_glob, device)
+    if got is None:
+        return None
+    return ReferenceScores(got["afm"], got["glob"], w)
 
 
 def merge_top(got: dict[int, tuple], offsets: np.ndarray, k: int):

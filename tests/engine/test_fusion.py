@@ -66,6 +66,61 @@ def test_standardise_is_robust_to_a_large_matching_share():
     assert abs(fusion.standardise(np.array([5.0]), np.full(10, 5.0))[0]) < 1e-9  # a flat sample: no blow-up
 
 
+def test_weighted_median_with_equal_weights_is_the_median():
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 5, 6, 101):
+        x = rng.normal(size=n)
+        assert fusion.weighted_median(x, np.ones(n)) == np.median(x)
+    assert fusion.weighted_median(np.array([0.0, 10.0]), np.array([3.0, 1.0])) == 0.0
+
+
+def test_reference_with_weight_zero_leaves_the_collection_statistics_exactly():
+    rng = np.random.default_rng(5)
+    afm, glob = rng.normal(size=80), rng.normal(size=80)
+    rows = np.arange(80)
+    params = dataclasses.replace(FusionParams(), qe_n=0)
+    ref = fusion.ReferenceScores(rng.normal(3.0, 1.0, 40), rng.normal(3.0, 1.0, 40), 0.0)
+    a = fuse(rows, afm, glob, rows, params)
+    b = fuse(rows, afm, glob, rows, params, reference=ref)
+    assert np.array_equal(a.final, b.final) and np.array_equal(a.score, b.score)
+    assert fusion.Stats.of(afm, ref.afm, 0.0) == fusion.Stats.of(afm)
+
+
+def test_reference_weight_fades_out_as_the_collection_grows():
+    p = dataclasses.replace(FusionParams(), ref_k=200.0, ref_full=1000)
+    w = [fusion.reference_weight(n, p) for n in (0, 30, 300, 999, 1000, 5000)]
+    assert w[0] == 200.0 and w[1] > w[2] > w[3] > 0 and w[4] == 0 and w[5] == 0
+    assert fusion.reference_weight(30, dataclasses.replace(p, ref_k=0.0)) == 0
+
+
+def test_a_heavy_reference_standardises_like_the_reference():
+    rng = np.random.default_rng(6)
+    ref = rng.normal(0.0, 1.0, 400)
+    tiny = rng.normal(2.0, 0.2, 12)  # a few photos, all alike: their own statistics say little
+    s = fusion.Stats.of(tiny, ref, 1e6)
+    r = fusion.Stats.of(ref)
+    assert abs(s.median - r.median) < 0.02 and abs(s.scale / r.scale - 1) < 0.02
+    light = fusion.Stats.of(tiny, ref, 1e-6)
+    lo, hi = np.sort(tiny)[5:7]
+    assert lo <= light.median <= hi
+
+
+def test_reference_rows_join_every_background_statistic():
+    rng = np.random.default_rng(7)
+    n, r = 30, 201  # odd: the reference's median is one of its values
+    afm, glob = rng.normal(size=n), rng.normal(size=n)
+    rows = np.arange(n)
+    params = dataclasses.replace(FusionParams(), qe_n=0, w=1.0)
+    ref = fusion.ReferenceScores(rng.normal(size=r), rng.normal(size=r), 1e9)  # the reference alone, in effect
+    f = fuse(rows, afm, glob, rows, params, reference=ref)
+    za = (afm - np.median(ref.afm)) / (1.4826 * np.median(np.abs(ref.afm - np.median(ref.afm))))
+    zg = (glob - np.median(ref.glob)) / (1.4826 * np.median(np.abs(ref.glob - np.median(ref.glob))))
+    np.testing.assert_allclose(f.final, za + zg, atol=1e-6)
+    # without global descriptors in the reference, a fused score keeps the collection's statistics
+    g = fuse(rows, afm, glob, rows, params, reference=fusion.ReferenceScores(ref.afm, None, 1e9))
+    np.testing.assert_array_equal(g.final, fuse(rows, afm, glob, rows, params).final)
+
+
 def test_expansion_brings_in_rows_and_uses_their_image_cosines():
     rows = np.arange(10)
     afm = np.linspace(0, 1, 10)
@@ -77,7 +132,7 @@ def test_expansion_brings_in_rows_and_uses_their_image_cosines():
         rows2 = np.arange(12)
         cos = np.zeros(12)
         cos[11] = 5.0  # a photo only the image descriptors find
-        return rows2, cos, np.concatenate([afm, [0.5, 0.5]]), np.concatenate([glob, [0.5, 0.5]])
+        return rows2, cos, np.concatenate([afm, [0.5, 0.5]]), np.concatenate([glob, [0.5, 0.5]]), None
 
     f = fuse(rows, afm, glob, rows, dataclasses.replace(FusionParams(), qe_n=3), image=image)
     assert list(seen[0]) == [9, 8, 7]
