@@ -228,3 +228,91 @@ def test_search_json_through_the_cli(index, tmp_path, capsys):
         rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert len(rows) == 2 and all(0 <= r["score"] <= 1 and "raw_score" in r for r in rows)
         assert "house" in rows[0]["path"]
+
+
+def test_reference_fades_out_exactly_through_the_index(index):
+    sketch = sketch_of("star")
+    p = load_params()
+    off = dataclasses.replace(p, ref_k=0.0)
+    faded = dataclasses.replace(p, ref_k=500.0, ref_full=len(index))  # weight 0 at this collection's size
+    on = dataclasses.replace(p, ref_k=500.0, ref_full=10 * len(index))
+    a, b, c = (index.search(sketch, top_k=len(index), params=q) for q in (off, faded, on))
+    assert [(h.path, h.score) for h in a] == [(h.path, h.score) for h in b]  # a large collection: its own statistics
+    assert [h.score for h in a] != [h.score for h in c]  # a small one: the reference is in use
+
+
+def test_reference_fits_the_default_settings_only():
+    from engine.reference import load_reference
+    from engine.settings import SketchSettings
+
+    ref = load_reference()
+    assert ref is not None and len(ref) >= 150 and ref.codes.dtype == np.int8
+    assert ref.fits(SketchSettings().to_json())
+    assert not ref.fits(SketchSettings.preset("quality").to_json())
+    assert ref.gem.shape == ref.sketch.shape == (len(ref), 1280)
+    assert (fusion.FUSION_FILE.parent / "reference.npz").stat().st_size < 2e6
+
+
+def wine_glass(size: int = 400) -> np.ndarray:
+    """A sketch of a wine glass (a shape the demo collection does not hold)."""
+    img = np.full((size, size), 255, np.uint8)
+    c = size // 2
+    bowl = [(c - 70, 60), (c - 75, 120), (c - 60, 170), (c - 25, 200), (c, 205), (c + 25, 200), (c + 60, 170),
+            (c + 75, 120), (c + 70, 60)]
+    cv2.polylines(img, [np.array(bowl, np.int32)], False, 0, 3, cv2.LINE_AA)
+    cv2.line(img, (c - 70, 60), (c + 70, 60), 0, 3, cv2.LINE_AA)
+    cv2.line(img, (c - 4, 205), (c - 4, 320), 0, 3, cv2.LINE_AA)
+    cv2.line(img, (c + 4, 205), (c + 4, 320), 0, 3, cv2.LINE_AA)
+    cv2.ellipse(img, (c, 330), (60, 12), 0, 0, 360, 0, 3, cv2.LINE_AA)
+    return img
+
+
+@pytest.fixture(scope="module")
+def demo_grown(tmp_path_factory):
+    """The demo collection (36 photos) and a copy grown by 60 synthetic photos."""
+    import shutil
+
+    from engine.demo import DEMO
+    from engine.indexer import index_folders
+    from engine.store import SketchIndex
+
+    tmp = tmp_path_factory.mktemp("demo-grown")
+    index_folders([DEMO / "photos"], tmp / "demo", workers=1)
+    more = tmp / "more"
+    more.mkdir()
+    for i in range(60):
+        shape = ["star", "ell", "arrow", "house"][i % 4]
+        x0, y0 = 20 + (i * 37) % 200, 20 + (i * 53) % 120
+        box = (x0, y0, x0 + 260 + (i % 3) * 40, y0 + 240 + (i % 2) * 50)
+        cv2.imwrite(str(more / f"{i:02d}-{shape}.jpg"), photo_with_shape(shape, box, seed=100 + i)[..., ::-1])
+    shutil.copytree(tmp / "demo", tmp / "grown")
+    index_folders([DEMO / "photos", more], tmp / "grown", workers=1)
+    return DEMO, SketchIndex(tmp / "demo"), SketchIndex(tmp / "grown")
+
+
+def _expected_scores(index, demo, params):
+    expected = json.loads((demo / "expected.json").read_text())["sketches"]
+    out = []
+    for sketch, want in expected.items():
+        hits = index.search(demo / "sketches" / sketch, top_k=len(index), params=params)
+        score = {h.path.rsplit("/", 1)[-1]: h.score for h in hits}
+        out += [score[name] for name in want["photos"]]
+    return np.array(out)
+
+
+@pytest.mark.slow
+def test_demo_scores_stay_put_as_the_collection_grows(demo_grown):
+    demo, small, grown = demo_grown
+    assert len(small) == 36 and len(grown) == 96
+    p = load_params()
+    moved = np.abs(_expected_scores(grown, demo, p) - _expected_scores(small, demo, p))
+    alone = dataclasses.replace(p, ref_k=0.0, calibration_small=None)  # the collection's own statistics (before)
+    moved_alone = np.abs(_expected_scores(grown, demo, alone) - _expected_scores(small, demo, alone))
+    assert moved.mean() < 0.05 and moved_alone.mean() > 0.15, (moved, moved_alone)
+
+
+@pytest.mark.slow
+def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
+    _, small, _ = demo_grown
+    hits = small.search(wine_glass(), top_k=3)
+    assert hits[0].score < load_params().likely, [(h.path, h.score) for h in hits]
