@@ -74,6 +74,11 @@ class FusionParams:
         ``ref_k = 0``: the collection's own statistics only.
     likely : float
         Likely-match cut on the calibrated score: results at or above it are "likely matches".
+    qe_loo : bool
+        Where the reference sample is in use (small collections), each expansion seed's image cosine is its
+        cosine with the expansion built from the other seeds (``leave_one_out_cosines``): a seed is part of
+        the expanded query, so its own cosine says little, and in a collection of 30 photos the 20 seeds
+        would otherwise all stand out against the reference photos.
     mirror : bool
         Default of ``SearchOptions.mirror`` for sketch queries (benchmark choice).
     side, p, thickness, border : int, float, int, float
@@ -96,6 +101,7 @@ class FusionParams:
     ref_k: float = 0.0
     ref_full: int = 0
     likely: float = 0.5
+    qe_loo: bool = False
     mirror: bool = True
     side: int = 224
     p: float = 5.0
@@ -231,7 +237,8 @@ def calibrate(z: np.ndarray, calibration: tuple[float, float, float, float]) -> 
     ``b >= c >= 0``)."""
     a, b, c, knot = calibration
     z = np.asarray(z, np.float64)
-    t = a + b * z - c * np.maximum(z - knot, 0.0)
+    # = a + b z - c max(z - knot, 0), written so that a flat tail (b == c) stays exactly flat
+    t = a + b * np.minimum(z, knot) + (b - c) * np.maximum(z - knot, 0.0)
     return 1.0 / (1.0 + np.exp(-np.clip(t, -60.0, 60.0)))
 
 
@@ -264,6 +271,30 @@ class ReferenceScores:
     afm: np.ndarray
     glob: np.ndarray | None
     weight: float
+
+
+def leave_one_out_cosines(query: np.ndarray, seeds: np.ndarray, alpha: float) -> np.ndarray:
+    """Each seed's cosine with the alpha-expanded query built without it (``imagesearch.alpha_qe`` of
+    ``query`` over ``seeds``; ``query`` is the first seed's own vector, so the first seed leaves both).
+
+    Parameters
+    ----------
+    query : (d,) float, L2-normalised
+    seeds : (n, d) float, L2-normalised
+    alpha : float
+
+    Returns
+    -------
+    (n,) float64
+    """
+    q = np.asarray(query, np.float64)
+    d = np.asarray(seeds, np.float64)
+    w = np.maximum(d @ q, 0.0) ** alpha
+    u = q + w @ d
+    parts = u[None, :] - w[:, None] * d
+    parts[0] -= q
+    norms = np.maximum(np.linalg.norm(parts, axis=1), 1e-12)
+    return np.einsum("nd,nd->n", parts, d) / norms
 
 
 def reference_weight(n_background: int, params: FusionParams) -> float:

@@ -469,7 +469,12 @@ def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = 
 
         def image(seeds, p=p, ref=ref):
             qv = alpha_qe(vec[seeds[0]], vec[seeds], np.arange(len(seeds)), alpha=p.qe_alpha)
-            return rows, (vec @ qv).astype(np.float64), afm, glob, None if ref is None else (ref_vec @ qv)
+            cos = (vec @ qv).astype(np.float64)
+            if p.qe_loo and ref is not None:
+                from .fusion import leave_one_out_cosines
+
+                cos[seeds] = leave_one_out_cosines(vec[seeds[0]], vec[seeds], p.qe_alpha)
+            return rows, cos, afm, glob, None if ref is None else (ref_vec @ qv)
 
         p = dataclasses.replace(p, calibration=p.calibration_for(fused=True, whitened=big))
         out.append(fuse(rows, afm, glob, rows, p, image=image if p.qe_n > 0 else None, reference=ref))
@@ -700,7 +705,7 @@ def fit_sizes_on(pool: Pool, base: FusionParams, *, ks=(0.0, 100.0, 300.0, 1000.
     third of one subject, each of 30, 100 and 300 photos.  Returns the params and the measurements."""
     from .fusion import calibrate
 
-    plist = [dataclasses.replace(base, ref_k=float(k), ref_full=full if k else 0) for k in ks]
+    plist = [dataclasses.replace(base, ref_k=float(k), ref_full=full if k else 0, qe_loo=True) for k in ks]
     small = [s for s in SIZES if s]
     rand = size_runs(pool, plist, reps=reps, absent=False)
     clus = size_runs(pool, plist, sizes=small, reps=1, absent=False, share=1 / 3)

@@ -42,7 +42,7 @@ import numpy as np
 from .afm import encode_query
 from .edges import EdgeMap
 from .errors import QueryError
-from .fusion import FusionParams, ReferenceScores, fuse, load_params, reference_weight
+from .fusion import FusionParams, ReferenceScores, fuse, leave_one_out_cosines, load_params, reference_weight
 from .imagesearch import alpha_qe
 from .store import Hit, SketchIndex, photo_box
 
@@ -436,19 +436,21 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         per = shards.split(seeds)
         vec = shards.call("seed_vectors", {i: (r, options.device) for i, r in per.items()})
         dim = next((v[0].shape[1] for v in vec.values() if len(v[0])), 0)
-        ordered = []  # back in seed order
+        ordered, with_vec = [], []  # back in seed order
         pos = {i: 0 for i in vec}
-        for sh in (np.searchsorted(off, seeds, side="right") - 1).tolist():
+        for row, sh in zip(seeds.tolist(), (np.searchsorted(off, seeds, side="right") - 1).tolist(), strict=True):
             if sh in vec:
                 vs, ok = vec[sh]
                 j = pos[sh]
                 pos[sh] += 1
                 if ok[j]:
                     ordered.append(vs[int(ok[:j].sum())])
+                    with_vec.append(row)
         if not ordered:
             return rows, np.zeros(len(rows)), afm, glob, None
         seed_vecs = np.stack(ordered).reshape(-1, dim)
         q = alpha_qe(seed_vecs[0], seed_vecs, np.arange(len(seed_vecs)), alpha=params.qe_alpha)
+        seed_rows = np.array(with_vec, np.int64)
         cand = shards.split(rows)
         ex = shards.call("expand", {i: (qid, q, cand.get(i, np.zeros(0, np.int64)), extra_k, options.device)
                                     for i in parts})
@@ -468,6 +470,10 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         ref_cos = None
         if reference is not None:
             ref_cos = shards.first("reference_image_scores", q, options.device)
+            if params.qe_loo:  # the seeds' cosines with the expansion of the others (fusion.leave_one_out_cosines)
+                where = {r: k for k, r in enumerate(rows2.tolist())}
+                at = np.array([where[r] for r in seed_rows.tolist()], np.int64)
+                cos[at] = leave_one_out_cosines(seed_vecs[0], seed_vecs, params.qe_alpha)
         return rows2, cos, np.concatenate([afm, cat("afm_extra")]), np.concatenate(
             [glob, _neutral(cat("glob_extra"), glob_bg)]), ref_cos
 
