@@ -13,12 +13,19 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   ``qe_n`` hits of ``z_afm + qe_w * z_global`` seed an alpha-weighted query expansion over the photos'
   image descriptors, and the score is ``z(base) + qe_v * z(image cosine) + qe_afm * z_afm``.
   The box always comes from the alignment (AFM).
+* **Small collections** (issue 17; ``docs/calibration.md``).  Below ``ref_full`` photos every background
+  statistic also pools a reference sample of photos shipped with the app (``engine.reference``), with
+  ``reference_weight`` photos' worth of weight (weighted median and MAD, ``Stats.of``), and the expansion
+  seeds' image cosines are taken leave-one-out (``leave_one_out_cosines``).  From ``ref_full`` photos on the
+  weight is 0 and the statistics are exactly the collection's own.
 * **Calibration.** The final score's own z over the background maps to a probability-like score in [0, 1]
   by a logistic with a hinge, ``sigmoid(a + b z - c max(z - knot, 0))``, fitted on the fit half of
-  Sketchy (``engine/fusion_fit.py``), so that a cut-off selects results of similar precision whatever the
-  sketch.
+  Sketchy (``engine.fusion_bench``): one for collections with whitened image vectors, one for smaller ones
+  (``FusionParams.calibration_for``), so that a cut-off selects results of similar precision whatever the
+  sketch and the collection's size.  ``FusionParams.likely`` is the likely-match cut on that score.
 
-Every weight is in ``engine/data/fusion.json``, written by ``python -m engine.fusion_fit``.
+Every weight is in ``engine/data/fusion.json``, written by ``python -m engine.fusion_bench fit`` and
+``python -m engine.fusion_bench fit-sizes``.
 """
 from __future__ import annotations
 
@@ -36,13 +43,18 @@ from .edges import EdgeMap
 __all__ = [
     "FUSION_FILE",
     "FusionParams",
+    "ReferenceScores",
+    "Stats",
     "calibrate",
     "standardise",
     "drawing",
     "drawing_input",
     "drawing_settings",
     "fuse",
+    "leave_one_out_cosines",
     "load_params",
+    "reference_weight",
+    "weighted_median",
 ]
 
 FUSION_FILE = Path(__file__).resolve().parent / "data" / "fusion.json"

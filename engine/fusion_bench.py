@@ -4,6 +4,12 @@
 positions in the sorted class list) and writes ``engine/data/fusion.json``; ``sketchsearch bench --only
 fusion`` reports on the other half (and on SYSU-Shapes) and writes the reliability curve PNG.
 
+Collections of every size (issue 17, ``docs/calibration.md``): ``python -m engine.fusion_bench fit-sizes``
+fits the reference sample's weight, the small-collection calibration and the likely-match cut on the even
+half; ``bench_sizes`` reports them on collections of 30, 100, 300 and all photos simulated from one scoring
+of every query against every photo (``collect_pool``, ``simulate``, ``size_runs``).  Set
+``SKETCHSEARCH_BENCH_CACHE`` to keep the indexes and those scores between runs.
+
 Both index the photos with the product's indexer (a temporary index folder) and score every query against
 every photo with the product's scorers; the fusion itself is ``engine.fusion.fuse``, the function the
 search runs.
@@ -41,7 +47,8 @@ from .imagesearch import alpha_qe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Signals", "bench_fusion", "collect", "fit", "rank_variants"]
+__all__ = ["Pool", "SizeRuns", "Signals", "bench_fusion", "bench_sizes", "collect", "collect_pool", "fit", "fit_sizes",
+           "rank_variants", "simulate", "size_runs", "size_tables"]
 
 
 @dataclass
@@ -590,15 +597,10 @@ def _work_dir(tmp: Path, name: str) -> Path:
     return cache / name
 
 
-def cached_index(folders: list[Path], db: Path):
-    """The benchmark's index of ``folders`` at ``db`` (brought up to date: cheap when it already is)."""
-    return _index(folders, db)
-
-
 def sketchy_pool(root: Path, work: Path, reference=None, *, sketch_indices=(1, 2, 3)) -> Pool:
     """Every Sketchy query (both halves of the classes) against every photo."""
     data = [ds.load_sketchy(root / "sketchy", sketch_index=k) for k in sketch_indices]
-    index = cached_index([root / "sketchy" / "photo"], _work_dir(work, "sketchy-index"))
+    index = _index([root / "sketchy" / "photo"], _work_dir(work, "sketchy-index"))
     edges, cls, target = [], [], []
     for d in data:
         for path, c, t in zip(d.query_paths, d.query_class, d.query_photo, strict=True):
@@ -617,7 +619,7 @@ def sysu_pool(root: Path, work: Path, reference=None) -> Pool:
     data = ds.load_sysu(root / "sysu-shapes")
     queries = ds.sysu_queries(data)
     relevant, exclude = ds.sysu_ground_truth(data, queries)
-    index = cached_index(sorted({Path(p).parent for p in data.image_paths}), _work_dir(work, "sysu-index"))
+    index = _index(sorted({Path(p).parent for p in data.image_paths}), _work_dir(work, "sysu-index"))
     edges = [sketch_edges(q.image) for q in queries]
     return collect_pool(index, edges, data.image_paths, relevant=relevant, exclude=exclude,
                         query_class=np.array([q.class_index for q in queries]), photo_class=data.image_class,
