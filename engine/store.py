@@ -116,6 +116,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: reasons of files a scan does not read (``engine.indexer``): their path no longer holds a photo
 NOT_REGULAR = "not a regular file"
 TOO_LARGE = "larger than"
+CANNOT_READ = "cannot read"
 
 
 def rebuild_hint(db) -> str:
@@ -599,7 +600,9 @@ def _open_array(path: Path, n: int, dtype, row: tuple | None) -> tuple[np.ndarra
         a = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         return None, "missing"
-    except (ValueError, OSError, EOFError) as e:
+    except OSError as e:  # the file is there but cannot be read now (permissions, I/O): not damage
+        return None, f"{CANNOT_READ}: {e.strerror or e}"
+    except (ValueError, EOFError) as e:
         return None, f"unreadable: {e}"
     if a.dtype != dtype or a.ndim < 1 or len(a) != n or (a.shape[1:] != row if row is not None else a.ndim != 2):
         return None, f"{a.shape} {a.dtype}, the catalog says {n} rows of {row if row is not None else '(d,)'} {dtype}"
@@ -756,6 +759,9 @@ class IndexWriter:
             for a in self.arrays:
                 arr, problem = _open_array(chunk_path(self.db, c, a), n, *spec[a])
                 del arr
+                if problem and problem.startswith(CANNOT_READ):  # not damage: the photos are not dropped
+                    raise IndexWriteError(f"{chunk_path(self.db, c, a)}: {problem}; fix the folder's permissions "
+                                          f"or the disk, then run again")
                 if problem:
                     damaged[c] = f"{chunk_path(self.db, c, a).name} {problem}"
                     break

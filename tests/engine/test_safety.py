@@ -325,7 +325,8 @@ def test_db_paths_with_uri_characters_work(plain, tmp_path, monkeypatch):
 
 # -- 6. damaged descriptor files and catalog meta --------------------------------------------------------
 
-def two_chunks(tmp_path) -> tuple[list[Path], Path]:
+def two_chunks(tmp_path, monkeypatch) -> tuple[list[Path], Path]:
+    monkeypatch.setattr(indexer, "FLUSH_SECONDS", 1e9)  # one chunk per run, however slow the machine
     a, b = make_photos(tmp_path / "a", 4), make_photos(tmp_path / "b", 2, start=10)
     db = tmp_path / "db"
     index_folders([a], db, workers=1, backbone="none")
@@ -358,8 +359,8 @@ def damage(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["delete", "truncate", "zero", "garbage"])
-def test_a_damaged_chunk_is_left_out_with_a_warning_and_described_again(tmp_path, how):
-    folders, db = two_chunks(tmp_path)
+def test_a_damaged_chunk_is_left_out_with_a_warning_and_described_again(tmp_path, monkeypatch, how):
+    folders, db = two_chunks(tmp_path, monkeypatch)
     bad = next(p for p in small_chunk(db) if ".codes." in p.name)
     damage(bad, how)
     with pytest.warns(DamagedIndexWarning, match=bad.name):
@@ -367,15 +368,33 @@ def test_a_damaged_chunk_is_left_out_with_a_warning_and_described_again(tmp_path
     assert len(index) == 4
     hits = index.search(sketch_of("star"), top_k=10)
     assert len(hits) == 4 and all("/a/" in h.path for h in hits)
-    with pytest.warns(DamagedIndexWarning):
+    with warnings.catch_warnings():  # the command line shows it as one line (or Python's warning display does)
+        warnings.simplefilter("always", DamagedIndexWarning)
         rc, out, err = cli("search", "--db", db, "--sketch", folders[0] / "p00.png", "--json")
-    assert rc == 0 and len(out.splitlines()) == 4 and "Traceback" not in err
+    assert rc == 0 and len(out.splitlines()) == 4 and "Traceback" not in err and bad.name in err
     s = index_folders(folders, db, workers=1)
     assert (s.described, s.indexed) == (2, 6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(SketchIndex(db)) == 6
     assert not bad.exists() or bad.name in SketchIndex(db).chunk_files
+
+
+def test_a_chunk_that_cannot_be_read_now_is_not_dropped(plain, tmp_path, monkeypatch):
+    photos, db = copy_of(plain, tmp_path)
+    real = np.load
+
+    def denied(path, *a, **k):
+        if ".codes." in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(np, "load", denied)
+    with pytest.raises(IndexWriteError, match="Permission denied"):
+        index_folders([photos], db, workers=1)
+    monkeypatch.setattr(np, "load", real)
+    s = index_folders([photos], db, workers=1)
+    assert s.described == 0 and len(SketchIndex(db)) == 4
 
 
 @pytest.mark.parametrize("key, value", [
