@@ -6,6 +6,7 @@ outcome back to the UI thread.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,7 +38,9 @@ class Task(QRunnable):
 
     def __init__(self, fn: Callable[..., Any], *args, **kwargs) -> None:
         super().__init__()
-        self.setAutoDelete(False)  # the owner keeps a reference until the task reports
+        # Qt deletes the C++ runnable after run(); PySide then lets go of the Python object (with
+        # autoDelete off the pool kept every task, its arguments and its result, for the app's lifetime)
+        self.setAutoDelete(True)
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.signals = TaskSignals()
         self._cancel = threading.Event()
@@ -88,20 +91,27 @@ class Runner(QObject):
               on_error: Callable[[str], None] | None = None,
               on_progress: Callable[[int, int], None] | None = None,
               on_cancelled: Callable[[str], None] | None = None) -> Task:
-        self._live.add(task)
+        self._live.add(task)  # until it reports
         s = task.signals
-        if on_done:
-            s.finished.connect(on_done)
-        if on_error:
-            s.failed.connect(on_error)
-        if on_progress:
-            s.progress.connect(on_progress)
-        if on_cancelled:
-            s.cancelled.connect(on_cancelled)
+        connected = [s.finished, s.failed, s.cancelled]
+        for sig, slot in ((s.finished, on_done), (s.failed, on_error), (s.progress, on_progress),
+                          (s.cancelled, on_cancelled)):
+            if slot:
+                sig.connect(slot)
+                if sig not in connected:
+                    connected.append(sig)
         for sig in (s.finished, s.failed, s.cancelled):
-            sig.connect(lambda *_a, t=task: self._live.discard(t))
+            sig.connect(lambda *_a, t=task, c=connected: self._forget(t, c))  # after the callbacks: connected last
         self.pool.start(task)
         return task
+
+    def _forget(self, task: Task, connected: list) -> None:
+        """A task has reported: drop it and its connections (the connection to this very slot holds the task,
+        and Python's collector does not see cycles through Qt's connections)."""
+        self._live.discard(task)
+        for sig in connected:
+            with contextlib.suppress(RuntimeError, TypeError):
+                sig.disconnect()
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Wait for every running task (tests, shutdown)."""
