@@ -1,13 +1,21 @@
-"""Responsiveness of the app (``sketchsearch bench --only app``): stroke -> results shown in the grid.
+"""Responsiveness of the app (``sketchsearch bench --only app``): stroke -> results shown in the grid, and
+launch -> first results.
 
 A window on a synthetic index of ``n`` photos; a stroke is drawn with mouse events and the time from
 the button's release to the grid showing the results is measured, with the debounce (the app waits
 this long after the last stroke before it searches) and without it (Enter: search now).
+
+Launch: a fresh process opens the window on the demo collection (with image descriptors: the fused
+search loads torch and the CNN) with a sketch given on the command line, as ``sketchsearch gui --sketch``
+does; the time from starting the process to the first results painted is measured (warm disk cache).
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,3 +112,63 @@ def bench_app(n: int = 10_000, *, repeats: int = 5) -> dict:
             "stroke_to_results_s": round(statistics.median(times["debounced"]), 3),
             "enter_to_results_s": round(statistics.median(times["enter"]), 3),
             "search_s": round(statistics.median(times["search"]), 3), "target_s": 0.5}
+
+
+def _launch_child(db: str, sketch: str) -> None:
+    """In a fresh process: the window on ``db`` with ``sketch`` loaded; prints the wall-clock times (``time.time()``)
+    of the window shown and of the first results painted, as JSON, then exits."""
+    from PySide6.QtCore import QSettings, QTimer
+
+    from .main import make_app
+    from .mainwindow import MainWindow
+
+    app = make_app()
+    with tempfile.TemporaryDirectory() as tmp:
+        win = MainWindow(db=db, settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat),
+                         restore=False)
+        win.show()
+        app.processEvents()
+        shown = time.time()
+        out = {"shown": shown}
+
+        def done(n: int) -> None:
+            win.results.viewport().repaint()
+            out.update(results=time.time(), hits=n)
+            app.quit()
+
+        win.searchFinished.connect(done)
+        win.canvas.load_image(sketch)
+        QTimer.singleShot(120_000, app.quit)
+        app.exec()
+        win.close()
+    print(json.dumps(out), flush=True)
+
+
+def bench_launch(*, repeats: int = 3) -> dict:
+    """Median seconds from starting a fresh process to the window shown and to the first results painted,
+    on the demo collection (indexed here once) with the demo's house sketch (warm disk cache)."""
+    from engine.indexer import index_folders
+
+    demo = Path(__file__).resolve().parent.parent / "resources" / "demo"
+    env = dict(os.environ)
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "demo"
+        index_folders([demo / "photos"], db)
+        sketch = str(demo / "sketches" / "house.png")
+        shown, results = [], []
+        for _ in range(repeats + 1):  # the first run warms the disk cache
+            t0 = time.time()
+            got = subprocess.run([sys.executable, "-c", f"from app.bench import _launch_child; "
+                                  f"_launch_child({str(db)!r}, {sketch!r})"], capture_output=True, text=True,
+                                 env=env, timeout=300)
+            lines = [ln for ln in got.stdout.splitlines() if ln.startswith("{")]
+            if got.returncode or not lines:
+                raise RuntimeError(f"the launch bench's window failed: {got.stderr.strip()[-500:]}")
+            out = json.loads(lines[-1])
+            shown.append(out["shown"] - t0)
+            results.append(out["results"] - t0)
+    return {"collection": "demo (36 photos, image descriptors)", "launch_to_window_s":
+            round(statistics.median(shown[1:]), 3), "launch_to_first_results_s": round(statistics.median(results[1:]),
+                                                                                       3), "target_s": 1.5}

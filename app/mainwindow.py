@@ -38,7 +38,15 @@ from PySide6.QtWidgets import (
 
 from .canvas import SketchCanvas
 from .detail import DetailPanel
-from .results import HitRole, ResultDelegate, ResultsModel, ResultsView, ThumbnailCache, qimage_from_pixels
+from .results import (
+    HitRole,
+    ResultDelegate,
+    ResultsModel,
+    ResultsView,
+    ThumbnailCache,
+    ThumbSizeSlider,
+    qimage_from_pixels,
+)
 from .workers import Runner, Task
 
 ICONS = Path(__file__).resolve().parent.parent / "resources" / "icons"
@@ -149,6 +157,7 @@ class MainWindow(QMainWindow):
         self.top_k = 60
         self.query_kind = "sketch"
         self.query_image: np.ndarray | str | None = None
+        self.query_path: str | None = None  # the file of an image query (None: pasted or dropped pixels)
         self._generation = 0
         self._search_started = 0.0
         self._indexing: Task | None = None
@@ -240,6 +249,9 @@ class MainWindow(QMainWindow):
         self.results.setItemDelegate(ResultDelegate(self.model, self.results))
         self.results.selectionModel().currentChanged.connect(self._current_changed)
         self.results.activated.connect(lambda ix: self._current_changed(ix, None))
+        self.results.openRequested.connect(self.open_photo)  # Enter, double click
+        self.thumb_slider = ThumbSizeSlider(self.results)
+        self.results.thumbSizeChanged.connect(lambda px: self.settings.setValue("results/thumb", int(px)))
         self.count_label = QLabel("No results")
         # its text changes with every search: it must not move the splitter's panes
         self.count_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -258,6 +270,7 @@ class MainWindow(QMainWindow):
         controls = QHBoxLayout()
         controls.addWidget(self.expand_box)
         controls.addStretch(1)
+        controls.addWidget(self.thumb_slider)
         controls.addWidget(self.top_spin)
         controls.addWidget(self.cutoff)
         middle = QWidget()
@@ -268,6 +281,7 @@ class MainWindow(QMainWindow):
 
         self.detail = DetailPanel(self.runner)
         self.detail.searchWithImage.connect(self.search_image_file)
+        self.detail.message.connect(self.message)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         for w in (left, middle, self.detail):
@@ -285,7 +299,7 @@ class MainWindow(QMainWindow):
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.scroll.setWidget(self.splitter)
-        self.splitter.setMinimumSize(MIN_USABLE.width() - 16, MIN_USABLE.height() - 120)
+        self.splitter.setMinimumSize(MIN_USABLE.width(), MIN_USABLE.height() - 120)  # less the menu and status bars
         self.setCentralWidget(self.scroll)
 
         sb = self.statusBar()
@@ -667,10 +681,9 @@ class MainWindow(QMainWindow):
     def _search_done(self, gen: int, kind: str, hits, seconds: float) -> None:
         if gen != self._generation:
             return  # a newer search started meanwhile
-        self.model.set_hits(hits, kind)
+        self.model.set_hits(hits, kind, query_path=self.query_path if kind == "image" else None)
         n = self.model.rowCount()
-        what = "similar photos" if kind == "image" else "photos with the shape"
-        self.count_label.setText(f"{n} {what}" + (f" (of {len(hits)})" if n != len(hits) else ""))
+        self.count_label.setText(self.model.summary())
         self.time_label.setText(f"search {1000 * seconds:.0f} ms")
         self.detail.show_hit(None)
         if n:
@@ -692,10 +705,10 @@ class MainWindow(QMainWindow):
         except ImageError as e:
             self.error(str(e), dialog=False)
             return
-        self._set_image_query(pixels, os.path.basename(path))
+        self._set_image_query(pixels, os.path.basename(path), path=str(Path(path).resolve()))
 
-    def _set_image_query(self, pixels: np.ndarray, name: str) -> None:
-        self.query_kind, self.query_image = "image", pixels
+    def _set_image_query(self, pixels: np.ndarray, name: str, *, path: str | None = None) -> None:
+        self.query_kind, self.query_image, self.query_path = "image", pixels, path
         img = qimage_from_pixels(pixels)
         self.query_view.setPixmap(_fit(img, self.query_view.size()))
         self.query_view.setToolTip(name)
@@ -705,7 +718,7 @@ class MainWindow(QMainWindow):
 
     def back_to_sketch(self) -> None:
         if self.query_kind != "sketch":
-            self.query_kind, self.query_image = "sketch", None
+            self.query_kind, self.query_image, self.query_path = "sketch", None, None
             self.query_stack.setCurrentIndex(0)
             self.tools.setEnabled(True)
             self.search_now()
@@ -771,7 +784,8 @@ class MainWindow(QMainWindow):
     def _current_changed(self, current, _previous) -> None:
         hit = current.data(HitRole) if current is not None and current.isValid() else None
         kind = self.model.kind
-        self.detail.show_hit(hit, kind=kind, sketch=self._shown_sketch)
+        self.detail.show_hit(hit, kind=kind, sketch=self._shown_sketch,
+                             query_path=self.query_path if kind == "image" else None)
         query = self._shown_sketch if kind == "sketch" else self.query_image
         if hit is None or query is None or self.index is None:
             return
@@ -804,7 +818,7 @@ class MainWindow(QMainWindow):
 
     def _cutoff_changed(self, value: float) -> None:
         self.model.set_min_score(value)
-        self.count_label.setText(f"{self.model.rowCount()} results")
+        self.count_label.setText(self.model.summary())
 
     def _update_status(self) -> None:
         if self.index is None:
@@ -841,6 +855,10 @@ class MainWindow(QMainWindow):
                           "own folders.")
 
     def _restore_state(self) -> None:
+        try:
+            self.results.set_thumb_size(int(self.settings.value("results/thumb", self.results.thumb_size())))
+        except (TypeError, ValueError):
+            pass
         geo = self.settings.value("window/geometry")
         if isinstance(geo, QByteArray | bytes):
             self.restoreGeometry(geo)

@@ -102,7 +102,7 @@ def test_selecting_a_result_fills_the_detail_panel_with_its_box(qtbot, window):
     window.detail.overlay_box.setChecked(False)
     assert not window.detail.photo.show_overlay
     qtbot.waitUntil(lambda: window.detail.rotation.best_angle is not None, timeout=20_000)  # the polar plot
-    assert window.detail.rotation.view.isVisible() and "best" in window.detail.rotation.caption.text()
+    assert window.detail.rotation.view.isVisible() and window.detail.rotation.reading is not None
 
 
 def test_indexing_a_folder_with_a_corrupt_file_lists_it_as_skipped(qtbot, window, tmp_path):
@@ -256,3 +256,96 @@ def test_a_sharded_collection_indexes_opens_and_searches_like_an_index(qtbot, wi
     window.results.setCurrentIndex(window.model.index(0))  # the detail panel and its polar plot
     qtbot.waitUntil(lambda: window.detail.rotation.best_angle is not None, timeout=20_000)
     assert window.open_index(db) and window.db == db
+
+
+def test_the_count_says_what_it_counts_and_image_queries_mark_the_query_photo(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    likely, other, hidden = window.model.counts()
+    assert likely + other == window.model.rowCount() == len(window.model.hits)
+    text = window.count_label.text()
+    assert "likely match" in text and "other photos" in text and "photos with the shape" not in text
+    photo = DEMO / "photos" / "skimage_coffee.jpg"
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.search_image_file(str(photo))
+    assert "similar" in window.count_label.text() and "query" in window.count_label.text()
+    first = window.model.hits[0]
+    assert Path(first.path).name == photo.name and window.model.is_query(first)
+    assert not window.model.is_query(window.model.hits[1])
+
+
+def test_typing_a_result_count_searches_once(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    window.runner.wait(30_000)
+    starts = []
+    window.runner.start = (lambda orig: lambda task, **kw: (starts.append(task), orig(task, **kw))[1])(
+        window.runner.start)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for v in (1, 12, 120):  # typing "120"
+            window.top_spin.setValue(v)
+    searches = [t for t in starts if getattr(t.fn, "__name__", "") == "search"]
+    assert len(searches) == 1 and searches[0].kwargs["top_k"] == 120
+
+
+def test_opening_a_photo_without_a_viewer_says_so(qtbot, window, monkeypatch):
+    from PySide6.QtGui import QDesktopServices, QGuiApplication
+
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: False))
+    hit = window.model.hits[0]
+    window.results.openRequested.emit(hit)  # Enter or double click on a result
+    assert "No application" in window.message_label.text()
+    assert QGuiApplication.clipboard().text() == hit.path
+    assert window.last_error_box.isVisible()
+    window.last_error_box.close()
+
+
+def _clipped(win) -> list[str]:
+    """Visible controls of the window narrower or lower than they need to be, or partly hidden."""
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLabel, QSlider, QWidget
+
+    bad = []
+    kinds = (QAbstractButton, QAbstractSpinBox, QComboBox, QSlider, QLabel)
+    for w in win.findChildren(QWidget):
+        if not isinstance(w, kinds) or not w.isVisible() or w.width() == 0 or isinstance(w.parentWidget(), type(None)):
+            continue
+        if w in (win.message_label, win.collection_label, win.count_label) or w.objectName().startswith("qt_"):
+            continue  # elided by design
+        need = w.minimumSizeHint()
+        if w.width() < need.width() - 1 or w.height() < need.height() - 1:
+            bad.append(f"{type(w).__name__} {getattr(w, 'text', lambda: '')()!r} {w.size().toTuple()} < "
+                       f"{need.toTuple()}")
+    return bad
+
+
+def test_nothing_is_cut_off_at_1024x640_and_smaller_windows_scroll(qtbot, window):
+    window.resize(1024, 640)
+    qtbot.wait(50)
+    assert _clipped(window) == []
+    assert window.scroll.horizontalScrollBar().maximum() == 0 and window.scroll.verticalScrollBar().maximum() == 0
+    window.resize(800, 500)
+    qtbot.wait(50)
+    assert _clipped(window) == []  # still not squeezed: the window scrolls instead
+    assert window.scroll.horizontalScrollBar().maximum() > 0
+    window.resize(500, 400)
+    qtbot.wait(50)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    assert not window.canvas.is_empty() and window.model.rowCount() > 0
+    window.search_now()  # Enter at this size searches the sketch, it does not clear the results
+    qtbot.waitUntil(lambda: window.model.rowCount() > 0 and "likely" in window.count_label.text(), timeout=30_000)
+
+
+def test_status_messages_are_elided_and_never_run_into_the_other_fields(qtbot, window):
+    window.resize(1024, 640)
+    text = "a very long message about " + "/a/very/deep/folder" * 30 + "/photo.jpg"
+    window.message(text)
+    window.time_label.setText("search 123 ms")
+    qtbot.wait(50)
+    assert window.message_label.text() == text and window.message_label.toolTip() == text
+    shown = window.message_label.findChild(type(window.message_label)) or window.message_label
+    assert "…" in super(type(shown), shown).text()
+    right = window.message_label.mapTo(window, window.message_label.rect().topRight()).x()
+    assert right < window.time_label.mapTo(window, window.time_label.rect().topLeft()).x()
