@@ -187,8 +187,7 @@ class MainWindow(QMainWindow):
     # -- layout -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         self.canvas = SketchCanvas()
-        self.query_view = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.query_view.setMinimumSize(200, 200)
+        self.query_view = FittedImage()
         back = QPushButton(icon("sketch"), "Back to the sketch")
         back.clicked.connect(self.back_to_sketch)
         image_page = QWidget()
@@ -251,6 +250,7 @@ class MainWindow(QMainWindow):
         self.results.activated.connect(lambda ix: self._current_changed(ix, None))
         self.results.openRequested.connect(self.open_photo)  # Enter, double click
         self.thumb_slider = ThumbSizeSlider(self.results)
+        self.thumb_slider.setMinimumWidth(80)
         self.results.thumbSizeChanged.connect(lambda px: self.settings.setValue("results/thumb", int(px)))
         self.count_label = QLabel("No results")
         # its text changes with every search: it must not move the splitter's panes
@@ -267,15 +267,17 @@ class MainWindow(QMainWindow):
         self.expand_box.setToolTip("Also find photos that look like the best sketch hits (image descriptors)")
         self.expand_box.setChecked(True)  # on by default: it helps most sketches (README, sketch search quality)
         self.expand_box.toggled.connect(lambda _on: self.search_now())
+        head = QHBoxLayout()
+        head.addWidget(self.count_label, 1)
+        head.addWidget(self.thumb_slider)
         controls = QHBoxLayout()
         controls.addWidget(self.expand_box)
         controls.addStretch(1)
-        controls.addWidget(self.thumb_slider)
         controls.addWidget(self.top_spin)
         controls.addWidget(self.cutoff)
         middle = QWidget()
         ml = QVBoxLayout(middle)
-        ml.addWidget(self.count_label)
+        ml.addLayout(head)
         ml.addLayout(controls)
         ml.addWidget(self.results, 1)
 
@@ -291,9 +293,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(2, 3)
         self.splitter.setSizes([420, 560, 380])
         self.splitter.setChildrenCollapsible(False)
-        left.setMinimumWidth(250)
-        middle.setMinimumWidth(380)
-        self.detail.setMinimumWidth(280)
+        self.detail.setMinimumWidth(280)  # its content scrolls; the other panes keep their layouts' minimum
         # nothing is cut off down to MIN_USABLE; a smaller window scrolls instead of clipping
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
@@ -305,8 +305,10 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.message_label = ElidedLabel()  # messages: elided to the room they have, whole in the tooltip
         sb.addWidget(self.message_label, 1)
-        self.collection_label = ElidedLabel()
-        self.collection_label.setMaximumWidth(320)
+        self.collection_label = ElidedLabel()  # the collection's name and counts (its path in the tooltip)
+        self.collection_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.collection_label.setMinimumWidth(220)
+        self.collection_label.setMaximumWidth(360)
         self.time_label = QLabel()
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
         self.progress_label = QLabel()
@@ -549,6 +551,7 @@ class MainWindow(QMainWindow):
             self.index, self.db = None, db
             self.model.set_hits([])
             self.detail.show_hit(None)
+            self.count_label.setText("No results yet: the collection is being indexed")
             if is_collection(db):
                 self.open_index(db, quiet=True)
         self.settings.setValue("collection/db", str(db))
@@ -710,10 +713,11 @@ class MainWindow(QMainWindow):
     def _set_image_query(self, pixels: np.ndarray, name: str, *, path: str | None = None) -> None:
         self.query_kind, self.query_image, self.query_path = "image", pixels, path
         img = qimage_from_pixels(pixels)
-        self.query_view.setPixmap(_fit(img, self.query_view.size()))
+        self.query_view.set_image(img)
         self.query_view.setToolTip(name)
         self.query_stack.setCurrentIndex(1)
         self.tools.setEnabled(False)
+        self.expand_box.setEnabled(False)  # a sketch option
         self.search_now()
 
     def back_to_sketch(self) -> None:
@@ -721,6 +725,7 @@ class MainWindow(QMainWindow):
             self.query_kind, self.query_image, self.query_path = "sketch", None, None
             self.query_stack.setCurrentIndex(0)
             self.tools.setEnabled(True)
+            self.expand_box.setEnabled(True)
             self.search_now()
 
     def choose_image(self) -> None:
@@ -887,12 +892,30 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def _fit(img: QImage, size: QSize):
-    from PySide6.QtGui import QPixmap
+class FittedImage(QWidget):
+    """An image drawn whole, fitted to the widget (aspect kept, centred) at whatever size the widget has."""
 
-    target = QSize(max(size.width(), 200), max(size.height(), 200))
-    return QPixmap.fromImage(img).scaled(target, Qt.AspectRatioMode.KeepAspectRatio,
-                                         Qt.TransformationMode.SmoothTransformation)
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.image: QImage | None = None
+        self.setMinimumSize(200, 200)
+
+    def set_image(self, img: QImage | None) -> None:
+        self.image = img
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        from PySide6.QtCore import QRectF
+        from PySide6.QtGui import QPainter
+
+        if self.image is None or self.image.isNull():
+            return
+        s = min(self.width() / self.image.width(), self.height() / self.image.height())
+        w, h = self.image.width() * s, self.image.height() * s
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.drawImage(QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h), self.image)
+        p.end()
 
 
 def _pixels(img: QImage) -> np.ndarray:
@@ -921,6 +944,9 @@ class ElidedLabel(QLabel):
 
     def text(self) -> str:
         return self._full
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt): the whole text, where there is room for it
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 8, super().sizeHint().height())
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
