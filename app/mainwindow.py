@@ -175,12 +175,11 @@ class MainWindow(QMainWindow):
         self.resize(1360, 820)
         if restore:
             self._restore_state()
-        if db is not None:
-            self.open_index(db)
-        elif restore and self.settings.value("collection/db"):
+        if db is None and restore and self.settings.value("collection/db"):
             last = Path(str(self.settings.value("collection/db")))
-            if is_collection(last):
-                self.open_index(last)
+            db = last if is_collection(last) else None
+        if db is not None:
+            self._open_at_start(db)  # in the background: the window shows at once
         self._update_status()
         self._update_recent_menu()
 
@@ -417,15 +416,46 @@ class MainWindow(QMainWindow):
         return True
 
     # -- start-up: load the search models while the person draws ---------------------------------------
+    def _open_at_start(self, db: str | os.PathLike) -> None:
+        """Open the collection and load the search models in a pool thread (the engine's imports, torch and
+        the networks take seconds), so the window is there at once; a search asked for meanwhile runs when
+        they are loaded."""
+        task = Task(open_and_warm, str(db))
+        self._warming = task
+        self.db = Path(db)
+        self.settings.setValue("collection/db", str(self.db))
+        self.loading_label.setText(f"Opening {collection_name(db)} and loading the search models…")
+        self.loading_label.setVisible(True)
+
+        def done(index, _s, t=task) -> None:
+            if self._warming is not t:
+                return
+            self._warming = True
+            self.loading_label.setVisible(False)
+            self.index = index
+            self.settings.setValue("collection/db", str(self.db))
+            self._add_recent(self.db)
+            self._update_status()
+            if self._search_pending:
+                self.search_now()
+
+        def failed(message: str, t=task) -> None:
+            if self._warming is not t:
+                return
+            self._warming, self.db = None, None
+            self.settings.remove("collection/db")
+            self.loading_label.setVisible(False)
+            self._update_status()
+            self.error(message)
+
+        self.runner.start(task, on_done=done, on_error=failed)
+
     def _warm_up(self) -> None:
         """Load torch, the networks and the collection's arrays in the background with a tiny search, so the
         first real search does not pay for them; searches asked for meanwhile run when it is done."""
         if self.index is None:
             return
-        from .sketch import Stroke, render_strokes
-
-        square = render_strokes([Stroke([[16, 16], [48, 16], [48, 48], [16, 48], [16, 16]], 2)], (64, 64))
-        task = Task(self.index.search, square, top_k=1)
+        task = Task(warm, self.index)
         self._warming = task
         self.loading_label.setText("Loading the search models…")
         self.loading_label.setVisible(True)
@@ -652,12 +682,12 @@ class MainWindow(QMainWindow):
         self._top_debounce.stop()
         self._generation += 1
         gen = self._generation
-        if self.index is None:
-            self.message("Open a collection first: File → Index a Photo Folder", 8000)
-            return
         if self.warming_up:  # the models are loading: search as soon as they are there
             self._search_pending = True
             self.count_label.setText("Loading the search models…")
+            return
+        if self.index is None:
+            self.message("Open a collection first: File → Index a Photo Folder", 8000)
             return
         self._search_pending = False
         if self.query_kind == "image" and self.query_image is not None:
@@ -924,6 +954,23 @@ def _pixels(img: QImage) -> np.ndarray:
     w, h, bpl = img.width(), img.height(), img.bytesPerLine()
     a = np.frombuffer(img.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)[:, :3 * w].reshape(h, w, 3)
     return a.astype(np.float32) / 255.0
+
+
+def warm(collection):
+    """Load what searching ``collection`` needs (torch, the networks, its arrays) by a tiny search."""
+    from .sketch import Stroke, render_strokes
+
+    if len(collection):
+        square = render_strokes([Stroke([[16, 16], [48, 16], [48, 48], [16, 48], [16, 16]], 2)], (64, 64))
+        collection.search(square, top_k=1)
+    return collection
+
+
+def open_and_warm(db: str):
+    """A collection opened, with its search models loaded (start-up, in a pool thread)."""
+    from engine.shards import open_collection
+
+    return warm(open_collection(db))
 
 
 class ElidedLabel(QLabel):

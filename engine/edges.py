@@ -16,7 +16,6 @@ from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
-from skimage.morphology import skeletonize
 
 from .imageio import to_rgb
 
@@ -601,6 +600,8 @@ def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     # a one-pixel stroke covers about `factor` of a working pixel when shrinking
     strokes = cover >= (0.5 if factor >= 1.0 else 0.4 * factor)
     pad = 3
+    from skimage.morphology import skeletonize  # here: importing it takes a second (scipy.ndimage)
+
     skeleton = skeletonize(np.pad(strokes, pad))  # Zhang-Suen thinning: one-pixel centre lines
     theta = structure_orientation(skeleton.astype(np.float32), sigma=2.0, rho=2.0)
     rows, cols = np.nonzero(skeleton)  # row-major

@@ -189,7 +189,9 @@ def test_the_last_collection_and_the_splitter_are_restored(qtbot, tmp_path, demo
     first.close()
     second = MainWindow(settings=QSettings(ini, QSettings.Format.IniFormat))
     qtbot.addWidget(second)
-    assert second.db == demo_db and len(second.index) == 36
+    assert second.db == demo_db and second.warming_up  # opened in the background: the window shows at once
+    qtbot.waitUntil(lambda: not second.warming_up, timeout=60_000)
+    assert len(second.index) == 36
     assert second.splitter.sizes() == sizes
 
 
