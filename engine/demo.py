@@ -22,9 +22,10 @@ def run_demo(*, db: Path | None = None, top: int = 5, out=sys.stdout) -> int:
     photos, sketches = DEMO / "photos", sorted((DEMO / "sketches").glob("*.png"))
     if not photos.is_dir() or not sketches:
         raise FileNotFoundError(f"{DEMO}: the demo collection is missing")
+    own = db is None  # the demo's own cache folder: one of another format is rebuilt, not refused
     db = Path(db) if db else default_demo_db()
     t0 = time.perf_counter()
-    summary = index_folders([photos], db)
+    summary = index_folders([photos], db, rebuild=own)
     print(f"demo index {db}: {summary.indexed} photos ({summary.described} new) in "
           f"{time.perf_counter() - t0:.1f} s", file=out)
     index = SketchIndex(db)

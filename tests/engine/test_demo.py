@@ -48,3 +48,21 @@ def test_demo_prints_an_image_query_that_finds_its_photo(tmp_path):
     text = out.getvalue()
     block = text[text.index("image query: lomiri_sunset.jpg"):]
     assert block.splitlines()[1].strip().endswith("lomiri_sunset.jpg"), block
+
+
+def test_the_demo_rebuilds_only_its_own_cache_folder(monkeypatch, tmp_path):
+    """An older demo index in the demo's own cache folder is rebuilt; a --db the user gave is never wiped."""
+    import engine.demo as demo
+
+    calls = []
+
+    def fake_index(folders, db, **kw):
+        calls.append((db, kw.get("rebuild", False)))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(demo, "index_folders", fake_index)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for db in (None, tmp_path / "mine"):
+        with pytest.raises(RuntimeError, match="stop here"), open(os.devnull, "w") as sink:
+            run_demo(db=db, out=sink)
+    assert calls == [(tmp_path / "cache" / "sketchsearch" / "demo-index", True), (tmp_path / "mine", False)]
