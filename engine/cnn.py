@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -90,7 +91,7 @@ _CHANNELS: dict[str, int] = {
 }
 
 _CACHE: dict[tuple[str, str], object] = {}
-_NUMPY: dict[str, npnet.EfficientNetLite] = {}
+_NUMPY: dict[Path, npnet.EfficientNetLite] = {}  # by weights file
 _CACHE_LOCK = threading.Lock()
 
 
@@ -102,7 +103,7 @@ def backbone_channels(name: str) -> int:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}") from None
 
 
-def numpy_weights_path(name: str):
+def numpy_weights_path(name: str) -> Path:
     """Where the numpy weights of a registered backbone are cached (``npnet.cached_weights_path``; the file
     may not exist yet)."""
     if name not in _WEIGHTS:
@@ -173,17 +174,17 @@ def _write_numpy_weights(name: str, model) -> None:
 def numpy_backbone(name: str) -> npnet.EfficientNetLite | None:
     """The named backbone in numpy, from the weights a torch run cached (:func:`get_backbone`); None where
     they are not cached (yet).  Loaded once per process."""
+    try:
+        path = numpy_weights_path(name)
+    except (OSError, SketchSearchError) as e:
+        log.info("no numpy %s: %s", name, e)
+        return None
     with _CACHE_LOCK:
-        net = _NUMPY.get(name)
+        net = _NUMPY.get(path)
         if net is None:
-            try:
-                path = numpy_weights_path(name)
-            except (OSError, SketchSearchError) as e:
-                log.info("no numpy %s: %s", name, e)
-                return None
             net = npnet.load(path)
             if net is not None:
-                _NUMPY[name] = net
+                _NUMPY[path] = net
     return net
 
 

@@ -13,15 +13,14 @@ faiss and torch are imported where an index of their kind is made (torch only fo
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +37,6 @@ __all__ = [
 def _l2n(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(n, 1e-12)).astype(np.float32)
-
-
-def _atomic_write(path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -116,7 +100,7 @@ class Whitening:
                 f.flush()
                 os.fsync(f.fileno())
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
 
     @classmethod
     def from_npz(cls, path) -> Whitening:
@@ -454,7 +438,7 @@ class VectorIndex:
             index.add(self.vectors())
         else:
             index = self._faiss
-        _atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
+        atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
 
     @classmethod
     def load(cls, path, *, mmap: bool = True, device: str | None = None, nprobe: int | None = None) -> VectorIndex:

@@ -15,15 +15,15 @@ package's version and a hash of the weights file; where that file is absent the 
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +51,15 @@ def cached_weights_path(name: str, source: str | os.PathLike, version: str) -> P
 
 
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` atomically (a temporary file beside it, then a rename), creating its folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically (``engine.atomic``), creating its folder."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def load(path: Path) -> EfficientNetLite | None:
