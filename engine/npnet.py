@@ -15,10 +15,14 @@ package's version and a hash of the weights file; where that file is absent the 
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import hashlib
 import logging
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,7 @@ from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "EfficientNetLite", "cache_dir", "cached_weights_path", "gem", "load", "save"]
+__all__ = ["FORMAT", "EfficientNetLite", "blas_threads", "cache_dir", "cached_weights_path", "gem", "load", "save"]
 
 #: version of the layout of the cached arrays (part of the file name: a new layout never reads an old file)
 FORMAT = 1
@@ -74,6 +78,45 @@ def load(path: Path) -> EfficientNetLite | None:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         log.warning("cannot use the cached network weights %s (%s); using torch", path, e)
         return None
+
+
+@functools.cache
+def _openblas_local_threads():
+    """OpenBLAS's ``openblas_set_num_threads_local`` (a per-thread limit; OpenBLAS >= 0.3.27) of the library
+    numpy multiplies with, found among the process's mapped libraries (Linux); None where there is none."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            libs = sorted({line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    except OSError:
+        return None
+    for lib in libs:
+        try:
+            setter = ctypes.CDLL(lib).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+        return setter
+    return None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """numpy's matrix products in the calling thread use at most ``n`` threads (restored after); a no-op
+    where the BLAS offers no per-thread limit.
+
+    The network's products are small (a few MFLOP each): on two cores OpenBLAS's threads cost more than
+    they give, and where other work competes for the cores (the app's other threads, other programs) its
+    waiting threads make a forward pass 5 to 30 times slower.
+    """
+    setter = _openblas_local_threads()
+    if setter is None:
+        yield
+        return
+    old = setter(int(n))
+    try:
+        yield
+    finally:
+        setter(old)
 
 
 def gem(x: np.ndarray, p: float = 3.0, eps: float = 1e-6) -> np.ndarray:
@@ -205,6 +248,10 @@ class EfficientNetLite:
         x = np.asarray(image, np.float32)
         if x.ndim != 3 or x.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) image, got shape {x.shape}")
+        with blas_threads(1):
+            return self._features(x)
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
         x = (x - np.float32(self.mean)) * np.float32(self.scale)
         k, s = self.stem_k, self.stem_stride
         xp, oh, ow = _padded(x, k, s)
