@@ -144,7 +144,6 @@ def get_backbone(name: str, device: str | Device | None = "cpu"):
             if cpu is None:
                 cpu = BACKBONES[name]()
                 cpu.eval().requires_grad_(False)
-                _write_numpy_weights(name, cpu)
                 cpu = cpu.to(memory_format=torch.channels_last)
                 _CACHE[(name, "cpu")] = cpu
             if device.type == "cpu":
@@ -154,12 +153,14 @@ def get_backbone(name: str, device: str | Device | None = "cpu"):
 
                 model = copy.deepcopy(cpu).to(device)
                 _CACHE[key] = model
+        _write_numpy_weights(name, _CACHE[(name, "cpu")])
     return model
 
 
 def _write_numpy_weights(name: str, model) -> None:
-    """Cache the folded weights of a freshly built torch backbone for :func:`numpy_backbone` (once per
-    install; a cache folder that cannot be written is only logged)."""
+    """Cache the folded weights of a torch backbone for :func:`numpy_backbone` where that file is absent
+    (the first time a network is built on this machine, or after a damaged file was dropped); a cache folder
+    that cannot be written is only logged."""
     from .torchnet import numpy_weights
 
     try:

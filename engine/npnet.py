@@ -68,7 +68,7 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load(path: Path) -> EfficientNetLite | None:
     """The network of a weights file written by :func:`save`; None when it is absent, unreadable or damaged
-    (logged: the caller falls back on torch, which writes it again)."""
+    (logged, and a damaged file is removed: the caller falls back on torch, which writes it again)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -77,6 +77,8 @@ def load(path: Path) -> EfficientNetLite | None:
         return None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         log.warning("cannot use the cached network weights %s (%s); using torch", path, e)
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
         return None
 
 
