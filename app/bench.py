@@ -6,8 +6,9 @@ the button's release to the grid showing the results is measured, with the debou
 this long after the last stroke before it searches) and without it (Enter: search now).
 
 Launch: a fresh process opens the window on the demo collection (with image descriptors: the fused
-search loads torch and the CNN) with a sketch given on the command line, as ``sketchsearch gui --sketch``
-does; the time from starting the process to the first results painted is measured (warm disk cache).
+search runs the CNN, in numpy once its weights are cached) with a sketch given on the command line, as
+``sketchsearch gui --sketch`` does; the time from starting the process to the first results painted is
+measured (warm disk cache), then the first search by image.
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def bench_app(n: int = 10_000, *, repeats: int = 5) -> dict:
             win.results.viewport().repaint()  # painted, not only queued
             return time.perf_counter()
 
-        draw_stroke(win.canvas, SHAPES[0])  # warm-up (torch, caches)
+        draw_stroke(win.canvas, SHAPES[0])  # warm-up (the networks, caches)
         wait_results()
         for i in range(repeats):
             win.canvas.clear()
