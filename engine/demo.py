@@ -18,7 +18,13 @@ def default_demo_db() -> Path:
 
 
 def run_demo(*, db: Path | None = None, top: int = 5, out=sys.stdout) -> int:
-    """Index the demo photos (reusing an earlier demo index) and print each demo sketch's best hits."""
+    """Index the demo photos (reusing an earlier demo index) and print each demo sketch's best hits.
+
+    The first run on a machine builds the CNN in torch (to index, or for the first query where the index is
+    reused), which caches the network's weights for numpy (``engine.npnet``): from then on the app and the
+    command line answer queries without importing torch (seconds of import, most of the app's time to its
+    first results before).
+    """
     photos, sketches = DEMO / "photos", sorted((DEMO / "sketches").glob("*.png"))
     if not photos.is_dir() or not sketches:
         raise FileNotFoundError(f"{DEMO}: the demo collection is missing")

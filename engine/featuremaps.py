@@ -22,6 +22,10 @@ Spatial kernels are RBFs (:func:`rbf`) fitted on ``lam in [0, lam_max]`` (:func:
 baseline :func:`fit_harmonic_rbf`; shipped fits: :func:`default_spatial_fit`). The orientation
 kernel is the von Mises kernel of papers/003 eq. 9-11 on the doubled angle
 (:func:`von_mises_coefficients`).
+
+scipy (its optimisers take half a second to import) is imported only where a kernel is fitted: the
+default settings' fits and orientation coefficients are shipped in ``data/`` (``python -m
+engine.featuremaps`` writes them), so building a layout to search never imports it.
 """
 
 from __future__ import annotations
@@ -33,11 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linprog, minimize, minimize_scalar
-from scipy.special import ive
 
 _FITS_PATH = Path(__file__).parent / "data" / "rbf_fits.json"
+_VON_MISES_PATH = Path(__file__).parent / "data" / "von_mises.json"
 _ERR_STEP = 0.05  # px, grid step of the reported max error (and of the final weight LP)
 
 
@@ -152,6 +154,9 @@ def _minimax_weights(
     alphas : (K, F) float64 >= 0
     err : (K,) float64, max abs error of each kernel on the grid
     """
+    from scipy import sparse
+    from scipy.optimize import linprog
+
     cosines = np.cos(np.outer(lam, freqs))  # (G, F)
     n_kernels, (n_lam, n_freq) = len(targets), cosines.shape
     ones = np.ones((n_lam, 1))
@@ -210,6 +215,8 @@ def _swap(
 
 def _polish(cost: Callable[[np.ndarray], float], freqs: np.ndarray, step: float) -> np.ndarray:
     """Continuous refinement of the non-zero frequencies by Nelder-Mead (kept only if it helps)."""
+    from scipy.optimize import minimize
+
     x0 = freqs[1:]
     simplex = np.vstack([x0, x0 + step * np.eye(len(x0))])
     res = minimize(
@@ -432,6 +439,8 @@ def von_mises_kappa(sigma: float) -> float:
     is unimodal in kappa. sigma = 0.8 gives kappa = 1.664 (max error 0.020). For sigma above
     about 1.5 rad the optimum is the lower bound kappa -> 0, where k_VM -> (1 + cos lam) / 2.
     """
+    from scipy.optimize import minimize_scalar
+
     lam = np.linspace(0.0, np.pi, 2001)
     gauss = rbf(lam, sigma)
     res = minimize_scalar(
@@ -473,7 +482,20 @@ def von_mises_coefficients(n_freq: int, *, sigma: float = 0.8) -> np.ndarray:
     ``2 exp(-kappa) I_n``, matched by the same rule (minimax: 1.828, least squares: 1.834).
     Per the brief, the paper's normalisation is used here. The two kernels differ by a constant
     and a scale: ``k_VM = (v - exp(-2 kappa)) / (1 - exp(-2 kappa))``.
+
+    The coefficients of the presets' settings are shipped in ``data/von_mises.json`` (the same numbers,
+    without importing scipy); others are computed.
     """
+    shipped = _shipped_von_mises().get(_von_mises_key(n_freq, sigma))
+    if shipped is not None:
+        return np.array(shipped, np.float64)
+    return compute_von_mises_coefficients(n_freq, sigma=sigma)
+
+
+def compute_von_mises_coefficients(n_freq: int, *, sigma: float = 0.8) -> np.ndarray:
+    """:func:`von_mises_coefficients` computed (scipy), not read from the shipped file."""
+    from scipy.special import ive
+
     kappa = von_mises_kappa(sigma)
     tail = np.exp(-2.0 * kappa)
     gamma = 2.0 * ive(np.arange(n_freq), kappa)  # 2 I_n(kappa) exp(-kappa)
@@ -481,5 +503,27 @@ def von_mises_coefficients(n_freq: int, *, sigma: float = 0.8) -> np.ndarray:
     return gamma / -np.expm1(-2.0 * kappa)
 
 
+def _von_mises_key(n_freq: int, sigma: float) -> str:
+    """Key of shipped coefficients in ``data/von_mises.json``, e.g. ``'n_freq=2;sigma=0.8'``."""
+    return f"n_freq={int(n_freq)};sigma={float(sigma)!r}"
+
+
+@functools.cache
+def _shipped_von_mises() -> dict[str, list[float]]:
+    """Orientation coefficients shipped in ``data/von_mises.json``, by :func:`_von_mises_key` (empty if the
+    file is missing)."""
+    if not _VON_MISES_PATH.is_file():
+        return {}
+    return json.loads(_VON_MISES_PATH.read_text(encoding="utf-8"))["coefficients"]
+
+
+def write_shipped_von_mises(settings: Sequence[tuple[int, float]], path: Path = _VON_MISES_PATH) -> None:
+    """Compute the orientation coefficients of each ``(n_freq, sigma)`` and write them as JSON to `path`."""
+    coefficients = {_von_mises_key(n, s): compute_von_mises_coefficients(n, sigma=s).tolist() for n, s in settings}
+    doc = {"about": "engine.featuremaps.von_mises_coefficients; key = settings", "coefficients": coefficients}
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
 if __name__ == "__main__":
     write_shipped_fits([(n, (28.0, 22.4, 16.8), 400.0) for n in (5, 6)])
+    write_shipped_von_mises([(n, 0.8) for n in (2, 3)])

@@ -201,12 +201,12 @@ def load_hed(device: str | None = None):
 
     Parameters
     ----------
-    device : str or None
+    device : str, engine.search.Device, torch.device or None
         torch device; None: CUDA when present, else CPU.
     """
     import torch
 
-    dev = str(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    dev = str(torch.device(str(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")))
     with _lock:
         net = _nets.get(dev)
         if net is None:

@@ -8,19 +8,19 @@ are not used here).  Similarity is the inner product.
 - :func:`alpha_qe`: alpha-weighted query expansion.
 - :class:`VectorIndex`: exact (faiss ``IndexFlatIP``, or torch matmul + top-k on CUDA) or approximate
   (faiss IVF-PQ, chosen automatically for large collections) k-NN by inner product.
+
+faiss and torch are imported where an index of their kind is made (torch only for the torch kind).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
+
+from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +37,6 @@ __all__ = [
 def _l2n(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(n, 1e-12)).astype(np.float32)
-
-
-def _atomic_write(path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -115,7 +100,7 @@ class Whitening:
                 f.flush()
                 os.fsync(f.fileno())
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
 
     @classmethod
     def from_npz(cls, path) -> Whitening:
@@ -300,8 +285,8 @@ class VectorIndex:
         self.d = d
         self.ntotal = n
         self._faiss = None
-        self._tensor: torch.Tensor | None = None
-        self.device: torch.device | None = None
+        self._tensor = None  # torch.Tensor of the torch kind
+        self.device = None  # search.Device of the torch kind
         if kind == "auto":
             kind = self._auto_kind(n, device, ivf_threshold)
         self.kind = kind
@@ -325,14 +310,18 @@ class VectorIndex:
             return "ivfpq" if n >= ivf_threshold else "flat"
         if n >= ivf_threshold:
             return "ivfpq"
-        return "torch" if torch.cuda.is_available() else "flat"
+        from .search import cuda_available
+
+        return "torch" if cuda_available() else "flat"
 
     def _set_tensor(self, x: np.ndarray, device: str | None) -> None:
+        import torch
+
         from .cnn import pick_device
 
         self.device = pick_device(device)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self._tensor = torch.from_numpy(x).to(self.device, dtype=dtype)
+        self._tensor = torch.from_numpy(x).to(str(self.device), dtype=dtype)
 
     @staticmethod
     def _build_ivfpq(x: np.ndarray, *, nlist: int | None, pq_m: int | None, seed: int):
@@ -411,6 +400,8 @@ class VectorIndex:
             raise ValueError(f"k must be >= 1, got {k}")
         m = q.shape[0]
         if self.kind == "torch":
+            import torch
+
             kk = min(k, self.ntotal)
             scores = np.full((m, k), -np.inf, np.float32)
             ids = np.full((m, k), -1, np.int64)
@@ -447,7 +438,7 @@ class VectorIndex:
             index.add(self.vectors())
         else:
             index = self._faiss
-        _atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
+        atomic_write(path, lambda tmp: faiss.write_index(index, tmp))
 
     @classmethod
     def load(cls, path, *, mmap: bool = True, device: str | None = None, nprobe: int | None = None) -> VectorIndex:

@@ -1,6 +1,9 @@
 """The bundled demo works as the README promises: each demo sketch finds its photos, with boxes."""
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +69,26 @@ def test_the_demo_rebuilds_only_its_own_cache_folder(monkeypatch, tmp_path):
         with pytest.raises(RuntimeError, match="stop here"), open(os.devnull, "w") as sink:
             run_demo(db=db, out=sink)
     assert calls == [(tmp_path / "cache" / "sketchsearch" / "demo-index", True), (tmp_path / "mine", False)]
+
+
+@pytest.mark.slow
+def test_queries_never_import_torch_once_the_weights_are_cached(demo_index):
+    """The demo's first run indexes with torch, which caches the network's weights; from then on a fresh
+    process opens the collection and answers a sketch and an image query without importing torch (seconds
+    of import) or scipy's optimisers (the kernel fits are shipped; scipy.ndimage still comes with
+    skimage's thinning of the sketch)."""
+    code = (
+        "import sys\n"
+        "from engine.shards import open_collection\n"
+        f"c = open_collection({str(demo_index.path)!r})\n"
+        f"sketch = c.search({str(DEMO / 'sketches' / 'house.png')!r}, top_k=5)\n"
+        f"image = c.search_image({str(DEMO / 'photos' / 'lomiri_sunset.jpg')!r}, top_k=5)\n"
+        "assert sketch and image and image[0].path.endswith('lomiri_sunset.jpg'), (sketch, image)\n"
+        "heavy = sorted(m for m in ('torch', 'scipy.optimize') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n")
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root,
+                         timeout=300)
+    assert got.returncode == 0 and got.stdout.strip() == "ok", got.stderr[-2000:]

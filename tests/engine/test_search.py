@@ -196,3 +196,75 @@ def test_projection_sum_equals_the_two_projections(layout):
     np.testing.assert_allclose(both, scorer.score_1d(codes, inv, "x") + scorer.score_1d(codes, inv, "y"), atol=1e-6)
     with pytest.raises(ValueError, match="axes"):
         scorer.score_1d(codes, inv, "z")
+
+
+# ----------------------------------------------------------------------------------------- numpy and torch backends
+
+@pytest.fixture(scope="module", params=["compact", "quality"])
+def both_backends(request):
+    """A numpy and a torch scorer of one sketch (CPU), and random codes of 60 photos, per preset."""
+    layout = FeatureLayout.from_settings(SketchSettings.preset(request.param))
+    codes, inv = store(layout, random_photos(layout, 60, seed=7))
+    query = encode_query(sketch("L"), layout)
+    return (QueryScorer(query, layout, device="cpu", backend="numpy"),
+            QueryScorer(query, layout, device="cpu", backend="torch"), codes, inv)
+
+
+def clear_argmax_agrees(a, b, margin=1e-3):
+    """Same arg-max where the best score of ``a`` beats its second by more than ``margin``."""
+    top2 = np.sort(a)[-2:]
+    if top2[1] - top2[0] > margin:
+        assert np.argmax(a) == np.argmax(b)
+
+
+@pytest.mark.parametrize("kind", ["plain", "binary", "coarse"])
+def test_numpy_and_torch_score_2d_agree(both_backends, kind):
+    np_scorer, torch_scorer, codes, inv = both_backends
+    opts = {"binary": kind == "binary", "coarse": kind == "coarse"}
+    a, b = np_scorer.score_2d(codes, inv, **opts), torch_scorer.score_2d(codes, inv, **opts)
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (len(codes),)
+    np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
+    clear_argmax_agrees(a, b)
+
+
+@pytest.mark.parametrize("axes", ["x", "y", "xy"])
+def test_numpy_and_torch_score_1d_agree(both_backends, axes):
+    np_scorer, torch_scorer, codes, inv = both_backends
+    a, b = np_scorer.score_1d(codes, inv, axes), torch_scorer.score_1d(codes, inv, axes)
+    np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
+    clear_argmax_agrees(a, b)
+
+
+def test_numpy_and_torch_alignments_agree(both_backends):
+    np_scorer, torch_scorer, codes, inv = both_backends
+    a, b = np_scorer.align(codes[:20], inv[:20]), torch_scorer.align(codes[:20], inv[:20])
+    for x, y in zip(a, b, strict=True):
+        assert x.score == pytest.approx(y.score, abs=2e-5)
+        if abs(x.score - y.score) < 1e-6:  # a tie between placements may go either way in float32
+            assert (x.scale, x.mirrored, x.dx, x.dy) == (y.scale, y.mirrored, y.dx, y.dy)
+
+
+def test_numpy_and_torch_rankings_agree_on_random_codes():
+    """Random stored codes (not photos): the rankings are equal wherever scores are not tied."""
+    layout = FeatureLayout.from_settings(SketchSettings())
+    rng = np.random.default_rng(11)
+    codes = rng.integers(-127, 128, (500, layout.settings.dim), dtype=np.int8)
+    inv = rng.uniform(0.5, 2.0, (500, len(layout.settings.scales), 3)).astype(np.float32) / 127.0
+    query = encode_query(sketch("triangle"), layout)
+    scorers = [QueryScorer(query, layout, device="cpu", backend=b) for b in ("numpy", "torch")]
+    for opts in (SearchOptions(mode="exhaustive"), SearchOptions(shortlist=50),
+                 SearchOptions(order="sum", shortlist=50), SearchOptions(order="discriminative", shortlist=50),
+                 SearchOptions(binary=True, shortlist=50)):
+        a, b = (rank(s, codes, inv, opts, top_k=30) for s in scorers)
+        np.testing.assert_allclose(a.scores, b.scores, atol=2e-5, rtol=1e-5)
+        gaps = np.diff(a.scores[: a.n_exact])
+        clear = np.r_[True, gaps < -1e-4] & np.r_[gaps < -1e-4, True]  # rows with no near tie either side
+        assert np.array_equal(a.rows[: a.n_exact][clear[: a.n_exact]], b.rows[: b.n_exact][clear[: b.n_exact]])
+
+
+def test_scoring_backend_defaults_and_checks():
+    layout = FeatureLayout.from_settings(SketchSettings())
+    query = encode_query(sketch("L"), layout)
+    assert QueryScorer(query, layout, device="cpu").backend == "numpy"
+    with pytest.raises(ValueError, match="unknown scoring backend"):
+        QueryScorer(query, layout, device="cpu", backend="jax")
