@@ -3,12 +3,14 @@
 Run under a virtual X server:  xvfb-run -s "-screen 0 1440x900x24" .venv/bin/python scripts/screenshot.py [OUT.png]
 [--sharded] (the demo as a manifest of 3 shards)
 (default OUT: resources/screenshot.jpg; SKETCHSEARCH_THEME=dark: in the dark colour scheme).  It indexes the
-demo photos (once), opens the demo house sketch on the canvas, waits for the results and their
-thumbnails, selects the best hit and grabs the screen.
+demo photos (once, copied to a neutral folder, /tmp/Pictures/demo, so that no machine path shows), opens the demo
+house sketch on the canvas, waits for the results and their thumbnails, selects the best hit and grabs the screen.
 """
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,19 +28,27 @@ def main(out: Path, *, sharded: bool = False) -> int:
     from engine.indexer import index_folders
 
     app = make_app()
-    db = default_demo_db()
+    photos = Path(tempfile.gettempdir()) / "Pictures" / "demo"  # a neutral path for the detail panel to show
+    photos.mkdir(parents=True, exist_ok=True)
+    for f in (DEMO / "photos").iterdir():
+        if not (photos / f.name).exists():
+            shutil.copy2(f, photos / f.name)
+    db = default_demo_db().with_name("Demo photos")
     if sharded:  # the demo as a sharded collection (a manifest of 3 shards)
         from engine.shards import index_sharded
 
-        db = db.with_name(db.name + "-sharded.json")
-        index_sharded([DEMO / "photos"], db, n_shards=3)
+        db = db.with_name(db.name + " sharded.json")
+        index_sharded([photos], db, n_shards=3)
     else:
-        index_folders([DEMO / "photos"], db)
+        index_folders([photos], db)
     tmp = Path(QSettings().fileName()).with_name("screenshot-settings.ini")
     win = MainWindow(db=db, settings=QSettings(str(tmp), QSettings.Format.IniFormat), restore=False)
     win.resize(1400, 860)
     win.move(20, 20)
     win.show()
+    while win.warming_up:  # the collection opens and the models load in the background
+        app.processEvents()
+        time.sleep(0.01)
 
     def wait(ms: int) -> None:
         loop = QEventLoop()
