@@ -1,4 +1,5 @@
-"""Work off the UI thread: a QRunnable that runs a plain function and reports through queued signals.
+"""Work off the UI thread: a task that runs a plain function in a thread pool and reports through queued
+signals.
 
 The long tasks themselves are engine functions (``index_folders``, ``SketchIndex.search``, ...) that take
 ``progress`` / ``cancelled`` callables; this module only carries them to a thread pool and their
@@ -14,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,8 @@ class TaskSignals(QObject):
     cancelled = Signal(str)
 
 
-class Task(QRunnable):
-    """Run ``fn(*args, **kwargs)`` in a pool thread.
+class Task:
+    """Run ``fn(*args, **kwargs)`` in a pool thread (:meth:`Runner.start`).
 
     When ``fn`` accepts them, pass ``progress=task.report`` and ``cancelled=task.is_cancelled`` in
     ``kwargs`` (see :meth:`with_control`).  Exceptions become ``failed`` (with the message only: the
@@ -37,10 +38,6 @@ class Task(QRunnable):
     """
 
     def __init__(self, fn: Callable[..., Any], *args, **kwargs) -> None:
-        super().__init__()
-        # Qt deletes the C++ runnable after run(); PySide then lets go of the Python object (with
-        # autoDelete off the pool kept every task, its arguments and its result, for the app's lifetime)
-        self.setAutoDelete(True)
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.signals = TaskSignals()
         self._cancel = threading.Event()
@@ -102,7 +99,11 @@ class Runner(QObject):
                     connected.append(sig)
         for sig in (s.finished, s.failed, s.cancelled):
             sig.connect(lambda *_a, t=task, c=connected: self._forget(t, c))  # after the callbacks: connected last
-        self.pool.start(task)
+        # the pool gets the bound method, not a QRunnable: PySide holds the callable until it has run and
+        # then lets go of it.  A QRunnable handed to QThreadPool.start() is made a child of the pool's
+        # wrapper *after* start() returns; a task that finished and was deleted before that stayed a child
+        # of the pool for the app's lifetime, with its arguments and result (a race, seen with fast tasks)
+        self.pool.start(task.run)
         return task
 
     def _forget(self, task: Task, connected: list) -> None:
