@@ -37,6 +37,9 @@ TOOLS = ("pen", "eraser")
 MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 1, 40, 4
 MIN_ERASER_WIDTH = 12
 HINT = "Draw a shape here"
+# steps kept for undo: beyond it the oldest go (the sketch stays as it is).  Each step holds a stroke's
+# points, or a clear's or load's strokes and background; a long session must not keep every one of them
+UNDO_LIMIT = 500
 
 
 class _Command(QUndoCommand):
@@ -103,6 +106,7 @@ class SketchCanvas(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(UNDO_LIMIT)  # only while the stack is empty
         self._strokes: list[Stroke] = []  # in paper coordinates
         self._background: np.ndarray | None = None  # (H, W) grey at the paper's size
         self._paper: tuple[int, int] | None = None  # (width, height); None: blank, set by the first stroke

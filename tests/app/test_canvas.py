@@ -367,3 +367,32 @@ def test_paint_work_does_not_grow_with_the_stroke(qtbot, canvas):
     send_mouse(canvas, QEvent.Type.MouseButtonRelease, QPointF(10, 220), LEFT, NONE)
     assert per_move[600] <= per_move[10] + 2 and per_paint[600] <= per_paint[10] + 2, (per_move, per_paint)
     assert dark(canvas.to_image()).sum() > 1000
+
+
+def test_undo_history_keeps_the_last_undo_limit_steps_and_the_sketch_intact(qtbot, monkeypatch):
+    import app.canvas
+
+    monkeypatch.setattr(app.canvas, "UNDO_LIMIT", 5)
+    c = SketchCanvas()
+    qtbot.addWidget(c)
+    c.resize(SIZE, SIZE)
+    c.show()
+    qtbot.waitExposed(c)
+    assert c.undo_stack.undoLimit() == 5
+    images = [c.to_image()]
+    for i in range(8):  # more steps than the limit
+        draw(c, [(20 + 25 * i, 20), (20 + 25 * i, 220)])
+        images.append(c.to_image())
+    assert c.undo_stack.count() == 5 and len(c.strokes()) == 8  # the oldest steps went, not the strokes
+    np.testing.assert_array_equal(c.to_image(), images[8])
+    assert dark(c.to_image()[100, 15:26]).any() and dark(c.to_image()[100, 190:201]).any()  # first, last stroke
+    undone = 0
+    while c.undo_stack.canUndo():
+        c.undo()
+        undone += 1
+        np.testing.assert_array_equal(c.to_image(), images[8 - undone])
+    assert undone == 5 and len(c.strokes()) == 3  # the three oldest strokes can no longer be undone
+    while c.undo_stack.canRedo():
+        c.redo()
+    np.testing.assert_array_equal(c.to_image(), images[8])
+    assert len(c.strokes()) == 8
