@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from .canvas import SketchCanvas
 from .detail import DetailPanel
+from .memory import trim_heap
 from .results import (
     HitRole,
     ResultDelegate,
@@ -57,6 +58,7 @@ RECENT = 8  # collections in File > Recent Collections
 MIN_USABLE = QSize(1024, 640)  # nothing is cut off down to this size; below it the window scrolls
 EXPAND = None  # sketch-to-image expansion when "Include similar photos" is on (None: the fitted default)
 REFRESH_S = 3.0  # while indexing, re-open the index this often so new photos become searchable
+TRIM_IDLE_MS = 1500  # the heap's free memory goes back to the system once the person pauses this long
 
 
 def icon(name: str) -> QIcon:
@@ -171,7 +173,12 @@ class MainWindow(QMainWindow):
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS, timeout=self.search_now)
         self._top_debounce = QTimer(self, singleShot=True, interval=TOP_DEBOUNCE_MS, timeout=self.search_now)
         self._message_timer = QTimer(self, singleShot=True, timeout=lambda: self.message_label.setText(""))
+        # after a search or a selection, once nothing else happens for TRIM_IDLE_MS (each search, selection
+        # or stroke starts it over; a stroke stops it: never in the middle of drawing)
+        self._trim_timer = QTimer(self, singleShot=True, timeout=self._trim)
+        self.trims = 0  # how often the heap was trimmed (tests)
         self.canvas.sketchChanged.connect(self._sketch_changed)
+        self.canvas.strokeStarted.connect(self._trim_timer.stop)
         self.resize(1360, 820)
         if restore:
             self._restore_state()
@@ -722,12 +729,14 @@ class MainWindow(QMainWindow):
         self.detail.show_hit(None)
         if n:
             self.results.setCurrentIndex(self.model.index(0))
+        self._trim_later()
         self.searchFinished.emit(n)
 
     def _search_failed(self, gen: int, message: str) -> None:
         if gen == self._generation:
             self.count_label.setText("No results")
             self.error(message, dialog=False)
+            self._trim_later()
             self.searchFinished.emit(0)
 
     def search_image_file(self, path: str) -> None:
@@ -823,6 +832,7 @@ class MainWindow(QMainWindow):
         self.detail.show_hit(hit, kind=kind, sketch=self._shown_sketch,
                              query_path=self.query_path if kind == "image" else None)
         query = self._shown_sketch if kind == "sketch" else self.query_image
+        self._trim_later()
         if hit is None or query is None or self.index is None:
             return
         from engine.rotsearch import curve_for_hit
@@ -833,6 +843,15 @@ class MainWindow(QMainWindow):
 
         self.runner.start(Task(curve_for_hit, self.index, query, hit, kind=kind), on_done=show,
                           on_error=lambda msg: self.message(f"rotation curve: {msg}", 5000))
+
+    def _trim_later(self) -> None:
+        """Trim the heap once the person pauses (:data:`TRIM_IDLE_MS`; further activity starts it over)."""
+        self._trim_timer.start(TRIM_IDLE_MS)
+
+    def _trim(self) -> None:
+        """Give the memory freed since the last pause back to the system (glibc keeps it in its arenas)."""
+        if trim_heap():
+            self.trims += 1
 
     def open_photo(self, hit=None) -> bool:
         """Open a result's photo in the desktop's default viewer (the selected one by default); says so in

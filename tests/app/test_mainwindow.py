@@ -10,10 +10,11 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
-from PySide6.QtWidgets import QTableWidget  # noqa: E402
+from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtWidgets import QApplication, QTableWidget  # noqa: E402
 
-from app.bench import HOUSE  # noqa: E402
+from app import mainwindow  # noqa: E402
+from app.bench import HOUSE, SHAPES  # noqa: E402
 from app.bench import draw_stroke as draw  # noqa: E402
 from app.mainwindow import MainWindow  # noqa: E402
 
@@ -351,3 +352,72 @@ def test_status_messages_are_elided_and_never_run_into_the_other_fields(qtbot, w
     assert "…" in super(type(shown), shown).text()
     right = window.message_label.mapTo(window, window.message_label.rect().topRight()).x()
     assert right < window.time_label.mapTo(window, window.time_label.rect().topLeft()).x()
+
+
+def test_the_heap_is_trimmed_once_the_person_pauses_never_while_drawing(qtbot, window, monkeypatch):
+    calls = []
+    monkeypatch.setattr(mainwindow, "TRIM_IDLE_MS", 50)
+    monkeypatch.setattr(mainwindow, "trim_heap", lambda: calls.append(1) or True)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    qtbot.waitUntil(lambda: window.trims >= 1, timeout=10_000)  # after the search and its selection
+    assert len(calls) == window.trims
+    window._trim_later()
+    assert window._trim_timer.isActive()
+    qtbot.mousePress(window.canvas, Qt.MouseButton.LeftButton, pos=QPoint(40, 40))  # a stroke begins
+    assert not window._trim_timer.isActive()
+    n = len(calls)
+    qtbot.wait(150)
+    assert len(calls) == n  # not while the pen is down
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        qtbot.mouseMove(window.canvas, QPoint(120, 90))
+        qtbot.mouseRelease(window.canvas, Qt.MouseButton.LeftButton, pos=QPoint(120, 90))
+    qtbot.waitUntil(lambda: len(calls) > n, timeout=10_000)  # and again after the stroke's search
+
+
+def _live_counts(qtbot, win) -> dict[str, int]:
+    """What a window holds once its background work is done: widgets, objects, tasks, thumbnails."""
+    import gc
+
+    from app.workers import Task, TaskSignals
+
+    qtbot.waitUntil(lambda: not win.runner._live and not win.thumb_runner._live and not win.thumbs._pending,
+                    timeout=30_000)
+    win.runner.wait(30_000)
+    win.thumb_runner.wait(30_000)
+    qtbot.wait(20)
+    gc.collect()
+    objects = gc.get_objects()
+    return {"widgets": len(QApplication.allWidgets()),
+            "window's objects": len(win.findChildren(QObject)),
+            "results view's children": len(win.results.children()) + len(win.results.viewport().children()),
+            "detail panel's children": len(win.detail.findChildren(QObject)),
+            "tasks": sum(type(o) is Task for o in objects),
+            "task signals": sum(type(o) is TaskSignals for o in objects)}
+
+
+def test_searches_and_selections_do_not_grow_the_live_objects(qtbot, window):
+    """Twenty searches with a selection each: what the window holds after 20 is what it held after 5 (every
+    task freed, no widget or object left behind per search); the thumbnail cache holds at most one entry per
+    photo of the collection."""
+    window._debounce.setInterval(20)
+    shapes = HOUSE + SHAPES
+    counts = {}
+    for i in range(1, 21):
+        with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+            if i % 4 == 0:
+                window.canvas.clear()
+            draw(window.canvas, shapes[i % len(shapes)])
+        n = window.model.rowCount()
+        assert n > 0
+        window.results.setCurrentIndex(window.model.index(i % n))  # the detail panel loads photo and curve
+        if i % 2:
+            bar = window.results.verticalScrollBar()
+            bar.setValue(bar.maximum() if i % 4 == 1 else 0)
+            window.results.viewport().repaint()
+        if i in (5, 20):
+            counts[i] = _live_counts(qtbot, window)
+    print(f"\nlive objects after 5 and 20 searches: {counts}")
+    assert counts[20] == counts[5], counts
+    assert counts[20]["tasks"] == 0 and counts[20]["task signals"] == 0
+    assert len(window.thumbs._items) <= len(window.index)
