@@ -561,6 +561,45 @@ def _remove_specks(mask: np.ndarray, min_area: int) -> np.ndarray:
     return keep[labels]
 
 
+@functools.cache
+def zhang_suen():
+    """scikit-image's Zhang-Suen thinning (``skimage.morphology.skeletonize`` of a 2-D image).
+
+    ``skimage.morphology`` imports ``scipy.ndimage``: 0.4 s of a query's first second (issue 17: launch ->
+    first results).  Its compiled thinning needs numpy only, so it is loaded from scikit-image's folder without
+    the package (the same function ``skeletonize`` calls, so the same skeleton:
+    ``tests/engine/test_edges.py``); where that module is not found under the names it has had, the public
+    function."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("skimage")  # finds the package without importing it
+    folder = Path(spec.origin).parent / "morphology" if spec and spec.origin else None
+    for name in ("_skeletonize_various_cy", "_skeletonize_cy"):  # scikit-image >= 0.23, before
+        full = f"skimage.morphology.{name}"
+        try:
+            if full in sys.modules:
+                return sys.modules[full]._fast_skeletonize
+            files = [folder / (name + suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                     if folder is not None and (folder / (name + suffix)).is_file()]
+            if not files:
+                continue
+            loader = importlib.machinery.ExtensionFileLoader(full, str(files[0]))
+            module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(full, files[0],
+                                                                                           loader=loader))
+            loader.exec_module(module)
+            fast = module._fast_skeletonize
+            sys.modules[full] = module
+            return fast
+        except Exception:  # noqa: BLE001 - any trouble: the public function below
+            log.debug("scikit-image's %s could not be loaded on its own", full, exc_info=True)
+    from skimage.morphology import skeletonize
+
+    return skeletonize
+
+
 def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     """Edge map of a sketch: strokes binarised, cropped, resized, thinned; ``w = 1``.
 
@@ -600,9 +639,7 @@ def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     # a one-pixel stroke covers about `factor` of a working pixel when shrinking
     strokes = cover >= (0.5 if factor >= 1.0 else 0.4 * factor)
     pad = 3
-    from skimage.morphology import skeletonize  # here: importing it takes a second (scipy.ndimage)
-
-    skeleton = skeletonize(np.pad(strokes, pad))  # Zhang-Suen thinning: one-pixel centre lines
+    skeleton = zhang_suen()(np.pad(strokes, pad))  # Zhang-Suen thinning: one-pixel centre lines
     theta = structure_orientation(skeleton.astype(np.float32), sigma=2.0, rho=2.0)
     rows, cols = np.nonzero(skeleton)  # row-major
     theta = theta[rows, cols]

@@ -526,4 +526,5 @@ def write_shipped_von_mises(settings: Sequence[tuple[int, float]], path: Path = 
 
 if __name__ == "__main__":
     write_shipped_fits([(n, (28.0, 22.4, 16.8), 400.0) for n in (5, 6)])
-    write_shipped_von_mises([(n, 0.8) for n in (2, 3)])
+    # the presets' orientation maps, and the rotation descriptor's position angle (engine.rotation.PolarSettings)
+    write_shipped_von_mises([(2, 0.8), (3, 0.8), (11, 0.3)])

@@ -404,3 +404,40 @@ def test_a_dot_is_not_stretched_to_the_whole_frame():
     e = sketch_edges(canvas)
     assert max(e.width, e.height) <= 20
     assert np.ptp(e.x) < 20 and np.ptp(e.y) < 20
+
+
+def test_zhang_suen_is_scikit_images_thinning_without_importing_skimage_morphology():
+    """The thinning of sketches is scikit-image's compiled Zhang-Suen loaded on its own (no scipy.ndimage on
+    the query path) and gives exactly ``skimage.morphology.skeletonize``'s skeleton."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from engine.edges import zhang_suen; f = zhang_suen(); "
+            "print(f.__name__, 'scipy.ndimage' in sys.modules, 'skimage.morphology' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["_fast_skeletonize", "False", "False"]
+    from skimage.morphology import skeletonize
+
+    thin = E.zhang_suen()
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        img = np.zeros((90, 110), np.uint8)
+        for _ in range(5):
+            p, q = rng.integers(0, 90, 2), rng.integers(0, 90, 2)
+            cv2.line(img, (int(p[0]), int(p[1])), (int(q[0]) + 15, int(q[1])), 1, int(rng.integers(1, 9)))
+        cv2.circle(img, (55, 45), int(rng.integers(5, 40)), 1, int(rng.integers(1, 6)))
+        blob = img.astype(bool)
+        got = thin(blob)
+        assert got.dtype == bool and np.array_equal(got, skeletonize(blob))
+
+
+def test_sketch_edges_do_not_import_scipy():
+    """The first sketch query of a launch pays no scipy import (0.4 s on the 2-core machine)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from engine.edges import sketch_edges; img = np.ones((200, 200, 3), "
+            "np.float32); img[50:150, 60:64] = 0; img[50:54, 60:150] = 0; sketch_edges(img); "
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('scipy', 'skimage')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert not [m for m in out if m.startswith("scipy") or m in ("skimage", "skimage.morphology")], out

@@ -239,3 +239,20 @@ def test_orientation_map_on_doubled_angle():
     b = fm.feature_map(2 * phi, freqs, np.sqrt(gamma))
     expected = fm.kernel_approx(2 * (theta[:, None] - phi[None, :]), freqs, gamma)
     np.testing.assert_allclose(a @ b.T, expected, rtol=0, atol=1e-12)
+
+
+def test_shipped_von_mises_coefficients_equal_computed_ones_and_spare_the_rotation_layout_scipy():
+    """``data/von_mises.json`` holds what ``compute_von_mises_coefficients`` gives, for the presets and for the
+    rotation descriptor's defaults, so building its layout (the detail panel's polar plot) imports no scipy."""
+    import subprocess
+    import sys
+
+    from engine.featuremaps import compute_von_mises_coefficients, von_mises_coefficients
+
+    for n, s in ((2, 0.8), (3, 0.8), (11, 0.3)):
+        assert np.allclose(von_mises_coefficients(n, sigma=s), compute_von_mises_coefficients(n, sigma=s),
+                           rtol=1e-9, atol=1e-12)
+    code = ("import sys; from engine.rotation import PolarLayout; PolarLayout(); "
+            "print(any(m.startswith('scipy') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
