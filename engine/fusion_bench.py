@@ -48,7 +48,7 @@ from .imagesearch import alpha_qe
 log = logging.getLogger(__name__)
 
 __all__ = ["Pool", "SizeRuns", "Signals", "bench_fusion", "bench_sizes", "collect", "collect_pool", "fit", "fit_sizes",
-           "rank_variants", "simulate", "size_runs", "size_tables"]
+           "rank_variants", "simulate", "size_runs", "size_tables", "sketchy_index"]
 
 
 @dataclass
@@ -163,10 +163,15 @@ def _zscores(final: np.ndarray) -> np.ndarray:
     return np.stack([standardise(f, f) for f in final])
 
 
+def sketchy_index(root: Path, work: Path):
+    """The index of all Sketchy photos: built in ``work`` or, with ``$SKETCHSEARCH_BENCH_CACHE``, kept there
+    between runs (and between the benchmarks and tests of one session; an existing one is brought up to date)."""
+    return _index([root / "sketchy" / "photo"], _work_dir(work, "sketchy-index"))
+
+
 def _sketchy(root: Path, work: Path, sketch_indices=(1,)):
     data = [ds.load_sketchy(root / "sketchy", sketch_index=k) for k in sketch_indices]
-    index = _index([root / "sketchy" / "photo"], work / "sketchy-index")
-    return data, index
+    return data, sketchy_index(root, work)
 
 
 def _queries(data_list, half: int):
@@ -307,7 +312,7 @@ def sysu_signals(root: Path, work: Path, *, per_class: int | None = None) -> Sys
     queries = ds.sysu_queries(data, per_class=per_class)
     relevant, exclude = ds.sysu_ground_truth(data, queries)
     # the photos only (the data set's contours/ folder holds outline drawings, not photos)
-    index = _index(sorted({Path(p).parent for p in data.image_paths}), work / "sysu-index")
+    index = _index(sorted({Path(p).parent for p in data.image_paths}), _work_dir(work, "sysu-index"))
     edges = [sketch_edges(q.image) for q in queries]
     sig = collect(index, edges, data.image_paths)
     cols = _columns(index, data.image_paths)
@@ -600,7 +605,7 @@ def _work_dir(tmp: Path, name: str) -> Path:
 def sketchy_pool(root: Path, work: Path, reference=None, *, sketch_indices=(1, 2, 3)) -> Pool:
     """Every Sketchy query (both halves of the classes) against every photo."""
     data = [ds.load_sketchy(root / "sketchy", sketch_index=k) for k in sketch_indices]
-    index = _index([root / "sketchy" / "photo"], _work_dir(work, "sketchy-index"))
+    index = sketchy_index(root, work)
     edges, cls, target = [], [], []
     for d in data:
         for path, c, t in zip(d.query_paths, d.query_class, d.query_photo, strict=True):

@@ -51,6 +51,7 @@ def test_bench_quality_quick_beats_baselines(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sketchy-index")  # with the test that reuses its index of Sketchy (pytest -n)
 def test_bench_fusion_quick(tmp_path):
     res = _bench_on_data(tmp_path, "fusion")["fusion"]
     sketchy = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("Sketchy"))}

@@ -301,6 +301,7 @@ def _expected_scores(index, demo, params):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo-grown")  # one build of the module's fixture (pytest -n)
 def test_demo_scores_stay_put_as_the_collection_grows(demo_grown):
     demo, small, grown = demo_grown
     assert len(small) == 36 and len(grown) == 96
@@ -312,6 +313,7 @@ def test_demo_scores_stay_put_as_the_collection_grows(demo_grown):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo-grown")
 def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
     _, small, _ = demo_grown
     hits = small.search(wine_glass(), top_k=3)
@@ -319,6 +321,7 @@ def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sketchy-index")  # after test_bench_fusion_quick, whose index it reuses (pytest -n)
 def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
     """The reliability-on-subsamples measurement (``fusion_bench.bench_sizes``) on 8 Sketchy classes: in
     collections of 30 photos a third of one subject the correct photos score higher than with the
@@ -326,9 +329,7 @@ def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
     from engine import datasets as ds
     from engine import fusion_bench as fb
     from engine.imageio import load_image
-    from engine.indexer import index_folders
     from engine.reference import load_reference
-    from engine.store import SketchIndex
 
     try:
         data = ds.load_sketchy(ds.data_root() / "sketchy", sketch_index=1)
@@ -336,9 +337,9 @@ def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
         pytest.skip(str(e))
     keep = set(range(8))
     photos = [p for p, c in zip(data.photo_paths, data.photo_class, strict=True) if c in keep]
-    index_folders([ds.data_root() / "sketchy" / "photo" / data.class_names[c] for c in sorted(keep)],
-                  tmp_path / "index", workers=1)
-    index = SketchIndex(tmp_path / "index")
+    # the session's index of all Sketchy photos (the benchmarks' tests built it); the pool takes these 8
+    # classes' columns, and a simulated collection computes everything from its own photos
+    index = fb.sketchy_index(ds.data_root(), tmp_path)
     pc = data.photo_class[data.photo_class < 8]
     q = [i for i, c in enumerate(data.query_class) if c in keep]
     edges = [sketch_edges(load_image(data.query_paths[i]).pixels) for i in q]
