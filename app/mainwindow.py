@@ -1013,15 +1013,19 @@ class ElidedLabel(QLabel):
     def text(self) -> str:
         return self._full
 
+    def _line(self) -> str:
+        """The text on one line (a message's line breaks become spaces)."""
+        return " ".join(self._full.split())
+
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt): the whole text, where there is room for it
-        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 8, super().sizeHint().height())
+        return QSize(self.fontMetrics().horizontalAdvance(self._line()) + 8, super().sizeHint().height())
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._elide()
 
     def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, max(self.width(), 40))
+        shown = self.fontMetrics().elidedText(self._line(), Qt.TextElideMode.ElideMiddle, max(self.width(), 40))
         super().setText(shown)
 
 

@@ -421,3 +421,18 @@ def test_searches_and_selections_do_not_grow_the_live_objects(qtbot, window):
     assert counts[20] == counts[5], counts
     assert counts[20]["tasks"] == 0 and counts[20]["task signals"] == 0
     assert len(window.thumbs._items) <= len(window.index)
+
+
+def test_a_status_message_with_line_breaks_shows_on_one_line(qtbot):
+    """A message such as "no application opens X; its path is copied:\\n/path" stays one line in the status bar
+    (it ran onto a second line under Xvfb), whole in the tooltip."""
+    from PySide6.QtWidgets import QLabel
+
+    from app.mainwindow import ElidedLabel
+
+    label = ElidedLabel()
+    qtbot.addWidget(label)
+    label.resize(2000, 20)
+    label.setText("No application opens a.jpg; its path is copied:\n/photos/a.jpg")
+    assert "\n" not in QLabel.text(label) and "copied: /photos/a.jpg" in QLabel.text(label)
+    assert label.text() == label.toolTip() == "No application opens a.jpg; its path is copied:\n/photos/a.jpg"
