@@ -558,20 +558,24 @@ def test_a_collection_with_missing_shards_searches_the_others_with_a_warning(tmp
     photos = make_photos(tmp_path / "photos", 6)
     index_sharded([photos], tmp_path / "c.json", n_shards=3, workers=1, backbone="none")
     m = Manifest.load(tmp_path / "c.json")
-    lost = len(SketchIndex(m.shard_path(1)))
-    shutil.rmtree(m.shard_path(1))
-    m.shard_path(2).rename(tmp_path / "kept")
-    m.shard_path(2).mkdir()  # a shard whose run has not made its catalog yet
+    # photos go to shards by a hash of their path, which holds tmp_path: the fullest shard stays, so that
+    # something is left to search whatever the temporary folder is called (an empty one fails the search)
+    sizes = [len(SketchIndex(m.shard_path(i))) for i in range(3)]
+    stay = int(np.argmax(sizes))
+    gone, early = (i for i in range(3) if i != stay)
+    shutil.rmtree(m.shard_path(gone))
+    m.shard_path(early).rename(tmp_path / "kept")
+    m.shard_path(early).mkdir()  # a shard whose run has not made its catalog yet
     with pytest.warns(PartialResultWarning, match="shard"):
         c = ShardedIndex(tmp_path / "c.json")
         hits = c.search(sketch_of("star"), top_k=10)
-    n = 6 - lost - len(SketchIndex(tmp_path / "kept"))
-    assert len(c) == n and len(hits) == n
+    n = sizes[stay]
+    assert n >= 2 and len(c) == n and len(hits) == n
     rc, out, err = cli("search", "--db", tmp_path / "c.json", "--sketch", photos / "p00.png", "--json")
-    assert rc == 0 and len(out.splitlines()) == n and "warning" in err and "Traceback" not in err
+    assert rc == 0 and len(out.splitlines()) == n and "warning" in err and "Traceback" not in err, (rc, err)
     rc, out, err = cli("info", "--db", tmp_path / "c.json")
     assert rc == 0 and "Traceback" not in err
-    shutil.rmtree(m.shard_path(2))
+    shutil.rmtree(m.shard_path(early))
     assert index_sharded([photos], tmp_path / "c.json", workers=1).indexed == 6
     with warnings.catch_warnings():
         warnings.simplefilter("error")
