@@ -169,6 +169,12 @@ def sketchy_index(root: Path, work: Path):
     return _index([root / "sketchy" / "photo"], _work_dir(work, "sketchy-index"))
 
 
+def _sysu_index(data, work: Path):
+    """The index of SYSU-Shapes' photos (not its contours/ folder of outline drawings), kept like
+    ``sketchy_index``."""
+    return _index(sorted({Path(p).parent for p in data.image_paths}), _work_dir(work, "sysu-index"))
+
+
 def _sketchy(root: Path, work: Path, sketch_indices=(1,)):
     data = [ds.load_sketchy(root / "sketchy", sketch_index=k) for k in sketch_indices]
     return data, sketchy_index(root, work)
@@ -311,8 +317,7 @@ def sysu_signals(root: Path, work: Path, *, per_class: int | None = None) -> Sys
     data = ds.load_sysu(root / "sysu-shapes")
     queries = ds.sysu_queries(data, per_class=per_class)
     relevant, exclude = ds.sysu_ground_truth(data, queries)
-    # the photos only (the data set's contours/ folder holds outline drawings, not photos)
-    index = _index(sorted({Path(p).parent for p in data.image_paths}), _work_dir(work, "sysu-index"))
+    index = _sysu_index(data, work)
     edges = [sketch_edges(q.image) for q in queries]
     sig = collect(index, edges, data.image_paths)
     cols = _columns(index, data.image_paths)
@@ -624,7 +629,7 @@ def sysu_pool(root: Path, work: Path, reference=None) -> Pool:
     data = ds.load_sysu(root / "sysu-shapes")
     queries = ds.sysu_queries(data)
     relevant, exclude = ds.sysu_ground_truth(data, queries)
-    index = _index(sorted({Path(p).parent for p in data.image_paths}), _work_dir(work, "sysu-index"))
+    index = _sysu_index(data, work)
     edges = [sketch_edges(q.image) for q in queries]
     return collect_pool(index, edges, data.image_paths, relevant=relevant, exclude=exclude,
                         query_class=np.array([q.class_index for q in queries]), photo_class=data.image_class,
