@@ -21,58 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._testsupport import SHAPES, draw_stroke
+
+
 #: a house like the demo sketch's: roof, walls, door, two windows (strokes; fractions of the canvas)
-HOUSE = [
-    [(0.05, 0.4), (0.5, 0.12), (0.95, 0.4), (0.05, 0.4)],
-    [(0.14, 0.4), (0.14, 0.82), (0.86, 0.82), (0.86, 0.4)],
-    [(0.42, 0.82), (0.42, 0.6), (0.58, 0.6), (0.58, 0.82)],
-    [(0.22, 0.47), (0.36, 0.47), (0.36, 0.6), (0.22, 0.6), (0.22, 0.47)],
-    [(0.66, 0.47), (0.8, 0.47), (0.8, 0.58), (0.66, 0.58), (0.66, 0.47)],
-]
-SHAPES = [
-    [(0.25, 0.9), (0.25, 0.45), (0.5, 0.15), (0.75, 0.45), (0.75, 0.9), (0.25, 0.9)],
-    [(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.2)],
-    [(0.1, 0.7), (0.3, 0.3), (0.5, 0.7), (0.7, 0.3), (0.9, 0.7)],
-]
-
-
-def stroke_events(canvas, points, steps: int = 12) -> None:
-    """A stroke through ``points`` (canvas pixels) as mouse events: press, moves with the left button
-    held (``steps`` per segment), release."""
-    from PySide6.QtCore import QPointF, Qt
-    from PySide6.QtGui import QMouseEvent
-    from PySide6.QtWidgets import QApplication
-
-    pts = [QPointF(x, y) for x, y in points]
-    dense = [pts[0]]
-    for a, b in zip(pts, pts[1:], strict=False):
-        dense += [a + (b - a) * (i / steps) for i in range(1, steps + 1)]
-    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
-
-    def send(kind, p, button, buttons):
-        QApplication.sendEvent(canvas, QMouseEvent(kind, p, canvas.mapToGlobal(p), button, buttons,
-                                                   Qt.KeyboardModifier.NoModifier))
-
-    send(QMouseEvent.Type.MouseButtonPress, dense[0], left, left)
-    for p in dense[1:]:
-        send(QMouseEvent.Type.MouseMove, p, none, left)
-    send(QMouseEvent.Type.MouseButtonRelease, dense[-1], left, none)
-
-
-def draw_stroke(canvas, points, steps: int = 12) -> None:
-    """A stroke through ``points`` given as fractions of the largest centred square of the canvas."""
-    w, h = canvas.width(), canvas.height()
-    side = min(w, h)
-    stroke_events(canvas, [((w - side) / 2 + x * side, (h - side) / 2 + y * side) for x, y in points], steps)
-
-
 def bench_app(n: int = 10_000, *, repeats: int = 5) -> dict:
     """Median seconds from a stroke's release to its results painted in the grid."""
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
-    from engine.bench import synthetic_index
+    from engine.bench.synthetic import synthetic_index
 
     from .main import make_app
     from .mainwindow import DEBOUNCE_MS, MainWindow
@@ -193,3 +152,12 @@ def bench_launch(*, repeats: int = 3) -> dict:
             # CPU seconds of the process (all its threads) until then: the work, whatever else runs
             "first_results_cpu_s": round(statistics.median(cpu[1:]), 3),
             "first_image_query_s": round(statistics.median(image[1:]), 3), "target_s": 1.5}
+
+
+def app_part(quick: bool) -> dict:
+    """The app's part of ``sketchsearch bench``: responsiveness and launch, with their tables."""
+    row = bench_app(2_000 if quick else 10_000)
+    launch = bench_launch(repeats=1 if quick else 3)
+    return {**row, "launch": launch, "tables": {
+        "App responsiveness: stroke released -> results painted (target <= 0.5 s at 10k)": [row],
+        "App launch: fresh process -> window shown -> first results painted (target <= 1.5 s)": [launch]}}

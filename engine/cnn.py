@@ -21,7 +21,6 @@ import importlib.metadata
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,6 @@ __all__ = [
     "GemDescriber",
     "GemSettings",
     "backbone_channels",
-    "extraction_speed",
     "get_backbone",
     "numpy_backbone",
     "numpy_weights_path",
@@ -487,59 +485,3 @@ class GemDescriber:
         return out
 
 
-def _synthetic_photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A textured RGB float32 image: smooth gradient, blobs and noise."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = (0.3 + 0.4 * xx / width)[..., None] * rng.uniform(0.5, 1.0, 3).astype(np.float32)
-    img = img + 0.2 * (yy / height)[..., None]
-    for _ in range(12):
-        c = tuple(float(v) for v in rng.uniform(0, 1, 3))
-        cv2.circle(img, (int(rng.integers(0, width)), int(rng.integers(0, height))), int(rng.integers(5, 60)), c, -1)
-    img += rng.normal(0, 0.05, img.shape).astype(np.float32)
-    return np.clip(img, 0, 1).astype(np.float32)
-
-
-def extraction_speed(n: int = 32, device: str | Device | None = None, *,
-                     settings: GemSettings | None = None, size: tuple[int, int] = (480, 640),
-                     batch_size: int | None = None, seed: int = 0, backend: str = "torch") -> float:
-    """Measured descriptor throughput (images/s: resizing, all scales, pooling) on synthetic photos.
-
-    Parameters
-    ----------
-    n : int
-        Images timed (after one warm-up image).
-    device : str or Device, optional
-        As :class:`GemDescriber`.
-    settings : GemSettings, optional
-        Default :class:`GemSettings()`.
-    size : (int, int)
-        (height, width) of the synthetic photos.
-    batch_size : int, optional
-        As :class:`GemDescriber`.
-    seed : int
-        Seed of the synthetic photos.
-    backend : str
-        As :class:`GemDescriber` (torch: as indexing runs).
-
-    Returns
-    -------
-    float
-        Images per second.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    rng = np.random.default_rng(seed)
-    describer = GemDescriber(settings, device, batch_size=batch_size, backend=backend)
-    images = [_synthetic_photo(rng, *size) for _ in range(min(n, 8))]
-    images = [images[i % len(images)] for i in range(n)]
-    describer.describe(images[:1])  # load weights, warm up kernels
-    cuda = describer.device.type == "cuda"
-    if cuda:
-        import torch
-
-        torch.cuda.synchronize(str(describer.device))
-    t0 = time.perf_counter()
-    describer.describe(images)
-    if cuda:
-        torch.cuda.synchronize(str(describer.device))
-    return n / (time.perf_counter() - t0)

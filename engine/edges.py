@@ -317,7 +317,7 @@ class ClassicalDetector:
 
     Notes
     -----
-    Defaults chosen on SYSU-Shapes outlines (``engine.edge_quality``; tuned on a third of the images):
+    Defaults chosen on SYSU-Shapes outlines (``engine.bench.edges``; tuned on a third of the images):
     boundary F 0.441 at ``w >= 0.2`` against 0.398 for plain Canny (420 photos, 3 px tolerance at
     400 px), about 8 ms per 400-px photo on 2 cores.  With ``high = 0.4`` an isolated straight step
     needs about 21 Lab units to start a chain (``high = 0.3``: about 15 units, F 0.438, and more

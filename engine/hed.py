@@ -21,7 +21,6 @@ that ``edges.photo_edges`` expects (registered as ``"hed"``).
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import threading
 from pathlib import Path
@@ -40,7 +39,6 @@ __all__ = [
     "load_hed",
     "preprocess",
     "read_weights",
-    "throughput",
     "weights_path",
 ]
 
@@ -319,39 +317,3 @@ class HEDDetector:
         return self.batch([rgb])[0]
 
 
-def throughput(device: str | None = None, *, n: int = 16, size: tuple[int, int] = (300, 400),
-               batch_size: int = 16) -> dict:
-    """Images per second of the ``"hed"`` detector on synthetic photos of ``size`` (h, w): the network
-    alone and with thinning / filtering (for ``sketchsearch bench``)."""
-    import time
-
-    import torch
-
-    rng = np.random.default_rng(0)
-    images = [rng.random(size + (3,), dtype=np.float32) for _ in range(n)]
-    det = HEDDetector(device=device, batch_size=batch_size)
-    det.probabilities(images[:min(2, n)])  # load, warm up
-    dev = str(next(load_hed(device).parameters()).device)
-    sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
-    t0 = time.perf_counter()
-    probs = det.probabilities(images)
-    sync()
-    t1 = time.perf_counter()
-    for e in probs:
-        det.from_probability(e)
-    t2 = time.perf_counter()
-    return {"device": dev, "size": f"{size[1]}x{size[0]}", "batch": batch_size if dev.startswith("cuda") else 1,
-            "threads": torch.get_num_threads(), "net img/s": round(n / (t1 - t0), 1),
-            "detector img/s": round(n / (t2 - t0), 1), "GFLOP/img": round(flops(*size) / 1e9, 1)}
-
-
-def flops(height: int, width: int) -> float:
-    """Multiply-adds x 2 of one HED forward pass on an image of that size (for the benchmark's notes)."""
-    total, h, w, cin = 0.0, height, width, 3
-    for b, convs in enumerate(VGG_BLOCKS):
-        if b:
-            h, w = math.ceil(h / 2), math.ceil(w / 2)
-        for cout in convs:
-            total += 2.0 * h * w * 9 * cin * cout
-            cin = cout
-    return total

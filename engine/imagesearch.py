@@ -30,7 +30,6 @@ __all__ = [
     "Whitening",
     "alpha_qe",
     "learn_whitening",
-    "recall_at_k",
 ]
 
 
@@ -492,32 +491,6 @@ class VectorIndex:
         if nprobe is not None:
             self.nprobe = nprobe
         return self
-
-
-def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int) -> float:
-    """Mean fraction of the exact top ``k`` found in the approximate top ``k``.
-
-    Parameters
-    ----------
-    approx_ids, exact_ids : (m, >= k) int array_like
-        Ids from an approximate and an exact search of the same queries.
-    k : int
-        Rank cut-off.
-
-    Returns
-    -------
-    float
-        ``mean_q |approx[q, :k] & exact[q, :k]| / k`` (``-1`` ids never count).
-    """
-    a = np.asarray(approx_ids)
-    e = np.asarray(exact_ids)
-    if a.ndim != 2 or e.ndim != 2 or a.shape[0] != e.shape[0] or min(a.shape[1], e.shape[1]) < k:
-        raise ValueError(f"need (m, >= {k}) id arrays of the same m, got {a.shape} and {e.shape}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    a, e = a[:, :k], e[:, :k]
-    hits = (a[:, :, None] == e[:, None, :]) & (e[:, None, :] >= 0)
-    return float(hits.any(axis=2).sum(axis=1).mean() / k)
 
 
 # ---------------------------------------------------------------------------------------------------------------

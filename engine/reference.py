@@ -12,7 +12,7 @@ weight that fades out as the collection grows (``fusion.reference_weight``).
 settings: the 2-D sketch descriptor codes and norms (the alignment scores them for each query), the raw
 GeM vector (embedded into each collection's image space: its whitening or plain L2) and the raw global
 sketch descriptor (centred on each collection's mean).  ``scripts/build_reference.py`` makes it from
-scenes rendered by ``resources/make_demo.py`` and crops of freely licensed photos (none of the
+scenes rendered by ``scripts/make_demo.py`` and crops of freely licensed photos (none of the
 evaluation data).  A collection indexed with other settings (another edge detector, descriptor preset or
 backbone) does not match the shipped codes and is standardised on its own statistics, as before.
 """

@@ -5,7 +5,7 @@ The reference photos are made here, from sources the repository already ships un
 * crops of the real photos of the demo collection (``resources/demo/photos/skimage_*.jpg`` and
   ``lomiri_*.jpg``: public domain, CC0 and CC BY 4.0, see ``resources/demo/LICENSE.md``), at random
   positions, sizes and aspect ratios, some mirrored;
-* scenes rendered by ``resources/make_demo.py`` with seeds other than the demo's (so other pixels).
+* scenes rendered by ``scripts/make_demo.py`` with seeds other than the demo's (so other pixels).
 
 None of the evaluation data (``../shared/data``) is used.  The photos are indexed with the product's
 indexer and default settings (classical edges, the compact descriptor, efficientnet-lite0), and their
@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from engine.indexer import index_folders  # noqa: E402
 from engine.reference import REFERENCE_FILE, from_index  # noqa: E402
 from engine.store import SketchIndex  # noqa: E402
-from resources import make_demo  # noqa: E402
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_demo  # noqa: E402
 
 SEED = 20261202
 

@@ -2,7 +2,7 @@
 
 Run under a virtual X server:  xvfb-run -s "-screen 0 1440x900x24" .venv/bin/python scripts/screenshot.py [OUT.png]
 [--sharded] (the demo as a manifest of 3 shards)
-(default OUT: resources/screenshot.jpg; SKETCHSEARCH_THEME=dark: in the dark colour scheme).  It indexes the
+(default OUT: docs/screenshot.jpg; SKETCHSEARCH_THEME=dark: in the dark colour scheme).  It indexes the
 demo photos (once, copied to a neutral folder, /tmp/Pictures/demo, so that no machine path shows), opens the demo
 house sketch on the canvas, waits for the results and their thumbnails, selects the best hit and grabs the screen.
 """
@@ -81,4 +81,4 @@ def main(out: Path, *, sharded: bool = False) -> int:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--sharded"]
-    sys.exit(main(Path(args[0]) if args else ROOT / "resources" / "screenshot.jpg", sharded="--sharded" in sys.argv))
+    sys.exit(main(Path(args[0]) if args else ROOT / "docs" / "screenshot.jpg", sharded="--sharded" in sys.argv))

@@ -10,6 +10,15 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
+NOT_GUI = ("test_cli.py", "test_cli_errors.py", "test_cli_output.py")  # the command line: no Qt
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of the desktop app (not of its command line) is marked ``gui`` (``-m "not gui"`` leaves them
+    out where no Qt platform is available)."""
+    for item in items:
+        if item.path.parent == Path(__file__).parent and item.path.name not in NOT_GUI:
+            item.add_marker(pytest.mark.gui)
 
 
 @pytest.fixture(scope="session")

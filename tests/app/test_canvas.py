@@ -70,7 +70,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QInputDevice, QMouseEvent, QPalette, QPointingDevice, QTabletEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.bench import stroke_events  # noqa: E402
+from app._testsupport import stroke_events  # noqa: E402
 from app.canvas import SketchCanvas  # noqa: E402
 from engine.imageio import ImageError  # noqa: E402
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-
 RECORDED = Path(__file__).parent / "recorded"
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
-SKETCHY = Path(os.environ.get("SKETCHSEARCH_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data") / "sketchy"
+SKETCHY = Path(os.environ.get("SKETCHSEARCH_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+SKETCHY = SKETCHY / "sketchy"
 CLASSES = ("ant", "bicycle", "cabin", "fish", "hat", "knife", "penguin", "pizza", "scissors", "starfish", "teapot",
            "windmill")  # 12 x 25 = 300 photos
 
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli_output")]
 
 _DRIVER = """
 import contextlib, io, json, sys
-from engine.cli import main
+from app.cli import main
 outs = []
 for argv in json.load(open(sys.argv[1])):
     out = io.StringIO()

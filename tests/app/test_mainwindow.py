@@ -14,8 +14,8 @@ from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, QSettings, Qt, Q
 from PySide6.QtWidgets import QApplication, QTableWidget  # noqa: E402
 
 from app import mainwindow  # noqa: E402
-from app.bench import HOUSE, SHAPES  # noqa: E402
-from app.bench import draw_stroke as draw  # noqa: E402
+from app._testsupport import HOUSE, SHAPES  # noqa: E402
+from app._testsupport import draw_stroke as draw  # noqa: E402
 from app.mainwindow import MainWindow  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"

@@ -19,8 +19,8 @@ if sys.version_info >= (3, 12):
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from app.bench import HOUSE  # noqa: E402
-from app.bench import draw_stroke as draw  # noqa: E402
+from app._testsupport import HOUSE  # noqa: E402
+from app._testsupport import draw_stroke as draw  # noqa: E402
 from app.mainwindow import MainWindow  # noqa: E402
 
 ROUNDS = 1000  # x 3 widgets: a few thousand paints, each making dozens of calls that return nothing

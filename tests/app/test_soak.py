@@ -27,8 +27,8 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.bench import HOUSE, SHAPES  # noqa: E402
-from app.bench import draw_stroke as draw  # noqa: E402
+from app._testsupport import HOUSE, SHAPES  # noqa: E402
+from app._testsupport import draw_stroke as draw  # noqa: E402
 from app.mainwindow import MainWindow  # noqa: E402
 from app.memory import trim_heap  # noqa: E402
 

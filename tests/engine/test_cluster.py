@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from engine.cli import main  # noqa: E402
+from app.cli import main  # noqa: E402
 from engine.cluster import ClusterIndex, DaskRunner, connect, local_cluster_kwargs, local_workers  # noqa: E402
 from engine.errors import SketchSearchError  # noqa: E402
 from engine.indexer import index_folders  # noqa: E402

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cnn import BACKBONES, GemDescriber, GemSettings, extraction_speed, get_backbone, pick_device
+from engine.cnn import BACKBONES, GemDescriber, GemSettings, get_backbone, pick_device
 from engine.imageio import ImageError, load_image
 from engine.torchnet import GeM, gem
 
@@ -157,10 +157,6 @@ def test_num_threads_is_restored(photos):
     before = torch.get_num_threads()
     GemDescriber(device="cpu", num_threads=1).describe([photos["skimage_coffee.jpg"]])
     assert torch.get_num_threads() == before
-
-
-def test_extraction_speed_is_positive():
-    assert extraction_speed(n=2, device="cpu", size=(120, 160)) > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -142,7 +142,7 @@ def test_every_kind_of_bad_file_is_indexed_right_or_skipped_with_its_reason(tmp_
 
 
 def test_info_lists_counts_parts_and_skipped_files(tmp_path, capsys):
-    from engine.cli import main
+    from app.cli import main
 
     d = tmp_path / "p"
     save(d / "a.png", photo(1))
@@ -230,7 +230,7 @@ def test_a_second_writer_is_refused_with_the_holder_named(tmp_path):
     with IndexWriter(db, SketchSettings()):
         with pytest.raises(IndexLocked, match=f"pid {os.getpid()}"):
             index_folders([d], db, workers=1)
-        code = subprocess.run([sys.executable, "-m", "engine.cli", "index", str(d), "--db", str(db), "-q"],
+        code = subprocess.run([sys.executable, "-m", "app.cli", "index", str(d), "--db", str(db), "-q"],
                               cwd=ROOT, capture_output=True, text=True)
         assert code.returncode == 2 and "another sketchsearch process" in code.stderr
     assert index_folders([d], db, workers=1).indexed == 1  # released
@@ -311,7 +311,7 @@ def test_killed_runs_resume_with_nothing_lost_or_duplicated(tmp_path):
     cv2.imwrite(str(sketch), sketch_of("house"))
     seen = []
     for attempt in range(6):
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "index", str(d), "--db", str(db), "-q",
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "index", str(d), "--db", str(db), "-q",
                                  "--workers", str(1 + attempt % 2)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         if attempt == 0:

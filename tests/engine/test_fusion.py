@@ -152,22 +152,6 @@ def test_drawing_is_black_strokes_on_white_with_a_border():
     assert cc.min() > pad - 3 and rr.min() > pad * (e.height / e.width) - 3  # the white border
 
 
-def test_reliability_and_ece():
-    rng = np.random.default_rng(2)
-    s = rng.random(20000)
-    rel = rng.random(20000) < s  # perfectly calibrated by construction
-    assert fusion.expected_calibration_error(s, rel) < 0.02
-    rows = fusion.reliability(s, rel)
-    assert all(abs(r[3] - r[4]) < 0.05 for r in rows if r[2] > 500)
-
-
-def test_reliability_png(tmp_path):
-    rows = [(0, 0.1, 100, 0.05, 0.06), (0.1, 0.5, 50, 0.3, 0.28), (0.5, 1.0, 10, 0.7, 0.6)]
-    fusion.plot_reliability(rows, tmp_path / "r.png", title="t")
-    img = cv2.imread(str(tmp_path / "r.png"))
-    assert img is not None and img.shape[0] > 100
-
-
 # --------------------------------------------------------------------------------------------------
 # Through an index
 
@@ -219,7 +203,7 @@ def test_global_weight_zero_reproduces_the_alignment_ranking_through_the_index(i
 
 
 def test_search_json_through_the_cli(index, tmp_path, capsys):
-    from engine.cli import main
+    from app.cli import main
 
     cv2.imwrite(str(tmp_path / "s.png"), sketch_of("house"))
     for extra in ([], ["--no-mirror"], ["--mirror", "--expand", "0"], ["--no-fusion"]):
@@ -320,47 +304,3 @@ def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
     assert hits[0].score < load_params().likely, [(h.path, h.score) for h in hits]
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("sketchy-index")  # after test_bench_fusion_quick, whose index it reuses (pytest -n)
-def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
-    """The reliability-on-subsamples measurement (``fusion_bench.bench_sizes``) on 8 Sketchy classes: in
-    collections of 30 photos a third of one subject the correct photos score higher than with the
-    collection's own statistics (which the matches drag up), and the scores are better calibrated there."""
-    from engine import datasets as ds
-    from engine import fusion_bench as fb
-    from engine.imageio import load_image
-    from engine.indexer import index_folders
-    from engine.reference import load_reference
-    from engine.store import SketchIndex
-
-    try:
-        data = ds.load_sketchy(ds.data_root() / "sketchy", sketch_index=1)
-    except ds.DatasetMissing as e:
-        pytest.skip(str(e))
-    keep = set(range(8))
-    photos = [p for p, c in zip(data.photo_paths, data.photo_class, strict=True) if c in keep]
-    # the session's index of all Sketchy photos where the benchmark's test built it already, else these 8
-    # classes alone: the pool takes these classes' columns, and a simulated collection computes everything
-    # from its own photos, so either gives the same numbers
-    cache = fb.bench_cache()
-    if cache is not None and (cache / "sketchy-index").is_dir():
-        index = fb.sketchy_index(ds.data_root(), tmp_path)
-    else:
-        index_folders([ds.data_root() / "sketchy" / "photo" / data.class_names[c] for c in sorted(keep)],
-                      tmp_path / "index")
-        index = SketchIndex(tmp_path / "index")
-    pc = data.photo_class[data.photo_class < 8]
-    q = [i for i, c in enumerate(data.query_class) if c in keep]
-    edges = [sketch_edges(load_image(data.query_paths[i]).pixels) for i in q]
-    qc = data.query_class[q]
-    rel = qc[:, None] == pc[None, :]
-    pool = fb.collect_pool(index, edges, photos, relevant=rel, exclude=np.zeros_like(rel), query_class=qc,
-                           photo_class=pc, target=data.query_photo[q], reference=load_reference())
-    after = load_params()
-    before = dataclasses.replace(after, ref_k=0.0, ref_full=0, calibration_small=None)
-    clus = fb.size_runs(pool, [before, after], sizes=(30,), reps=2, absent=False, share=1 / 3)
-    correct = [float(r.calibrated(30, p)[r.relevant[30]].mean()) for r, p in zip(clus, (before, after), strict=True)]
-    ece = [fusion.expected_calibration_error(r.calibrated(30, p), r.relevant[30])
-           for r, p in zip(clus, (before, after), strict=True)]
-    assert correct[1] > correct[0] + 0.03, correct
-    assert ece[1] < ece[0], ece

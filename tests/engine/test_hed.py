@@ -229,7 +229,7 @@ def photos(tmp_path_factory):
 def test_index_with_hed_edges_and_refuse_mixing(photos, tmp_path, capsys):
     import json
 
-    from engine.cli import main
+    from app.cli import main
 
     from .synth import sketch_of
 

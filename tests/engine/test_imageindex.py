@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from app.cli import main
 from engine import imageindex
-from engine.cli import main
 from engine.errors import IndexFormatError, QueryError
 from engine.indexer import index_folders
 from engine.store import SketchIndex
@@ -183,8 +183,8 @@ def test_whitening_is_learned_on_a_large_enough_collection(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_large_collections_search_an_ivfpq_index_reranked_with_the_exact_vectors(tmp_path, monkeypatch):
+    from engine.bench.image import clustered_vectors
     from engine.cnn import GemSettings
-    from engine.image_bench import clustered_vectors
     from engine.settings import SketchSettings
     from engine.store import IndexWriter
 

@@ -5,9 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.cli import main
+from app.cli import main
 from engine.indexer import index_folders
-from engine.rotation_bench import bench_curve_speed, make_copy
 from engine.rotsearch import curve_for_hit, find_duplicates, search_image_any_rotation, search_sketch_any_rotation
 from engine.store import SketchIndex
 
@@ -97,14 +96,6 @@ def test_curve_for_a_sketch_hit_and_an_image_hit(collection, tmp_path):
     hit = next(h for h in index.search_image(root / "p1.jpg", top_k=11) if h.path.endswith("copy_p1_rot57.jpg"))
     curve = curve_for_hit(index, root / "p1.jpg", hit, kind="image")
     assert abs(curve.best_angle - 57) < 3 and not curve.mirrored and curve.best_similarity > 0.9
-
-
-def test_make_copy_kinds_and_curve_speed():
-    img = np.zeros((60, 80, 3), np.uint8)
-    rng = np.random.default_rng(0)
-    assert make_copy(img, "rotate90", rng)[0].shape == (80, 60, 3)
-    assert make_copy(img, "jpeg", rng)[1]["quality"] < 60
-    assert bench_curve_speed(10, repeats=2)["ms"] > 0
 
 
 def test_blank_photos_are_never_duplicates(tmp_path, capsys):

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.cli import main
 from engine import indexer, store
-from engine.cli import main
 from engine.errors import (
     DamagedIndexWarning,
     IndexFormatError,

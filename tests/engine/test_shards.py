@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.cli import main
+from app.cli import main
 from engine.errors import IndexFormatError, IndexNotFound
 from engine.indexer import index_folders
 from engine.search import SearchOptions

@@ -7,8 +7,11 @@ ranking altogether.  Boxes are ``[x0, y0, x1, y1]``.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 
@@ -324,3 +327,52 @@ def random_baseline_scores(n_queries: int, n_items: int, seed: int = 0) -> np.nd
         Independent U(0, 1) scores (no ties, almost surely).
     """
     return np.random.default_rng(seed).random((n_queries, n_items))
+
+
+def reliability(scores: np.ndarray, relevant: np.ndarray, bins=(0, .02, .05, .1, .2, .3, .4, .5, .6, .7, .8, 1.0)):
+    """Precision of results per calibrated-score bin: rows of (low, high, n, mean score, precision)."""
+    s = np.asarray(scores, np.float64).ravel()
+    r = np.asarray(relevant, bool).ravel()
+    out = []
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        m = (s >= lo) & ((s < hi) if hi < 1.0 else (s <= hi))
+        if m.any():
+            out.append((lo, hi, int(m.sum()), float(s[m].mean()), float(r[m].mean())))
+    return out
+
+
+def expected_calibration_error(scores: np.ndarray, relevant: np.ndarray) -> float:
+    """Mean |precision - mean score| over the reliability bins, weighted by their sizes."""
+    rows = reliability(scores, relevant)
+    n = sum(r[2] for r in rows)
+    return float(sum(r[2] * abs(r[3] - r[4]) for r in rows) / max(n, 1))
+
+
+def plot_reliability(rows: list[tuple], path: str | Path, *, title: str = "") -> None:
+    """Write the reliability curve (precision against mean calibrated score per bin) as a PNG (OpenCV)."""
+    size, m = 480, 60
+    img = np.full((size, size, 3), 255, np.uint8)
+    x0, y0, x1, y1 = m, size - m, size - 20, 30
+
+    def pt(x: float, y: float) -> tuple[int, int]:
+        return int(round(x0 + x * (x1 - x0))), int(round(y0 - y * (y0 - y1)))
+
+    for t in np.linspace(0, 1, 6):
+        cv2.line(img, pt(t, 0), pt(t, 1), (235, 235, 235), 1)
+        cv2.line(img, pt(0, t), pt(1, t), (235, 235, 235), 1)
+        cv2.putText(img, f"{t:.1f}", (pt(t, 0)[0] - 10, y0 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        cv2.putText(img, f"{t:.1f}", (x0 - 32, pt(0, t)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.rectangle(img, pt(0, 0), pt(1, 1), (0, 0, 0), 1)
+    cv2.line(img, pt(0, 0), pt(1, 1), (150, 150, 150), 1, cv2.LINE_AA)  # perfect calibration
+    pts = [pt(r[3], r[4]) for r in rows]
+    for a, b in zip(pts[:-1], pts[1:], strict=False):
+        cv2.line(img, a, b, (200, 90, 30), 2, cv2.LINE_AA)
+    for r, p in zip(rows, pts, strict=True):
+        cv2.circle(img, p, max(3, int(round(2 * math.log10(max(r[2], 1))))), (200, 90, 30), -1, cv2.LINE_AA)
+    cv2.putText(img, "calibrated score (bin mean)", (x0 + 90, size - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "precision", (5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    if title:
+        cv2.putText(img, title, (x0 + 10, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)

@@ -6,9 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.cli import main
-
-from .synth import photo_with_shape, sketch_of
+from app.cli import main
+from tests.engine.synth import photo_with_shape, sketch_of
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ Three parts:
 
 Usage::
 
-    python resources/make_demo.py                  # everything it can find
-    python resources/make_demo.py --only generated # or: packaged, sketches
-    python resources/make_demo.py --debian-root /tmp/x   # where lomiri-wallpapers-16.04 was unpacked
+    python scripts/make_demo.py                  # everything it can find
+    python scripts/make_demo.py --only generated # or: packaged, sketches
+    python scripts/make_demo.py --debian-root /tmp/x   # where lomiri-wallpapers-16.04 was unpacked
 
 The Debian photos are looked up under ``<debian-root>/usr/share/backgrounds/`` (default root ``/``, i.e. the
 package installed with ``apt-get install lomiri-wallpapers-16.04``; or ``dpkg-deb -x`` its .deb anywhere).
@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEMO = Path(__file__).resolve().parent / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 PHOTOS = DEMO / "photos"
 SKETCHES = DEMO / "sketches"
 JPEG_QUALITY = 85
@@ -2127,13 +2127,13 @@ def write_expected(boxes: dict[str, list[int]]) -> None:
 LICENCE_HEAD = """\
 # Demo collection: sources and licences
 
-Every file in `resources/demo/`, where it comes from and under which licence.  `resources/make_demo.py`
+Every file in `resources/demo/`, where it comes from and under which licence.  `scripts/make_demo.py`
 rebuilds them all (and writes this file).  The real photos were only resized (longer side at most 640 px)
 and re-encoded as JPEG (quality 85).
 
 ## Made for sketchsearch: `photos/gen_*.jpg`, `sketches/*.png`, `expected.json`
 
-Rendered by `resources/make_demo.py` with numpy/OpenCV drawing and fixed seeds; the sketches are
+Rendered by `scripts/make_demo.py` with numpy/OpenCV drawing and fixed seeds; the sketches are
 polylines through hand-written coordinates, drawn with a wobble (`coffee_cup.png` was drawn after looking
 at `photos/skimage_coffee.jpg`).  Licence: the project's licence (MIT).  Two CC0 texture images that ship
 with scikit-image are used as surfaces: `skimage/data/grass.png` (the lawns; "Grass 01" by linolafett on

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import baselines as bl
-from engine import datasets as ds
-from engine import metrics as mt
+from engine.bench import baselines as bl
+from engine.bench import datasets as ds
+from engine.bench import metrics as mt
 
 
 def _square(size=128, x0=30, y0=30, side=60, shape=None):

@@ -32,10 +32,11 @@ logger = logging.getLogger(__name__)
 DATA_ENV_VAR = "SKETCHSEARCH_DATA"
 """Environment variable that overrides the data root folder."""
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
 """Data root used when ``SKETCHSEARCH_DATA`` is not set: ``shared/data`` beside the checkout."""
 
 SYSU_CLASSES = ("bicycle", "boat")
+DEMO_PHOTOS = Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos"  # where the data are absent
 """The SYSU-Shapes classes loaded by :func:`load_sysu`, in class-index order."""
 
 
@@ -54,6 +55,12 @@ def data_root() -> Path:
     """
     env = os.environ.get(DATA_ENV_VAR, "").strip()
     return Path(env).expanduser() if env else DEFAULT_DATA_ROOT
+
+
+def existing_root(data: str | os.PathLike | None = None) -> Path | None:
+    """The evaluation data folder (``data``, else :func:`data_root`), or None when it does not exist."""
+    root = Path(data).expanduser() if data else data_root()
+    return root if root.is_dir() else None
 
 
 def _dataset_dir(root: str | os.PathLike | None, name: str, markers: Sequence[str], layout: str) -> Path:
@@ -489,3 +496,34 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             im = Image.alpha_composite(bg, rgba)
         return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def copies(photos: list[Path], n: int, dest: Path) -> Path:
+    """``n`` files in ``dest``: the photos, repeated as byte copies (each copy is a photo of its own)."""
+    import shutil
+
+    dest.mkdir(parents=True)
+    for i in range(n):
+        p = photos[i % len(photos)]
+        shutil.copyfile(p, dest / f"{i:05d}{p.suffix.lower()}")
+    return dest
+
+
+def store_photos(data: Path | None) -> list[Path]:
+    """Sketchy photos (or the demo photos where the evaluation data are absent)."""
+    root = existing_root(data)
+    photos = sorted((root / "sketchy" / "photo").glob("*/*")) if root else []
+    if not photos:
+        logger.warning("no evaluation data: the store benchmark indexes the demo photos")
+        photos = sorted((DEMO_PHOTOS).glob("*"))
+    return photos
+
+
+def indexing_photos(data: Path | None, n: int) -> list[Path]:
+    """Real photos for the indexing benchmark: SYSU-Shapes (larger photos) or the demo collection."""
+    root = existing_root(data)
+    photos = sorted((root / "sysu-shapes").glob("*/images/*.jpg")) if root else []
+    if not photos:
+        photos = sorted((DEMO_PHOTOS).glob("*"))
+    step = max(1, len(photos) // n)
+    return photos[::step][:n]

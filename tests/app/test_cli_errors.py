@@ -17,10 +17,9 @@ import pytest
 
 import engine.indexer
 import engine.shards
-from engine.cli import main, printable, read_sketch_list
+from app.cli import main, printable, read_sketch_list
 from engine.errors import SketchSearchError
-
-from .synth import photo_with_shape, sketch_of
+from tests.engine.synth import photo_with_shape, sketch_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -294,7 +293,7 @@ def test_gui_without_a_display_is_one_line(tmp_path):
     pytest.importorskip("PySide6")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["XDG_CONFIG_HOME"] = str(tmp_path)  # no settings of the user's
-    r = subprocess.run([sys.executable, "-m", "engine.cli", "gui", "--db", str(tmp_path / "db")], env=env,
+    r = subprocess.run([sys.executable, "-m", "app.cli", "gui", "--db", str(tmp_path / "db")], env=env,
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert r.stderr.strip().startswith("sketchsearch: error: no display") and "\n" not in r.stderr.strip()

@@ -26,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .errors import SketchSearchError
+from engine.errors import SketchSearchError
 
 log = logging.getLogger("sketchsearch")
 
@@ -107,7 +107,7 @@ def _similarity(text: str) -> float:
 
 def _device(text: str) -> str:
     """A torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``auto``), checked up front."""
-    from .cnn import pick_device
+    from engine.cnn import pick_device
 
     try:
         pick_device(text)
@@ -132,8 +132,8 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
 
 
 def _search_options(args):
-    from .fusion import load_params
-    from .search import SearchOptions
+    from engine.fusion import load_params
+    from engine.search import SearchOptions
 
     mirror = load_params().mirror if args.mirror is None else args.mirror
     return SearchOptions(mode=args.mode, order=args.order, shortlist=args.shortlist, binary=args.binary,
@@ -143,8 +143,8 @@ def _search_options(args):
 def cmd_index(args) -> int:
     from tqdm import tqdm
 
-    from .indexer import index_folders
-    from .settings import SketchSettings
+    from engine.indexer import index_folders
+    from engine.settings import SketchSettings
 
     settings = SketchSettings.preset(args.preset) if args.preset else None
     bar = tqdm(total=0, unit="img", desc="indexing", disable=args.quiet or None, file=sys.stderr)
@@ -157,12 +157,12 @@ def cmd_index(args) -> int:
     t0 = time.perf_counter()
     cluster = None
     try:
-        from .shards import index_sharded, is_manifest
+        from engine.shards import index_sharded, is_manifest
 
         if args.cluster or args.shards or is_manifest(args.db):
             runner = None
             if args.cluster:
-                from .cluster import DaskRunner, connect
+                from engine.cluster import DaskRunner, connect
 
                 cluster = connect(args.cluster)
                 runner = DaskRunner(cluster)
@@ -193,7 +193,7 @@ def cmd_index(args) -> int:
 
 def _query(index, args, *, sketch=None, image=None):
     """One query's hits and, with ``--rotation any``, the angles; a query error names the query's file."""
-    from .errors import QueryError
+    from engine.errors import QueryError
 
     try:
         return _query_hits(index, args, sketch=sketch, image=image)
@@ -207,7 +207,7 @@ def _query(index, args, *, sketch=None, image=None):
 def _query_hits(index, args, *, sketch=None, image=None):
     angles = None
     if args.rotation == "any":
-        from . import rotsearch
+        from engine import rotsearch
 
         if image is not None:
             hits, angles, flags = rotsearch.search_image_any_rotation(index, image, top_k=args.top)
@@ -276,13 +276,13 @@ def read_sketch_list(path: Path) -> list[tuple[str, Path]]:
 
 def _open(args):
     """The collection of ``--db``: an index, a manifest opened here, or a manifest on ``--cluster``."""
-    from .shards import is_manifest, open_collection
+    from engine.shards import is_manifest, open_collection
 
     if getattr(args, "cluster", None):
         if not is_manifest(args.db):
             raise SketchSearchError(f"{args.db}: --cluster searches a sharded collection (a manifest .json made by "
                                     f"sketchsearch index --shards N or --cluster); search an index without it")
-        from .cluster import ClusterIndex, connect
+        from engine.cluster import ClusterIndex, connect
 
         cluster = connect(args.cluster)
         try:
@@ -297,7 +297,7 @@ def _warned(fn, *a, **kw):
     """fn(...), printing its partial-result warnings (shards that did not answer) on stderr."""
     import warnings
 
-    from .shardsearch import PartialResultWarning
+    from engine.shardsearch import PartialResultWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PartialResultWarning)
@@ -351,8 +351,8 @@ def _search(args, index) -> int:
 
 
 def cmd_duplicates(args) -> int:
-    from .rotsearch import find_duplicates
-    from .shards import open_collection
+    from engine.rotsearch import find_duplicates
+    from engine.shards import open_collection
 
     index = open_collection(args.db)
     groups = find_duplicates(index, threshold=args.threshold)
@@ -374,7 +374,7 @@ def cmd_duplicates(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .shards import open_collection
+    from engine.shards import open_collection
 
     index = open_collection(args.db)
     info = index.info()
@@ -407,19 +407,23 @@ def cmd_info(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from engine.bench.run import main
 
-    return bench.main(args)
+    try:
+        from .bench import app_part
+    except ImportError:  # the app's extra (PySide6) is not installed
+        app_part = None
+    return main(args, app=app_part)
 
 
 def cmd_demo(args) -> int:
-    from .demo import DEMO, default_demo_db, run_demo
+    from engine.demo import DEMO, default_demo_db, run_demo
 
     rc = run_demo(db=args.db, top=args.top)
     if rc != 0 or args.no_gui:
         return rc
     try:  # the app is optional (the engine works without Qt)
-        from app.main import has_screen, run_gui
+        from .main import has_screen, run_gui
     except ImportError as e:
         print(f"(no window: the app is not installed: {e})")
         return rc
@@ -432,7 +436,7 @@ def cmd_demo(args) -> int:
 
 def cmd_gui(args) -> int:
     try:
-        from app.main import run_gui
+        from .main import run_gui
     except ImportError as e:
         raise SketchSearchError(f"the app needs PySide6: pip install 'sketchsearch[app]' ({e})") from None
     return run_gui(args.db, folder=args.index)

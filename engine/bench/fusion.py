@@ -28,22 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets as ds
-from . import metrics as mt
-from .afm import encode_query
-from .edges import EdgeMap, sketch_edges
-from .fusion import (
+from ..afm import encode_query
+from ..edges import EdgeMap, sketch_edges
+from ..fusion import (
     FUSION_FILE,
     FusionParams,
-    expected_calibration_error,
     fuse,
     load_params,
-    plot_reliability,
-    reliability,
     standardise,
 )
-from .imageio import load_image
-from .imagesearch import alpha_qe
+from ..imageio import load_image
+from ..imagesearch import alpha_qe
+from . import datasets as ds
+from . import metrics as mt
+from .metrics import expected_calibration_error, plot_reliability, reliability
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +61,8 @@ class Signals:
 
 
 def _index(folders: list[Path], db: Path):
-    from .indexer import index_folders
-    from .store import SketchIndex
+    from ..indexer import index_folders
+    from ..store import SketchIndex
 
     index_folders(folders, db, backbone="efficientnet-lite0")
     return SketchIndex(db)
@@ -73,7 +71,7 @@ def _index(folders: list[Path], db: Path):
 def collect(index, sketches: list[EdgeMap], photo_paths: list[Path]) -> Signals:
     """Score ``sketches`` against every photo of ``index`` with the alignment (mirror on and off) and the
     global sketch descriptor; columns reordered to ``photo_paths``."""
-    from .search import QueryScorer
+    from ..search import QueryScorer
 
     cols = _columns(index, photo_paths)
     images = index.images()
@@ -311,8 +309,8 @@ class SysuSignals:
 
 
 def sysu_signals(root: Path, work: Path, *, per_class: int | None = None) -> SysuSignals:
-    from .search import QueryScorer
-    from .store import photo_box
+    from ..search import QueryScorer
+    from ..store import photo_box
 
     data = ds.load_sysu(root / "sysu-shapes")
     queries = ds.sysu_queries(data, per_class=per_class)
@@ -399,7 +397,7 @@ class Pool:
 
     @classmethod
     def load(cls, path: Path) -> Pool:
-        from .imagesearch import Whitening
+        from ..imagesearch import Whitening
 
         z = dict(np.load(path))
         white = Whitening(z.pop("w_mean"), z.pop("w_proj")) if "w_mean" in z else None
@@ -417,9 +415,9 @@ def collect_pool(index, sketches: list[EdgeMap], photo_paths: list[Path], *, rel
                  photo_class, target, reference=None) -> Pool:
     """Score ``sketches`` against every photo of ``index`` (and the reference sample's photos) with the
     product's scorers; raw descriptors for the simulation of smaller collections."""
-    from .cnn import GemDescriber, GemSettings
-    from .fusion import drawing_input, drawing_settings
-    from .search import QueryScorer
+    from ..cnn import GemDescriber, GemSettings
+    from ..fusion import drawing_input, drawing_settings
+    from ..search import QueryScorer
 
     cols = _columns(index, photo_paths)
     images = index.images()
@@ -436,7 +434,7 @@ def collect_pool(index, sketches: list[EdgeMap], photo_paths: list[Path], *, rel
         q_sketch.append(drawer.describe([drawing_input(e, query=True)])[0])
         if i % 50 == 0:
             log.info("pool: %d/%d queries", i, len(sketches))
-    from .reference import chunk_rows
+    from ..reference import chunk_rows
 
     return Pool(afm, np.stack(q_sketch).astype(np.float32), chunk_rows(index, "sketch")[cols],
                 chunk_rows(index, "gem")[cols], images.vectors_of_rows(cols), images.whitening,
@@ -459,8 +457,8 @@ def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = 
     reference sample joins the background with ``reference_weight(len(sel))``.  ``params``: one
     FusionParams, or a list of them (the collection's arrays computed once).  Returns ``fusion.Fused`` (a
     list of them) with rows = positions in ``sel``."""
-    from .fusion import ReferenceScores, reference_weight
-    from .imageindex import MIN_WHITENING_IMAGES
+    from ..fusion import ReferenceScores, reference_weight
+    from ..imageindex import MIN_WHITENING_IMAGES
 
     many = isinstance(params, list | tuple)
     plist = list(params) if many else [params]
@@ -488,7 +486,7 @@ def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = 
             qv = alpha_qe(vec[seeds[0]], vec[seeds], np.arange(len(seeds)), alpha=p.qe_alpha)
             cos = (vec @ qv).astype(np.float64)
             if p.qe_loo and ref is not None:
-                from .fusion import leave_one_out_cosines
+                from ..fusion import leave_one_out_cosines
 
                 cos[seeds] = leave_one_out_cosines(vec[seeds[0]], vec[seeds], p.qe_alpha)
             return rows, cos, afm, glob, None if ref is None else (ref_vec @ qv)
@@ -518,7 +516,7 @@ class SizeRuns:
 
     def calibrated(self, s: int, params: FusionParams, z: np.ndarray | None = None) -> np.ndarray:
         """Calibrated scores of size ``s`` (its pairs' z, or ``z``) with the calibration its regime uses."""
-        from .fusion import calibrate
+        from ..fusion import calibrate
 
         return calibrate(self.z[s] if z is None else z, params.calibration_for(fused=True, whitened=self.whitened[s]))
 
@@ -533,7 +531,7 @@ def size_runs(pool: Pool, params, *, sizes=SIZES, reps: int = 3, seed: int = 0, 
     many = isinstance(params, list | tuple)
     plist = list(params) if many else [params]
     rng = np.random.default_rng(seed)
-    from .imageindex import MIN_WHITENING_IMAGES
+    from ..imageindex import MIN_WHITENING_IMAGES
 
     n_all = int((~pool.exclude[0]).sum()) if len(pool.exclude) else 0
     whitened = {s: pool.whitening is not None and (s if 0 < s < n_all else n_all) >= MIN_WHITENING_IMAGES
@@ -695,7 +693,7 @@ def _pool(which: str, root: Path, work: Path, reference) -> Pool:
     """The Sketchy or SYSU pool with the reference sample scored (kept in the bench cache when one is set)."""
     import hashlib
 
-    from .reference import REFERENCE_FILE
+    from ..reference import REFERENCE_FILE
 
     cache = bench_cache()
     key = hashlib.sha1(REFERENCE_FILE.read_bytes()).hexdigest()[:10] if reference is not None else "none"
@@ -715,7 +713,7 @@ def fit_sizes_on(pool: Pool, base: FusionParams, *, ks=(0.0, 100.0, 300.0, 1000.
     calibration (collections of 30, 100 and 300 photos pooled, each size weighing the same) and the
     likely-match cut.  ``ref_k`` is chosen by the mean ECE over random collections and collections a
     third of one subject, each of 30, 100 and 300 photos.  Returns the params and the measurements."""
-    from .fusion import calibrate
+    from ..fusion import calibrate
 
     plist = [dataclasses.replace(base, ref_k=float(k), ref_full=full if k else 0, qe_loo=True) for k in ks]
     small = [s for s in SIZES if s]
@@ -746,7 +744,7 @@ def fit_sizes_on(pool: Pool, base: FusionParams, *, ks=(0.0, 100.0, 300.0, 1000.
 def fit_sizes(data: str | Path | None = None, *, out: Path = FUSION_FILE, half: int = 0) -> FusionParams:
     """Fit the reference weight, the small-collection calibration and the likely-match cut on one half of the
     Sketchy classes (``half`` 0: even positions) and write them into ``out`` (the other weights kept)."""
-    from .reference import load_reference
+    from ..reference import load_reference
 
     root = ds.data_root() if data is None else Path(data)
     base = load_params()
@@ -775,7 +773,7 @@ def main(argv=None) -> int:
     if argv and argv[0] == "fit-sizes":
         fit_sizes(argv[1] if len(argv) > 1 else None)
         return 0
-    from .bench import table
+    from .report import table
 
     res = bench_fusion(data=argv[0] if argv else None, png=Path("bench-results") / "reliability.png")
     for title, rows in res["tables"].items():
@@ -793,7 +791,7 @@ def bench_sizes(data: str | Path | None = None, *, reps: int = 2, quick: bool = 
     100, 300 and all photos; Sketchy fitted on one half of the classes and reported on the other, both
     directions (the shipped numbers are the even half's); SYSU-Shapes per class with the shipped numbers
     (nothing is fitted on SYSU)."""
-    from .reference import load_reference
+    from ..reference import load_reference
 
     root = ds.data_root() if data is None else Path(data)
     shipped = load_params()

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.cli import main
-from engine.datasets import DatasetMissing, data_root, load_sketchy
+from app.cli import main
+from engine.bench.datasets import DatasetMissing, data_root, load_sketchy
 
 
 def test_bench_kernels_and_speed(tmp_path, capsys):
@@ -66,9 +66,10 @@ def test_bench_fusion_quick(tmp_path):
 
 
 def test_bench_store_parts(tmp_path):
-    from engine.bench import _store_photos, bench_store_indexing, bench_store_open
+    from engine.bench.datasets import store_photos
+    from engine.bench.speed import bench_store_indexing, bench_store_open
 
-    photos = _store_photos(tmp_path / "no-data")  # the demo photos
+    photos = store_photos(tmp_path / "no-data")  # the demo photos
     rows = bench_store_indexing(photos[:6], 10, workers=(1,), sketch_only=())
     assert rows[0]["images"] == 10 and rows[0]["rerun_described"] == 0 and rows[0]["index_bytes_per_image"] > 280
     row = bench_store_open(3000)
@@ -76,7 +77,7 @@ def test_bench_store_parts(tmp_path):
 
 
 def test_expansion_scores_rank_by_the_mean_of_the_top_hits():
-    from engine.image_bench import expansion_scores
+    from engine.bench.image import expansion_scores
 
     v = np.eye(4, dtype=np.float32)
     v[3] = [0.6, 0.8, 0, 0]
@@ -85,7 +86,7 @@ def test_expansion_scores_rank_by_the_mean_of_the_top_hits():
 
 
 def test_search_latency_rows_compare_each_index_with_the_exact_search():
-    from engine.image_bench import bench_search_latency
+    from engine.bench.image import bench_search_latency
 
     rows = bench_search_latency((3000,), d=32, queries=3)
     assert [r["index"].split()[0] for r in rows] == ["flat", "torch", "ivfpq", "ivfpq+rerank"]
@@ -125,10 +126,10 @@ def test_bench_rotation_quick(tmp_path):
 @pytest.mark.slow
 def test_bench_cluster_parts():
     pytest.importorskip("distributed")
-    from engine.bench import _store_photos
-    from engine.cluster_bench import bench_cluster_indexing, bench_cluster_overhead, bench_cluster_search
+    from engine.bench.cluster import bench_cluster_indexing, bench_cluster_overhead, bench_cluster_search
+    from engine.bench.datasets import store_photos
 
-    rows = bench_cluster_indexing(_store_photos(None)[:4], workers=(1,))
+    rows = bench_cluster_indexing(store_photos(None)[:4], workers=(1,))
     assert [r["images"] for r in rows] == [4, 4] and all(r["images_per_s"] > 0 for r in rows)
     rows = bench_cluster_search(8_000, repeats=1)
     assert len(rows) == 3 and all(r["seconds"] > 0 for r in rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import datasets as ds
+from engine.bench import datasets as ds
 
 
 def test_missing_dataset_raises(tmp_path, monkeypatch):

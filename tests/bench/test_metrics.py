@@ -1,11 +1,12 @@
 """Metrics on hand-computed cases."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from engine import baselines as bl
-from engine import metrics as mt
+from engine.bench import baselines as bl
+from engine.bench import metrics as mt
 
 
 def test_average_precision_hand_computed():
@@ -120,3 +121,21 @@ def test_localization_rate_constructed_case():
 
 def test_whole_image_box():
     assert bl.whole_image_box(640, 480).tolist() == [0.0, 0.0, 640.0, 480.0]
+
+
+def test_reliability_and_ece():
+    rng = np.random.default_rng(2)
+    s = rng.random(20000)
+    rel = rng.random(20000) < s  # perfectly calibrated by construction
+    assert mt.expected_calibration_error(s, rel) < 0.02
+    rows = mt.reliability(s, rel)
+    assert all(abs(r[3] - r[4]) < 0.05 for r in rows if r[2] > 500)
+
+
+def test_reliability_png(tmp_path):
+    rows = [(0, 0.1, 100, 0.05, 0.06), (0.1, 0.5, 50, 0.3, 0.28), (0.5, 1.0, 10, 0.7, 0.6)]
+    mt.plot_reliability(rows, tmp_path / "r.png", title="t")
+    img = cv2.imread(str(tmp_path / "r.png"))
+    assert img is not None and img.shape[0] > 100
+
+

@@ -17,29 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ..afm import FeatureLayout, encode_query
+from ..edges import EdgeMap, get_detector, photo_edges, sketch_edges
+from ..hed import hed_available
+from ..imageio import load_image, to_rgb
+from ..indexer import _defer_edges, _finish_deferred, _run_jobs
+from ..search import QueryScorer, SearchOptions, rank
+from ..settings import SketchSettings
+from ..store import photo_box
 from . import baselines as bl
 from . import datasets as ds
 from . import metrics as mt
-from .afm import FeatureLayout, encode_query
-from .edges import EdgeMap, get_detector, photo_edges, sketch_edges
-from .hed import hed_available
-from .imageio import load_image, to_rgb
-from .indexer import _defer_edges, _finish_deferred, _run_jobs
-from .search import QueryScorer, SearchOptions, rank
-from .settings import SketchSettings
-from .store import photo_box
 
 log = logging.getLogger(__name__)
 
 
-def data_root(data: str | os.PathLike | None = None) -> Path | None:
-    """The evaluation data folder, or None when it does not exist."""
-    root = Path(data) if data else ds.data_root()
-    return root if root.is_dir() else None
-
-
 @dataclass
-class Collection:
+class Described:
     """Descriptors of a list of photos, in list order."""
 
     codes: np.ndarray
@@ -47,7 +41,7 @@ class Collection:
     geometry: np.ndarray  # (N, 5) width, height, work_width, work_height, work_scale
 
 
-def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None = None) -> Collection:
+def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None = None) -> Described:
     """Descriptors of photos (all must be readable), computed with the indexer's worker pool."""
     records, deferred = {}, []
     defer = _defer_edges(settings.detector, None)  # a learned detector on a GPU: batched here
@@ -65,7 +59,7 @@ def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None
                 records[r.path] = r
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
-    return Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
+    return Described(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
 
 
 @dataclass
@@ -78,7 +72,7 @@ class RunResult:
     seconds_per_query: float
 
 
-def run_queries(sketches: list[EdgeMap], coll: Collection, layout: FeatureLayout, options: SearchOptions,
+def run_queries(sketches: list[EdgeMap], coll: Described, layout: FeatureLayout, options: SearchOptions,
                 *, exclude: np.ndarray | None = None) -> RunResult:
     """Rank the whole collection for every sketch; scores are rank-based so every pipeline is comparable."""
     n = coll.codes.shape[0]
@@ -138,7 +132,7 @@ def _sketch_variants(quick: bool) -> list[tuple[str, SearchOptions, SketchSettin
 def _run_variants(paths: list[Path], sketches: list[EdgeMap], settings: SketchSettings, quick: bool,
                   exclude: np.ndarray | None = None):
     """(name, RunResult) of every variant; the photos are described once per descriptor setting."""
-    collections: dict[SketchSettings, Collection] = {}
+    collections: dict[SketchSettings, Described] = {}
     for name, opt, own in _sketch_variants(quick):
         own = own or settings
         if own not in collections:
@@ -224,7 +218,7 @@ def bench_quality(*, data: str | os.PathLike | None = None, quick: bool = False,
                   settings: SketchSettings | None = None) -> dict:
     """All quality tables (skipping data sets that are absent, with the reason)."""
     settings = settings or SketchSettings()
-    root = data_root(data)
+    root = ds.existing_root(data)
     out: dict = {"tables": {}, "skipped": [], "settings": settings.to_json()}
     if root is None:
         out["skipped"].append(f"evaluation data not found at {data or ds.data_root()} "

@@ -32,10 +32,10 @@ def _median_time(fn, repeats: int) -> float:
 
 def synthetic_manifest(path: Path, n_shards: int, n_per_shard: int, *, seed: int = 0) -> Path:
     """A manifest of ``n_shards`` synthetic sketch-only shards (``engine.bench.synthetic_index``)."""
-    from .bench import synthetic_index
-    from .settings import SketchSettings
-    from .shards import SHARD_META, Manifest
-    from .store import IndexWriter
+    from ..settings import SketchSettings
+    from ..shards import SHARD_META, Manifest
+    from ..store import IndexWriter
+    from .synthetic import synthetic_index
 
     m = Manifest.create(path, n_shards, SketchSettings(), None)
     for i in range(n_shards):
@@ -49,14 +49,14 @@ def synthetic_manifest(path: Path, n_shards: int, n_per_shard: int, *, seed: int
 
 def bench_cluster_indexing(photos: list[Path], *, workers: tuple[int, ...] = (1, 2)) -> list[dict]:
     """Photos per second indexing a sharded collection on ``local:N`` clusters (one shard per worker)."""
-    from .bench import _copies
-    from .cluster import DaskRunner, connect
-    from .indexer import index_folders
-    from .shards import index_sharded
+    from ..cluster import DaskRunner, connect
+    from ..indexer import index_folders
+    from ..shards import index_sharded
+    from .datasets import copies
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        src = _copies(photos, len(photos), Path(tmp) / "photos")
+        src = copies(photos, len(photos), Path(tmp) / "photos")
         t0 = time.perf_counter()
         s = index_folders([src], Path(tmp) / "single", workers=2)
         dt = time.perf_counter() - t0
@@ -77,10 +77,10 @@ def bench_cluster_indexing(photos: list[Path], *, workers: tuple[int, ...] = (1,
 
 def bench_cluster_search(total: int, *, shards: int = 4, repeats: int = 5) -> list[dict]:
     """Sketch-query latency: one ``total``-photo index vs ``shards`` shards of ``total / shards`` photos."""
-    from .bench import synthetic_index, synthetic_sketch
-    from .cluster import ClusterIndex, connect
-    from .shards import ShardedIndex
-    from .store import SketchIndex
+    from ..cluster import ClusterIndex, connect
+    from ..shards import ShardedIndex
+    from ..store import SketchIndex
+    from .synthetic import synthetic_index, synthetic_sketch
 
     sketch = synthetic_sketch()
     rows = []
@@ -105,9 +105,9 @@ def bench_cluster_search(total: int, *, shards: int = 4, repeats: int = 5) -> li
 
 def bench_cluster_overhead(*, shards: int = 4, repeats: int = 20) -> list[dict]:
     """The engine's per-query cost: one step to empty shards and back; a whole query on one-photo shards."""
-    from .bench import synthetic_sketch
-    from .cluster import ClusterIndex, connect
-    from .shards import ShardedIndex
+    from ..cluster import ClusterIndex, connect
+    from ..shards import ShardedIndex
+    from .synthetic import synthetic_sketch
 
     sketch = synthetic_sketch()
     rows = []
@@ -134,16 +134,16 @@ def bench_cluster_overhead(*, shards: int = 4, repeats: int = 20) -> list[dict]:
 
 def bench_cluster(*, data: Path | None = None, quick: bool = False) -> dict:
     """All of it, as ``{"tables": {title: rows}}`` for ``engine.bench``."""
-    from .bench import _indexing_photos
-    from .cluster import _distributed
-    from .errors import SketchSearchError
+    from ..cluster import _distributed
+    from ..errors import SketchSearchError
+    from .datasets import indexing_photos
 
     try:
         _distributed()
     except SketchSearchError as e:
         return {"tables": {}, "skipped": [str(e)]}
     tables = {}
-    photos = _indexing_photos(data, 40 if quick else 200)
+    photos = indexing_photos(data, 40 if quick else 200)
     rows = bench_cluster_indexing(photos)
     tables[f"Indexing {len(photos)} photos into a sharded collection (one shard per worker; start-up apart)"] = rows
     total = 400_000 if quick else 4_000_000

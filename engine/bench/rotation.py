@@ -50,9 +50,9 @@ def make_copy(img: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.
 
 def bench_duplicates(photos: list[Path], n_copies: int, *, thresholds=(0.93, 0.95, 0.97), seed: int = 0) -> dict:
     """Seed ``n_copies`` transformed copies among ``photos``, index, find the groups; P/R per threshold."""
-    from .indexer import index_folders
-    from .rotsearch import find_duplicates, search_image_any_rotation
-    from .store import SketchIndex
+    from ..indexer import index_folders
+    from ..rotsearch import find_duplicates, search_image_any_rotation
+    from ..store import SketchIndex
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +97,7 @@ def bench_duplicates(photos: list[Path], n_copies: int, *, thresholds=(0.93, 0.9
 
 def bench_curve_speed(n_results: int = 100, repeats: int = 20) -> dict:
     """Median seconds for the curves (and best angles) of one query against ``n_results`` descriptors."""
-    from .rotation import PolarLayout, best_rotation, curve_coefficients, evaluate_curve
+    from ..rotation import PolarLayout, best_rotation, curve_coefficients, evaluate_curve
 
     lay = PolarLayout()
     rng = np.random.default_rng(0)
@@ -115,10 +115,10 @@ def bench_curve_speed(n_results: int = 100, repeats: int = 20) -> dict:
 
 
 def bench_rotation(*, data=None, quick: bool = False) -> dict:
-    from .bench import _store_photos
+    from .datasets import store_photos
 
     out = {"tables": {}, "skipped": []}
-    photos = _store_photos(Path(data) if data else None)
+    photos = store_photos(Path(data) if data else None)
     step = 8 if quick else 1
     photos = photos[::step]
     n_copies = 30 if quick else 300

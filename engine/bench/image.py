@@ -19,20 +19,21 @@ import os
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from ..afm import FeatureLayout
+from ..cnn import Device, GemDescriber, GemSettings
+from ..edges import sketch_edges
+from ..imageindex import ALPHA, DEFAULT_BACKBONE, NPROBE, RERANK, WHITEN_DIM, gem_settings
+from ..imageio import load_image
+from ..imagesearch import VectorIndex, alpha_qe, learn_whitening
+from ..indexer import _run_jobs
+from ..search import SearchOptions
+from ..settings import SketchSettings
 from . import datasets as ds
 from . import metrics as mt
-from .afm import FeatureLayout
-from .cnn import GemDescriber, extraction_speed
-from .edges import sketch_edges
-from .imageindex import ALPHA, DEFAULT_BACKBONE, NPROBE, RERANK, WHITEN_DIM, gem_settings
-from .imageio import load_image
-from .imagesearch import VectorIndex, alpha_qe, learn_whitening, recall_at_k
-from .indexer import _run_jobs
-from .quality import Collection, data_root, run_queries
-from .search import SearchOptions
-from .settings import SketchSettings
+from .quality import Described, run_queries
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _l2n(x: np.ndarray) -> np.ndarray:
 
 
 def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = DEFAULT_BACKBONE,
-                  device: str | None = None) -> tuple[Collection, np.ndarray, float]:
+                  device: str | None = None) -> tuple[Described, np.ndarray, float]:
     """AFM descriptors and raw GeM vectors of photos, decoded once as the indexer does.
 
     Returns the collection, the (N, d) float32 raw GeM vectors and the GeM extraction's images/s
@@ -59,7 +60,7 @@ def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = D
         records[res.path], inputs[res.path] = res.record, res.net_input[0]  # (photo, edges drawn)
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
-    coll = Collection(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
+    coll = Described(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
     describer = GemDescriber(gem, device)
     net = [inputs[str(p)] for p in paths]
     t0 = time.perf_counter()
@@ -101,7 +102,7 @@ def expansion_scores(afm_top: np.ndarray, vectors: np.ndarray, n: int) -> np.nda
     return q @ vectors.T
 
 
-def bench_sketch_expansion(data: ds.SketchyData, n_classes: int, coll: Collection, vectors: np.ndarray,
+def bench_sketch_expansion(data: ds.SketchyData, n_classes: int, coll: Described, vectors: np.ndarray,
                            settings: SketchSettings) -> list[dict]:
     """Sketch -> photo mAP, P@20 and instance R@1/R@10 of AFM alone and with expansion (the sketches of
     the first ``n_classes`` classes against the photos of those classes: ``coll`` and ``vectors``)."""
@@ -179,19 +180,19 @@ def bench_search_latency(sizes: tuple[int, ...], *, d: int = WHITEN_DIM, queries
             rows.append({"vectors": n, "dim": d, "index": kind + (f" ({index.device})" if kind == "torch" else ""),
                          "build s": round(build, 2) if kind != "ivfpq+rerank" else "",
                          "ms/query": round(1000 * float(np.median(times)), 2),
-                         "recall@10": round(recall_at_k(found[:, :10], exact[:, :10], 10), 3),
+                         "recall@10": round(neighbour_recall(found[:, :10], exact[:, :10], 10), 3),
                          "nprobe": index.nprobe or ""})
     return rows
 
 
 def bench_image(*, data: str | os.PathLike | None = None, quick: bool = False, device: str | None = None) -> dict:
     """All image-search tables; ``tables`` maps titles to rows, ``skipped`` lists what could not run."""
-    from .imageindex import MIN_WHITENING_IMAGES
+    from ..imageindex import MIN_WHITENING_IMAGES
 
     out: dict = {"tables": {}, "skipped": []}
     rate = extraction_speed(8 if quick else 32, device)
     out["extraction_synthetic_images_per_s"] = rate
-    root = data_root(data)
+    root = ds.existing_root(data)
     sk = None
     try:
         sk = ds.load_sketchy(root) if root else None
@@ -224,3 +225,89 @@ def bench_image(*, data: str | os.PathLike | None = None, quick: bool = False, d
     out["tables"][f"Image search latency, one query, top 20 (synthetic clustered {WHITEN_DIM}-D descriptors)"] = \
         bench_search_latency(sizes, device=device)
     return out
+
+
+def neighbour_recall(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int) -> float:
+    """Mean fraction of the exact top ``k`` found in the approximate top ``k``.
+
+    Parameters
+    ----------
+    approx_ids, exact_ids : (m, >= k) int array_like
+        Ids from an approximate and an exact search of the same queries.
+    k : int
+        Rank cut-off.
+
+    Returns
+    -------
+    float
+        ``mean_q |approx[q, :k] & exact[q, :k]| / k`` (``-1`` ids never count).
+    """
+    a = np.asarray(approx_ids)
+    e = np.asarray(exact_ids)
+    if a.ndim != 2 or e.ndim != 2 or a.shape[0] != e.shape[0] or min(a.shape[1], e.shape[1]) < k:
+        raise ValueError(f"need (m, >= {k}) id arrays of the same m, got {a.shape} and {e.shape}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    a, e = a[:, :k], e[:, :k]
+    hits = (a[:, :, None] == e[:, None, :]) & (e[:, None, :] >= 0)
+    return float(hits.any(axis=2).sum(axis=1).mean() / k)
+
+
+def extraction_speed(n: int = 32, device: str | Device | None = None, *,
+                     settings: GemSettings | None = None, size: tuple[int, int] = (480, 640),
+                     batch_size: int | None = None, seed: int = 0, backend: str = "torch") -> float:
+    """Measured descriptor throughput (images/s: resizing, all scales, pooling) on synthetic photos.
+
+    Parameters
+    ----------
+    n : int
+        Images timed (after one warm-up image).
+    device : str or Device, optional
+        As :class:`GemDescriber`.
+    settings : GemSettings, optional
+        Default :class:`GemSettings()`.
+    size : (int, int)
+        (height, width) of the synthetic photos.
+    batch_size : int, optional
+        As :class:`GemDescriber`.
+    seed : int
+        Seed of the synthetic photos.
+    backend : str
+        As :class:`GemDescriber` (torch: as indexing runs).
+
+    Returns
+    -------
+    float
+        Images per second.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    describer = GemDescriber(settings, device, batch_size=batch_size, backend=backend)
+    images = [_synthetic_photo(rng, *size) for _ in range(min(n, 8))]
+    images = [images[i % len(images)] for i in range(n)]
+    describer.describe(images[:1])  # load weights, warm up kernels
+    cuda = describer.device.type == "cuda"
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize(str(describer.device))
+    t0 = time.perf_counter()
+    describer.describe(images)
+    if cuda:
+        torch.cuda.synchronize(str(describer.device))
+    return n / (time.perf_counter() - t0)
+
+
+def _synthetic_photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A textured RGB float32 image: smooth gradient, blobs and noise."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = (0.3 + 0.4 * xx / width)[..., None] * rng.uniform(0.5, 1.0, 3).astype(np.float32)
+    img = img + 0.2 * (yy / height)[..., None]
+    for _ in range(12):
+        c = tuple(float(v) for v in rng.uniform(0, 1, 3))
+        cv2.circle(img, (int(rng.integers(0, width)), int(rng.integers(0, height))), int(rng.integers(5, 60)), c, -1)
+    img += rng.normal(0, 0.05, img.shape).astype(np.float32)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+

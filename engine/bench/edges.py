@@ -30,10 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..edges import EdgeMap, get_detector, photo_edges, render_edges
+from ..imageio import ImageError, load_image
 from .datasets import DatasetMissing, data_root
 from .datasets import load_sysu as load_sysu_data
-from .edges import EdgeMap, get_detector, photo_edges, render_edges
-from .imageio import ImageError, load_image
 
 __all__ = [
     "DEFAULT_SYSU_ROOT",
@@ -259,7 +259,7 @@ def _format_row(label: str, r: dict) -> str:
 
 def main(argv=None) -> int:
     """Log the comparison table for the registered detectors and a few variants."""
-    from .edges import CannyDetector, ClassicalDetector
+    from ..edges import CannyDetector, ClassicalDetector
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     argv = sys.argv[1:] if argv is None else argv
