@@ -297,7 +297,7 @@ def _warned(fn, *a, **kw):
     """fn(...), printing its partial-result warnings (shards that did not answer) on stderr."""
     import warnings
 
-    from engine.shardsearch import PartialResultWarning
+    from engine.collection import PartialResultWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PartialResultWarning)

@@ -150,7 +150,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings()
         self.runner = Runner(parent=self)
-        self.index = None  # engine.store.SketchIndex
+        self.index = None  # engine.collection.SketchIndex
         self.db: Path | None = None
         self.index_workers: int | None = None  # None: all cores
         self.collections_root: Path | None = None  # where new collections go (None: collections_folder())

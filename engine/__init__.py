@@ -3,7 +3,7 @@
 Typical use::
 
     from engine.indexer import index_folders
-    from engine.store import SketchIndex
+    from engine.collection import SketchIndex
 
     index_folders(["~/Pictures"], "my-index")
     for hit in SketchIndex("my-index").search("sketch.png", top_k=10):

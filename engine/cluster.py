@@ -30,10 +30,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from .collection import Collection, Shards
 from .errors import SketchSearchError
 from .shards import Manifest, ShardJob, index_shard, mark_stale
-from .shardsearch import Shards
-from .store import Collection
 
 __all__ = ["Cluster", "ClusterIndex", "DaskRunner", "ShardActor", "connect", "local_cluster_kwargs", "local_workers"]
 
@@ -241,12 +240,13 @@ class ShardActor:
         self._open()
 
     def _open(self) -> None:
+        from .catalog import read_meta
+        from .collection import SketchIndex
         from .shardsearch import ShardSearcher
-        from .store import SketchIndex, _read_meta
 
         m = Manifest.load(self.manifest)
         db = m.shard_path(self.index)
-        m.check_shard(self.index, _read_meta(db))
+        m.check_shard(self.index, read_meta(db))
         self.searcher = ShardSearcher(SketchIndex(db))
         self.stamp = self._stamp(db)
 

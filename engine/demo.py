@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from .collection import SketchIndex
 from .indexer import index_folders
-from .store import SketchIndex
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
 

@@ -10,7 +10,7 @@ On disk, beside the catalog and the chunks (which keep the raw GeM vectors, floa
 
 ``meta.image_index`` names the generation; a new one is written completely before the catalog points at it,
 and older ones are deleted after (the file names are recorded in the catalog's ``owned`` table before the
-files are made: see ``engine.store``). A generation found damaged is rebuilt by the next index run. The
+files are made: see ``engine.catalog``). A generation found damaged is rebuilt by the next index run. The
 image index covers the photos of the last finished (or cancelled) index run; photos added by a run still
 going are found by sketch, and by image once it ends.
 """
@@ -28,6 +28,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .catalog import (
+    CatalogReader,
+    catalog_errors,
+    chunk_path,
+    delete_owned,
+    read_meta,
+    record_owned,
+    save_array,
+    save_npz,
+)
 from .cnn import GemDescriber, GemSettings, _l2n
 from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
 
@@ -84,12 +94,6 @@ def _files(db: Path, gen: str) -> dict[str, Path]:
     return {k: Path(db) / f"image-{gen}.{k}" for k in PARTS}
 
 
-def _save(path: Path, a: np.ndarray) -> None:
-    from .store import save_array
-
-    save_array(path, a)
-
-
 @dataclass(frozen=True)
 class Learned:
     """What an image index learns on its collection: the whitening (None: plain L2) and the mean of the
@@ -127,15 +131,11 @@ def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None
     collection) instead of learning them here.  Returns the meta record written.  A failed write (disk full)
     raises IndexWriteError naming the index; the previous generation stays in use.
     """
-    from .store import catalog_errors
-
     with catalog_errors(db):
         return _build(con, Path(db), ivf_threshold, learned)
 
 
 def _build(con: sqlite3.Connection, db: Path, ivf_threshold: int | None, learned: Learned | None) -> dict:
-    from .store import delete_owned, record_owned, save_npz
-
     ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
     rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
     ids = np.array([r[0] for r in rows], np.int64)
@@ -198,16 +198,16 @@ def _write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, s
                 raise IndexWriteError(f"{db}: cannot write {files['faiss'].name} ({e}); what was committed before "
                                       f"is kept; free some space or fix the folder, then run again") from None
             record["kind"] = "ivfpq"
-    _save(files["vectors.npy"], vectors.astype(np.float16))
+    save_array(files["vectors.npy"], vectors.astype(np.float16))
     del raw
     sketch = _gather(db, chunks, slots, "sketch")
     if sketch is not None:  # global sketch descriptors, centred on the collection's mean (engine.fusion)
         mean = learned.sketch_mean if learned is not None else (row_sum(sketch) / n).astype(np.float32)
-        _save(files["sketch_mean.npy"], mean.astype(np.float32))
-        _save(files["sketch.npy"], np.concatenate([_l2n(sketch[i:i + 65536] - mean)
+        save_array(files["sketch_mean.npy"], mean.astype(np.float32))
+        save_array(files["sketch.npy"], np.concatenate([_l2n(sketch[i:i + 65536] - mean)
                                                    for i in range(0, n, 65536)]).astype(np.float16))
         record["sketch"] = True
-    _save(files["ids.npy"], ids)
+    save_array(files["ids.npy"], ids)
     if learned is not None:
         record["learned"] = learned.id
     return record
@@ -215,8 +215,6 @@ def _write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, s
 
 def _gather(db: Path, chunks: np.ndarray, slots: np.ndarray, name: str) -> np.ndarray | None:
     """(n, d) float32 array ``name`` of the photos at (chunk, slot), in that order (None: no photos)."""
-    from .store import chunk_path
-
     out = None
     for c in np.unique(chunks):
         a = np.load(chunk_path(db, int(c), name), mmap_mode="r")
@@ -309,7 +307,6 @@ class ImageSearcher:
 
     def __init__(self, index, device=None) -> None:
         from .errors import IndexFormatError, QueryError
-        from .store import _read_meta
 
         self.index = index
         meta = index.meta.get("image_index")
@@ -329,7 +326,7 @@ class ImageSearcher:
         except IndexFormatError as first:
             # a writer replaced this view's generation since it was opened: take the current one (its
             # photos that this view does not have are left out below)
-            fresh = _read_meta(index.path).get("image_index")
+            fresh = read_meta(index.path).get("image_index")
             if not fresh or fresh == meta:
                 raise first from None
             ids = self._load(json.loads(fresh))
@@ -495,8 +492,6 @@ def collection_part(db: Path, max_rows: int | None = None, *, seed: int = 0) \
     """What one shard contributes to the collection's learned image parameters: its raw GeM vectors (all,
     or a random ``max_rows`` of them), the float64 sum of its global sketch descriptors, and its count.
     (None, None, 0) for an index without image descriptors or photos."""
-    from .store import CatalogReader, chunk_path
-
     db = Path(db)
     with CatalogReader(db) as con:
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())

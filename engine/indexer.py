@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from .afm import FeatureLayout, database_descriptor
+from .catalog import read_meta
 from .edges import edges_from_maps, get_detector, working_image
 from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
 from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, network_input
 from .rotation import polar_descriptor
 from .settings import SketchSettings
-from .store import NOT_REGULAR, TOO_LARGE, IndexWriter, PhotoRecord, _read_meta, content_hash
+from .writer import NOT_REGULAR, TOO_LARGE, IndexWriter, PhotoRecord, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,7 @@ def _settings_for(db: Path, settings: SketchSettings | None, backbone: str | Non
 
     meta = None
     try:
-        meta = _read_meta(db)
+        meta = read_meta(db)
     except (IndexNotFound, IndexFormatError):  # none yet, or one that must be rebuilt
         pass
     if settings is None:

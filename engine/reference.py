@@ -116,7 +116,7 @@ def load_reference(path: str | None = None) -> Reference | None:
 def chunk_rows(index, name: str) -> np.ndarray:
     """(N, d) float32 per-photo array ``name`` as stored in an index's chunks ("gem": raw GeM, "sketch": raw
     global sketch descriptors), in the index's row order."""
-    from .store import chunk_path
+    from .catalog import chunk_path
 
     by_id: dict[int, np.ndarray] = {}
     for f in sorted(Path(index.path).glob("chunk-*.ids.npy")):

@@ -62,6 +62,15 @@ class PolarSettings:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
+    @property
+    def dim(self) -> int:
+        """Length of the descriptor: (2 n_phi - 1)(2 n_rho - 1)(2 n_theta - 1)."""
+        return (2 * self.n_phi - 1) * (2 * self.n_rho - 1) * (2 * self.n_theta - 1)
+
+
+#: length of the rotation descriptor an index stores for each photo (the default settings; 525)
+POLAR_DIM = PolarSettings().dim
+
 
 class PolarLayout:
     """Coefficients and index layout of a :class:`PolarSettings` descriptor.

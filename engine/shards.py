@@ -45,9 +45,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
+from .atomic import atomic_write
+from .catalog import CatalogReader, RowBlocks, read_meta
+from .collection import Collection, SketchIndex
 from .errors import IndexFormatError, IndexNotFound, SketchSearchError
+from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
-from .store import POLAR_DIM, CatalogReader, Collection, IndexWriter, RowBlocks, SketchIndex, read_meta
+from .writer import IndexWriter
 
 __all__ = ["LocalRunner", "Manifest", "ShardedIndex", "index_sharded", "is_manifest", "open_collection", "shard_of"]
 
@@ -216,12 +220,14 @@ def _save_learned(path: Path, learned) -> None:
         arrays.update(mean=learned.whitening.mean, projection=learned.whitening.projection)
     if learned.sketch_mean is not None:
         arrays["sketch_mean"] = learned.sketch_mean
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    with contextlib.suppress(FileNotFoundError):  # left by a run that was killed while writing it
+        path.with_name(f".{path.name}.tmp").unlink()
+    atomic_write(path, write, tmp=path.with_name(f".{path.name}.tmp"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,7 +264,8 @@ class ShardedIndex(Collection):
 
     @cached_property
     def shards(self):
-        from .shardsearch import LocalShards, ShardSearcher
+        from .collection import LocalShards
+        from .shardsearch import ShardSearcher
 
         shards = LocalShards([ShardSearcher(ix) for ix in self.indexes], [str(ix.path) for ix in self.indexes])
         mark_stale(shards.summaries, self.manifest)
@@ -279,7 +286,7 @@ class ShardedIndex(Collection):
         if self.absent:
             import warnings
 
-            from .shardsearch import PartialResults, PartialResultWarning
+            from .collection import PartialResults, PartialResultWarning
 
             names = [*(str(ix.path) for ix in self.indexes), *self.absent]
             missing = {len(self.indexes) + j: why for j, why in enumerate(self.absent.values())}

@@ -29,9 +29,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.collection import SketchIndex  # noqa: E402
 from engine.indexer import index_folders  # noqa: E402
 from engine.reference import REFERENCE_FILE, from_index  # noqa: E402
-from engine.store import SketchIndex  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "scripts"))
 import make_demo  # noqa: E402
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.afm import FeatureLayout
 from engine.bench import datasets as ds
 from engine.bench import metrics as mt
-from engine.afm import FeatureLayout
 from engine.bench.edges import DEFAULT_SYSU_ROOT, evaluate_detector, load_sysu
+from engine.bench.quality import describe, run_queries
 from engine.edges import register_detector, sketch_edges
 from engine.hed import HEDDetector
 from engine.imageio import load_image
-from engine.bench.quality import describe, run_queries
 from engine.search import SearchOptions
 from engine.settings import SketchSettings
 

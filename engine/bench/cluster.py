@@ -34,7 +34,7 @@ def synthetic_manifest(path: Path, n_shards: int, n_per_shard: int, *, seed: int
     """A manifest of ``n_shards`` synthetic sketch-only shards (``engine.bench.synthetic_index``)."""
     from ..settings import SketchSettings
     from ..shards import SHARD_META, Manifest
-    from ..store import IndexWriter
+    from ..writer import IndexWriter
     from .synthetic import synthetic_index
 
     m = Manifest.create(path, n_shards, SketchSettings(), None)
@@ -78,8 +78,8 @@ def bench_cluster_indexing(photos: list[Path], *, workers: tuple[int, ...] = (1,
 def bench_cluster_search(total: int, *, shards: int = 4, repeats: int = 5) -> list[dict]:
     """Sketch-query latency: one ``total``-photo index vs ``shards`` shards of ``total / shards`` photos."""
     from ..cluster import ClusterIndex, connect
+    from ..collection import SketchIndex
     from ..shards import ShardedIndex
-    from ..store import SketchIndex
     from .synthetic import synthetic_index, synthetic_sketch
 
     sketch = synthetic_sketch()

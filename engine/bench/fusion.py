@@ -61,8 +61,8 @@ class Signals:
 
 
 def _index(folders: list[Path], db: Path):
+    from ..collection import SketchIndex
     from ..indexer import index_folders
-    from ..store import SketchIndex
 
     index_folders(folders, db, backbone="efficientnet-lite0")
     return SketchIndex(db)
@@ -309,8 +309,8 @@ class SysuSignals:
 
 
 def sysu_signals(root: Path, work: Path, *, per_class: int | None = None) -> SysuSignals:
+    from ..hits import photo_box
     from ..search import QueryScorer
-    from ..store import photo_box
 
     data = ds.load_sysu(root / "sysu-shapes")
     queries = ds.sysu_queries(data, per_class=per_class)

@@ -4,7 +4,7 @@
   P@20 of the raw GeM vectors and of the collection-whitened ones, each with and without alpha-QE.
 * Sketch -> photo on the same data: the AFM ranking, and the same ranking after sketch-to-image
   expansion (the image vectors of the top 3 / 10 sketch hits averaged into an image query), as
-  :meth:`engine.store.SketchIndex.search` does it.
+  :meth:`engine.collection.SketchIndex.search` does it.
 * Descriptor extraction speed (images/s) on real and on synthetic 640 x 480 photos.
 * Image-search latency at 100k and 1M synthetic descriptors: faiss flat, torch, faiss IVF-PQ (with its
   recall@10 against the exact search and its build time).

@@ -20,11 +20,11 @@ import numpy as np
 from ..afm import FeatureLayout, encode_query
 from ..edges import EdgeMap, get_detector, photo_edges, sketch_edges
 from ..hed import hed_available
+from ..hits import photo_box
 from ..imageio import load_image, to_rgb
 from ..indexer import _defer_edges, _finish_deferred, _run_jobs
 from ..search import QueryScorer, SearchOptions, rank
 from ..settings import SketchSettings
-from ..store import photo_box
 from . import baselines as bl
 from . import datasets as ds
 from . import metrics as mt

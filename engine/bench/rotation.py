@@ -50,9 +50,9 @@ def make_copy(img: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.
 
 def bench_duplicates(photos: list[Path], n_copies: int, *, thresholds=(0.93, 0.95, 0.97), seed: int = 0) -> dict:
     """Seed ``n_copies`` transformed copies among ``photos``, index, find the groups; P/R per threshold."""
+    from ..collection import SketchIndex
     from ..indexer import index_folders
     from ..rotsearch import find_duplicates, search_image_any_rotation
-    from ..store import SketchIndex
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -175,7 +175,7 @@ _OPEN_AND_SEARCH = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from engine.store import SketchIndex
+from engine.collection import SketchIndex
 from engine.search import SearchOptions
 import torch
 from engine.edges import EdgeMap

@@ -38,7 +38,7 @@ def synthetic_database(layout: FeatureLayout, n: int, seed: int = 0) -> tuple[np
 
 def synthetic_index(db: Path, n: int, *, seed: int = 0, prefix: str = "/photos/") -> None:
     """A sketch-only index of ``n`` synthetic photos (random codes; paths <prefix><i>.jpg do not exist)."""
-    from ..store import IndexWriter
+    from ..writer import IndexWriter
 
     settings = SketchSettings()
     rng = np.random.default_rng(seed)

@@ -171,7 +171,7 @@ def test_a_bug_is_one_line_unless_debugging(db, capsys, monkeypatch):
 def test_engine_warnings_are_one_line(db, capsys, monkeypatch):
     import warnings
 
-    from engine.shardsearch import PartialResultWarning
+    from engine.collection import PartialResultWarning
 
     def warn(*a, **kw):
         warnings.warn("shard 2 of\nx is missing", PartialResultWarning, stacklevel=1)

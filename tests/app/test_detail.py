@@ -13,8 +13,8 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from app.detail import DetailPanel, RotationPlot, format_turn, read_curve
 from app.workers import Runner
+from engine.hits import Hit
 from engine.rotation import RotationCurve
-from engine.store import Hit
 
 PHOTO = Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos" / "gen_cup_1.jpg"
 

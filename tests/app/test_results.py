@@ -18,7 +18,7 @@ from app.results import (
     format_score,
 )
 from app.workers import Runner
-from engine.store import Hit
+from engine.hits import Hit
 
 PHOTOS = sorted((Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos").glob("*.jpg"))
 

@@ -16,10 +16,10 @@ def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
     collection's own statistics (which the matches drag up), and the scores are better calibrated there."""
     from engine.bench import datasets as ds
     from engine.bench import fusion as fb
+    from engine.collection import SketchIndex
     from engine.imageio import load_image
     from engine.indexer import index_folders
     from engine.reference import load_reference
-    from engine.store import SketchIndex
 
     try:
         data = ds.load_sketchy(ds.data_root() / "sketchy", sketch_index=1)

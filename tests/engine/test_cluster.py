@@ -19,11 +19,13 @@ pytest.importorskip("distributed")
 
 from app.cli import main  # noqa: E402
 from engine.cluster import ClusterIndex, DaskRunner, connect, local_cluster_kwargs, local_workers  # noqa: E402
+from engine.collection import (
+    PartialResultWarning,  # noqa: E402
+    SketchIndex,  # noqa: E402
+)
 from engine.errors import SketchSearchError  # noqa: E402
 from engine.indexer import index_folders  # noqa: E402
 from engine.shards import Manifest, ShardedIndex, index_sharded, shard_of  # noqa: E402
-from engine.shardsearch import PartialResultWarning  # noqa: E402
-from engine.store import SketchIndex  # noqa: E402
 
 from .synth import sketch_of  # noqa: E402
 from .test_shards import make_photos, same_hits  # noqa: E402

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.collection import SketchIndex
 from engine.demo import DEMO, run_demo
-from engine.store import SketchIndex
 
-from .test_store import iou
+from .test_collection import iou
 
 
 @pytest.fixture(scope="module")

@@ -158,8 +158,8 @@ def test_drawing_is_black_strokes_on_white_with_a_border():
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
+    from engine.collection import SketchIndex
     from engine.indexer import index_folders
-    from engine.store import SketchIndex
 
     root = tmp_path_factory.mktemp("fusion-photos")
     shapes = [("house", (40, 60, 380, 460)), ("star", (100, 30, 500, 430)), ("ell", (200, 40, 580, 440)),
@@ -256,9 +256,9 @@ def demo_grown(tmp_path_factory):
     """The demo collection (36 photos) and a copy grown by 60 synthetic photos."""
     import shutil
 
+    from engine.collection import SketchIndex
     from engine.demo import DEMO
     from engine.indexer import index_folders
-    from engine.store import SketchIndex
 
     tmp = tmp_path_factory.mktemp("demo-grown")
     index_folders([DEMO / "photos"], tmp / "demo", workers=1)

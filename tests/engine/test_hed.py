@@ -254,7 +254,7 @@ def test_writer_batched_edges_equal_worker_edges(photos, tmp_path, monkeypatch):
     """The GPU path (workers load, the writer runs HED in batches) gives the records of the CPU path;
     forced here on the CPU."""
     from engine import indexer
-    from engine.store import SketchIndex
+    from engine.collection import SketchIndex
 
     a, b = tmp_path / "a", tmp_path / "b"
     indexer.index_folders([photos], a, backbone=None, workers=1, edges="hed")

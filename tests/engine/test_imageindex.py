@@ -8,9 +8,9 @@ import pytest
 
 from app.cli import main
 from engine import imageindex
+from engine.collection import SketchIndex
 from engine.errors import IndexFormatError, QueryError
 from engine.indexer import index_folders
-from engine.store import SketchIndex
 
 from .synth import photo_with_shape, sketch_of
 
@@ -152,7 +152,7 @@ def test_a_run_killed_before_the_image_index_was_built_is_completed_by_the_next(
 
 
 def test_removed_photos_never_come_back_and_top_k_is_filled(indexed, tmp_path):
-    from engine.store import IndexWriter
+    from engine.writer import IndexWriter
 
     root, db = indexed_copy(indexed, tmp_path)
     index = SketchIndex(db)
@@ -186,7 +186,7 @@ def test_large_collections_search_an_ivfpq_index_reranked_with_the_exact_vectors
     from engine.bench.image import clustered_vectors
     from engine.cnn import GemSettings
     from engine.settings import SketchSettings
-    from engine.store import IndexWriter
+    from engine.writer import IndexWriter
 
     monkeypatch.setattr(imageindex, "IVF_THRESHOLD", 2000)
     n, settings = 12_000, SketchSettings()

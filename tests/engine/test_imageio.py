@@ -340,7 +340,7 @@ def test_a_thin_stroke_sketch_gives_the_edges_of_its_full_decode(tmp_path):
 
 _PEAK = """
 import sys, time
-from engine.store import SketchIndex
+from engine.collection import SketchIndex
 
 
 def kb(field):

@@ -22,5 +22,5 @@ print(sorted(m for m in sys.modules if m.startswith(("engine.", "app."))))
 def test_every_engine_module_and_the_cli_import_without_qt():
     out = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "engine.store" in out.stdout and "engine.bench.fusion" in out.stdout and "app.cli" in out.stdout
+    assert "engine.collection" in out.stdout and "engine.bench.fusion" in out.stdout and "app.cli" in out.stdout
     assert "app.mainwindow" not in out.stdout

@@ -115,6 +115,6 @@ def test_many_curves_at_once_and_validation(edges):
 
 
 def test_the_store_layout_knows_the_polar_dimension():
-    from engine.store import POLAR_DIM
+    from engine.rotation import POLAR_DIM
 
     assert PolarLayout().dim == POLAR_DIM

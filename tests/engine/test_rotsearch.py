@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from app.cli import main
+from engine.collection import SketchIndex
 from engine.indexer import index_folders
 from engine.rotsearch import curve_for_hit, find_duplicates, search_image_any_rotation, search_sketch_any_rotation
-from engine.store import SketchIndex
 
 from .synth import photo_with_shape, sketch_of
 

@@ -18,7 +18,9 @@ import pytest
 from PIL import Image
 
 from app.cli import main
-from engine import indexer, store
+from engine import catalog, indexer
+from engine.catalog import CATALOG, MARKER
+from engine.collection import SketchIndex
 from engine.errors import (
     DamagedIndexWarning,
     IndexFormatError,
@@ -30,7 +32,7 @@ from engine.errors import (
 from engine.indexer import index_folders
 from engine.settings import SketchSettings
 from engine.shards import Manifest, ShardedIndex, index_sharded
-from engine.store import CATALOG, MARKER, IndexWriter, SketchIndex
+from engine.writer import IndexWriter
 
 from .synth import photo_with_shape, sketch_of
 
@@ -553,7 +555,7 @@ def test_a_write_error_names_the_index_and_loses_nothing(with_images, tmp_path, 
 # -- 11. a sharded collection while its first run goes on, or after it was killed ----------------------------
 
 def test_a_collection_with_missing_shards_searches_the_others_with_a_warning(tmp_path):
-    from engine.shardsearch import PartialResultWarning
+    from engine.collection import PartialResultWarning
 
     photos = make_photos(tmp_path / "photos", 6)
     index_sharded([photos], tmp_path / "c.json", n_shards=3, workers=1, backbone="none")
@@ -680,7 +682,7 @@ def test_a_read_only_index_with_a_wal_and_no_shm_opens_with_everything(plain, tm
             raise sqlite3.OperationalError("unable to open database file")
         return real(target, *a, **k)
 
-    monkeypatch.setattr(store.sqlite3, "connect", no_shm)
+    monkeypatch.setattr(catalog.sqlite3, "connect", no_shm)
     index = SketchIndex(db)
     assert len(index) == n and sorted(Path(p).name for p in index.paths)[-1] == "p70.png"
     assert not (db / f"{CATALOG}-shm").exists()

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from app.cli import main
+from engine.collection import SketchIndex
 from engine.errors import IndexFormatError, IndexNotFound
 from engine.indexer import index_folders
 from engine.search import SearchOptions
 from engine.settings import SketchSettings
 from engine.shards import Manifest, ShardedIndex, index_sharded, is_manifest, open_collection, shard_of
-from engine.store import IndexWriter, SketchIndex
+from engine.writer import IndexWriter
 
 from .synth import photo_with_shape, sketch_of
 
@@ -157,7 +158,7 @@ def test_shards_with_other_settings_are_refused(collection, tmp_path):
     with pytest.raises(IndexFormatError, match="image settings|another collection"):
         ShardedIndex(tmp_path / "c.json")
     shutil.rmtree(shard)  # a shard that is not there (yet) is left out, with a warning at every search
-    from engine.shardsearch import PartialResultWarning
+    from engine.collection import PartialResultWarning
 
     partial = ShardedIndex(tmp_path / "c.json")
     with pytest.warns(PartialResultWarning, match="shard 1 .* is not indexed yet"):
@@ -221,7 +222,7 @@ def test_bad_files_are_skipped_and_listed_once(tmp_path):
 
 
 def test_the_clients_top_k_is_the_stable_sorts():
-    from engine.shardsearch import _top
+    from engine.collection import _top
 
     rng = np.random.default_rng(1)
     for n, k in [(10, 3), (1000, 20), (1000, 999), (5000, 7), (5, 0)]:

@@ -1,0 +1,524 @@
+"""The writer of an index: adds, re-describes, removes and compacts the photos of one index folder (one
+process at a time, under the index's lock; the format and its crash safety: ``engine.catalog``)."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import json
+import logging
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import (
+    CANNOT_READ,
+    CATALOG,
+    FIXED_FILES,
+    IMAGE_ARRAYS,
+    LAYOUT,
+    SCHEMA,
+    SKETCH_ARRAYS,
+    Lock,
+    array_spec,
+    catalog_errors,
+    chunk_path,
+    connect_ro,
+    delete_owned,
+    folder_claim,
+    index_files,
+    open_array,
+    read_meta,
+    rebuild_hint,
+    record_owned,
+    save_array,
+    write_marker,
+)
+from .errors import IndexFormatError, IndexNotFound, IndexWriteError
+from .rotation import POLAR_DIM
+from .settings import FORMAT_VERSION, SketchSettings
+
+log = logging.getLogger(__name__)
+
+#: reasons of files a scan does not read (``engine.indexer``): their path no longer holds a photo
+NOT_REGULAR = "not a regular file"
+TOO_LARGE = "larger than"
+@dataclass(frozen=True)
+class PhotoRecord:
+    """One described photo: its file identity, geometry and descriptors."""
+
+    path: str
+    size: int
+    mtime: float
+    hash: str
+    width: int
+    height: int
+    work_width: int
+    work_height: int
+    work_scale: float
+    n_points: int
+    codes: np.ndarray  # (D,) int8, storage order
+    inv_norms: np.ndarray  # (K, 3) float32
+    gem: np.ndarray | None = None  # (G,) image descriptor, when the index has them
+    sketch: np.ndarray | None = None  # (G,) global sketch descriptor of the edge map drawn (engine.fusion), idem
+    polar: np.ndarray | None = None  # (P,) rotation descriptor about the photo's centre (engine.rotation)
+
+
+def content_hash(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """BLAKE2b (128-bit) of a file's bytes: the identity of a photo across renames and moves.
+
+    Only a regular file is read (a FIFO or a device would never end): anything else raises OSError."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        while data := f.read(block):
+            h.update(data)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the catalog knows of one file."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    hash: str | None
+    status: str
+    reason: str | None
+
+
+def _writes(method):
+    """An IndexWriter method whose SQLite errors become one-line errors naming the index."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with catalog_errors(self.db):
+            return method(self, *args, **kwargs)
+    return run
+
+
+class IndexWriter:
+    """The one process that adds to an index; use as a context manager (holds the index's lock).
+
+    Parameters
+    ----------
+    db : index folder: new, empty, made by sketchsearch (its marker), or an index made before the marker
+        (adopted); any other folder is refused (IndexNotFound)
+    settings : sketch descriptor settings; an existing index must have been built with the same
+    image_settings : JSON of the image-descriptor settings (None: the index has no image descriptors)
+    image_dim : length of the image descriptors
+    rebuild : what to do with an index that cannot be used as it is (another format version, a damaged
+        catalog, other settings): True rebuilds it from scratch (deleting only the files it recorded as
+        its own, or, for an index made before those records, a folder of nothing but index files), False
+        (default) raises IndexFormatError
+    """
+
+    def __init__(self, db: str | os.PathLike, settings: SketchSettings, *, image_settings: str | None = None,
+                 image_dim: int = 0, rebuild: bool = False) -> None:
+        self.db = Path(db)
+        self.con = None
+        if self.db.exists() and not self.db.is_dir():
+            raise IndexNotFound(f"{self.db}: exists and is not a folder; an index is a folder")
+        claim = folder_claim(self.db)
+        if claim == "new":
+            self.db.mkdir(parents=True, exist_ok=True)
+            write_marker(self.db)
+        self.settings = settings
+        self.image_settings = image_settings
+        self.image_dim = image_dim
+        self.arrays = SKETCH_ARRAYS + (IMAGE_ARRAYS if image_settings else ())
+        self._lock = Lock(self.db)
+        try:
+            self._open(rebuild, adopt=claim == "adopt")
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def existing(cls, db: str | os.PathLike) -> IndexWriter:
+        """A writer of an existing index, with the settings it was built with."""
+        meta = read_meta(Path(db))
+        return cls(db, SketchSettings.from_json(meta["settings"]), image_settings=meta.get("image_settings") or None,
+                   rebuild=False)
+
+    # -- opening ----------------------------------------------------------------------------------
+    def _open(self, rebuild: bool, adopt: bool) -> None:
+        try:
+            self._open_catalog(adopt)
+        except IndexFormatError as e:
+            if not rebuild:
+                raise
+            log.warning("%s; rebuilding it from scratch", e)
+            self._close_catalog()
+            self._delete_all()
+            write_marker(self.db)
+            self._open_catalog(adopt=False)
+
+    def _open_catalog(self, adopt: bool) -> None:
+        for name in (CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm"):
+            if (self.db / name).is_symlink():
+                raise IndexFormatError(f"{self.db / name}: a symbolic link, which sketchsearch does not make; "
+                                       f"{rebuild_hint(self.db)}")
+        if (self.db / CATALOG).exists():
+            self._check(read_meta(self.db))
+        elif adopt:  # only the catalog made it an index; it is gone
+            adopt = False
+        with catalog_errors(self.db):
+            self.con = sqlite3.connect(str(self.db / CATALOG), timeout=30)
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("PRAGMA synchronous=NORMAL")
+            with self.con:
+                self.con.executescript(SCHEMA)
+                self.con.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                    ("format_version", str(FORMAT_VERSION)), ("settings", self.settings.to_json()),
+                    ("image_settings", self.image_settings or "")])
+            if adopt:  # an index made before the marker: its files (all index files) are recorded as its own
+                record_owned(self.con, [n for n in index_files(self.db) or () if n not in FIXED_FILES])
+                write_marker(self.db)
+            self._drop_damaged_chunks()
+            self._delete_orphans()
+
+    def _close_catalog(self) -> None:
+        if self.con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.con.close()
+            self.con = None
+
+    def _check(self, meta: dict[str, str]) -> None:
+        theirs = SketchSettings.from_json(meta["settings"])
+        if theirs.detector != self.settings.detector:
+            raise IndexFormatError(f"{self.db}: index was built with {theirs.detector} edges, not "
+                                   f"{self.settings.detector}; one index holds one kind of edges: index with "
+                                   f"--edges {theirs.detector} (or leave --edges out), use another --db, or "
+                                   f"rebuild it with {self.settings.detector} edges (--rebuild)")
+        if theirs != self.settings:
+            raise IndexFormatError(f"{self.db}: index was built with other sketch settings; use another --db, "
+                                   f"or rebuild it with these (--rebuild)")
+        if (meta.get("image_settings") or None) != self.image_settings:
+            theirs = json.loads(meta["image_settings"])["backbone"] if meta.get("image_settings") else "none"
+            raise IndexFormatError(f"{self.db}: index was built with another image backbone or settings "
+                                   f"(--backbone {theirs}); index with --backbone {theirs} (or leave --backbone "
+                                   f"out), use another --db, or rebuild it with these (--rebuild)")
+
+    def _delete_all(self) -> None:
+        """Remove an index that is rebuilt: the files its catalog recorded as its own, or, when the catalog
+        cannot tell (made before those records, or unreadable), the index files of a folder that holds
+        nothing else; then the catalog.  Files it cannot tell are its own stay."""
+        names = None
+        try:
+            con = connect_ro(self.db)
+            try:
+                names = [r[0] for r in con.execute("SELECT name FROM owned")]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            names = index_files(self.db)
+            if names is None:
+                log.warning("%s: the old index's files cannot be told from others; only its catalog is deleted",
+                            self.db)
+        for name in names or ():
+            if name not in FIXED_FILES and LAYOUT.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.db / name)
+        for name in (CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", f"{CATALOG}-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.db / name)
+
+    def _image_gen(self) -> str | None:
+        rec = self.con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
+        return json.loads(rec[0])["gen"] if rec else None
+
+    def _delete_orphans(self) -> None:
+        """Files the index recorded as its own that no committed catalog state refers to (left by a killed
+        writer, a compaction, an older image-index generation or a damaged chunk)."""
+        live = {chunk_path(self.db, c, a).name for (c,) in self.con.execute("SELECT id FROM chunks")
+                for a in self.arrays}
+        gen = self._image_gen()
+        dead = [n for (n,) in self.con.execute("SELECT name FROM owned")
+                if n not in live and not (gen and n.startswith(f"image-{gen}.") and not n.endswith(".tmp"))]
+        delete_owned(self.con, self.db, dead)
+
+    def _drop_damaged_chunks(self) -> None:
+        """Chunks whose arrays are missing or damaged: their photos leave the catalog, to be described again
+        by this run (or the next over their folders); the files go with the orphans."""
+        spec = array_spec(self.settings, self.image_dim or None)
+        damaged = {}
+        for c, n in self.con.execute("SELECT id, n FROM chunks").fetchall():
+            for a in self.arrays:
+                arr, problem = open_array(chunk_path(self.db, c, a), n, *spec[a])
+                del arr
+                if problem and problem.startswith(CANNOT_READ):  # not damage: the photos are not dropped
+                    raise IndexWriteError(f"{chunk_path(self.db, c, a)}: {problem}; fix the folder's permissions "
+                                          f"or the disk, then run again")
+                if problem:
+                    damaged[c] = f"{chunk_path(self.db, c, a).name} {problem}"
+                    break
+        if not damaged:
+            return
+        with self.con:
+            lost = self.con.execute(f"SELECT COUNT(*) FROM files WHERE chunk IN ({','.join('?' * len(damaged))})",
+                                    list(damaged)).fetchone()[0]
+            self.con.executemany("DELETE FROM files WHERE chunk = ?", [(c,) for c in damaged])
+            self.con.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in damaged])
+            if "gem" in self.arrays:
+                self._image_dirty()
+        log.warning("%s: %d damaged descriptor chunks (%s): their %d photos are described again when their "
+                    "folders are indexed", self.db, len(damaged), "; ".join(damaged.values()), lost)
+
+    def close(self) -> None:
+        if getattr(self, "con", None) is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._close_catalog()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading what is there --------------------------------------------------------------------
+    @_writes
+    def known(self) -> dict[str, Known]:
+        """Every catalogued file (indexed or skipped), by path."""
+        rows = self.con.execute("SELECT id, path, size, mtime, hash, status, reason FROM files")
+        return {r[1]: Known(*r) for r in rows}
+
+    @_writes
+    def descriptor(self, file_id: int) -> dict[str, np.ndarray]:
+        """The stored arrays of one indexed file (for a copy of it under another name)."""
+        chunk, slot = self.con.execute("SELECT chunk, slot FROM files WHERE id = ?", (file_id,)).fetchone()
+        return {a: np.array(np.load(chunk_path(self.db, chunk, a), mmap_mode="r")[slot]) for a in self.arrays}
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _next_ids(self, n: int) -> range:
+        top = self.con.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
+        return range(top + 1, top + 1 + n)
+
+    def _new_chunk(self, arrays: dict[str, np.ndarray]) -> tuple[int, list[str]]:
+        """Write a chunk's arrays (before any catalog row refers to them); returns its id and the temporary
+        names to forget in the transaction that commits it.  The names are recorded first; an id whose
+        names someone else's files hold is skipped."""
+        cid = self.con.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM chunks").fetchone()[0]
+        while any(os.path.lexists(chunk_path(self.db, cid, a)) or os.path.lexists(f"{chunk_path(self.db, cid, a)}.tmp")
+                  for a in self.arrays):
+            cid += 1
+        names = [chunk_path(self.db, cid, a).name for a in self.arrays]
+        tmp = [f"{n}.tmp" for n in names]
+        record_owned(self.con, names + tmp)
+        try:
+            for name in self.arrays:
+                save_array(chunk_path(self.db, cid, name), arrays[name])
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                delete_owned(self.con, self.db, names + tmp)
+            raise
+        return cid, tmp
+
+    def _forget(self, names: Sequence[str]) -> None:
+        """Drop records of temporary names that no longer exist (inside the transaction that commits)."""
+        self.con.executemany("DELETE FROM owned WHERE name = ?", [(n,) for n in names])
+
+    @_writes
+    def add(self, records: Sequence[PhotoRecord], skipped: Iterable[tuple[str, int, float, str]] = (),
+            touched: Iterable[tuple[str, int, float]] = ()) -> None:
+        """Commit described photos (a new chunk), skipped files and files whose content is unchanged.
+
+        ``skipped`` holds (path, size, mtime, reason); ``touched`` (path, size, mtime) of catalogued
+        files whose bytes are the same as before (their descriptor is kept).  A path already in the
+        catalog keeps its id; its old slot becomes dead.
+        """
+        records = list(records)
+        cur = self.con
+        ids = dict(cur.execute("SELECT path, id FROM files WHERE path IN (SELECT value FROM json_each(?))",
+                               (json.dumps([r.path for r in records]),)).fetchall()) if records else {}
+        fresh = iter(self._next_ids(sum(r.path not in ids for r in records)))
+        for r in records:
+            if r.path not in ids:
+                ids[r.path] = next(fresh)
+        cid, tmp = None, []
+        if records:
+            arrays = {"codes": np.stack([r.codes for r in records]).astype(np.int8),
+                      "inv_norms": np.stack([r.inv_norms for r in records]).astype(np.float32),
+                      "ids": np.array([ids[r.path] for r in records], np.int64)}
+            if "gem" in self.arrays:
+                arrays["gem"] = np.stack([r.gem for r in records]).astype(np.float16)
+                arrays["sketch"] = np.stack([r.sketch for r in records]).astype(np.float16)
+            arrays["polar"] = np.stack([r.polar for r in records]).astype(np.float16)
+            cid, tmp = self._new_chunk(arrays)
+        with cur:
+            if cid is not None:
+                cur.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(records), time.time()))
+                cur.executemany(
+                    "INSERT INTO files (id, path, size, mtime, hash, width, height, status, reason, chunk, slot, "
+                    "work_width, work_height, work_scale, n_points) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, "
+                    "hash = excluded.hash, width = excluded.width, height = excluded.height, status = 'indexed', "
+                    "reason = NULL, chunk = excluded.chunk, slot = excluded.slot, work_width = excluded.work_width, "
+                    "work_height = excluded.work_height, work_scale = excluded.work_scale, "
+                    "n_points = excluded.n_points",
+                    [(ids[r.path], r.path, r.size, r.mtime, r.hash, r.width, r.height, cid, slot, r.work_width,
+                      r.work_height, r.work_scale, r.n_points) for slot, r in enumerate(records)])
+                self._forget(tmp)
+            cur.executemany(
+                "INSERT INTO files (path, size, mtime, status, reason) VALUES (?, ?, ?, 'skipped', ?) "
+                "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, hash = NULL, "
+                "status = 'skipped', reason = excluded.reason, chunk = NULL, slot = NULL",
+                [(p, s, m, why) for p, s, m, why in skipped])
+            cur.executemany("UPDATE files SET size = ?, mtime = ? WHERE path = ?",
+                            [(s, m, p) for p, s, m in touched])
+            if cid is not None and "gem" in self.arrays:
+                self._image_dirty()
+        if self.con.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] > 12:
+            self.compact()
+
+    @_writes
+    def note_skipped(self, items: Iterable[tuple[str, str]]) -> None:
+        """Record what a scan could not catalogue -- (path, reason): an unreadable folder, a name that is not
+        UTF-8, a broken link, not a regular file... -- as skipped.  An indexed photo keeps its descriptor (it
+        may be out of reach for now: a folder not readable, a drive not plugged in) unless its path now holds
+        what is not a photo (not a regular file, too large)."""
+        items = list(items)
+        gone = [p for p, why in items if why == NOT_REGULAR or why.startswith(TOO_LARGE)]
+        with self.con:
+            if gone and "gem" in self.arrays and self.con.execute(
+                    "SELECT COUNT(*) FROM files WHERE status = 'indexed' AND path IN (SELECT value FROM json_each(?))",
+                    (json.dumps(gone),)).fetchone()[0]:
+                self._image_dirty()
+            self.con.executemany(
+                "INSERT INTO files (path, size, mtime, status, reason) VALUES (?, 0, 0, 'skipped', ?) "
+                "ON CONFLICT (path) DO UPDATE SET status = 'skipped', reason = excluded.reason, size = 0, mtime = 0, "
+                "hash = NULL, chunk = NULL, slot = NULL "
+                f"WHERE files.status = 'skipped' OR excluded.reason = '{NOT_REGULAR}' "
+                f"OR excluded.reason LIKE '{TOO_LARGE}%'",
+                [(p, why) for p, why in items])
+
+    @_writes
+    def forget_skipped(self, paths: Iterable[str]) -> int:
+        """Drop skipped entries (files that no longer exist); returns how many were dropped."""
+        with self.con:
+            cur = self.con.executemany("DELETE FROM files WHERE path = ? AND status = 'skipped'",
+                                       [(p,) for p in paths])
+        return max(cur.rowcount, 0)
+
+    @_writes
+    def add_arrays(self, paths: Sequence[str], geometry: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        """Bulk insert of ready-made descriptors (synthetic indexes for benchmarks); geometry (N, 5)."""
+        start = self._next_ids(0).start
+        ids = np.arange(start, start + len(paths), dtype=np.int64)
+        if "polar" not in arrays:  # synthetic sketch descriptors come without rotation descriptors
+            arrays = {**arrays, "polar": np.zeros((len(paths), POLAR_DIM), np.float16)}
+        if "gem" in arrays and "sketch" not in arrays:  # ... and image vectors without sketch descriptors
+            arrays = {**arrays, "sketch": np.zeros_like(arrays["gem"])}
+        cid, tmp = self._new_chunk({**arrays, "ids": ids})
+        with self.con:
+            self.con.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(paths), time.time()))
+            self.con.executemany(
+                "INSERT INTO files (id, path, size, mtime, width, height, status, chunk, slot, work_width, "
+                "work_height, work_scale, n_points) VALUES (?, ?, 0, 0, ?, ?, 'indexed', ?, ?, ?, ?, ?, 0)",
+                ((int(ids[i]), p, int(g[0]), int(g[1]), cid, i, int(g[2]), int(g[3]), float(g[4]))
+                 for i, (p, g) in enumerate(zip(paths, geometry, strict=True))))
+            self._forget(tmp)
+
+    @_writes
+    def rename(self, moves: Iterable[tuple[int, str, int, float]]) -> None:
+        """Give catalogued files new paths (id, new path, size, mtime), keeping their descriptors."""
+        with self.con:
+            self.con.executemany("UPDATE files SET path = ?, size = ?, mtime = ? WHERE id = ?",
+                                 [(p, s, m, i) for i, p, s, m in moves])
+
+    @_writes
+    def remove(self, paths: Iterable[str]) -> int:
+        """Drop files from the catalog (their slots become dead); returns how many were dropped."""
+        with self.con:
+            cur = self.con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+            if cur.rowcount > 0 and "gem" in self.arrays:
+                self._image_dirty()
+        return cur.rowcount
+
+    def _image_dirty(self) -> None:
+        """Mark the image index out of date (inside the transaction that changes the photos)."""
+        from .imageindex import DIRTY
+
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (DIRTY,))
+
+    @_writes
+    def meta(self) -> dict[str, str]:
+        return dict(self.con.execute("SELECT key, value FROM meta").fetchall())
+
+    @_writes
+    def set_meta(self, key: str, value: str) -> None:
+        with self.con:
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @_writes
+    def compact(self, *, full: bool = False) -> int:
+        """Merge small chunks and chunks with many dead slots (size-tiered, so each descriptor is rewritten
+        O(log N) times over the index's life); ``full`` merges everything into one chunk.
+        Returns the number of chunks merged."""
+        con = self.con
+        sizes = dict(con.execute("SELECT id, n FROM chunks").fetchall())
+        live = dict(con.execute("SELECT chunk, COUNT(*) FROM files WHERE chunk IS NOT NULL GROUP BY chunk"))
+        empty = [c for c in sizes if live.get(c, 0) == 0]
+        order = sorted((c for c in sizes if live.get(c, 0)), key=lambda c: -live[c])
+        keep = 0
+        if not full:
+            for i, c in enumerate(order):
+                clean = live[c] >= 0.8 * sizes[c]
+                if clean and live[c] >= 2 * sum(live[d] for d in order[i + 1:]):
+                    keep = i + 1
+                else:
+                    break
+        merge = order[keep:]
+        if len(merge) == 1 and live[merge[0]] == sizes[merge[0]]:
+            merge = []
+        if merge:
+            rows = con.execute(
+                f"SELECT id, chunk, slot FROM files WHERE chunk IN ({','.join('?' * len(merge))}) ORDER BY id",
+                merge).fetchall()
+            ids = np.array([r[0] for r in rows], np.int64)
+            chunk_of = np.array([r[1] for r in rows])
+            slot_of = np.array([r[2] for r in rows], np.int64)
+            arrays = {}
+            for name in self.arrays:
+                if name == "ids":
+                    arrays[name] = ids
+                    continue
+                parts = {c: np.load(chunk_path(self.db, c, name), mmap_mode="r") for c in merge}
+                first = parts[merge[0]]
+                out = np.empty((len(rows), *first.shape[1:]), first.dtype)
+                for c, a in parts.items():
+                    sel = chunk_of == c
+                    out[sel] = a[slot_of[sel]]
+                arrays[name] = out
+            cid, tmp = self._new_chunk(arrays)
+            with con:
+                con.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(rows), time.time()))
+                con.executemany("UPDATE files SET chunk = ?, slot = ? WHERE id = ?",
+                                [(cid, s, int(i)) for s, i in enumerate(ids)])
+                con.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in merge])
+                self._forget(tmp)
+        if empty:
+            with con:
+                con.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in empty])
+        # after the commit: no committed state refers to them any more (a file a reader holds open on
+        # Windows keeps its record and is deleted next time)
+        delete_owned(con, self.db, [chunk_path(self.db, c, a).name for c in [*merge, *empty] for a in self.arrays])
+        return len(merge)
+
+
