@@ -107,7 +107,7 @@ def _similarity(text: str) -> float:
 
 def _device(text: str) -> str:
     """A torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``auto``), checked up front."""
-    from engine.cnn import pick_device
+    from engine.search import pick_device
 
     try:
         pick_device(text)

@@ -23,6 +23,7 @@ the paths given to ``index``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -31,8 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .collection import Collection, Shards
-from .errors import SketchSearchError
+from .errors import QueryError, SketchSearchError
 from .shards import Manifest, ShardJob, index_shard, mark_stale
+from .shardsearch import ShardSummary
 
 __all__ = ["Cluster", "ClusterIndex", "DaskRunner", "ShardActor", "connect", "local_cluster_kwargs", "local_workers"]
 
@@ -261,30 +263,36 @@ class ShardActor:
                 out.append(None)
         return tuple(out)
 
-    def summary(self) -> dict:
+    def summary(self) -> ShardSummary:
         """The shard's summary, reopening it first when a writer changed it since."""
         if self._stamp(self.searcher.index.path) != self.stamp:
             self._open()
-        return {**self.searcher.summary(), "pid": os.getpid()}
+        return dataclasses.replace(self.searcher.summary(), pid=os.getpid())
 
-    def call(self, method: str, *args):
-        return getattr(self.searcher, method)(*args)
+    def call(self, step: str, *args):
+        """``ShardSearcher.<step>(*args)``: one of the protocol's steps (``shardsearch.STEPS``), by name (the
+        name crosses the network; the client names it by the method itself)."""
+        from .shardsearch import STEPS
+
+        if step not in STEPS:
+            raise QueryError(f"{step!r} is not a step of the shard protocol")
+        return getattr(self.searcher, step)(*args)
 
 
 class ActorShards(Shards):
     """Shards reached through Dask actors; each step waits at most ``timeout`` seconds for all of them."""
 
-    def __init__(self, actors: list, summaries: list[dict], names: list[str], timeout: float) -> None:
+    def __init__(self, actors: list, summaries: list[ShardSummary], names: list[str], timeout: float) -> None:
         self.actors = actors
         self.timeout = timeout
         super().__init__(summaries, names)
 
-    def _call(self, method, args):
+    def _call(self, step, args):
         got, failed = {}, {}
         futures = {}
         for i, a in args.items():
             try:
-                futures[i] = self.actors[i].call(method, *a)
+                futures[i] = self.actors[i].call(step.__name__, *a)
             except Exception as e:  # the actor's worker is gone
                 failed[i] = f"{type(e).__name__}: {e}"
         deadline = time.monotonic() + self.timeout
@@ -331,8 +339,8 @@ class ClusterIndex(Collection):
             client.publish_dataset(futures, name=name)
         self._futures = futures
         mark_stale(summaries, self.manifest)
-        self.shards = ActorShards(actors, summaries, [s["path"] for s in summaries], timeout)
-        self.n_skipped = sum(s["n_skipped"] for s in summaries)
+        self.shards = ActorShards(actors, summaries, [s.path for s in summaries], timeout)
+        self.n_skipped = sum(s.n_skipped for s in summaries)
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -345,4 +353,4 @@ class ClusterIndex(Collection):
 
     def worker_pids(self) -> list[int]:
         """Process id of each shard's worker (tests)."""
-        return [s["pid"] for s in self.shards.summaries]
+        return [s.pid for s in self.shards.summaries]

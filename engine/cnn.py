@@ -31,9 +31,9 @@ import numpy as np
 from . import npnet
 from .errors import SketchSearchError
 from .imageio import load_image, to_rgb
-from .search import Device
-from .search import pick_device as _search_pick_device
+from .search import Device, pick_device
 from .settings import JsonSettings
+from .vectors import l2n
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ __all__ = [
     "get_backbone",
     "numpy_backbone",
     "numpy_weights_path",
-    "pick_device",
 ]
 
 
@@ -244,28 +243,6 @@ class GemSettings(JsonSettings):
 # Describer
 
 
-def pick_device(name: str | Device | None = None) -> Device:
-    """``None``/``"auto"``: CUDA when available, else CPU; otherwise the named device (``search.pick_device``;
-    torch is imported only to check a device other than the CPU).
-
-    Raises
-    ------
-    ValueError
-        Naming the device, when it is unknown or not available (e.g. ``"cuda"`` without CUDA).
-    """
-    try:
-        device = _search_pick_device(name)
-    except SketchSearchError as e:
-        raise ValueError(str(e)) from None
-    if device.type == "cuda" and device.index is not None:
-        import torch
-
-        if device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(name)!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) "
-                             f"exist")
-    return device
-
-
 def _target_shape(h: int, w: int, side: int) -> tuple[int, int]:
     """(height, width) with the longer side equal to ``side`` (each side at least 32 px)."""
     f = side / max(h, w)
@@ -278,11 +255,6 @@ def _resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return img
     shrink = h * w < img.shape[0] * img.shape[1]
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def _l2n(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
 
 
 @contextlib.contextmanager
@@ -406,7 +378,7 @@ class GemDescriber:
         """(B, H, W, 3) float32 [0, 1] -> (B, K) float32 L2-normalised GeM vectors of one scale."""
         net = self._numpy_net()
         if net is not None:
-            return _l2n(np.stack([npnet.gem(net.features(im), p=self.settings.p) for im in batch]))
+            return l2n(np.stack([npnet.gem(net.features(im), p=self.settings.p) for im in batch]))
         import torch
 
         f = torch.nn.functional.normalize(self._features(batch), dim=1)
@@ -451,7 +423,7 @@ class GemDescriber:
         # combine the L2-normalised per-scale vectors with GeM (same p), then L2
         p = s.p
         combined = np.mean(np.maximum(per_scale, 1e-6) ** p, axis=1) ** (1.0 / p)
-        return _l2n(combined).astype(np.float32)
+        return l2n(combined).astype(np.float32)
 
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:

@@ -7,26 +7,25 @@ import dataclasses
 import os
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import fusion as fusion_steps
 from .afm import FeatureLayout
 from .catalog import rebuild_hint
 from .edges import EdgeMap, sketch_edges
 from .errors import IndexFormatError, QueryError
-from .fusion import FusionParams, ReferenceScores, fuse, leave_one_out_cosines, load_params, reference_weight
+from .fusion import FusionParams, ReferenceScores, leave_one_out_cosines, load_params, reference_weight
 from .hits import Hit, photo_box
 from .imageio import ImageError, load_image, load_sketch
 from .imagesearch import alpha_qe
 from .indexview import IndexView
 from .settings import SketchSettings
-
-if TYPE_CHECKING:  # imported where a search runs (torch)
-    from .shardsearch import ShardSearcher
+from .shardsearch import Candidates, Expansion, ReferenceReply, ShardSearcher, ShardSummary
+from .vectors import top_positions
 
 # --------------------------------------------------------------------------------------------------
 # The client half of the search protocol (the shard half: engine.shardsearch)
@@ -55,11 +54,11 @@ class Shards:
     reason), except for errors of the query itself (``SketchSearchError``), which it raises.
     """
 
-    def __init__(self, summaries: Sequence[dict], names: Sequence[str] | None = None) -> None:
+    def __init__(self, summaries: Sequence[ShardSummary], names: Sequence[str] | None = None) -> None:
         self.summaries = list(summaries)
-        self.sizes = [int(s["n"]) for s in self.summaries]
+        self.sizes = [int(s.n) for s in self.summaries]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.names = list(names) if names is not None else [s["path"] for s in self.summaries]
+        self.names = list(names) if names is not None else [s.path for s in self.summaries]
         self.missing: dict[int, str] = {}
         self._background: dict[int, dict[int, np.ndarray]] = {}
 
@@ -73,31 +72,32 @@ class Shards:
     @property
     def images_ready(self) -> bool:
         """Whether every shard has a built image index with global sketch descriptors."""
-        return all(s["image_settings"] and s["image_index"] and s["image_index"].get("sketch")
-                   for s in self.summaries if s["n"])
+        return all(s.image_settings and s.image_index and s.image_index.get("sketch")
+                   for s in self.summaries if s.n)
 
     def begin(self) -> None:
         """A new query: shards that failed an earlier one are tried again."""
         self.missing = {}
 
-    def call(self, method: str, args: dict[int, tuple]) -> dict[int, object]:
-        """``method(*args[i])`` on each shard ``i`` in ``args`` that has not failed in this query."""
+    def call(self, step: Callable, args: dict[int, tuple]) -> dict[int, object]:
+        """``step(*args[i])`` on each shard ``i`` in ``args`` that has not failed in this query; ``step`` is a
+        ``ShardSearcher`` method (``ShardSearcher.expand``...)."""
         todo = {i: a for i, a in args.items() if i not in self.missing}
-        got, failed = self._call(method, todo)
+        got, failed = self._call(step, todo)
         self.missing.update(failed)
         return got
 
-    def first(self, method: str, *args):
-        """``method(*args)`` on one shard that answers (query descriptors)."""
+    def first(self, step: Callable, *args):
+        """``step(*args)`` on one shard that answers (query descriptors)."""
         for i in range(len(self)):
             if i in self.missing or not self.sizes[i]:
                 continue
-            got = self.call(method, {i: args})
+            got = self.call(step, {i: args})
             if i in got:
                 return got[i]
         raise QueryError("no shard answered: " + "; ".join(f"{self.names[i]}: {w}" for i, w in self.missing.items()))
 
-    def _call(self, method: str, args: dict[int, tuple]) -> tuple[dict[int, object], dict[int, str]]:
+    def _call(self, step: Callable, args: dict[int, tuple]) -> tuple[dict[int, object], dict[int, str]]:
         raise NotImplementedError
 
     def partial(self) -> PartialResults | None:
@@ -108,7 +108,7 @@ class Shards:
         background keys over all shards (cached while every shard answered)."""
         if size in self._background:
             return self._background[size]
-        got = self.call("background_keys", {i: (size,) for i in range(len(self)) if self.sizes[i]})
+        got = self.call(ShardSearcher.background_keys, {i: (size,) for i in range(len(self)) if self.sizes[i]})
         keys = [(k, i, int(r)) for i, (ks, rs) in got.items() for k, r in zip(ks, rs.tolist(), strict=True)]
         keys.sort()
         out: dict[int, list[int]] = {i: [] for i in got}
@@ -133,26 +133,13 @@ class LocalShards(Shards):
         self.searchers = list(searchers)
         super().__init__([s.summary() for s in self.searchers], names)
 
-    def _call(self, method, args):
-        return {i: getattr(self.searchers[i], method)(*a) for i, a in args.items()}, {}
+    def _call(self, step, args):
+        return {i: step(self.searchers[i], *a) for i, a in args.items()}, {}
 
 
 def _neutral(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Rows without a descriptor (added since the image index was built) get the background mean."""
     return np.where(np.isnan(x), np.nanmean(ref) if np.isfinite(ref).any() else 0.0, x)
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` best scores, best first, ties in position order (as a stable full sort gives;
-    without sorting every candidate of a large collection)."""
-    scores = np.asarray(scores)
-    if k <= 0:
-        return np.zeros(0, np.int64)
-    if k < len(scores) // 4:
-        kth = np.partition(-scores, k - 1)[k - 1]
-        head = np.flatnonzero(-scores <= kth)  # the k best and any ties with the k-th, in position order
-        return head[np.argsort(-scores[head], kind="stable")][:k]
-    return np.argsort(-scores, kind="stable")[:k]
 
 
 def _warn(shards: Shards) -> None:
@@ -163,7 +150,7 @@ def _warn(shards: Shards) -> None:
 
 def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params: FusionParams | None = None,
                   expand: int | None = None, fusion: bool = True) -> list[Hit]:
-    """Fused sketch search over shards (``engine.fusion``; the steps in this module's docstring).
+    """Fused sketch search over shards (``engine.fusion``; the steps in ``engine.shardsearch``'s docstring).
 
     Returns hits best first, ``row`` being the collection row; warns with :class:`PartialResultWarning`
     when shards were left out.
@@ -180,22 +167,23 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     s = options.shortlist_size(n)
     extra_k = min(s, max(4 * top_k, 200))  # rows the global descriptor and the expansion add
     qid = uuid.uuid4().hex
-    q_glob = shards.first("describe_sketch", edges, options.device) if images else None
+    q_glob = shards.first(ShardSearcher.describe_sketch, edges, options.device) if images else None
     bg = shards.background(params.background)
-    got = shards.call("sketch_candidates", {i: (qid, edges, options, q_glob, bg.get(i, np.zeros(0, np.int64)),
-                                                extra_k) for i in range(len(shards)) if shards.sizes[i]})
+    got: dict[int, Candidates] = shards.call(ShardSearcher.sketch_candidates, {
+        i: (qid, edges, options, q_glob, bg.get(i, np.zeros(0, np.int64)), extra_k)
+        for i in range(len(shards)) if shards.sizes[i]})
     if not got:
         _warn(shards)
         return []
     parts = sorted(got)
-    rows = np.concatenate([got[i]["rows"] + off[i] for i in parts])
-    afm = np.concatenate([got[i]["afm"] for i in parts])
-    keep = np.concatenate([got[i]["core"] for i in parts])
-    glob = np.concatenate([got[i]["glob"] for i in parts]) if q_glob is not None else None
+    rows = np.concatenate([got[i].rows + off[i] for i in parts])
+    afm = np.concatenate([got[i].afm for i in parts])
+    keep = np.concatenate([got[i].core for i in parts])
+    glob = np.concatenate([got[i].glob for i in parts]) if q_glob is not None else None
     if q_glob is not None:  # the collection's best extra_k global rows (each shard sent its own best)
-        gtop = np.concatenate([got[i]["gtop"] + off[i] for i in parts])
-        gsc = np.concatenate([got[i]["gtop_scores"] for i in parts])
-        keep |= np.isin(rows, gtop[_top(gsc, extra_k)])
+        gtop = np.concatenate([got[i].gtop + off[i] for i in parts])
+        gsc = np.concatenate([got[i].gtop_scores for i in parts])
+        keep |= np.isin(rows, gtop[top_positions(gsc, extra_k)])
         rows, afm, glob = rows[keep], afm[keep], glob[keep]
     bg_rows = np.concatenate([bg[i] + off[i] for i in parts if i in bg] or [np.zeros(0, np.int64)])
     bgi = np.searchsorted(rows, bg_rows)
@@ -204,57 +192,22 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         glob_bg = glob[bgi]
         glob = _neutral(glob, glob_bg)
     reference = _reference(shards, qid, q_glob, len(bg_rows), params, options.device)
-
-    def image(seeds: np.ndarray):
-        per = shards.split(seeds)
-        vec = shards.call("seed_vectors", {i: (r, options.device) for i, r in per.items()})
-        dim = next((v[0].shape[1] for v in vec.values() if len(v[0])), 0)
-        ordered, with_vec = [], []  # back in seed order
-        pos = {i: 0 for i in vec}
-        for row, sh in zip(seeds.tolist(), (np.searchsorted(off, seeds, side="right") - 1).tolist(), strict=True):
-            if sh in vec:
-                vs, ok = vec[sh]
-                j = pos[sh]
-                pos[sh] += 1
-                if ok[j]:
-                    ordered.append(vs[int(ok[:j].sum())])
-                    with_vec.append(row)
-        if not ordered:
-            return rows, np.zeros(len(rows)), afm, glob, None
-        seed_vecs = np.stack(ordered).reshape(-1, dim)
-        q = alpha_qe(seed_vecs[0], seed_vecs, np.arange(len(seed_vecs)), alpha=params.qe_alpha)
-        seed_rows = np.array(with_vec, np.int64)
-        cand = shards.split(rows)
-        ex = shards.call("expand", {i: (qid, q, cand.get(i, np.zeros(0, np.int64)), extra_k, options.device)
-                                    for i in parts})
-        cos = np.concatenate([ex[i]["cos"] if i in ex else np.full(len(cand.get(i, ())), np.nan) for i in parts])
-        found = np.concatenate([ex[i]["found"] + off[i] for i in ex] or [np.zeros(0, np.int64)])
-        fsc = np.concatenate([ex[i]["found_scores"] for i in ex] or [np.zeros(0)])
-        best = found[_top(fsc, extra_k)]  # the collection's best extra_k rows for the expanded query
-        extra = np.concatenate([ex[i]["extra"] + off[i] for i in sorted(ex)] or [np.zeros(0, np.int64)])
-        take = np.isin(extra, best)
-
-        def cat(key):
-            return np.concatenate([ex[i][key] for i in sorted(ex)] or [np.zeros(0)])[take]
-
-        rows2 = np.concatenate([rows, extra[take]])
-        cos = np.concatenate([cos, cat("cos_extra")])
-        cos = _neutral(cos, cos[bgi])
-        ref_cos = None
-        if reference is not None:
-            ref_cos = shards.first("reference_image_scores", q, options.device)
-            if params.qe_loo:  # the seeds' cosines with the expansion of the others (fusion.leave_one_out_cosines)
-                where = {r: k for k, r in enumerate(rows2.tolist())}
-                at = np.array([where[r] for r in seed_rows.tolist()], np.int64)
-                cos[at] = leave_one_out_cosines(seed_vecs[0], seed_vecs, params.qe_alpha)
-        return rows2, cos, np.concatenate([afm, cat("afm_extra")]), np.concatenate(
-            [glob, _neutral(cat("glob_extra"), glob_bg)]), ref_cos
-
-    whitened = all(bool((s["image_index"] or {}).get("whitened")) for s in shards.summaries if s["n"])
+    whitened = all(bool((s.image_index or {}).get("whitened")) for s in shards.summaries if s.n)
     calibration = params.calibration_for(fused=glob is not None, whitened=whitened)
-    fused = fuse(rows, afm, glob, bgi, dataclasses.replace(params, calibration=calibration),
-                 image=image if glob is not None and params.qe_n > 0 else None, reference=reference)
-    order = _top(fused.final, top_k)
+    stage = fusion_steps.begin(rows, afm, glob, bgi, dataclasses.replace(params, calibration=calibration),
+                               reference=reference)
+    if stage.expands:
+        fused = fusion_steps.finish_expanded(stage, *_expand(
+            shards, qid, fusion_steps.seed_rows(stage), rows, afm, glob, glob_bg, bgi, parts, extra_k, params,
+            reference, options.device))
+    else:
+        fused = fusion_steps.finish(stage)
+    final = fused.final
+    if shards.missing:  # the best rows of the shards still answering (those of the others cannot be finished)
+        alive = ~np.isin(np.searchsorted(off, fused.rows, side="right") - 1, list(shards.missing))
+        final = np.where(alive, final, -np.inf)
+    order = top_positions(final, top_k)
+    order = order[final[order] > -np.inf]
     top = fused.rows[order]
     meta = _finish(shards, qid, top)
     hits = []
@@ -270,6 +223,58 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     return hits
 
 
+def _expand(shards: Shards, qid: str, seeds: np.ndarray, rows: np.ndarray, afm: np.ndarray, glob: np.ndarray,
+            glob_bg: np.ndarray, bgi: np.ndarray, parts: list[int], extra_k: int, params: FusionParams,
+            reference: ReferenceScores | None, device):
+    """Steps 3 and 4 of a sketch query: the seeds' image vectors, the alpha-expanded query, its image cosines for
+    the candidates and the rows it finds best -> the arguments of ``fusion.finish_expanded`` after ``stage``
+    (rows2, cos, afm2, glob2, ref_cos); where no seed has an image vector, the candidates with image cosines 0."""
+    off = shards.offsets
+    per = shards.split(seeds)
+    vec = shards.call(ShardSearcher.seed_vectors, {i: (r, device) for i, r in per.items()})
+    dim = next((v[0].shape[1] for v in vec.values() if len(v[0])), 0)
+    ordered, with_vec = [], []  # back in seed order
+    pos = {i: 0 for i in vec}
+    for row, sh in zip(seeds.tolist(), (np.searchsorted(off, seeds, side="right") - 1).tolist(), strict=True):
+        if sh in vec:
+            vs, ok = vec[sh]
+            j = pos[sh]
+            pos[sh] += 1
+            if ok[j]:
+                ordered.append(vs[int(ok[:j].sum())])
+                with_vec.append(row)
+    if not ordered:
+        return rows, np.zeros(len(rows)), afm, glob, None
+    seed_vecs = np.stack(ordered).reshape(-1, dim)
+    q = alpha_qe(seed_vecs[0], seed_vecs, np.arange(len(seed_vecs)), alpha=params.qe_alpha)
+    seed_rows = np.array(with_vec, np.int64)
+    cand = shards.split(rows)
+    ex: dict[int, Expansion] = shards.call(ShardSearcher.expand, {
+        i: (qid, q, cand.get(i, np.zeros(0, np.int64)), extra_k, device) for i in parts})
+    cos = np.concatenate([ex[i].cos if i in ex else np.full(len(cand.get(i, ())), np.nan) for i in parts])
+    found = np.concatenate([ex[i].found + off[i] for i in ex] or [np.zeros(0, np.int64)])
+    fsc = np.concatenate([ex[i].found_scores for i in ex] or [np.zeros(0)])
+    best = found[top_positions(fsc, extra_k)]  # the collection's best extra_k rows for the expanded query
+    extra = np.concatenate([ex[i].extra + off[i] for i in sorted(ex)] or [np.zeros(0, np.int64)])
+    take = np.isin(extra, best)
+
+    def cat(field: str) -> np.ndarray:
+        return np.concatenate([getattr(ex[i], field) for i in sorted(ex)] or [np.zeros(0)])[take]
+
+    rows2 = np.concatenate([rows, extra[take]])
+    cos = np.concatenate([cos, cat("cos_extra")])
+    cos = _neutral(cos, cos[bgi])
+    ref_cos = None
+    if reference is not None:
+        ref_cos = shards.first(ShardSearcher.reference_image_scores, q, device)
+        if params.qe_loo:  # the seeds' cosines with the expansion of the others (fusion.leave_one_out_cosines)
+            where = {r: k for k, r in enumerate(rows2.tolist())}
+            at = np.array([where[r] for r in seed_rows.tolist()], np.int64)
+            cos[at] = leave_one_out_cosines(seed_vecs[0], seed_vecs, params.qe_alpha)
+    return rows2, cos, np.concatenate([afm, cat("afm_extra")]), np.concatenate(
+        [glob, _neutral(cat("glob_extra"), glob_bg)]), ref_cos
+
+
 def _reference(shards: Shards, qid: str, q_glob: np.ndarray | None, n_background: int, params: FusionParams,
                device) -> ReferenceScores | None:
     """The reference sample's scores for this query with their weight beside a background of
@@ -278,10 +283,10 @@ def _reference(shards: Shards, qid: str, q_glob: np.ndarray | None, n_background
     w = reference_weight(n_background, params)
     if w <= 0:
         return None
-    got = shards.first("reference_scores", qid, q_glob, device)
+    got: ReferenceReply | None = shards.first(ShardSearcher.reference_scores, qid, q_glob, device)
     if got is None:
         return None
-    return ReferenceScores(got["afm"], got["glob"], w)
+    return ReferenceScores(got.afm, got.glob, w)
 
 
 def merge_top(got: dict[int, tuple], offsets: np.ndarray, k: int):
@@ -289,7 +294,7 @@ def merge_top(got: dict[int, tuple], offsets: np.ndarray, k: int):
     parts = sorted(got)
     rows = np.concatenate([got[i][0] + offsets[i] for i in parts] or [np.zeros(0, np.int64)])
     scores = np.concatenate([got[i][1] for i in parts] or [np.zeros(0, np.float32)])
-    order = _top(scores, k)
+    order = top_positions(scores, k)
     vecs = None
     if parts and got[parts[0]][2] is not None:
         vecs = np.concatenate([got[i][2] for i in parts])[order]
@@ -300,7 +305,7 @@ def _finish(shards: Shards, qid: str | None, rows: np.ndarray) -> dict[int, obje
     """Step 5 on the shards holding ``rows``: collection row -> what ``ShardSearcher.finish`` gives (rows of
     shards that did not answer are absent)."""
     per = shards.split(rows)
-    done = shards.call("finish", {i: (qid, r) for i, r in per.items()})
+    done = shards.call(ShardSearcher.finish, {i: (qid, r) for i, r in per.items()})
     meta = {}
     for i, r in per.items():
         if i in done:
@@ -330,13 +335,13 @@ def image_search(shards: Shards, pixels: np.ndarray, *, top_k: int, qe: int, alp
     live = [i for i in range(len(shards)) if shards.sizes[i]]
     if not live:
         return []
-    q = np.asarray(shards.first("describe_image", pixels, device), np.float32)
+    q = np.asarray(shards.first(ShardSearcher.describe_image, pixels, device), np.float32)
     if qe > 0:
-        nb, _, vecs = merge_top(shards.call("image_top", {i: (q, qe, True, device) for i in live}), shards.offsets,
-                                qe)
+        nb, _, vecs = merge_top(shards.call(ShardSearcher.image_top, {i: (q, qe, True, device) for i in live}),
+                                shards.offsets, qe)
         if len(nb):
             q = alpha_qe(q[None], vecs, np.arange(len(nb))[None], alpha)[0]
-    rows, scores, _ = merge_top(shards.call("image_top", {i: (q, top_k, False, device) for i in live}),
+    rows, scores, _ = merge_top(shards.call(ShardSearcher.image_top, {i: (q, top_k, False, device) for i in live}),
                                 shards.offsets, top_k)
     hits = hits_of_rows(shards, rows, scores)
     _warn(shards)
@@ -423,15 +428,15 @@ class Collection:
         from .cnn import GemSettings
         from .imageindex import ALPHA, DEFAULT_QE
 
-        summary = next((s for s in self.shards.summaries if s["n"]), self.shards.summaries[0])
-        if not summary["image_settings"]:
+        summary = next((s for s in self.shards.summaries if s.n), self.shards.summaries[0])
+        if not summary.image_settings:
             raise QueryError(f"{self.path}: this collection has no image descriptors; rebuild it with "
                              f"--backbone efficientnet-lite0 to search by image")
-        if not self.shards.images_ready and any(not s["image_index"] for s in self.shards.summaries):
+        if not self.shards.images_ready and any(not s.image_index for s in self.shards.summaries):
             raise QueryError(f"{self.path}: the image descriptors are not ready yet (an index run has not "
                              f"finished); run: sketchsearch index FOLDER --db {self.path}")
         try:
-            max_side = GemSettings.from_json(summary["image_settings"]).max_side
+            max_side = GemSettings.from_json(summary.image_settings).max_side
         except (ValueError, TypeError) as e:
             raise IndexFormatError(f"{self.path}: the catalog's image settings are damaged ({e}); "
                                    f"{rebuild_hint(self.path)}") from None
@@ -455,7 +460,5 @@ class SketchIndex(IndexView, Collection):
     @cached_property
     def shards(self):
         """This index as the one shard of a collection (``engine.shardsearch``)."""
-        from .shardsearch import ShardSearcher
-
         return LocalShards([ShardSearcher(self)])
 

@@ -22,6 +22,10 @@ class QueryError(SketchSearchError):
     """The query (sketch or image) cannot be used."""
 
 
+class DeviceError(SketchSearchError, ValueError):
+    """A compute device that is unknown or not available here (``cuda`` without CUDA...)."""
+
+
 class Cancelled(SketchSearchError):
     """A long task was cancelled by its caller."""
 

@@ -317,9 +317,111 @@ def reference_weight(n_background: int, params: FusionParams) -> float:
     return float(params.ref_k * max(0.0, 1.0 - n_background / params.ref_full))
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One query's fused score before the query expansion: what :func:`begin` computes from the first round of
+    scores, and :func:`seed_rows` / :func:`finish` / :func:`finish_expanded` use (pure steps: the client runs the
+    round trips to the shards between them)."""
+
+    rows: np.ndarray  # (m,) collection rows scored (background and candidates)
+    bg: np.ndarray  # (b,) positions in ``rows`` of the background sample
+    params: FusionParams
+    ref: ReferenceScores | None  # the reference sample where it takes part
+    s_afm: Stats
+    za: np.ndarray  # alignment z of ``rows``
+    za_ref: np.ndarray | None
+    s_glob: Stats | None  # None: the alignment alone
+    glob: np.ndarray | None
+    zg_ref: np.ndarray | None
+
+    def stats(self, col_bg: np.ndarray, ref_values: np.ndarray | None) -> Stats:
+        return _stats(self.ref, col_bg, ref_values)
+
+    @property
+    def expands(self) -> bool:
+        return self.s_glob is not None and self.params.qe_n > 0
+
+    @property
+    def base(self) -> np.ndarray:
+        """The expansion's base score of ``rows``: alignment z + ``qe_w`` global z."""
+        return self.za + self.params.qe_w * self.s_glob.z(self.glob)
+
+
+def _stats(ref: ReferenceScores | None, col_bg: np.ndarray, ref_values: np.ndarray | None) -> Stats:
+    """Background statistics of the collection's values, pooled with the reference's where it takes part."""
+    wr = ref.weight if ref is not None else 0.0
+    return Stats.of(col_bg, ref_values, wr if ref_values is not None else 0.0)
+
+
+def begin(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndarray, params: FusionParams, *,
+          reference: ReferenceScores | None = None) -> Stage:
+    """The first step of :func:`fuse`: the background statistics of the alignment and global scores."""
+    rows = np.asarray(rows, np.int64)
+    ref = reference if reference is not None and reference.weight > 0 else None
+    if ref is not None and glob is not None and ref.glob is None:
+        ref = None  # a reference without global descriptors cannot stand beside a fused score
+    s_afm = _stats(ref, afm[bg], ref.afm if ref is not None else None)
+    za_ref = s_afm.z(ref.afm) if ref is not None else None
+    s_glob = zg_ref = None
+    if glob is not None:
+        s_glob = _stats(ref, glob[bg], ref.glob if ref is not None else None)
+        zg_ref = s_glob.z(ref.glob) if ref is not None else None
+    return Stage(rows, bg, params, ref, s_afm, s_afm.z(afm), za_ref, s_glob, glob, zg_ref)
+
+
+def seed_rows(stage: Stage) -> np.ndarray:
+    """The rows whose image vectors expand the query: the ``qe_n`` best by the base score."""
+    return stage.rows[np.argsort(-stage.base, kind="stable")[: stage.params.qe_n]]
+
+
+def finish(stage: Stage) -> Fused:
+    """The fused score without expansion: alignment z + ``w`` global z (the alignment alone without global
+    scores), standardised and calibrated."""
+    params, ref_final = stage.params, None
+    if stage.s_glob is None:
+        final = stage.za
+        ref_final = stage.za_ref
+    else:
+        final = stage.za + params.w * stage.s_glob.z(stage.glob)
+        if stage.zg_ref is not None:
+            ref_final = stage.za_ref + params.w * stage.zg_ref
+    return _calibrated(stage, stage.rows, final, ref_final)
+
+
+def finish_expanded(stage: Stage, rows2: np.ndarray, cos: np.ndarray, afm2: np.ndarray, glob2: np.ndarray,
+                    ref_cos: np.ndarray | None) -> Fused:
+    """The fused score with the query expansion.
+
+    ``rows2`` holds ``stage.rows`` first and any rows the expanded query found best; ``cos`` the image cosines
+    of the expanded query for them, ``afm2`` / ``glob2`` their alignment and global scores, ``ref_cos`` the
+    reference photos' image cosines (None without the reference).
+    """
+    params, bg = stage.params, stage.bg
+    base = stage.base
+    base_ref = stage.za_ref + params.qe_w * stage.zg_ref if stage.zg_ref is not None else None
+    # the rows the expanded query brought in are standardised with the same background statistics
+    za2 = stage.s_afm.z(afm2)
+    base2 = za2 + params.qe_w * stage.s_glob.z(glob2)
+    s_base = stage.stats(base[bg], base_ref)
+    use_ref_cos = base_ref is not None and ref_cos is not None
+    s_cos = stage.stats(cos[bg], ref_cos if use_ref_cos else None)
+    final = s_base.z(base2) + params.qe_v * s_cos.z(cos) + params.qe_afm * za2
+    ref_final = None
+    if use_ref_cos:
+        ref_final = s_base.z(base_ref) + params.qe_v * s_cos.z(ref_cos) + params.qe_afm * stage.za_ref
+    return _calibrated(stage, np.asarray(rows2, np.int64), final, ref_final)
+
+
+def _calibrated(stage: Stage, rows: np.ndarray, final: np.ndarray, ref_final: np.ndarray | None) -> Fused:
+    z = stage.stats(final[stage.bg], ref_final).z(final)
+    return Fused(rows, final, z, calibrate(z, stage.params.calibration))
+
+
 def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndarray, params: FusionParams, *,
          image=None, reference: ReferenceScores | None = None) -> Fused:
-    """Fuse the alignment and global scores of ``rows`` (a set that contains the background rows).
+    """Fuse the alignment and global scores of ``rows`` (a set that contains the background rows): the steps
+    :func:`begin`, :func:`seed_rows`, :func:`finish_expanded` (or :func:`finish`) in one call, for scores that
+    are all at hand (the benchmarks; a search runs the steps itself, between its round trips to the shards).
 
     Parameters
     ----------
@@ -331,10 +433,8 @@ def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndar
     bg : (b,) int
         Positions in ``rows`` of the background sample.
     image : callable, optional
-        Query expansion: ``image(seed_rows) -> (rows2, cos2, afm2, glob2, ref_cos)``: the image cosines
-        ``cos2`` of the alpha-expanded query for ``rows`` plus any other rows it finds best (``rows2``
-        contains ``rows`` first; ``afm2`` / ``glob2`` their scores) and the image cosines of the reference
-        photos (None without ``reference``).
+        Query expansion: ``image(seed_rows) -> (rows2, cos2, afm2, glob2, ref_cos)`` (as
+        :func:`finish_expanded` takes them).
     reference : ReferenceScores, optional
         The reference sample, pooled into every background statistic with its weight.
 
@@ -342,45 +442,7 @@ def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndar
     -------
     Fused
     """
-    rows = np.asarray(rows, np.int64)
-    ref = reference if reference is not None and reference.weight > 0 else None
-    if ref is not None and glob is not None and ref.glob is None:
-        ref = None  # a reference without global descriptors cannot stand beside a fused score
-    wr = ref.weight if ref is not None else 0.0
-
-    def stats(col_bg: np.ndarray, ref_values: np.ndarray | None) -> Stats:
-        return Stats.of(col_bg, ref_values, wr if ref_values is not None else 0.0)
-
-    s_afm = stats(afm[bg], ref.afm if ref is not None else None)
-    za = s_afm.z(afm)
-    za_ref = s_afm.z(ref.afm) if ref is not None else None
-    ref_final = None
-    if glob is None:
-        final = za
-        ref_final = za_ref
-    else:
-        s_glob = stats(glob[bg], ref.glob if ref is not None else None)
-        zg_ref = s_glob.z(ref.glob) if ref is not None else None
-        if image is None or params.qe_n <= 0:
-            final = za + params.w * s_glob.z(glob)
-            if zg_ref is not None:
-                ref_final = za_ref + params.w * zg_ref
-        else:
-            base = za + params.qe_w * s_glob.z(glob)
-            base_ref = za_ref + params.qe_w * zg_ref if zg_ref is not None else None
-            seeds = rows[np.argsort(-base, kind="stable")[: params.qe_n]]
-            rows2, cos, afm2, glob2, ref_cos = image(seeds)
-            # the rows the expanded query brought in are standardised with the same background statistics
-            za2 = s_afm.z(afm2)
-            base2 = za2 + params.qe_w * s_glob.z(glob2)
-            s_base = stats(base[bg], base_ref)
-            use_ref_cos = base_ref is not None and ref_cos is not None
-            s_cos = stats(cos[bg], ref_cos if use_ref_cos else None)
-            final = s_base.z(base2) + params.qe_v * s_cos.z(cos) + params.qe_afm * za2
-            if use_ref_cos:
-                ref_final = s_base.z(base_ref) + params.qe_v * s_cos.z(ref_cos) + params.qe_afm * za_ref
-            rows = rows2
-    z = stats(final[bg], ref_final).z(final)
-    return Fused(rows, final, z, calibrate(z, params.calibration))
-
-
+    stage = begin(rows, afm, glob, bg, params, reference=reference)
+    if image is None or not stage.expands:
+        return finish(stage)
+    return finish_expanded(stage, *image(seed_rows(stage)))

@@ -38,8 +38,9 @@ from .catalog import (
     save_array,
     save_npz,
 )
-from .cnn import GemDescriber, GemSettings, _l2n
+from .cnn import GemDescriber, GemSettings
 from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
+from .vectors import l2n
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, s
         white = learned.whitening if learned is not None else learn_whitening(raw, dim=WHITEN_DIM,
                                                                                 min_images=MIN_WHITENING_IMAGES)
         if white is None:
-            vectors = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+            vectors = l2n(raw)
             few = (f"the collection has fewer than {MIN_WHITENING_IMAGES} photos" if learned is not None
                    else f"{n} photos < {MIN_WHITENING_IMAGES}")
             record.update(whitened=False, dim=raw.shape[1], note=f"no whitening: {few}; plain L2-normalised GeM")
@@ -204,7 +205,7 @@ def _write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, s
     if sketch is not None:  # global sketch descriptors, centred on the collection's mean (engine.fusion)
         mean = learned.sketch_mean if learned is not None else (row_sum(sketch) / n).astype(np.float32)
         save_array(files["sketch_mean.npy"], mean.astype(np.float32))
-        save_array(files["sketch.npy"], np.concatenate([_l2n(sketch[i:i + 65536] - mean)
+        save_array(files["sketch.npy"], np.concatenate([l2n(sketch[i:i + 65536] - mean)
                                                    for i in range(0, n, 65536)]).astype(np.float16))
         record["sketch"] = True
     save_array(files["ids.npy"], ids)
@@ -361,7 +362,7 @@ class ImageSearcher:
         raw = np.asarray(raw, np.float32)
         if self.whitening is not None:
             return self.whitening.apply(raw)
-        return raw / np.maximum(np.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
+        return l2n(raw)
 
     def describe(self, image) -> np.ndarray:
         """Query image (path or RGB array in [0, 1]) -> its vector in the index's space."""

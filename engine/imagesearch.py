@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .atomic import atomic_write
+from .vectors import l2n
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,6 @@ __all__ = [
     "alpha_qe",
     "learn_whitening",
 ]
-
-
-def _l2n(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,7 +84,7 @@ class Whitening:
         x = np.asarray(x, dtype=np.float32)
         if x.shape[-1] != self.dim_in or x.ndim not in (1, 2):
             raise ValueError(f"expected descriptors (n, {self.dim_in}) or ({self.dim_in},), got {x.shape}")
-        return _l2n((x - self.mean) @ self.projection)
+        return l2n((x - self.mean) @ self.projection).astype(np.float32)
 
     def to_npz(self, path) -> None:
         """Write ``mean`` and ``projection`` to an ``.npz`` file, atomically (temporary file + rename)."""
@@ -226,7 +222,7 @@ def alpha_qe(query: np.ndarray, db: np.ndarray, neighbours: np.ndarray, alpha: f
         d_nb = db[np.where(valid, nbb, 0)]  # (step, n, d)
         sims = np.maximum(np.einsum("md,mnd->mn", qb, d_nb), 0.0)
         w = np.where(valid, sims ** alpha, 0.0).astype(np.float32)
-        out[b0:b0 + step] = _l2n(qb + np.einsum("mn,mnd->md", w, d_nb))
+        out[b0:b0 + step] = l2n(qb + np.einsum("mn,mnd->md", w, d_nb)).astype(np.float32)
     return out[0] if single else out
 
 
@@ -302,7 +298,7 @@ class VectorIndex:
     @staticmethod
     def _auto_kind(n: int, device: str | None, ivf_threshold: int) -> str:
         if device not in (None, "auto"):
-            from .cnn import pick_device
+            from .search import pick_device
 
             if pick_device(device).type == "cuda":
                 return "torch"
@@ -316,7 +312,7 @@ class VectorIndex:
     def _set_tensor(self, x: np.ndarray, device: str | None) -> None:
         import torch
 
-        from .cnn import pick_device
+        from .search import pick_device
 
         self.device = pick_device(device)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -481,7 +477,7 @@ class VectorIndex:
         is_ivf = faiss.try_extract_index_ivf(index) is not None
         self.kind = "ivfpq" if is_ivf else "flat"
         if not is_ivf and index.ntotal > 0:
-            from .cnn import pick_device
+            from .search import pick_device
 
             dev = pick_device(device)
             if dev.type == "cuda":

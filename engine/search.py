@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .afm import FeatureLayout, SketchQuery
-from .errors import SketchSearchError
+from .errors import DeviceError
 from .shifts import coarse_shift_values, grid_terms, poly_matrix, poly_matrix_1d, shift_values, trig_terms
+from .vectors import top_positions
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,13 @@ def cuda_available() -> bool:
 
 def pick_device(name: str | Device | None = None) -> Device:
     """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise the named device (a string, a
-    :class:`Device` or a ``torch.device``).  torch is imported only to check a device other than the CPU."""
+    :class:`Device` or a ``torch.device``).  torch is imported only to check a device other than the CPU.
+
+    Raises
+    ------
+    DeviceError
+        Naming the device, when it is unknown or not available (``cuda`` without CUDA, ``cuda:3`` of two).
+    """
     if name is not None and not isinstance(name, str):
         name = str(name)  # Device, torch.device
     if name in (None, "auto"):
@@ -113,13 +120,19 @@ def pick_device(name: str | Device | None = None) -> Device:
         try:
             dev = torch.device(name)
         except RuntimeError as e:
-            raise SketchSearchError(f"unknown device {name!r} ({e})") from None
+            raise DeviceError(f"unknown device {name!r} ({e})") from None
         return Device(dev.type, dev.index)
     if not cuda_available():
         import torch
 
-        raise SketchSearchError(f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA device")
-    return Device("cuda", None if m.group(1) is None else int(m.group(1)))
+        raise DeviceError(f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA device")
+    index = None if m.group(1) is None else int(m.group(1))
+    if index is not None:
+        import torch
+
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return Device("cuda", index)
 
 
 def default_backend(device: Device) -> str:
@@ -531,15 +544,6 @@ class _Clock:
             self.last = now
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first (stable for ties)."""
-    k = min(k, scores.size)
-    if k == scores.size:
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
-
-
 def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options: SearchOptions,
          *, top_k: int, n_align: int | None = None, timings: dict[str, float] | None = None) -> Ranking:
     """Rank stored descriptors for a prepared query and align the top ``top_k``.
@@ -574,7 +578,7 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
     if options.mode == "exhaustive":
         scores = _chunked(two_d, codes, inv_norms)
         clock("2d_all")
-        rows = _top(scores, top_k)
+        rows = top_positions(scores, top_k)
         ranked_scores = scores[rows]
         n_exact = len(rows)
     else:
@@ -584,18 +588,18 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
         if order == "coarse":
             first = _chunked(lambda c, i: scorer.score_2d(c, i, coarse=True), codes, inv_norms)
             clock("2d_coarse")
-            pre = _top(first, max(s, top_k))
+            pre = top_positions(first, max(s, top_k))
             stage1 = first[pre]
         elif order == "sum":
             first = _chunked(lambda c, i: scorer.score_1d(c, i, "xy"), proj, inv_norms, chunk=CHUNK_1D)
             clock("1d_both")
-            pre = _top(first, max(s, top_k))
+            pre = top_positions(first, max(s, top_k))
             stage1 = first[pre]
         else:
             axes = ("x", "y") if scorer.spread[0] >= scorer.spread[1] else ("y", "x")
             first = _chunked(lambda c, i: scorer.score_1d(c, i, axes[0]), proj, inv_norms, chunk=CHUNK_1D)
             clock("1d_first")
-            pre = _top(first, max(3 * s, top_k))
+            pre = top_positions(first, max(3 * s, top_k))
             head = pre[: min(n, 3 * s)]
             clock("select")
             second = _chunked(lambda c, i: scorer.score_1d(c, i, axes[1]), proj, inv_norms, head,

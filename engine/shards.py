@@ -32,6 +32,7 @@ paths without ``..``; on a cluster, the manifest's folder is on a file system ev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -333,7 +334,7 @@ class ShardedIndex(Collection):
         with contextlib.suppress(OSError):
             parts["manifest"] = self.path.stat().st_size + (self.manifest.learned_path().stat().st_size
                                                             if self.manifest.learned else 0)
-        ready = [s["image_index"] for s in self.shards.summaries]
+        ready = [s.image_index for s in self.shards.summaries]
         image_index = None
         if self.image_settings and all(ready):
             image_index = {"n": sum(r["n"] for r in ready), "note": f"{len(ready)} shards; " + ready[0]["note"]}
@@ -349,12 +350,13 @@ class ShardedIndex(Collection):
                 + [{"path": db, "images": 0, "skipped": 0, "missing": why} for db, why in self.absent.items()]}
 
 
-def mark_stale(summaries: list[dict], manifest: Manifest) -> None:
-    """Shards whose image index was not built with the manifest's learned parameters: not ready."""
-    for s in summaries:
-        rec = s.get("image_index")
+def mark_stale(summaries: list, manifest: Manifest) -> None:
+    """Shards whose image index was not built with the manifest's learned parameters: not ready (their
+    ``ShardSummary`` in the list is replaced by one without an image index)."""
+    for i, s in enumerate(summaries):
+        rec = s.image_index
         if rec is not None and (manifest.learned is None or rec.get("learned") != manifest.learned):
-            s["image_index"] = None
+            summaries[i] = dataclasses.replace(s, image_index=None)
 
 
 def open_collection(db: str | os.PathLike):

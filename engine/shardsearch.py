@@ -29,6 +29,7 @@ Steps of a sketch query (``sketch_search``), ``i`` over the shards:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -39,14 +40,72 @@ from .afm import encode_query
 from .edges import EdgeMap
 from .errors import QueryError
 from .indexview import IndexView
+from .vectors import l2n
 
-__all__ = ["ShardSearcher"]
+__all__ = ["Candidates", "Expansion", "ReferenceReply", "STEPS", "ShardSearcher", "ShardSummary"]
 
 MAX_OPEN_QUERIES = 16  # per-query state a shard keeps (scorer, scores computed); oldest dropped first
 
 
 # --------------------------------------------------------------------------------------------------
 # The shard side
+
+
+# The replies of the shard steps (plain dataclasses of numpy arrays: they cross processes)
+
+@dataclasses.dataclass(frozen=True)
+class ShardSummary:
+    """What the client needs to know of a shard: its path, its photos' count, its settings (JSON) and its image
+    index's record (None: no image index, or none ready)."""
+
+    path: str
+    n: int
+    n_skipped: int
+    settings: str
+    image_settings: str | None
+    image_index: dict | None
+    pid: int | None = None  # the process that holds the shard (a cluster worker's)
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """Step 2's reply: this shard's candidates of a sketch query.
+
+    ``rows`` sorted local rows (background, alignment shortlist and best global rows); ``afm`` their alignment
+    scores; ``glob`` their global cosines (NaN: no descriptor; None without a global query); ``core`` (bool:
+    background or shortlist, kept whatever the other shards hold); ``gtop`` / ``gtop_scores``: this shard's best
+    ``extra_k`` global rows and their scores (for the client's collection-wide cut).
+    """
+
+    rows: np.ndarray
+    afm: np.ndarray
+    glob: np.ndarray | None
+    core: np.ndarray
+    gtop: np.ndarray
+    gtop_scores: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Expansion:
+    """Step 4's reply: image cosines ``cos`` of the candidate rows for the expanded query; this shard's best
+    ``extra_k`` rows for it (``found`` / ``found_scores``) and, of those not among the candidates (``extra``,
+    sorted), their image, alignment and global scores."""
+
+    cos: np.ndarray
+    found: np.ndarray
+    found_scores: np.ndarray
+    extra: np.ndarray
+    cos_extra: np.ndarray
+    afm_extra: np.ndarray
+    glob_extra: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceReply:
+    """The reference sample scored for one query: alignment ``afm`` (R,) and, with a global query, ``glob`` (R,)."""
+
+    afm: np.ndarray
+    glob: np.ndarray | None
 
 
 class _Query:
@@ -71,15 +130,14 @@ class ShardSearcher:
         self._reference_vectors: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
     # -- what the client needs to know ------------------------------------------------------------
-    def summary(self) -> dict:
+    def summary(self) -> ShardSummary:
         ix = self.index
         image = None
         if ix.image_settings and ix.meta.get("image_index"):
             import json
 
             image = json.loads(ix.meta["image_index"])
-        return {"path": str(ix.path), "n": len(ix), "n_skipped": ix.n_skipped, "settings": ix.settings.to_json(),
-                "image_settings": ix.image_settings, "image_index": image}
+        return ShardSummary(str(ix.path), len(ix), ix.n_skipped, ix.settings.to_json(), ix.image_settings, image)
 
     def background_keys(self, size: int) -> tuple[list[str], np.ndarray]:
         """(keys, rows) of this shard's ``size`` photos first by background key (``SketchIndex.background``)."""
@@ -113,14 +171,8 @@ class ShardSearcher:
         return self._images_for(options.device)
 
     def sketch_candidates(self, qid: str, edges: EdgeMap, options, q_glob: np.ndarray | None,
-                          bg_rows: np.ndarray, extra_k: int) -> dict:
-        """Step 2: candidates of this shard with their alignment and global scores.
-
-        Returns a dict: ``rows`` (sorted local rows: background, alignment shortlist and best global rows),
-        ``afm``, ``glob`` (NaN: no descriptor; None without ``q_glob``), ``core`` (bool: background or
-        shortlist, i.e. kept whatever the other shards hold), ``gtop`` / ``gtop_scores`` (this shard's
-        best ``extra_k`` global rows and their float16 scores, for the client's collection-wide cut).
-        """
+                          bg_rows: np.ndarray, extra_k: int) -> Candidates:
+        """Step 2: candidates of this shard with their alignment and global scores."""
         from .search import QueryScorer, pick_device, rank
 
         ix = self.index
@@ -144,8 +196,8 @@ class ShardSearcher:
         glob = None
         if images is not None:
             glob = images.sketch_scores(q_glob, rows).astype(np.float64)
-        return {"rows": rows, "afm": self._afm(q, rows), "glob": glob, "core": np.isin(rows, core),
-                "gtop": np.asarray(gtop, np.int64), "gtop_scores": np.asarray(gtop_scores, np.float32)}
+        return Candidates(rows, self._afm(q, rows), glob, np.isin(rows, core), np.asarray(gtop, np.int64),
+                          np.asarray(gtop_scores, np.float32))
 
     def seed_vectors(self, rows: np.ndarray, device=None) -> tuple[np.ndarray, np.ndarray]:
         """Step 3: image vectors of rows (``ok``: rows that have one, in order) -> (vectors, ok)."""
@@ -154,22 +206,19 @@ class ShardSearcher:
         ok = images.row_to_vec[rows] >= 0
         return images.vectors_of_rows(rows), ok
 
-    def expand(self, qid: str, q_image: np.ndarray, rows: np.ndarray, extra_k: int, device=None) -> dict:
+    def expand(self, qid: str, q_image: np.ndarray, rows: np.ndarray, extra_k: int, device=None) -> Expansion:
         """Step 4: image cosines of the candidate ``rows`` of this shard for the expanded query, and this
-        shard's best ``extra_k`` rows for it: ``found`` / ``found_scores``, with ``extra`` (those not among
-        the candidates, sorted), their ``cos_extra``, ``afm_extra`` and ``glob_extra``."""
+        shard's best ``extra_k`` rows for it."""
         q = self._query(qid)
         images = self.index.images(device)
         rows = np.asarray(rows, np.int64)
         found, found_scores = images.search_vector(q_image, extra_k)
         extra = np.setdiff1d(found, rows)
-        return {"cos": images.image_scores(q_image, rows).astype(np.float64),
-                "found": found, "found_scores": found_scores, "extra": extra,
-                "cos_extra": images.image_scores(q_image, extra).astype(np.float64),
-                "afm_extra": self._afm(q, extra),
-                "glob_extra": images.sketch_scores(q.q_glob, extra).astype(np.float64)}
+        return Expansion(images.image_scores(q_image, rows).astype(np.float64), found, found_scores, extra,
+                         images.image_scores(q_image, extra).astype(np.float64), self._afm(q, extra),
+                         images.sketch_scores(q.q_glob, extra).astype(np.float64))
 
-    def reference_scores(self, qid: str, q_glob: np.ndarray | None, device=None) -> dict | None:
+    def reference_scores(self, qid: str, q_glob: np.ndarray | None, device=None) -> ReferenceReply | None:
         """The reference sample (``engine.reference``) scored for this query: ``afm`` (R,) with the query's
         scorer and, with ``q_glob``, ``glob`` (R,) the global cosines of the reference photos' descriptors
         centred on this collection's learned mean.  None where the shipped reference does not fit this
@@ -186,7 +235,7 @@ class ShardSearcher:
                 return None
             glob = (vectors[0] @ np.asarray(q_glob, np.float32)).astype(np.float64)
         afm = self._query(qid).scorer.score_2d(ref.codes, ref.inv_norms).astype(np.float64)
-        return {"afm": afm, "glob": glob}
+        return ReferenceReply(afm, glob)
 
     def reference_image_scores(self, q_image: np.ndarray, device=None) -> np.ndarray:
         """Image cosines of the reference photos for an (expanded) query vector in this index's space."""
@@ -206,7 +255,7 @@ class ShardSearcher:
             out = None
             if ref is not None and images is not None and ref.fits_images(self.index.image_settings):
                 c = ref.sketch - images.sketch_mean[None, :]
-                sketch = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+                sketch = l2n(c).astype(np.float32)
                 out = (sketch, np.asarray(images.embed_raw(ref.gem), np.float32))
             self._reference_vectors[key] = out
         return self._reference_vectors[key]
@@ -241,3 +290,8 @@ class ShardSearcher:
         images = self.index.images(device)
         rows, scores = images.search_vector(q, k)
         return rows, scores, (images.vectors_of_rows(rows) if with_vectors else None)
+
+
+#: the steps a client may ask of a shard (a cluster's actors answer these names only)
+STEPS = frozenset({"summary", "background_keys", "describe_sketch", "describe_image", "sketch_candidates",
+                   "seed_vectors", "expand", "reference_scores", "reference_image_scores", "finish", "image_top"})

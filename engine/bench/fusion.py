@@ -39,6 +39,7 @@ from ..fusion import (
 )
 from ..imageio import load_image
 from ..imagesearch import alpha_qe
+from ..vectors import l2n
 from . import datasets as ds
 from . import metrics as mt
 from .metrics import expected_calibration_error, plot_reliability, reliability
@@ -444,10 +445,6 @@ def collect_pool(index, sketches: list[EdgeMap], photo_paths: list[Path], *, rel
                 None if reference is None else np.asarray(reference.gem, np.float32))
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
 
 def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = True):
     """The fused search of query ``qi`` in a collection of the photos ``sel`` (columns of the pool), as the
@@ -466,16 +463,16 @@ def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = 
     m = len(sel)
     afm = pool.afm[qi, sel].astype(np.float64)
     mu = pool.p_sketch[sel].mean(axis=0)
-    q = _l2(pool.q_sketch[qi] - mu)
-    glob = (_l2(pool.p_sketch[sel] - mu) @ q).astype(np.float64)
+    q = l2n(np.asarray(pool.q_sketch[qi] - mu, np.float32))
+    glob = (l2n(np.asarray(pool.p_sketch[sel] - mu, np.float32)) @ q).astype(np.float64)
     big = m >= MIN_WHITENING_IMAGES and pool.whitening is not None
-    vec = pool.vectors[sel] if big else _l2(pool.p_gem[sel])
+    vec = pool.vectors[sel] if big else l2n(np.asarray(pool.p_gem[sel], np.float32))
     has_ref = reference and pool.ref_afm is not None
     ref_afm = ref_glob = ref_vec = None
     if has_ref and any(reference_weight(m, p) > 0 for p in plist):
         ref_afm = pool.ref_afm[qi].astype(np.float64)
-        ref_glob = (_l2(pool.ref_sketch - mu) @ q).astype(np.float64)
-        ref_vec = pool.whitening.apply(pool.ref_gem) if big else _l2(pool.ref_gem)
+        ref_glob = (l2n(np.asarray(pool.ref_sketch - mu, np.float32)) @ q).astype(np.float64)
+        ref_vec = pool.whitening.apply(pool.ref_gem) if big else l2n(np.asarray(pool.ref_gem, np.float32))
     rows = np.arange(m)
     out = []
     for p in plist:

@@ -31,6 +31,7 @@ from ..imagesearch import VectorIndex, alpha_qe, learn_whitening
 from ..indexer import _run_jobs
 from ..search import SearchOptions
 from ..settings import SketchSettings
+from ..vectors import l2n
 from . import datasets as ds
 from . import metrics as mt
 from .quality import Described, run_queries
@@ -40,9 +41,6 @@ log = logging.getLogger(__name__)
 QE_NEIGHBOURS = (1, 2, 5, 10)
 EXPANSIONS = (3, 10)
 
-
-def _l2n(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = DEFAULT_BACKBONE,
@@ -76,7 +74,7 @@ def _photo_rows(raw: np.ndarray, white: np.ndarray | None, labels: np.ndarray) -
     for name, x in (("raw GeM", raw), ("whitened", white)):
         if x is None:
             continue
-        x = _l2n(x)
+        x = l2n(x)
         _, ids = VectorIndex(x, kind="flat").search(x, max(QE_NEIGHBOURS) + 1)
         variants = [(f"{name}", x)]
         for n in QE_NEIGHBOURS:  # a query from outside the collection: its neighbours are other photos
@@ -98,7 +96,7 @@ def _photo_rows(raw: np.ndarray, white: np.ndarray | None, labels: np.ndarray) -
 def expansion_scores(afm_top: np.ndarray, vectors: np.ndarray, n: int) -> np.ndarray:
     """(Q, N) scores of sketch-to-image expansion: cosine to the mean vector of each query's top ``n`` AFM
     hits (``afm_top``: (Q, >= n) rows, best first) -- the ranking :meth:`SketchIndex.search` returns."""
-    q = _l2n(vectors[afm_top[:, :n]].mean(axis=1))
+    q = l2n(vectors[afm_top[:, :n]].mean(axis=1))
     return q @ vectors.T
 
 
@@ -133,13 +131,13 @@ def bench_sketch_expansion(data: ds.SketchyData, n_classes: int, coll: Described
 def clustered_vectors(n: int, d: int, *, clusters: int = 2000, spread: float = 0.6, seed: int = 0) -> np.ndarray:
     """(n, d) float32 L2-normalised synthetic descriptors around ``clusters`` random centres."""
     rng = np.random.default_rng(seed)
-    centres = _l2n(rng.standard_normal((clusters, d), dtype=np.float32))
+    centres = l2n(rng.standard_normal((clusters, d), dtype=np.float32))
     out = np.empty((n, d), np.float32)
     for i in range(0, n, 65536):
         m = min(65536, n - i)
         block = centres[rng.integers(0, clusters, m)] + spread / np.sqrt(d) * rng.standard_normal((m, d),
                                                                                                   dtype=np.float32)
-        out[i:i + m] = _l2n(block)
+        out[i:i + m] = l2n(block)
     return out
 
 
@@ -155,7 +153,7 @@ def bench_search_latency(sizes: tuple[int, ...], *, d: int = WHITEN_DIM, queries
     rows = []
     for n in sizes:
         x = clustered_vectors(n, d)
-        q = _l2n(x[np.random.default_rng(1).choice(n, queries, replace=False)]
+        q = l2n(x[np.random.default_rng(1).choice(n, queries, replace=False)]
                  + 0.3 / np.sqrt(d) * np.random.default_rng(2).standard_normal((queries, d), dtype=np.float32))
         exact = None
         x16 = x.astype(np.float16)  # the index's stored vectors, which re-rank IVF-PQ candidates
@@ -212,7 +210,7 @@ def bench_image(*, data: str | os.PathLike | None = None, quick: bool = False, d
         wx = white.apply(raw) if white is not None else None
         out["tables"][f"Photo -> photo category retrieval, Sketchy ({len(paths)} photos, each against the "
                       f"rest; aQE alpha={ALPHA:g})"] = _photo_rows(raw, wx, labels)
-        vectors = _l2n(wx if wx is not None else raw)
+        vectors = l2n(wx if wx is not None else raw)
         out["tables"]["Sketch -> photo on Sketchy, AFM alone and with sketch-to-image expansion "
                       f"({'whitened' if wx is not None else 'raw'} GeM, {vectors.shape[1]}-D)"] = \
             bench_sketch_expansion(sk, n_classes, coll, vectors, settings)

@@ -200,6 +200,7 @@ def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_resu
 @slow
 def test_a_worker_killed_between_the_steps_of_a_query(cluster, photos, monkeypatch):
     from engine.cluster import ActorShards
+    from engine.shardsearch import ShardSearcher
 
     tmp, _ = photos
     cluster.client.wait_for_workers(2, timeout=120)
@@ -208,9 +209,9 @@ def test_a_worker_killed_between_the_steps_of_a_query(cluster, photos, monkeypat
     dead = {i for i, pid in enumerate(ix.worker_pids()) if pid == victim}
     original = ActorShards._call
 
-    def call(self, method, args):  # the worker dies once the shards have sent their candidates
-        out = original(self, method, args)
-        if method == "sketch_candidates":
+    def call(self, step, args):  # the worker dies once the shards have sent their candidates
+        out = original(self, step, args)
+        if step is ShardSearcher.sketch_candidates:
             os.kill(victim, signal.SIGKILL)
         return out
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cnn import BACKBONES, GemDescriber, GemSettings, get_backbone, pick_device
+from engine.cnn import BACKBONES, GemDescriber, GemSettings, get_backbone
 from engine.imageio import ImageError, load_image
+from engine.search import pick_device
 from engine.torchnet import GeM, gem
 
 DEMO_PHOTOS = Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos"

@@ -1,5 +1,5 @@
-"""The index writer (engine.writer, engine.indexer): bad files, incremental updates, moves, one writer at a time, readers during
-writes, and kill-at-any-moment-then-resume with nothing lost or duplicated."""
+"""The index writer (engine.writer, engine.indexer): bad files, incremental updates, moves, one writer at
+a time, readers during writes, and kill-at-any-moment-then-resume with nothing lost or duplicated."""
 import errno
 import os
 import random
