@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 60.0  # seconds a search waits for the shards, per step
 
 
-def _distributed():
+def load_distributed():
+    """Dask's ``distributed`` module (SketchSearchError naming the extra to install where it is missing)."""
     # Dask logs every connection at INFO; keep its errors (and -v's logging, where the root logger asks for more)
     if logging.getLogger().level > logging.INFO:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
@@ -118,10 +119,10 @@ def connect(address: str, *, timeout: float = 30.0) -> Cluster:
     :func:`local_cluster_kwargs`); else the address of a running Dask scheduler (``tcp://host:8786``)."""
     if address.startswith("local:"):
         n = local_workers(address)
-        distributed = _distributed()
+        distributed = load_distributed()
         local = distributed.LocalCluster(**local_cluster_kwargs(n))
         return Cluster(distributed.Client(local), local)
-    distributed = _distributed()
+    distributed = load_distributed()
     try:
         client = distributed.Client(address, timeout=timeout)
     except (OSError, TimeoutError) as e:

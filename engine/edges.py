@@ -167,7 +167,7 @@ def get_detector(name: str) -> EdgeDetector:
 # Building blocks (public: a learned detector can reuse them)
 
 
-def _wrap_pi(angle: np.ndarray) -> np.ndarray:
+def wrap_pi(angle: np.ndarray) -> np.ndarray:
     """Angles -> float32 in [0, pi) (float32 rounding can otherwise land exactly on pi)."""
     a = np.mod(angle, np.pi).astype(np.float32)
     a[a >= np.float32(np.pi)] = 0.0
@@ -219,7 +219,7 @@ def structure_orientation(image: np.ndarray, *, sigma: float = 2.0, rho: float =
     jxy = _gaussian(gx * gy, rho)
     jyy = _gaussian(gy * gy, rho)
     normal = 0.5 * np.arctan2(2.0 * jxy, jxx - jyy)  # dominant gradient direction
-    return _wrap_pi(normal + np.pi / 2)
+    return wrap_pi(normal + np.pi / 2)
 
 
 def non_max_suppression(magnitude: np.ndarray, orientation: np.ndarray) -> np.ndarray:
@@ -364,7 +364,7 @@ class ClassicalDetector:
         lam = half_trace + np.sqrt(np.maximum(half_trace * half_trace - (jxx * jyy - jxy * jxy), 0.0))
         step = math.sqrt(2.0 * math.pi) * max(self.sigma, 0.5)  # a step of height c peaks at c
         c = (np.sqrt(lam) * step).astype(np.float32)
-        theta = _wrap_pi(0.5 * np.arctan2(2.0 * jxy, jxx - jyy) + np.pi / 2)
+        theta = wrap_pi(0.5 * np.arctan2(2.0 * jxy, jxx - jyy) + np.pi / 2)
         if self.alpha > 0:
             s = self.surround * self.sigma
             centre = (self.sigma / s) ** 2  # the share of G_s's mass that the centre G_sigma blob has
@@ -414,7 +414,7 @@ class CannyDetector:
         edges = cv2.Canny(grey8, low, high, L2gradient=True) > 0
         gx = cv2.Sobel(grey8, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(grey8, cv2.CV_32F, 0, 1, ksize=3)
-        theta = _wrap_pi(np.arctan2(gy, gx) + np.pi / 2)
+        theta = wrap_pi(np.arctan2(gy, gx) + np.pi / 2)
         return edges.astype(np.float32), theta
 
 
@@ -506,7 +506,7 @@ def edges_from_maps(strength: np.ndarray, theta: np.ndarray, *, scale: float, mi
     if strength.shape != theta.shape or strength.ndim != 2:
         raise ValueError(f"detector {name!r} returned shapes {strength.shape}, {theta.shape}")
     mask = (strength >= min_strength) & (strength > 0)
-    return _edge_map(np.minimum(strength, 1.0), _wrap_pi(theta), mask, scale=scale, origin=(0.0, 0.0))
+    return _edge_map(np.minimum(strength, 1.0), wrap_pi(theta), mask, scale=scale, origin=(0.0, 0.0))
 
 
 def render_edges(edge_map: EdgeMap) -> np.ndarray:

@@ -49,7 +49,6 @@ __all__ = [
     "standardise",
     "drawing",
     "drawing_input",
-    "drawing_settings",
     "fuse",
     "leave_one_out_cosines",
     "load_params",
@@ -150,14 +149,6 @@ def load_params(path: str | None = None) -> FusionParams:
     if not p.is_file():
         return FusionParams()
     return FusionParams.from_dict(json.loads(p.read_text()))
-
-
-def drawing_settings(backbone: str, params: FusionParams | None = None):
-    """GemSettings of the global sketch descriptor (one scale at ``params.side`` px, GeM ``params.p``)."""
-    from .cnn import GemSettings
-
-    params = params or load_params()
-    return GemSettings(backbone=backbone, p=params.p, scales=(1.0,), max_side=params.side)
 
 
 def drawing(edges: EdgeMap, *, thickness: int = 2, border: float = 0.0, side: int = 224) -> np.ndarray:

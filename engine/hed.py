@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .edges import _wrap_pi, hysteresis, non_max_suppression, register_detector, structure_orientation
+from .edges import hysteresis, non_max_suppression, register_detector, structure_orientation, wrap_pi
 from .errors import SketchSearchError
 
 __all__ = [
@@ -307,7 +307,7 @@ class HEDDetector:
         if self.min_length > 1:
             thin = np.where(hysteresis(thin, self.tau, self.tau, min_length=self.min_length), thin, np.float32(0))
         w = edge_filter(thin, p=self.p, tau=self.tau, beta=self.beta)
-        return np.where(thin > 0, w, np.float32(0)), _wrap_pi(theta)
+        return np.where(thin > 0, w, np.float32(0)), wrap_pi(theta)
 
     def batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[self(im) for im in images]``, with the network run in batches (on a GPU, much faster)."""

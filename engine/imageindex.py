@@ -39,12 +39,12 @@ from .catalog import (
     save_npz,
 )
 from .cnn import GemDescriber, GemSettings
+from .describe import DEFAULT_BACKBONE, drawing_settings
 from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
 from .vectors import l2n
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "efficientnet-lite0"
 IVF_THRESHOLD = 200_000
 MIN_WHITENING_IMAGES = 1000  # fewer photos: plain L2 (whitening learned on a few photos over-fits; see learn_whitening)
 WHITEN_DIM = 512  # at most this many whitened components: searchable vectors of 1 KB per photo (float16)
@@ -55,24 +55,10 @@ NPROBE = 32  # IVF cells visited per query
 RERANK = 8  # IVF-PQ: candidates per result, re-ranked with the exact (memory-mapped) vectors
 
 
-def gem_settings(backbone: str | None) -> GemSettings | None:
-    """GeM settings for a backbone name; None or "none": no image descriptors."""
-    if backbone in (None, "", "none"):
-        return None
-    try:
-        return GemSettings(backbone=backbone)
-    except ValueError as e:
-        from .errors import SketchSearchError
-
-        raise SketchSearchError(str(e)) from None
-
-
 class Extractor:
     """Batches photos' network inputs and describes them on one device (CUDA when present)."""
 
     def __init__(self, settings: GemSettings, device=None, *, batch: int = 16) -> None:
-        from .fusion import drawing_settings
-
         self.describer = GemDescriber(settings, device)
         self.drawer = GemDescriber(drawing_settings(settings.backbone), device)
         self.batch = batch
@@ -386,7 +372,7 @@ class ImageSearcher:
 
     def describe_sketch(self, edges) -> np.ndarray:
         """A query sketch's global descriptor in the index's space (centred on the collection, L2)."""
-        from .fusion import drawing_input, drawing_settings
+        from .fusion import drawing_input
 
         if self._drawer is None:
             self._drawer = GemDescriber(drawing_settings(self.settings.backbone), self.device, backend="auto")

@@ -16,20 +16,27 @@ import stat
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .afm import FeatureLayout, database_descriptor
-from .catalog import read_meta
-from .edges import edges_from_maps, get_detector, working_image
-from .errors import Cancelled, IndexFormatError, IndexNotFound, SketchSearchError
-from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, network_input
-from .rotation import polar_descriptor
+from .afm import FeatureLayout
+from .describe import (
+    Deferred,
+    PhotoRecord,
+    content_hash,
+    defer_edges,
+    describe_file,
+    drawing_settings,
+    finish_deferred,
+    resolve_settings,
+)
+from .edges import get_detector
+from .errors import Cancelled, IndexNotFound
+from .imageio import IMAGE_EXTENSIONS, ImageError
 from .settings import SketchSettings
-from .writer import NOT_REGULAR, TOO_LARGE, IndexWriter, PhotoRecord, content_hash
+from .writer import NOT_REGULAR, TOO_LARGE, IndexWriter
 
 log = logging.getLogger(__name__)
 
@@ -171,87 +178,6 @@ def _printable(p) -> str:
     return os.fsdecode(p).encode("utf-8", "replace").decode("utf-8")
 
 
-def describe_photo(path: Path, layout: FeatureLayout, *, hash: str | None = None) -> PhotoRecord:
-    """Load one photo, detect its edges and encode it (raises ImageError)."""
-    return _describe(path, layout, hash, None)[0]
-
-
-def _drawn(edges) -> np.ndarray:
-    """The global sketch descriptor's CNN input of a photo's edges (engine.fusion imports torch: lazily)."""
-    from .fusion import drawing_input
-
-    return drawing_input(edges, query=False)
-
-
-def _describe(path: Path, layout: FeatureLayout, hash: str | None, net_side: int | None,
-              defer_edges: bool = False) -> tuple[PhotoRecord | Deferred, tuple | None]:
-    """The photo's record and, with ``net_side``, its CNN inputs (photo, edge map drawn; the CNN runs
-    batched in the writer).  With ``defer_edges`` the record is left for the writer to finish
-    (:class:`Deferred`), which runs the edge detector batched on its GPU (and draws the edges)."""
-    st = path.stat()
-    settings = layout.settings
-    image = load_image(path, max_side=max(settings.max_side, net_side or 0))
-    net = network_input(image.pixels, net_side) if net_side else None
-    # given the LoadedImage, edges.scale is working pixels per *original* pixel (reduced decoding included)
-    work, scale = working_image(image, settings.max_side)
-    base = dict(path=str(path), size=st.st_size, mtime=st.st_mtime, hash=hash or content_hash(path),
-                width=image.original_size[0], height=image.original_size[1])
-    if defer_edges:
-        return Deferred(work=work, scale=scale, **base), (net, None) if net_side else None
-    strength, theta = get_detector(settings.detector)(work)
-    edges = edges_from_maps(strength, theta, scale=scale, min_strength=settings.min_strength)
-    return _record(base, edges, layout), (net, _drawn(edges)) if net_side else None
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """A photo loaded and resized by a worker, whose edges the writer computes (batched on a GPU)."""
-
-    path: str
-    size: int
-    mtime: float
-    hash: str
-    width: int
-    height: int
-    work: np.ndarray
-    scale: float
-
-
-def _record(base: dict, edges, layout: FeatureLayout) -> PhotoRecord:
-    desc = database_descriptor(edges, layout)
-    return PhotoRecord(base["path"], base["size"], base["mtime"], base["hash"], base["width"], base["height"],
-                       edges.width, edges.height, edges.scale, len(edges), desc.codes, desc.inv_norms,
-                       polar=polar_descriptor(edges).astype(np.float16))
-
-
-def _finish_deferred(items: list[Deferred], layout: FeatureLayout, detector,
-                     drawings: bool = False) -> list[tuple[PhotoRecord, np.ndarray | None]]:
-    """Records (and with ``drawings`` the edge maps drawn as CNN inputs) of deferred photos: the
-    detector's network in batches (``detector.probabilities``), then thinning, filtering and the
-    descriptors in a thread pool (OpenCV and numpy release the GIL)."""
-    probs = detector.probabilities([d.work for d in items])
-    min_strength = layout.settings.min_strength
-
-    def finish(i: int) -> tuple[PhotoRecord, np.ndarray | None]:
-        strength, theta = detector.from_probability(probs[i])
-        d = items[i]
-        edges = edges_from_maps(strength, theta, scale=d.scale, min_strength=min_strength)
-        return _record(dataclasses.asdict(d), edges, layout), (_drawn(edges) if drawings else None)
-
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(finish, range(len(items))))
-
-
-def _defer_edges(detector_name: str, device: str | None) -> bool:
-    """Whether the writer runs the edge detector batched on a GPU (a learned detector on CUDA) rather than
-    every worker running it on the CPU."""
-    if not hasattr(get_detector(detector_name), "probabilities"):
-        return False
-    import torch
-
-    return torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
-
-
 @dataclass(frozen=True)
 class JobResult:
     """A worker's answer for one file: a record, a reason it was skipped, or ``same`` (bytes unchanged)."""
@@ -292,8 +218,6 @@ def _init_worker(settings_json: str, single_thread: bool = True, net_side: int |
 
         gem = GemSettings.from_json(cnn_json)
         _worker_cnn = GemDescriber(gem, "cpu", num_threads=1 if single_thread else None)
-        from .fusion import drawing_settings
-
         _worker_draw = GemDescriber(drawing_settings(gem.backbone), "cpu", num_threads=1 if single_thread else None)
         _worker_net_side = gem.max_side
 
@@ -307,7 +231,7 @@ def _describe_job(job: tuple[str, str | None]) -> JobResult:
         h = content_hash(path)
         if h == old_hash:
             return JobResult(path, size, mtime, same=True)
-        record, net = _describe(Path(path), _worker_layout, h, _worker_net_side, _worker_defer_edges)
+        record, net = describe_file(Path(path), _worker_layout, h, _worker_net_side, _worker_defer_edges)
         if isinstance(record, Deferred):
             return JobResult(path, size, mtime, net_input=net, deferred=record)
         if _worker_cnn is not None:
@@ -322,29 +246,6 @@ def _describe_job(job: tuple[str, str | None]) -> JobResult:
     except Exception as e:  # a bad file must never stop a run
         log.exception("failed on %s", path)
         return JobResult(path, size, mtime, reason=f"{type(e).__name__}: {e}")
-
-
-def _settings_for(db: Path, settings: SketchSettings | None, backbone: str | None, edges: str | None = None):
-    """Sketch settings and image settings (JSON or None) of the run: as asked, else the index's, else
-    the defaults; ``edges`` sets the edge detector of those settings."""
-    from .imageindex import DEFAULT_BACKBONE, gem_settings
-
-    meta = None
-    try:
-        meta = read_meta(db)
-    except (IndexNotFound, IndexFormatError):  # none yet, or one that must be rebuilt
-        pass
-    if settings is None:
-        settings = SketchSettings.from_json(meta["settings"]) if meta else SketchSettings()
-    if edges is not None:
-        get_detector(edges)  # an unknown name or a missing extra fails here, before anything is written
-        settings = dataclasses.replace(settings, detector=edges)
-    if backbone == "auto":
-        image = (meta.get("image_settings") or None) if meta else gem_settings(DEFAULT_BACKBONE).to_json()
-    else:
-        g = gem_settings(backbone)
-        image = g.to_json() if g else None
-    return settings, image
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -435,8 +336,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     scan_skipped = list(skipped)
     roots = sorted({str(Path(f).expanduser().resolve()) for f in folders}
                    | {str(Path(f).expanduser().absolute()) for f in folders})
-    settings, image_json = _settings_for(db, settings, backbone, edges)
-    defer = _defer_edges(settings.detector, device)
+    settings, image_json = resolve_settings(db, settings, backbone, edges)
+    defer = defer_edges(settings.detector, device)
     layout = FeatureLayout.from_settings(settings) if defer else None
     detector = get_detector(settings.detector) if defer else None
     extractor = None
@@ -490,7 +391,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
             records = pending["records"]
             deferred = [i for i, r in enumerate(records) if isinstance(r, Deferred)]
             if deferred:  # the edge detector, batched, on the writer's GPU
-                done = _finish_deferred([records[i] for i in deferred], layout, detector, drawings=batched)
+                done = finish_deferred([records[i] for i in deferred], layout, detector, drawings=batched)
                 for i, (r, draw) in zip(deferred, done, strict=True):
                     records[i] = r
                     if batched:
@@ -506,7 +407,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
             last_flush = time.monotonic()
 
         try:
-            for res in _run_jobs(todo, settings, workers, net_side, cnn_json, defer):
+            for res in run_jobs(todo, settings, workers, net_side, cnn_json, defer):
                 if res.same:
                     pending["touched"].append((res.path, res.size, res.mtime))
                     same += 1
@@ -605,7 +506,7 @@ def _use_pool(workers: int | None, n_jobs: int) -> bool:
     return max(1, workers or os.cpu_count() or 1) > 1 and n_jobs >= 4
 
 
-def _run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, workers: int | None,
+def run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, workers: int | None,
               net_side: int | None = None, cnn_json: str | None = None,
               defer_edges: bool = False) -> Iterator[JobResult]:
     """Describe files in worker processes (results in completion order)."""
@@ -635,4 +536,4 @@ def _run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, work
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-__all__ = ["IndexSummary", "JobResult", "SketchSearchError", "describe_photo", "index_folders", "scan"]
+__all__ = ["IndexSummary", "JobResult", "index_folders", "run_jobs", "scan"]

@@ -114,13 +114,13 @@ class PolarLayout:
 
 
 def _layout(layout: PolarLayout | None) -> PolarLayout:
-    return layout if layout is not None else _default_layout()
+    return layout if layout is not None else default_layout()
 
 
 _DEFAULT: list[PolarLayout] = []
 
 
-def _default_layout() -> PolarLayout:
+def default_layout() -> PolarLayout:
     if not _DEFAULT:
         _DEFAULT.append(PolarLayout())
     return _DEFAULT[0]
@@ -185,7 +185,7 @@ def curve_coefficients(x: np.ndarray, y: np.ndarray, layout: PolarLayout | None 
     return out
 
 
-def _basis(angles_rad: np.ndarray, n: int) -> np.ndarray:
+def fourier_basis(angles_rad: np.ndarray, n: int) -> np.ndarray:
     """(len(angles), 2n + 1) [1, cos d, sin d, cos 2d, sin 2d, ...]."""
     m = np.multiply.outer(angles_rad, np.arange(1, n + 1))
     out = np.empty((len(angles_rad), 2 * n + 1))
@@ -199,7 +199,7 @@ def evaluate_curve(coeffs: np.ndarray, angles_deg) -> np.ndarray:
     """Similarities (..., len(angles)) of coefficient vectors (..., 2N + 1) at angles in degrees."""
     c = np.asarray(coeffs, np.float64)
     n = (c.shape[-1] - 1) // 2
-    return c @ _basis(np.radians(np.asarray(angles_deg, np.float64)), n).T
+    return c @ fourier_basis(np.radians(np.asarray(angles_deg, np.float64)), n).T
 
 
 def best_rotation(coeffs: np.ndarray, *, step: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -18,10 +18,10 @@ from .imageio import ImageError, load_image
 from .rotation import (
     PolarLayout,
     RotationCurve,
-    _basis,
     best_rotation,
     curve_coefficients,
     evaluate_curve,
+    fourier_basis,
     polar_descriptor,
 )
 
@@ -31,9 +31,9 @@ SKETCH_ANGLES = tuple(range(0, 360, 30))  # sketch rotations tried by --rotation
 
 
 def _layout() -> PolarLayout:
-    from .rotation import _default_layout
+    from .rotation import default_layout
 
-    return _default_layout()
+    return default_layout()
 
 
 def image_query_descriptor(index, image) -> np.ndarray:
@@ -195,7 +195,7 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
             parent[max(a, b)] = min(a, b)
 
     nh = lay.n_harmonics
-    basis = _basis(np.radians(np.arange(0.0, 360.0, step)), nh).T.astype(np.float32)  # (2N+1, G)
+    basis = fourier_basis(np.radians(np.arange(0.0, 360.0, step)), nh).T.astype(np.float32)  # (2N+1, G)
     k0 = lay.shape[0]
     sub = polar.reshape(n, k0, -1)
     for i0 in range(0, n, block):

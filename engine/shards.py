@@ -49,6 +49,7 @@ import numpy as np
 from .atomic import atomic_write
 from .catalog import CatalogReader, RowBlocks, read_meta
 from .collection import Collection, SketchIndex
+from .describe import resolve_settings
 from .errors import IndexFormatError, IndexNotFound, SketchSearchError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
@@ -459,14 +460,12 @@ class LocalRunner:
         return [fn(*a) for a in args]
 
 
-def _resolve_settings(manifest: Path, settings: SketchSettings | None, backbone: str | None, edges: str | None,
+def _manifest_for(manifest: Path, settings: SketchSettings | None, backbone: str | None, edges: str | None,
                       n_shards: int | None, *, default_shards: int = 2):
     """The manifest of the run: the existing one (refusing other settings) or a new one."""
-    from .indexer import _settings_for
-
     if manifest.exists():
         m = Manifest.load(manifest)
-        want, image = _settings_for(manifest.parent / f".{manifest.name}.none", settings or m.settings, backbone
+        want, image = resolve_settings(manifest.parent / f".{manifest.name}.none", settings or m.settings, backbone
                                     if backbone != "auto" else None, edges)
         if backbone == "auto":
             image = m.image_settings
@@ -484,7 +483,7 @@ def _resolve_settings(manifest: Path, settings: SketchSettings | None, backbone:
     if manifest.suffix.lower() != ".json":
         raise SketchSearchError(f"{manifest}: a sharded collection's manifest is a .json file; name one, e.g. "
                                 f"--db {manifest}.json")
-    want, image = _settings_for(manifest.parent / f".{manifest.name}.none", settings, backbone, edges)
+    want, image = resolve_settings(manifest.parent / f".{manifest.name}.none", settings, backbone, edges)
     return Manifest.create(manifest, n_shards or default_shards, want, image)
 
 
@@ -515,7 +514,7 @@ def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathL
         if Path(f).is_dir() and (Path(os.path.realpath(manifest.parent)) / "x").is_relative_to(os.path.realpath(f)):
             raise IndexNotFound(f"{manifest}: the collection's shards would lie inside the photo folder {f}; keep "
                                 f"the manifest in a folder of its own (another --db)")
-    m = _resolve_settings(manifest, settings, backbone, edges, n_shards,
+    m = _manifest_for(manifest, settings, backbone, edges, n_shards,
                           default_shards=runner.n_workers if runner.n_workers > 1 else 2)
     for i in range(m.n_shards):
         check_apart(m.shard_path(i), folders)

@@ -3,13 +3,11 @@ process at a time, under the index's lock; the format and its crash safety: ``en
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import json
 import logging
 import os
 import sqlite3
-import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from .catalog import (
     save_array,
     write_marker,
 )
+from .describe import PhotoRecord
 from .errors import IndexFormatError, IndexNotFound, IndexWriteError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
@@ -49,43 +48,6 @@ log = logging.getLogger(__name__)
 #: reasons of files a scan does not read (``engine.indexer``): their path no longer holds a photo
 NOT_REGULAR = "not a regular file"
 TOO_LARGE = "larger than"
-@dataclass(frozen=True)
-class PhotoRecord:
-    """One described photo: its file identity, geometry and descriptors."""
-
-    path: str
-    size: int
-    mtime: float
-    hash: str
-    width: int
-    height: int
-    work_width: int
-    work_height: int
-    work_scale: float
-    n_points: int
-    codes: np.ndarray  # (D,) int8, storage order
-    inv_norms: np.ndarray  # (K, 3) float32
-    gem: np.ndarray | None = None  # (G,) image descriptor, when the index has them
-    sketch: np.ndarray | None = None  # (G,) global sketch descriptor of the edge map drawn (engine.fusion), idem
-    polar: np.ndarray | None = None  # (P,) rotation descriptor about the photo's centre (engine.rotation)
-
-
-def content_hash(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """BLAKE2b (128-bit) of a file's bytes: the identity of a photo across renames and moves.
-
-    Only a regular file is read (a FIFO or a device would never end): anything else raises OSError."""
-    import hashlib
-
-    h = hashlib.blake2b(digest_size=16)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
-        while data := f.read(block):
-            h.update(data)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class Known:
     """What the catalog knows of one file."""

@@ -134,12 +134,12 @@ def bench_cluster_overhead(*, shards: int = 4, repeats: int = 20) -> list[dict]:
 
 def bench_cluster(*, data: Path | None = None, quick: bool = False) -> dict:
     """All of it, as ``{"tables": {title: rows}}`` for ``engine.bench``."""
-    from ..cluster import _distributed
+    from ..cluster import load_distributed
     from ..errors import SketchSearchError
     from .datasets import indexing_photos
 
     try:
-        _distributed()
+        load_distributed()
     except SketchSearchError as e:
         return {"tables": {}, "skipped": [str(e)]}
     tables = {}

@@ -417,7 +417,8 @@ def collect_pool(index, sketches: list[EdgeMap], photo_paths: list[Path], *, rel
     """Score ``sketches`` against every photo of ``index`` (and the reference sample's photos) with the
     product's scorers; raw descriptors for the simulation of smaller collections."""
     from ..cnn import GemDescriber, GemSettings
-    from ..fusion import drawing_input, drawing_settings
+    from ..describe import drawing_settings
+    from ..fusion import drawing_input
     from ..search import QueryScorer
 
     cols = _columns(index, photo_paths)

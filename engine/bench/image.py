@@ -24,11 +24,12 @@ import numpy as np
 
 from ..afm import FeatureLayout
 from ..cnn import Device, GemDescriber, GemSettings
+from ..describe import DEFAULT_BACKBONE, gem_settings
 from ..edges import sketch_edges
-from ..imageindex import ALPHA, DEFAULT_BACKBONE, NPROBE, RERANK, WHITEN_DIM, gem_settings
+from ..imageindex import ALPHA, NPROBE, RERANK, WHITEN_DIM
 from ..imageio import load_image
 from ..imagesearch import VectorIndex, alpha_qe, learn_whitening
-from ..indexer import _run_jobs
+from ..indexer import run_jobs
 from ..search import SearchOptions
 from ..settings import SketchSettings
 from ..vectors import l2n
@@ -52,7 +53,7 @@ def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = D
     """
     gem = gem_settings(backbone)
     records, inputs = {}, {}
-    for res in _run_jobs([(str(p), None) for p in paths], settings, None, net_side=gem.max_side):
+    for res in run_jobs([(str(p), None) for p in paths], settings, None, net_side=gem.max_side):
         if res.record is None:
             raise RuntimeError(f"{res.path}: {res.reason}")
         records[res.path], inputs[res.path] = res.record, res.net_input[0]  # (photo, edges drawn)

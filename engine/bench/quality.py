@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ..afm import FeatureLayout, encode_query
+from ..describe import defer_edges, finish_deferred
 from ..edges import EdgeMap, get_detector, photo_edges, sketch_edges
 from ..hed import hed_available
 from ..hits import photo_box
 from ..imageio import load_image, to_rgb
-from ..indexer import _defer_edges, _finish_deferred, _run_jobs
+from ..indexer import run_jobs
 from ..search import QueryScorer, SearchOptions, rank
 from ..settings import SketchSettings
 from . import baselines as bl
@@ -44,8 +45,8 @@ class Described:
 def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None = None) -> Described:
     """Descriptors of photos (all must be readable), computed with the indexer's worker pool."""
     records, deferred = {}, []
-    defer = _defer_edges(settings.detector, None)  # a learned detector on a GPU: batched here
-    for res in _run_jobs([(str(p), None) for p in paths], settings, workers, defer_edges=defer):
+    defer = defer_edges(settings.detector, None)  # a learned detector on a GPU: batched here
+    for res in run_jobs([(str(p), None) for p in paths], settings, workers, defer_edges=defer):
         if res.deferred is not None:
             deferred.append(res.deferred)
         elif res.record is None:
@@ -55,7 +56,7 @@ def describe(paths: list[Path], settings: SketchSettings, *, workers: int | None
     if deferred:
         layout, detector = FeatureLayout.from_settings(settings), get_detector(settings.detector)
         for i in range(0, len(deferred), 256):
-            for r, _ in _finish_deferred(deferred[i:i + 256], layout, detector):
+            for r, _ in finish_deferred(deferred[i:i + 256], layout, detector):
                 records[r.path] = r
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)

@@ -258,7 +258,7 @@ def test_writer_batched_edges_equal_worker_edges(photos, tmp_path, monkeypatch):
 
     a, b = tmp_path / "a", tmp_path / "b"
     indexer.index_folders([photos], a, backbone=None, workers=1, edges="hed")
-    monkeypatch.setattr(indexer, "_defer_edges", lambda name, device: True)
+    monkeypatch.setattr(indexer, "defer_edges", lambda name, device: True)
     calls = []
     real = hed.HEDDetector.probabilities
     monkeypatch.setattr(hed.HEDDetector, "probabilities",

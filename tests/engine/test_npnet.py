@@ -8,7 +8,8 @@ import torch
 
 from engine import cnn, npnet
 from engine.cnn import GemDescriber, GemSettings, get_backbone, numpy_backbone, numpy_weights_path
-from engine.fusion import drawing_input, drawing_settings
+from engine.describe import drawing_settings
+from engine.fusion import drawing_input
 from engine.imageio import load_image
 from engine.imagesearch import VectorIndex
 from engine.torchnet import gem, numpy_weights

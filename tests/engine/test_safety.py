@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from app.cli import main
-from engine import catalog, indexer
+from engine import catalog, describe, indexer
 from engine.catalog import CATALOG, MARKER
 from engine.collection import SketchIndex
 from engine.errors import (
@@ -653,7 +653,7 @@ def wal_without_shm(plain, tmp_path) -> tuple[Path, int]:
     """A copy of an index whose last commit is only in its -wal (as a killed writer leaves it), without -shm."""
     photos, db = copy_of(plain, tmp_path)
     make_photos(photos, 1, start=70)
-    record = indexer.describe_photo(photos / "p70.png", SketchIndex(db).layout)
+    record = describe.describe_photo(photos / "p70.png", SketchIndex(db).layout)
     w = IndexWriter.existing(db)
     w.con.execute("PRAGMA wal_autocheckpoint = 0")
     w.add([record])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import indexer
+from engine import describe, indexer
 from engine.collection import SketchIndex
 from engine.errors import IndexLocked
 from engine.indexer import index_folders
@@ -210,8 +210,8 @@ def test_moved_and_renamed_files_keep_their_descriptors(tmp_path, monkeypatch):
     shutil.copy(d / "2.png", d / "copy-of-2.png")  # a copy is a new photo (the original still exists)
 
     calls = []
-    real = indexer._describe
-    monkeypatch.setattr(indexer, "_describe", lambda p, *a, **k: (calls.append(p.name), real(p, *a, **k))[1])
+    real = indexer.describe_file
+    monkeypatch.setattr(indexer, "describe_file", lambda p, *a, **k: (calls.append(p.name), real(p, *a, **k))[1])
     s = index_folders([d], db, workers=1, prune=True)
     assert (s.moved, s.described, s.removed, s.indexed) == (2, 1, 0, 5) and calls == ["copy-of-2.png"]
     after = descriptors(db)
@@ -246,7 +246,7 @@ def test_readers_search_while_a_writer_adds(tmp_path):
     extra = save(tmp_path / "q" / "new.png", photo(9))
     from engine.afm import FeatureLayout
 
-    record = indexer.describe_photo(extra, FeatureLayout.from_settings(layout_settings))
+    record = describe.describe_photo(extra, FeatureLayout.from_settings(layout_settings))
     with IndexWriter(db, layout_settings) as w:
         old = SketchIndex(db)
         w.add([record])
