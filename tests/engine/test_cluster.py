@@ -31,6 +31,8 @@ from .synth import sketch_of  # noqa: E402
 from .test_shards import make_photos, same_hits  # noqa: E402
 
 slow = pytest.mark.slow  # every test but the first few, which start no cluster
+# one worker runs the module (pytest -n): its tests share one Dask cluster and the manifest the first one builds
+pytestmark = pytest.mark.xdist_group("cluster")
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +101,20 @@ def test_every_service_of_a_local_cluster_is_on_loopback(cluster):
         assert e.value.code == 404
 
 
-@slow
-def test_cluster_indexing_and_search_match_one_index(cluster, photos):
+@pytest.fixture(scope="module")
+def built(cluster, photos):
+    """The photos indexed on the cluster into 3 shards (``c.json``): (summary of the run, progress reports)."""
     tmp, folder = photos
     seen = []
     summary = index_sharded([folder], tmp / "c.json", runner=DaskRunner(cluster), n_shards=3,
                             progress=lambda d, t: seen.append((d, t)))
+    return summary, seen
+
+
+@slow
+def test_cluster_indexing_and_search_match_one_index(cluster, photos, built):
+    tmp, folder = photos
+    summary, seen = built
     assert summary.indexed == summary.described == 40
     assert seen and seen[-1] == (40, 40)  # progress summed over the shards' workers
     single = SketchIndex(tmp / "single")
@@ -173,7 +183,7 @@ def test_a_worker_killed_during_indexing_loses_and_duplicates_nothing_after_a_re
 
 
 @slow
-def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_results(cluster, photos):
+def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_results(cluster, photos, built):
     tmp, _ = photos
     cluster.client.wait_for_workers(2, timeout=120)
     ix = ClusterIndex(tmp / "c.json", cluster, timeout=20)
@@ -198,7 +208,7 @@ def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_resu
 
 
 @slow
-def test_a_worker_killed_between_the_steps_of_a_query(cluster, photos, monkeypatch):
+def test_a_worker_killed_between_the_steps_of_a_query(cluster, photos, built, monkeypatch):
     from engine.cluster import ActorShards
     from engine.shardsearch import ShardSearcher
 
@@ -224,7 +234,7 @@ def test_a_worker_killed_between_the_steps_of_a_query(cluster, photos, monkeypat
 
 
 @slow
-def test_a_frozen_worker_does_not_hang_the_search(cluster, photos):
+def test_a_frozen_worker_does_not_hang_the_search(cluster, photos, built):
     tmp, _ = photos
     cluster.client.wait_for_workers(2, timeout=120)
     ix = ClusterIndex(tmp / "c.json", cluster, timeout=3)
