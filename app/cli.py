@@ -200,7 +200,7 @@ def _query(index, args, *, sketch=None, image=None):
     except QueryError as e:
         name = os.fspath(sketch if image is None else image)
         if name not in str(e):
-            raise QueryError(f"{name}: {e}") from None
+            raise QueryError(f"{name}: {e}", hint=e.hint) from None
         raise
 
 
@@ -338,9 +338,9 @@ def _search(args, index) -> int:
         except SketchSearchError as e:
             failed += 1
             if args.json:
-                print(json.dumps({"query": entry, "error": str(e)}))
+                print(json.dumps({"query": entry, "error": error_text(e)}))
             else:
-                print(f"query {printable(entry)}\n  error: {printable(e)}")
+                print(f"query {printable(entry)}\n  error: {printable(error_text(e))}")
             continue
         _print_hits(args, hits, angles, time.perf_counter() - t0, len(index), query=entry)
         sys.stdout.flush()
@@ -564,6 +564,30 @@ def _raised_in(e: BaseException, packages: tuple[str, ...]) -> bool:
     return any(p in parts for p in packages) or Path(frames[-1].filename).stem in packages
 
 
+def hint_command(hint) -> str:
+    """What a person can do about an engine error (its ``engine.errors.Hint``), as a command with its flags."""
+    db = hint.db
+    if hint.action == "build":
+        return f"build one with: sketchsearch index FOLDER --db {db}"
+    if hint.action == "repair":
+        return f"run: sketchsearch index FOLDER --db {db}"
+    if hint.action == "rebuild":
+        return f"rebuild with: sketchsearch index FOLDER --db {db} --rebuild"
+    if hint.action == "other-folder":
+        return "choose another --db"
+    if hint.action == "image-descriptors":
+        from engine.describe import DEFAULT_BACKBONE
+
+        return f"rebuild it with --backbone {DEFAULT_BACKBONE} to search by image"
+    raise ValueError(f"unknown hint {hint.action!r}")
+
+
+def error_text(e: BaseException) -> str:
+    """An engine error as the command line says it: its message, then its hint as a command."""
+    hint = getattr(e, "hint", None)
+    return f"{e}; {hint_command(hint)}" if hint is not None else str(e)
+
+
 def describe_failure(e: BaseException, db=None) -> tuple[str, int]:
     """(one-line message, exit status) for an exception that ended a command (``db``: its ``--db``).
 
@@ -574,7 +598,7 @@ def describe_failure(e: BaseException, db=None) -> tuple[str, int]:
     """
     where = printable(db) if db is not None else None
     if isinstance(e, SketchSearchError):
-        return printable(e), 2
+        return printable(error_text(e)), 2
     if isinstance(e, MemoryError):
         return "not enough memory" + (f" ({printable(e)})" if str(e) else "") + (f" for {where}" if where else ""), 2
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):

@@ -87,8 +87,10 @@ def collection_name(db: str | os.PathLike) -> str:
 
 def is_collection(db: str | os.PathLike) -> bool:
     """Whether ``db`` holds a collection: an index folder (with its catalog) or a manifest file."""
+    from engine.catalog import CATALOG
+
     p = Path(db)
-    return p.is_file() and p.suffix == ".json" or (p / "catalog.sqlite3").is_file()
+    return p.is_file() and p.suffix == ".json" or (p / CATALOG).is_file()
 
 
 class IndexTargetDialog(QDialog):
@@ -404,10 +406,12 @@ class MainWindow(QMainWindow):
         from engine.errors import SketchSearchError
         from engine.shards import open_collection
 
+        from .messages import error_words
+
         try:
             index = open_collection(db)  # an index folder, or a sharded collection's manifest
         except (SketchSearchError, OSError, sqlite3.Error) as e:
-            (self.message if quiet else self.error)(str(e))
+            (self.message if quiet else self.error)(error_words(e))
             return False
         except Exception as e:  # a damaged collection must not take the app down
             logging.getLogger(__name__).error("opening %s failed:\n%s", db, traceback.format_exc())

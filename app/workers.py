@@ -60,13 +60,15 @@ class Task:
     def run(self) -> None:  # in the pool thread
         from engine.errors import Cancelled, SketchSearchError
 
+        from .messages import error_words
+
         t0 = time.perf_counter()
         try:
             result = self.fn(*self.args, **self.kwargs)
         except Cancelled as e:
             self.signals.cancelled.emit(str(e))
         except (SketchSearchError, OSError, ValueError) as e:
-            self.signals.failed.emit(str(e))
+            self.signals.failed.emit(error_words(e))
         except Exception as e:  # a bug: keep the app alive, show it, log the trace
             log.error("task %s failed:\n%s", getattr(self.fn, "__name__", self.fn), traceback.format_exc())
             self.signals.failed.emit(f"{type(e).__name__}: {e}")

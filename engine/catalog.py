@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-from .errors import IndexFormatError, IndexLocked, IndexNotFound, IndexWriteError, SketchSearchError
+from .errors import Hint, IndexFormatError, IndexLocked, IndexNotFound, IndexWriteError, SketchSearchError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
 
@@ -101,14 +101,6 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CANNOT_READ = "cannot read"
 
 
-def rebuild_hint(db) -> str:
-    return f"rebuild with: sketchsearch index FOLDER --db {db} --rebuild"
-
-
-def repair_hint(db) -> str:
-    return f"run: sketchsearch index FOLDER --db {db}"
-
-
 def chunk_path(db: Path, chunk: int, array: str) -> Path:
     return Path(db) / f"chunk-{chunk:08d}.{array}.npy"
 
@@ -151,7 +143,7 @@ def catalog_error(db: Path, e: sqlite3.Error, *, writing: bool) -> SketchSearchE
             k in text for k in ("full", "I/O", "readonly", "read-only", "locked", "unable to open")):
         return IndexWriteError(f"{db}: cannot write the catalog ({text}); what was committed before is kept; "
                                f"free some space or fix the folder, then run again")
-    return IndexFormatError(f"{db}: unreadable catalog ({text}); {rebuild_hint(db)}")
+    return IndexFormatError(f"{db}: unreadable catalog ({text})", hint=Hint("rebuild", str(db)))
 
 
 @contextlib.contextmanager
@@ -167,9 +159,10 @@ def _json_object(text: str, what: str, db: Path) -> dict:
     try:
         value = json.loads(text)
     except (ValueError, TypeError) as e:
-        raise IndexFormatError(f"{db}: the catalog's {what} is damaged ({e}); {rebuild_hint(db)}") from None
+        raise IndexFormatError(f"{db}: the catalog's {what} is damaged ({e})", hint=Hint("rebuild", str(db))) from None
     if not isinstance(value, dict):
-        raise IndexFormatError(f"{db}: the catalog's {what} is damaged (not a JSON object); {rebuild_hint(db)}")
+        raise IndexFormatError(f"{db}: the catalog's {what} is damaged (not a JSON object)",
+                               hint=Hint("rebuild", str(db)))
     return value
 
 
@@ -178,17 +171,19 @@ def _check_meta(db: Path, meta: dict[str, str]) -> None:
     version = meta.get("format_version")
     if version != str(FORMAT_VERSION):
         raise IndexFormatError(f"{db}: index format {version} but this sketchsearch reads format "
-                               f"{FORMAT_VERSION}; {rebuild_hint(db)}")
+                               f"{FORMAT_VERSION}", hint=Hint("rebuild", str(db)))
     if "settings" not in meta:
-        raise IndexFormatError(f"{db}: the catalog has no 'settings'; {rebuild_hint(db)}")
+        raise IndexFormatError(f"{db}: the catalog has no 'settings'", hint=Hint("rebuild", str(db)))
     try:
         SketchSettings.from_json(meta["settings"])
     except (ValueError, TypeError) as e:
-        raise IndexFormatError(f"{db}: the catalog's 'settings' are damaged ({e}); {rebuild_hint(db)}") from None
+        raise IndexFormatError(f"{db}: the catalog's 'settings' are damaged ({e})",
+                               hint=Hint("rebuild", str(db))) from None
     if meta.get("image_settings"):
         image = _json_object(meta["image_settings"], "'image_settings'", db)
         if not isinstance(image.get("backbone"), str):
-            raise IndexFormatError(f"{db}: the catalog's 'image_settings' name no backbone; {rebuild_hint(db)}")
+            raise IndexFormatError(f"{db}: the catalog's 'image_settings' name no backbone",
+                                   hint=Hint("rebuild", str(db)))
     if meta.get("image_index"):
         rec = _json_object(meta["image_index"], "'image_index'", db)
         ok = (isinstance(rec.get("gen"), str) and re.fullmatch(r"[0-9a-f]{1,64}", rec["gen"])
@@ -196,11 +191,12 @@ def _check_meta(db: Path, meta: dict[str, str]) -> None:
               and isinstance(rec.get("whitened"), bool)
               and (rec.get("learned") is None or (isinstance(rec["learned"], str) and _TOKEN.match(rec["learned"]))))
         if not ok:
-            raise IndexFormatError(f"{db}: the catalog's 'image_index' record is damaged; {rebuild_hint(db)}")
+            raise IndexFormatError(f"{db}: the catalog's 'image_index' record is damaged",
+                                   hint=Hint("rebuild", str(db)))
     if meta.get("shard"):
         rec = _json_object(meta["shard"], "'shard'", db)
         if not (isinstance(rec.get("manifest"), str) and type(rec.get("index")) is int and type(rec.get("of")) is int):
-            raise IndexFormatError(f"{db}: the catalog's 'shard' record is damaged; {rebuild_hint(db)}")
+            raise IndexFormatError(f"{db}: the catalog's 'shard' record is damaged", hint=Hint("rebuild", str(db)))
 
 
 def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]:
@@ -208,9 +204,8 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
     db = Path(db)
     if not (db / CATALOG).is_file():
         if db.exists():
-            raise IndexNotFound(f"{db}: not a sketchsearch index (no {CATALOG}); "
-                                f"build one with: sketchsearch index FOLDER --db {db}")
-        raise IndexNotFound(f"{db}: no such index; build one with: sketchsearch index FOLDER --db {db}")
+            raise IndexNotFound(f"{db}: not a sketchsearch index (no {CATALOG})", hint=Hint("build", str(db)))
+        raise IndexNotFound(f"{db}: no such index", hint=Hint("build", str(db)))
     try:
         own = con is None
         con = con or connect_ro(db)
@@ -220,9 +215,9 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
             if own:
                 con.close()
     except sqlite3.Error as e:
-        raise IndexFormatError(f"{db}: unreadable catalog ({e}); {rebuild_hint(db)}") from None
+        raise IndexFormatError(f"{db}: unreadable catalog ({e})", hint=Hint("rebuild", str(db))) from None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-        raise IndexFormatError(f"{db}: the catalog's meta table is damaged; {rebuild_hint(db)}")
+        raise IndexFormatError(f"{db}: the catalog's meta table is damaged", hint=Hint("rebuild", str(db)))
     _check_meta(db, meta)
     return meta
 
@@ -369,8 +364,8 @@ def folder_claim(db: Path) -> str:
         return "new"
     marker = db / MARKER
     if marker.is_symlink() or (marker.exists() and not marker.is_file()):
-        raise IndexNotFound(f"{marker}: not a marker sketchsearch wrote (a link or a folder); "
-                            f"choose another --db")
+        raise IndexNotFound(f"{marker}: not a marker sketchsearch wrote (a link or a folder)",
+                            hint=Hint("other-folder", str(db)))
     if marker.exists():
         return "own"
     try:
@@ -383,7 +378,7 @@ def folder_claim(db: Path) -> str:
         return "adopt"
     foreign = [n for n in entries if n not in FIXED_FILES and not LAYOUT.match(n)] or entries
     raise IndexNotFound(f"{db}: the folder is not empty and is not a sketchsearch index (it holds {foreign[0]!r}); "
-                        f"an index needs a new or empty folder: choose another --db")
+                        f"an index needs a new or empty folder", hint=Hint("other-folder", str(db)))
 
 
 def write_marker(db: Path) -> None:

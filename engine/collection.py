@@ -15,9 +15,8 @@ import numpy as np
 
 from . import fusion as fusion_steps
 from .afm import FeatureLayout
-from .catalog import rebuild_hint
 from .edges import EdgeMap, sketch_edges
-from .errors import IndexFormatError, QueryError
+from .errors import Hint, IndexFormatError, QueryError
 from .fusion import FusionParams, ReferenceScores, leave_one_out_cosines, load_params, reference_weight
 from .hits import Hit, photo_box
 from .imageio import ImageError, load_image, load_sketch
@@ -430,16 +429,16 @@ class Collection:
 
         summary = next((s for s in self.shards.summaries if s.n), self.shards.summaries[0])
         if not summary.image_settings:
-            raise QueryError(f"{self.path}: this collection has no image descriptors; rebuild it with "
-                             f"--backbone efficientnet-lite0 to search by image")
+            raise QueryError(f"{self.path}: this collection has no image descriptors",
+                             hint=Hint("image-descriptors", str(self.path)))
         if not self.shards.images_ready and any(not s.image_index for s in self.shards.summaries):
             raise QueryError(f"{self.path}: the image descriptors are not ready yet (an index run has not "
-                             f"finished); run: sketchsearch index FOLDER --db {self.path}")
+                             f"finished)", hint=Hint("repair", str(self.path)))
         try:
             max_side = GemSettings.from_json(summary.image_settings).max_side
         except (ValueError, TypeError) as e:
-            raise IndexFormatError(f"{self.path}: the catalog's image settings are damaged ({e}); "
-                                   f"{rebuild_hint(self.path)}") from None
+            raise IndexFormatError(f"{self.path}: the catalog's image settings are damaged ({e})",
+                                   hint=Hint("rebuild", str(self.path))) from None
         if isinstance(image, str | os.PathLike):
             try:
                 image = load_image(image, max_side=max_side).pixels

@@ -39,7 +39,8 @@ from .catalog import (
     save_npz,
 )
 from .cnn import GemDescriber, GemSettings
-from .describe import DEFAULT_BACKBONE, drawing_settings
+from .describe import drawing_settings
+from .errors import Hint
 from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
 from .vectors import l2n
 
@@ -250,8 +251,8 @@ def open_generation(db: Path, record: dict) -> Generation:
     n = record["n"]
 
     def fail(part: str, why) -> IndexFormatError:
-        return IndexFormatError(f"{db}: image index file {files[part].name} is missing or damaged ({why}); "
-                                f"run: sketchsearch index FOLDER --db {db}")
+        return IndexFormatError(f"{db}: image index file {files[part].name} is missing or damaged ({why})",
+                                hint=Hint("repair", str(db)))
 
     def array(part: str, ndim: int, dtype=None) -> np.ndarray:
         try:
@@ -298,16 +299,16 @@ class ImageSearcher:
         self.index = index
         meta = index.meta.get("image_index")
         if not index.image_settings:
-            raise QueryError(f"{index.path}: this index has no image descriptors; rebuild it with "
-                             f"--backbone {DEFAULT_BACKBONE} to search by image")
+            raise QueryError(f"{index.path}: this index has no image descriptors",
+                             hint=Hint("image-descriptors", str(index.path)))
         if not meta:
             raise QueryError(f"{index.path}: the image descriptors are not ready yet (an index run has not "
-                             f"finished); run: sketchsearch index FOLDER --db {index.path}")
+                             f"finished)", hint=Hint("repair", str(index.path)))
         try:
             self.settings = GemSettings.from_json(index.image_settings)
         except (ValueError, TypeError) as e:
-            raise IndexFormatError(f"{index.path}: the catalog's image settings are damaged ({e}); rebuild with: "
-                                   f"sketchsearch index FOLDER --db {index.path} --rebuild") from None
+            raise IndexFormatError(f"{index.path}: the catalog's image settings are damaged ({e})",
+                                   hint=Hint("rebuild", str(index.path))) from None
         try:
             ids = self._load(json.loads(meta))
         except IndexFormatError as first:

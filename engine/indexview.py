@@ -26,9 +26,8 @@ from .catalog import (
     connect_ro,
     open_array,
     read_meta,
-    rebuild_hint,
 )
-from .errors import DamagedIndexWarning, IndexFormatError
+from .errors import DamagedIndexWarning, Hint, IndexFormatError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
 
@@ -79,7 +78,8 @@ class IndexView:
             finally:
                 con.close()
         except sqlite3.Error as e:
-            raise IndexFormatError(f"{self.path}: unreadable catalog ({e}); {rebuild_hint(self.path)}") from None
+            raise IndexFormatError(f"{self.path}: unreadable catalog ({e})",
+                                   hint=Hint("rebuild", str(self.path))) from None
         self.meta = meta
         self.settings = SketchSettings.from_json(meta["settings"])
         self.image_settings = meta.get("image_settings") or None

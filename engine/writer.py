@@ -33,13 +33,12 @@ from .catalog import (
     index_files,
     open_array,
     read_meta,
-    rebuild_hint,
     record_owned,
     save_array,
     write_marker,
 )
 from .describe import PhotoRecord
-from .errors import IndexFormatError, IndexNotFound, IndexWriteError
+from .errors import Hint, IndexFormatError, IndexNotFound, IndexWriteError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
 
@@ -130,8 +129,8 @@ class IndexWriter:
     def _open_catalog(self, adopt: bool) -> None:
         for name in (CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm"):
             if (self.db / name).is_symlink():
-                raise IndexFormatError(f"{self.db / name}: a symbolic link, which sketchsearch does not make; "
-                                       f"{rebuild_hint(self.db)}")
+                raise IndexFormatError(f"{self.db / name}: a symbolic link, which sketchsearch does not make",
+                                       hint=Hint("rebuild", str(self.db)))
         if (self.db / CATALOG).exists():
             self._check(read_meta(self.db))
         elif adopt:  # only the catalog made it an index; it is gone

@@ -10,7 +10,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
-NOT_GUI = ("test_cli.py", "test_cli_errors.py", "test_cli_output.py")  # the command line: no Qt
+NOT_GUI = ("test_cli.py", "test_cli_errors.py", "test_cli_output.py", "test_messages.py")  # no Qt
 
 
 def pytest_collection_modifyitems(config, items):

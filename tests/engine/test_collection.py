@@ -7,7 +7,7 @@ import pytest
 
 from engine.catalog import read_settings
 from engine.collection import SketchIndex
-from engine.errors import IndexFormatError, IndexNotFound, QueryError
+from engine.errors import Hint, IndexFormatError, IndexNotFound, QueryError
 from engine.indexer import index_folders
 from engine.search import SearchOptions
 from engine.settings import SketchSettings
@@ -153,10 +153,12 @@ def test_bad_file_names_and_old_indexes_do_not_stop_a_run(collection, tmp_path):
     with con:
         con.execute("UPDATE meta SET value = '0' WHERE key = 'format_version'")
     con.close()
-    with pytest.raises(IndexFormatError, match="rebuild with: .* --rebuild"):
+    with pytest.raises(IndexFormatError, match="index format 0 but this sketchsearch reads format") as e:
         SketchIndex(db)
-    with pytest.raises(IndexFormatError, match="--rebuild"):
+    assert e.value.hint == Hint("rebuild", str(db))  # the command line: rebuild with ... --rebuild
+    with pytest.raises(IndexFormatError, match="index format 0") as e:
         index_folders([folder], db, workers=1)
+    assert e.value.hint == Hint("rebuild", str(db))
     assert index_folders([folder], db, workers=1, rebuild=True).described == 1
     assert len(SketchIndex(db)) == 1
 

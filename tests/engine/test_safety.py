@@ -295,8 +295,9 @@ def test_another_format_version_is_refused_and_rebuilt_only_when_asked(plain, tm
     (db / "notes.txt").write_text("not the index's")
     (db / "image-0007.jpg").write_bytes(b"nor this")
     before = snapshot(db)
-    with pytest.raises(IndexFormatError, match="--rebuild"):
+    with pytest.raises(IndexFormatError, match="index format") as e:
         index_folders([photos], db, workers=1)
+    assert e.value.hint.action == "rebuild"
     rc, _, err = cli("index", photos, "--db", db, "-q", "--workers", "1")
     assert rc == 2
     one_line_error(err, "--rebuild")

@@ -1,0 +1,24 @@
+"""What the app says about the engine's errors: the message, and its hint in words (the command line says the same
+hint as a command: ``app.cli.hint_command``)."""
+from __future__ import annotations
+
+from engine.errors import Hint
+
+_WORDS = {
+    "build": "index a folder of photos into it (File → Index a Photo Folder)",
+    "repair": "index its photo folder again (File → Index a Photo Folder): only what is missing is described again",
+    "rebuild": "index its photos again into a new collection (File → Index a Photo Folder)",
+    "other-folder": "choose another folder for the collection",
+    "image-descriptors": "index its photos again into a new collection to search by image",
+}
+
+
+def hint_words(hint: Hint) -> str:
+    """What a person can do, in the app's words."""
+    return _WORDS[hint.action]
+
+
+def error_words(e: BaseException) -> str:
+    """An error as the app shows it: its message and, where the engine gives one, its hint in words."""
+    hint = getattr(e, "hint", None)
+    return f"{e}; {hint_words(hint)}" if hint is not None else str(e)
