@@ -122,8 +122,8 @@ def bench_launch(*, repeats: int = 3) -> dict:
     whose collections were indexed elsewhere, the first query builds the network in torch (seconds more)
     and caches the weights then."""
     from engine.indexer import index_folders
+    from resources import DEMO as demo
 
-    demo = Path(__file__).resolve().parent.parent / "resources" / "demo"
     env = dict(os.environ)
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
         env.setdefault("QT_QPA_PLATFORM", "offscreen")

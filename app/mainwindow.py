@@ -36,6 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from resources import ICONS
+
 from .canvas import SketchCanvas
 from .detail import DetailPanel
 from .memory import trim_heap
@@ -50,7 +52,6 @@ from .results import (
 )
 from .workers import Runner, Task
 
-ICONS = Path(__file__).resolve().parent.parent / "resources" / "icons"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif)"
 DEBOUNCE_MS = 300
 TOP_DEBOUNCE_MS = 500  # typing a result count searches once the typing pauses

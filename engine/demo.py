@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
+from resources import DEMO
+
 from .collection import SketchIndex
 from .indexer import index_folders
-
-DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
 
 
 def default_demo_db() -> Path:

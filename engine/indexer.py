@@ -355,26 +355,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     with IndexWriter(db, settings, image_settings=image_json, image_dim=extractor.describer.dim if extractor
                      else 0, rebuild=rebuild) as w:
         known = w.known()
-        todo: list[tuple[str, str | None]] = []
-        stats: dict[str, os.stat_result] = {}
-        reused = 0
-        for f in files:
-            key = str(f)
-            try:
-                st = os.stat(f)
-            except OSError as e:  # gone since the scan
-                skipped.append((key, _reason(e)))
-                scan_skipped.append((key, _reason(e)))
-                continue
-            stats[key] = st
-            k = known.get(key)
-            if k is not None and k.size == st.st_size and k.mtime == st.st_mtime:
-                if k.status == "skipped":
-                    skipped.append((key, k.reason or "unreadable"))
-                else:
-                    reused += 1
-            else:
-                todo.append((key, k.hash if k is not None else None))
+        todo, stats, reused = _compare(files, known, skipped, scan_skipped)
         todo, moves = _find_moves(todo, stats, known)
         w.rename(moves)
         w.note_skipped(scan_skipped)
@@ -383,65 +364,37 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         if progress:
             progress(done, total)
         described, same = 0, 0
-        pending: dict[str, list] = {"records": [], "skipped": [], "touched": [], "net": []}
-        last_flush = time.monotonic()
-
-        def flush() -> None:
-            nonlocal last_flush
-            records = pending["records"]
-            deferred = [i for i, r in enumerate(records) if isinstance(r, Deferred)]
-            if deferred:  # the edge detector, batched, on the writer's GPU
-                done = finish_deferred([records[i] for i in deferred], layout, detector, drawings=batched)
-                for i, (r, draw) in zip(deferred, done, strict=True):
-                    records[i] = r
-                    if batched:
-                        pending["net"][i] = (pending["net"][i][0], draw)
-            if batched and pending["records"]:  # the CNN, batched, on the writer's device
-                gem = extractor.describe([n[0] for n in pending["net"]])
-                sketch = extractor.describe_drawings([n[1] for n in pending["net"]])
-                pending["records"][:] = [dataclasses.replace(r, gem=g, sketch=k) for r, g, k in
-                                         zip(pending["records"], gem, sketch, strict=True)]
-            w.add(pending["records"], pending["skipped"], pending["touched"])
-            for v in pending.values():
-                v.clear()
-            last_flush = time.monotonic()
-
+        pending = _Pending(w, extractor if batched else None, layout, detector)
         try:
             for res in run_jobs(todo, settings, workers, net_side, cnn_json, defer):
                 if res.same:
-                    pending["touched"].append((res.path, res.size, res.mtime))
+                    pending.touched.append((res.path, res.size, res.mtime))
                     same += 1
                 elif res.record is None and res.deferred is None:
-                    pending["skipped"].append((res.path, res.size, res.mtime, res.reason or "unknown error"))
+                    pending.skipped.append((res.path, res.size, res.mtime, res.reason or "unknown error"))
                     skipped.append((res.path, res.reason or "unknown error"))
                 else:
-                    pending["records"].append(res.record if res.record is not None else res.deferred)
-                    pending["net"].append(res.net_input)
+                    pending.records.append(res.record if res.record is not None else res.deferred)
+                    pending.net.append(res.net_input)
                     described += 1
                 done += 1
                 if progress:
                     progress(done, total)
-                if len(pending["records"]) >= FLUSH_EVERY or time.monotonic() - last_flush >= FLUSH_SECONDS:
-                    flush()
+                if pending.due():
+                    pending.flush()
                 if cancelled is not None and cancelled():
-                    flush()
+                    pending.flush()
                     w.compact()
                     if image_index:
                         _update_image_index(w, db, extractor)
                     raise Cancelled(f"indexing cancelled after {done} of {total} files; what was indexed is "
                                     f"kept and the next run continues from there")
-            flush()
+            pending.flush()
         except KeyboardInterrupt:
-            flush()  # keep what was done
+            pending.flush()  # keep what was done
             raise
-        moved_from = _moved_from(moves, known)
-        # what this run did not see under its folders is gone -- unless it lies under a folder that could not
-        # be read (not a deletion), or it still exists (a scan race)
-        seen = set(stats) | {p for p, _ in skipped}
-        unseen = [p for p, k in known.items() if p not in seen and p not in moved_from and _under(p, roots)
-                  and not _under(p, found.unreadable)]
-        gone = [p for p in unseen if known[p].status == "indexed" and _vanished(p)]
-        w.forget_skipped([p for p in unseen if known[p].status == "skipped"])  # deleted, or no longer skipped
+        gone = _gone(w, known, set(stats) | {p for p, _ in skipped}, _moved_from(moves, known), roots,
+                     found.unreadable)
         removed = w.remove(gone) if prune else 0
         w.compact()
         if image_index:
@@ -449,6 +402,79 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
     missing = 0 if prune else len(gone)
     return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)
+
+
+def _compare(files: list, known: dict, skipped: list, scan_skipped: list):
+    """The scanned files against the catalog: (jobs (path, catalogued hash or None), stat of each file, files kept
+    as they are).  Files gone since the scan, and unchanged files catalogued as skipped, join ``skipped`` (and
+    the former ``scan_skipped``)."""
+    todo: list[tuple[str, str | None]] = []
+    stats: dict[str, os.stat_result] = {}
+    reused = 0
+    for f in files:
+        key = str(f)
+        try:
+            st = os.stat(f)
+        except OSError as e:  # gone since the scan
+            skipped.append((key, _reason(e)))
+            scan_skipped.append((key, _reason(e)))
+            continue
+        stats[key] = st
+        k = known.get(key)
+        if k is not None and k.size == st.st_size and k.mtime == st.st_mtime:
+            if k.status == "skipped":
+                skipped.append((key, k.reason or "unreadable"))
+            else:
+                reused += 1
+        else:
+            todo.append((key, k.hash if k is not None else None))
+    return todo, stats, reused
+
+
+class _Pending:
+    """The workers' results waiting for the writer, committed by :meth:`flush` (every ``FLUSH_EVERY`` photos or
+    ``FLUSH_SECONDS``: :meth:`due`).  ``extractor``: the CNN runs here, batched on the writer's device (None: the
+    workers ran it); ``layout`` / ``detector``: the edge detector runs here on deferred photos (a GPU)."""
+
+    def __init__(self, writer: IndexWriter, extractor, layout: FeatureLayout | None, detector) -> None:
+        self.writer, self.extractor, self.layout, self.detector = writer, extractor, layout, detector
+        self.records: list = []  # PhotoRecord, or Deferred until flushed
+        self.net: list = []  # the records' CNN inputs (photo, edges drawn) where the CNN runs here
+        self.skipped: list = []
+        self.touched: list = []
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return len(self.records) >= FLUSH_EVERY or time.monotonic() - self.last >= FLUSH_SECONDS
+
+    def flush(self) -> None:
+        records, batched = self.records, self.extractor is not None
+        deferred = [i for i, r in enumerate(records) if isinstance(r, Deferred)]
+        if deferred:  # the edge detector, batched, on the writer's GPU
+            done = finish_deferred([records[i] for i in deferred], self.layout, self.detector, drawings=batched)
+            for i, (r, draw) in zip(deferred, done, strict=True):
+                records[i] = r
+                if batched:
+                    self.net[i] = (self.net[i][0], draw)
+        if batched and records:  # the CNN, batched, on the writer's device
+            gem = self.extractor.describe([n[0] for n in self.net])
+            sketch = self.extractor.describe_drawings([n[1] for n in self.net])
+            records[:] = [dataclasses.replace(r, gem=g, sketch=k) for r, g, k in zip(records, gem, sketch, strict=True)]
+        self.writer.add(records, self.skipped, self.touched)
+        for v in (self.records, self.net, self.skipped, self.touched):
+            v.clear()
+        self.last = time.monotonic()
+
+
+def _gone(w: IndexWriter, known: dict, seen: set[str], moved_from: set[str], roots: list[str],
+          unreadable: list[str]) -> list[str]:
+    """Catalogued photos under the run's folders that it did not see and whose files no longer exist -- not
+    those under a folder that could not be read (not a deletion), nor those that still exist (a scan race).
+    Files catalogued as skipped that the run did not see are forgotten here (deleted, or no longer skipped)."""
+    unseen = [p for p, k in known.items() if p not in seen and p not in moved_from and _under(p, roots)
+              and not _under(p, unreadable)]
+    w.forget_skipped([p for p in unseen if known[p].status == "skipped"])
+    return [p for p in unseen if known[p].status == "indexed" and _vanished(p)]
 
 
 def _moved_from(moves, known) -> set[str]:

@@ -2,4 +2,5 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-DEMO = ROOT / "demo"
+DEMO = ROOT / "demo"  # the demo collection: photos/, sketches/, expected.json
+ICONS = ROOT / "icons"

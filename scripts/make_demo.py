@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"  # (resources.DEMO; this script also runs uninstalled)
 PHOTOS = DEMO / "photos"
 SKETCHES = DEMO / "sketches"
 JPEG_QUALITY = 85

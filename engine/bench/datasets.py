@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from resources import DEMO
+
 logger = logging.getLogger(__name__)
 
 DATA_ENV_VAR = "SKETCHSEARCH_DATA"
@@ -36,7 +38,7 @@ DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
 """Data root used when ``SKETCHSEARCH_DATA`` is not set: ``shared/data`` beside the checkout."""
 
 SYSU_CLASSES = ("bicycle", "boat")
-DEMO_PHOTOS = Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos"  # where the data are absent
+DEMO_PHOTOS = DEMO / "photos"  # where the data are absent
 """The SYSU-Shapes classes loaded by :func:`load_sysu`, in class-index order."""
 
 
