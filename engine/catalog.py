@@ -99,6 +99,8 @@ LAYOUT = re.compile(r"""^(?:chunk-\d+\.[a-z_]+\.npy(?:\.tmp)?
     |(?:codes|inv_norms)-\w+\.npy)$""", re.X)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CANNOT_READ = "cannot read"
+#: meta key set in the writer's transactions that change what the image index holds (it must be built again)
+IMAGE_INDEX_DIRTY = "image_index_dirty"
 
 
 def chunk_path(db: Path, chunk: int, array: str) -> Path:

@@ -16,12 +16,8 @@ going are found by sketch, and by image once it ends.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import sqlite3
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +25,11 @@ import cv2
 import numpy as np
 
 from .catalog import (
+    IMAGE_INDEX_DIRTY,
     CatalogReader,
-    catalog_errors,
     chunk_path,
-    delete_owned,
     read_meta,
-    record_owned,
     save_array,
-    save_npz,
 )
 from .cnn import GemDescriber, GemSettings
 from .describe import drawing_settings
@@ -49,7 +42,6 @@ log = logging.getLogger(__name__)
 IVF_THRESHOLD = 200_000
 MIN_WHITENING_IMAGES = 1000  # fewer photos: plain L2 (whitening learned on a few photos over-fits; see learn_whitening)
 WHITEN_DIM = 512  # at most this many whitened components: searchable vectors of 1 KB per photo (float16)
-DIRTY = "image_index_dirty"  # meta key, set in the writer's transactions that change what the image index holds
 DEFAULT_QE = 5  # alpha-QE neighbours of an image query: best or within 0.01 mAP of it, raw and whitened (bench)
 ALPHA = 3.0
 NPROBE = 32  # IVF cells visited per query
@@ -78,7 +70,7 @@ class Extractor:
 PARTS = ("vectors.npy", "ids.npy", "whitening.npz", "faiss", "sketch.npy", "sketch_mean.npy")
 
 
-def _files(db: Path, gen: str) -> dict[str, Path]:
+def generation_files(db: Path, gen: str) -> dict[str, Path]:
     return {k: Path(db) / f"image-{gen}.{k}" for k in PARTS}
 
 
@@ -111,51 +103,7 @@ def row_sum(a: np.ndarray, block: int = 65536) -> np.ndarray:
     return out
 
 
-def build(con: sqlite3.Connection, db: Path, *, ivf_threshold: int | None = None,
-          learned: Learned | None = None) -> dict:
-    """Learn the whitening on the index's raw image vectors and write a new image-index generation.
-
-    ``con`` is the writer's connection (the caller holds the lock).  ``learned``: use these (a shard of a
-    collection) instead of learning them here.  Returns the meta record written.  A failed write (disk full)
-    raises IndexWriteError naming the index; the previous generation stays in use.
-    """
-    with catalog_errors(db):
-        return _build(con, Path(db), ivf_threshold, learned)
-
-
-def _build(con: sqlite3.Connection, db: Path, ivf_threshold: int | None, learned: Learned | None) -> dict:
-    ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
-    rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
-    ids = np.array([r[0] for r in rows], np.int64)
-    chunks = np.array([r[1] for r in rows], np.int64)
-    slots = np.array([r[2] for r in rows], np.int64)
-    while True:  # a name no file holds (someone else's files are never overwritten)
-        gen = uuid.uuid4().hex[:12]
-        files = _files(db, gen)
-        names = [p.name for p in files.values()] + [f"{p.name}.tmp" for p in files.values()]
-        if not any(os.path.lexists(db / n) for n in names):
-            break
-    record_owned(con, names)
-    try:
-        record = _write_generation(db, gen, files, ids, chunks, slots, ivf_threshold, learned, save_npz)
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            delete_owned(con, db, names)
-        raise
-    previous = con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
-    keep = {gen} | ({json.loads(previous[0])["gen"]} if previous else set())
-    with con:
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('image_index', ?)", (json.dumps(record),))
-        con.execute("DELETE FROM meta WHERE key = ?", (DIRTY,))
-        con.executemany("DELETE FROM owned WHERE name = ?", [(n,) for n in names if n.endswith(".tmp")])
-        stale = [n for (n,) in con.execute("SELECT name FROM owned WHERE name LIKE 'image-%'")
-                 if n.split(".", 1)[0].removeprefix("image-") not in keep]
-    # the previous generation stays for readers that opened before this commit; older ones go
-    delete_owned(con, db, stale)
-    return record
-
-
-def _write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, slots, ivf_threshold: int,
+def write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, slots, ivf_threshold: int,
                       learned: Learned | None, save_npz) -> dict:
     n = len(ids)
     raw = _gather(db, chunks, slots, "gem")
@@ -213,12 +161,11 @@ def _gather(db: Path, chunks: np.ndarray, slots: np.ndarray, name: str) -> np.nd
     return out
 
 
-def needs_build(con: sqlite3.Connection, db: Path | None = None) -> bool:
-    """Whether photos were described or removed since the image index was last built (also by a run
-    that was killed or cancelled before building it), or, given the index folder ``db``, whether its files
-    are missing or damaged."""
-    meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('image_index', ?)", (DIRTY,)).fetchall())
-    if DIRTY in meta or "image_index" not in meta:
+def stale(meta: dict[str, str], db: Path | None = None) -> bool:
+    """Whether photos were described or removed since the image index was last built (also by a run that was
+    killed or cancelled before building it), or, given the index folder ``db``, whether its files are missing or
+    damaged; ``meta``: the catalog's meta table (``catalog.read_meta``)."""
+    if IMAGE_INDEX_DIRTY in meta or "image_index" not in meta:
         return True
     if db is not None:
         from .errors import IndexFormatError
@@ -247,7 +194,7 @@ def open_generation(db: Path, record: dict) -> Generation:
     """Open and check one generation's files (IndexFormatError naming the file that is missing or damaged)."""
     from .errors import IndexFormatError, IndexNotFound
 
-    files = _files(Path(db), record["gen"])
+    files = generation_files(Path(db), record["gen"])
     n = record["n"]
 
     def fail(part: str, why) -> IndexFormatError:

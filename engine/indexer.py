@@ -521,10 +521,8 @@ def _update_image_index(w: IndexWriter, db, extractor) -> None:
     earlier run that was killed before building it)."""
     if extractor is None:
         return
-    from .imageindex import build, needs_build
-
-    if needs_build(w.con, Path(db)):
-        build(w.con, db)
+    if w.image_index_stale():
+        w.build_image_index()
 
 
 def _use_pool(workers: int | None, n_jobs: int) -> bool:

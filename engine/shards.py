@@ -407,20 +407,18 @@ def index_shard(job: ShardJob, report: Callable[[int, int], None] | None = None,
 
 def shard_count(db: str) -> tuple[int, bool]:
     """(indexed photos, whether the image index must be rebuilt) of a shard."""
-    from .imageindex import needs_build
+    from .imageindex import stale
 
     with CatalogReader(Path(db)) as con:
         n = con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
-        return n, needs_build(con, Path(db))
+    return n, stale(read_meta(Path(db)), Path(db))
 
 
 def build_shard_image_index(db: str, learned_file: str, lid: str) -> dict:
     """Build a shard's image index with the collection's learned parameters (run by a worker)."""
-    from .imageindex import build
-
     learned = _load_learned_file(Path(learned_file), lid)
     with IndexWriter.existing(db) as w:
-        return build(w.con, Path(db), learned=learned)
+        return w.build_image_index(learned=learned)
 
 
 def _load_learned_file(path: Path, lid: str):

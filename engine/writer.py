@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from .catalog import (
     CATALOG,
     FIXED_FILES,
     IMAGE_ARRAYS,
+    IMAGE_INDEX_DIRTY,
     LAYOUT,
     SCHEMA,
     SKETCH_ARRAYS,
@@ -35,6 +37,7 @@ from .catalog import (
     read_meta,
     record_owned,
     save_array,
+    save_npz,
     write_marker,
 )
 from .describe import PhotoRecord
@@ -414,9 +417,55 @@ class IndexWriter:
 
     def _image_dirty(self) -> None:
         """Mark the image index out of date (inside the transaction that changes the photos)."""
-        from .imageindex import DIRTY
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (IMAGE_INDEX_DIRTY,))
 
-        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (DIRTY,))
+    @_writes
+    def image_index_stale(self) -> bool:
+        """Whether the image index must be built again (``engine.imageindex.stale``)."""
+        from .imageindex import stale
+
+        return stale(self.meta(), self.db)
+
+    @_writes
+    def build_image_index(self, *, ivf_threshold: int | None = None, learned=None) -> dict:
+        """Learn the whitening on the index's raw image vectors and write a new image-index generation
+        (``engine.imageindex.write_generation``), then point the catalog at it.
+
+        ``learned``: use these (``imageindex.Learned``, a shard of a collection) instead of learning them here.
+        Returns the meta record written.  A failed write (disk full) raises IndexWriteError naming the index; the
+        previous generation stays in use (and for readers that opened before the commit); older ones go.
+        """
+        from .imageindex import IVF_THRESHOLD, generation_files, write_generation
+
+        con, db = self.con, self.db
+        ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
+        rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
+        ids = np.array([r[0] for r in rows], np.int64)
+        chunks = np.array([r[1] for r in rows], np.int64)
+        slots = np.array([r[2] for r in rows], np.int64)
+        while True:  # a name no file holds (someone else's files are never overwritten)
+            gen = uuid.uuid4().hex[:12]
+            files = generation_files(db, gen)
+            names = [p.name for p in files.values()] + [f"{p.name}.tmp" for p in files.values()]
+            if not any(os.path.lexists(db / n) for n in names):
+                break
+        record_owned(con, names)
+        try:
+            record = write_generation(db, gen, files, ids, chunks, slots, ivf_threshold, learned, save_npz)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                delete_owned(con, db, names)
+            raise
+        previous = con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
+        keep = {gen} | ({json.loads(previous[0])["gen"]} if previous else set())
+        with con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('image_index', ?)", (json.dumps(record),))
+            con.execute("DELETE FROM meta WHERE key = ?", (IMAGE_INDEX_DIRTY,))
+            con.executemany("DELETE FROM owned WHERE name = ?", [(n,) for n in names if n.endswith(".tmp")])
+            stale = [n for (n,) in con.execute("SELECT name FROM owned WHERE name LIKE 'image-%'")
+                     if n.split(".", 1)[0].removeprefix("image-") not in keep]
+        delete_owned(con, db, stale)
+        return record
 
     @_writes
     def meta(self) -> dict[str, str]:

@@ -133,19 +133,18 @@ def test_a_reader_opened_before_two_runs_still_searches_by_image(indexed, tmp_pa
 
 
 def test_a_run_killed_before_the_image_index_was_built_is_completed_by_the_next(indexed, tmp_path, monkeypatch):
-    from engine import imageindex
+    from engine.writer import IndexWriter
 
     root, db = indexed_copy(indexed, tmp_path)
     cv2.imwrite(str(root / "new.jpg"), scene(77))
-    real = imageindex.build
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imageindex, "build", killed)
-    with pytest.raises(KeyboardInterrupt):
-        index_folders([root], db, workers=1)
-    monkeypatch.setattr(imageindex, "build", real)
+    with monkeypatch.context() as m:
+        m.setattr(IndexWriter, "build_image_index", killed)
+        with pytest.raises(KeyboardInterrupt):
+            index_folders([root], db, workers=1)
     assert SketchIndex(db).search_image(root / "new.jpg", top_k=1)[0].path != str(root / "new.jpg")
     s = index_folders([root], db, workers=1)
     assert s.described == 0
@@ -198,7 +197,7 @@ def test_large_collections_search_an_ivfpq_index_reranked_with_the_exact_vectors
                      {"codes": np.zeros((n, settings.dim), np.int8),
                       "inv_norms": np.ones((n, len(settings.scales), 3), np.float32),
                       "gem": raw.astype(np.float16)})
-        record = imageindex.build(w.con, db)
+        record = w.build_image_index()
     assert record["kind"] == "ivfpq" and record["whitened"] and record["dim"] == imageindex.WHITEN_DIM
     images = SketchIndex(db).images("cpu")
     assert images.knn.kind == "ivfpq"
