@@ -575,6 +575,11 @@ def hint_command(hint) -> str:
         return f"rebuild with: sketchsearch index FOLDER --db {db} --rebuild"
     if hint.action == "other-folder":
         return "choose another --db"
+    if hint.action == "other-settings":
+        if hint.option:
+            return (f"index with --{hint.option} {hint.value} (or leave --{hint.option} out), use another --db, or "
+                    f"rebuild it with these (--rebuild)")
+        return "use another --db, or rebuild it with these (--rebuild)"
     if hint.action == "image-descriptors":
         from engine.describe import DEFAULT_BACKBONE
 

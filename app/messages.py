@@ -10,6 +10,7 @@ _WORDS = {
     "rebuild": "index its photos again into a new collection (File → Index a Photo Folder)",
     "other-folder": "choose another folder for the collection",
     "image-descriptors": "index its photos again into a new collection to search by image",
+    "other-settings": "its photos were described another way: index this folder into a collection of its own",
 }
 
 

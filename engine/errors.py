@@ -15,6 +15,7 @@ HINT_ACTIONS = frozenset({
     "rebuild",  # the index cannot be read or is of another format: index the photos again from scratch
     "other-folder",  # the folder is not the index's own: choose another folder for the index
     "image-descriptors",  # the index has no image descriptors: index again with them to search by image
+    "other-settings",  # the index was built with other settings (``option`` = ``value``): use those, or another
 })
 
 
@@ -24,6 +25,8 @@ class Hint:
 
     action: str
     db: str = ""
+    option: str = ""  # "other-settings": the setting that differs ("edges", "backbone", "" for several)
+    value: str = ""  # ... and the index's value of it
 
     def __post_init__(self) -> None:
         if self.action not in HINT_ACTIONS:

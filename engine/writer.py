@@ -163,17 +163,16 @@ class IndexWriter:
         theirs = SketchSettings.from_json(meta["settings"])
         if theirs.detector != self.settings.detector:
             raise IndexFormatError(f"{self.db}: index was built with {theirs.detector} edges, not "
-                                   f"{self.settings.detector}; one index holds one kind of edges: index with "
-                                   f"--edges {theirs.detector} (or leave --edges out), use another --db, or "
-                                   f"rebuild it with {self.settings.detector} edges (--rebuild)")
+                                   f"{self.settings.detector}; one index holds one kind of edges",
+                                   hint=Hint("other-settings", str(self.db), "edges", theirs.detector))
         if theirs != self.settings:
-            raise IndexFormatError(f"{self.db}: index was built with other sketch settings; use another --db, "
-                                   f"or rebuild it with these (--rebuild)")
+            raise IndexFormatError(f"{self.db}: index was built with other sketch settings",
+                                   hint=Hint("other-settings", str(self.db)))
         if (meta.get("image_settings") or None) != self.image_settings:
             theirs = json.loads(meta["image_settings"])["backbone"] if meta.get("image_settings") else "none"
             raise IndexFormatError(f"{self.db}: index was built with another image backbone or settings "
-                                   f"(--backbone {theirs}); index with --backbone {theirs} (or leave --backbone "
-                                   f"out), use another --db, or rebuild it with these (--rebuild)")
+                                   f"(backbone {theirs})",
+                                   hint=Hint("other-settings", str(self.db), "backbone", theirs))
 
     def _delete_all(self) -> None:
         """Remove an index that is rebuilt: the files its catalog recorded as its own, or, when the catalog
