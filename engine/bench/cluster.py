@@ -107,6 +107,7 @@ def bench_cluster_overhead(*, shards: int = 4, repeats: int = 20) -> list[dict]:
     """The engine's per-query cost: one step to empty shards and back; a whole query on one-photo shards."""
     from ..cluster import ClusterIndex, connect
     from ..shards import ShardedIndex
+    from ..shardsearch import ShardSearcher
     from .synthetic import synthetic_sketch
 
     sketch = synthetic_sketch()
@@ -121,7 +122,7 @@ def bench_cluster_overhead(*, shards: int = 4, repeats: int = 20) -> list[dict]:
             empty = ClusterIndex(Path(tmp) / "empty.json", cluster, timeout=60)
 
             def step():
-                got = empty.shards.call("summary", {i: () for i in range(shards)})
+                got = empty.shards.call(ShardSearcher.summary, {i: () for i in range(shards)})
                 assert len(got) == shards
 
             rows.append({"what": f"one step to {shards} empty shards and back", "where": "Dask local:2",

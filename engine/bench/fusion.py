@@ -1,10 +1,10 @@
 """Fit and measure the fused sketch search (engine.fusion) on Sketchy and SYSU-Shapes.
 
-``python -m engine.fusion_bench fit [DATA]`` fits the weights on one half of the Sketchy classes (even
+``python -m engine.bench.fusion fit [DATA]`` fits the weights on one half of the Sketchy classes (even
 positions in the sorted class list) and writes ``engine/data/fusion.json``; ``sketchsearch bench --only
 fusion`` reports on the other half (and on SYSU-Shapes) and writes the reliability curve PNG.
 
-Collections of every size (issue 17, ``docs/calibration.md``): ``python -m engine.fusion_bench fit-sizes``
+Collections of every size (issue 17, ``docs/calibration.md``): ``python -m engine.bench.fusion fit-sizes``
 fits the reference sample's weight, the small-collection calibration and the likely-match cut on the even
 half; ``bench_sizes`` reports them on collections of 30, 100, 300 and all photos simulated from one scoring
 of every query against every photo (``collect_pool``, ``simulate``, ``size_runs``).  Set

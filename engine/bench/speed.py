@@ -40,9 +40,9 @@ def bench_kernels() -> list[dict]:
 def bench_edges(data: Path | None, quick: bool = False) -> list[dict]:
     """Boundary precision / recall / F of the classical detector and plain Canny on SYSU outlines."""
     from . import edges as edge_quality
-    from .quality import data_root
+    from .datasets import existing_root
 
-    root = data_root(data)
+    root = existing_root(data)
     if root is None or not (root / "sysu-shapes").is_dir():
         return []
     items = edge_quality.load_sysu(root / "sysu-shapes")
