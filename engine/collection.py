@@ -405,7 +405,6 @@ class Collection:
         -------
         list of Hit (at most ``top_k``, fewer when the index is smaller)
         """
-        from .fusion import load_params
         from .search import SearchOptions  # torch: only where searches run
 
         params = params or load_params()

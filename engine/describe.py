@@ -26,6 +26,7 @@ from .catalog import read_meta
 from .cnn import GemSettings
 from .edges import edges_from_maps, get_detector, working_image
 from .errors import IndexFormatError, IndexNotFound, SketchSearchError
+from .fusion import drawing_input, load_params
 from .imageio import load_image, network_input
 from .rotation import polar_descriptor
 from .settings import SketchSettings
@@ -85,8 +86,6 @@ def gem_settings(backbone: str | None) -> GemSettings | None:
 def drawing_settings(backbone: str, params=None) -> GemSettings:
     """GemSettings of the global sketch descriptor (one scale at ``params.side`` px, GeM ``params.p``;
     ``params``: ``engine.fusion.FusionParams``, default the fitted ones)."""
-    from .fusion import load_params
-
     params = params or load_params()
     return GemSettings(backbone=backbone, p=params.p, scales=(1.0,), max_side=params.side)
 
@@ -120,8 +119,6 @@ def describe_photo(path: Path, layout: FeatureLayout, *, hash: str | None = None
 
 def drawn(edges) -> np.ndarray:
     """The global sketch descriptor's CNN input of a photo's edges (its edge map drawn)."""
-    from .fusion import drawing_input
-
     return drawing_input(edges, query=False)
 
 
