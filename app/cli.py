@@ -569,6 +569,8 @@ def hint_command(hint) -> str:
     db = hint.db
     if hint.action == "build":
         return f"build one with: sketchsearch index FOLDER --db {db}"
+    if hint.action == "build-sharded":
+        return f"make one with: sketchsearch index FOLDER --db {db} --shards N (or --cluster ADDRESS)"
     if hint.action == "repair":
         return f"run: sketchsearch index FOLDER --db {db}"
     if hint.action == "rebuild":

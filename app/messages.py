@@ -6,6 +6,8 @@ from engine.errors import Hint
 
 _WORDS = {
     "build": "index a folder of photos into it (File → Index a Photo Folder)",
+    "build-sharded": "a sharded collection is made with the command line; or index the folder into a collection "
+                     "here (File → Index a Photo Folder)",
     "repair": "index its photo folder again (File → Index a Photo Folder): only what is missing is described again",
     "rebuild": "index its photos again into a new collection (File → Index a Photo Folder)",
     "other-folder": "choose another folder for the collection",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 #: what a hint can ask of a person
 HINT_ACTIONS = frozenset({
     "build",  # no index here yet: index a folder of photos into it
+    "build-sharded",  # no manifest here yet: index a folder of photos into a sharded collection
     "repair",  # part of the index is missing or damaged: index its folder again (only that part is redone)
     "rebuild",  # the index cannot be read or is of another format: index the photos again from scratch
     "other-folder",  # the folder is not the index's own: choose another folder for the index

@@ -33,7 +33,7 @@ from .describe import (
     resolve_settings,
 )
 from .edges import get_detector
-from .errors import Cancelled, IndexNotFound
+from .errors import Cancelled, Hint, IndexNotFound
 from .imageio import IMAGE_EXTENSIONS, ImageError
 from .settings import SketchSettings
 from .writer import NOT_REGULAR, TOO_LARGE, IndexWriter
@@ -275,7 +275,7 @@ def check_apart(db: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> 
         if _under(d, [r]) or _under(r, [d]):
             where = "is" if d == r else ("lies inside" if _under(d, [r]) else "holds")
             raise IndexNotFound(f"{db}: the index folder {where} the photo folder {f}; keep the index in a "
-                                f"folder of its own (another --db)")
+                                f"folder of its own", hint=Hint("other-folder", str(db)))
 
 
 def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *,

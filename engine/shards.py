@@ -50,7 +50,7 @@ from .atomic import atomic_write
 from .catalog import CatalogReader, RowBlocks, read_meta
 from .collection import Collection, SketchIndex
 from .describe import resolve_settings
-from .errors import IndexFormatError, IndexNotFound, SketchSearchError
+from .errors import Hint, IndexFormatError, IndexNotFound, SketchSearchError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
 from .writer import IndexWriter
@@ -100,8 +100,7 @@ class Manifest:
     def load(cls, path: str | os.PathLike) -> Manifest:
         p = Path(path).expanduser().absolute()
         if not p.is_file():
-            raise IndexNotFound(f"{p}: no such manifest; make one with: sketchsearch index FOLDER --db {p} "
-                                f"--shards N (or --cluster ADDRESS)")
+            raise IndexNotFound(f"{p}: no such manifest", hint=Hint("build-sharded", str(p)))
         try:
             d = json.loads(p.read_text(encoding="utf-8"))
             if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:

@@ -55,3 +55,18 @@ def test_a_missing_index_says_how_to_build_one(tmp_path):
         SketchIndex(tmp_path / "none")
     assert error_text(e.value).endswith(f"build one with: sketchsearch index FOLDER --db {tmp_path / 'none'}")
     assert "--db" not in error_words(e.value)
+
+
+def test_a_missing_manifest_and_an_index_among_the_photos_say_what_to_do(tmp_path):
+    from engine.indexer import index_folders
+    from engine.shards import Manifest
+
+    with pytest.raises(IndexNotFound) as e:
+        Manifest.load(tmp_path / "c.json")
+    assert e.value.hint == Hint("build-sharded", str(tmp_path / "c.json"))
+    assert error_text(e.value).endswith("--shards N (or --cluster ADDRESS)") and "--" not in error_words(e.value)
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(IndexNotFound, match="folder of its own") as e:
+        index_folders([tmp_path / "photos"], tmp_path / "photos" / "db")
+    assert e.value.hint == Hint("other-folder", str(tmp_path / "photos" / "db"))
+    assert error_text(e.value).endswith("; choose another --db")
