@@ -17,7 +17,7 @@ Protocol (see :func:`evaluate_detector`):
   (``ods_f`` / ``ods_threshold``) shows how good the strength ordering is, independent of its
   calibration.
 
-Run ``python -m engine.edge_quality [ROOT]`` for the comparison table of the registered detectors
+Run ``python -m engine.bench.edges [ROOT]`` for the comparison table of the registered detectors
 and a few variants.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ from engine.fusion import load_params
 @pytest.mark.slow
 @pytest.mark.xdist_group("sketchy-index")  # after test_bench_fusion_quick, whose index it reuses (pytest -n)
 def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
-    """The reliability-on-subsamples measurement (``fusion_bench.bench_sizes``) on 8 Sketchy classes: in
+    """The reliability-on-subsamples measurement (``engine.bench.fusion.bench_sizes``) on 8 Sketchy classes: in
     collections of 30 photos a third of one subject the correct photos score higher than with the
     collection's own statistics (which the matches drag up), and the scores are better calibrated there."""
     from engine.bench import datasets as ds
