@@ -779,10 +779,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def bench_sizes(data: str | Path | None = None, *, reps: int = 2, quick: bool = False) -> dict:
     """Calibration from a few dozen photos up (issue 17): before (the collection's own statistics, one
     calibration) and after (the reference blend and the small-collection calibration) on collections of 30,
@@ -835,3 +831,7 @@ def bench_sizes(data: str | Path | None = None, *, reps: int = 2, quick: bool = 
                 for name, p, r in (("before", before, rb), ("after", shipped, ra)):
                     out["tables"].update(size_tables(r, p, label=f"SYSU-Shapes {cname} queries, {name}"))
     return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
