@@ -647,7 +647,7 @@ class _LogFormat(logging.Formatter):
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None) -> None:
     """The engine's warnings (a damaged part of an index, shards that did not answer) as one line."""
     if category.__module__.split(".")[0] == "engine":
-        print(f"sketchsearch: warning: {printable(message)}", file=file or sys.stderr)
+        print(f"sketchsearch: warning: {printable(error_text(message))}", file=file or sys.stderr)
     else:
         _default(message, category, filename, lineno, file, line)
 

@@ -407,7 +407,7 @@ class MainWindow(QMainWindow):
         from engine.errors import SketchSearchError
         from engine.shards import open_collection
 
-        from .messages import error_words
+        from .messages import damage_words, error_words
 
         try:
             index = open_collection(db)  # an index folder, or a sharded collection's manifest
@@ -420,6 +420,8 @@ class MainWindow(QMainWindow):
             return False
         changed = self.db is None or Path(db) != self.db
         self.index, self.db = index, Path(db)
+        if (damage := damage_words(index)) is not None:
+            (self.message if quiet else self.error)(damage)
         self.settings.setValue("collection/db", str(self.db))
         self._add_recent(self.db)
         self._update_status()
@@ -449,6 +451,10 @@ class MainWindow(QMainWindow):
             self.settings.setValue("collection/db", str(self.db))
             self._add_recent(self.db)
             self._update_status()
+            from .messages import damage_words
+
+            if (damage := damage_words(index)) is not None:
+                self.error(damage)
             if self._search_pending:
                 self.search_now()
 

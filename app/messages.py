@@ -21,6 +21,19 @@ def hint_words(hint: Hint) -> str:
     return _WORDS[hint.action]
 
 
+def damage_words(collection) -> str | None:
+    """What the app says when parts of a collection it opened are damaged and left out of searches (the engine's
+    ``DamagedIndexWarning``, which reaches no person in a window), or None."""
+    views = getattr(collection, "indexes", None) or [collection]
+    damaged = [v for v in views if getattr(v, "damaged", None)]
+    if not damaged:
+        return None
+    n = sum(v.n_damaged for v in damaged)
+    where = ", ".join(str(v.path) for v in damaged[:2]) + (" …" if len(damaged) > 2 else "")
+    return (f"{where}: {n} photos are left out of searches (damaged descriptor files); "
+            f"{hint_words(Hint('repair', str(damaged[0].path)))}")
+
+
 def error_words(e: BaseException) -> str:
     """An error as the app shows it: its message and, where the engine gives one, its hint in words."""
     hint = getattr(e, "hint", None)

@@ -83,4 +83,8 @@ class IndexWriteError(SketchSearchError):
 
 class DamagedIndexWarning(UserWarning):
     """Part of an index is missing or damaged: it is left out (searches answer from the rest) until the next
-    index run describes it again."""
+    index run describes it again (``hint``: repair)."""
+
+    def __init__(self, *args, hint: Hint | None = None) -> None:
+        super().__init__(*args)
+        self.hint = hint

@@ -57,8 +57,8 @@ class IndexView:
         if damaged:
             names = ", ".join(f"{n} ({why})" for n, why in damaged[:3]) + (" ..." if len(damaged) > 3 else "")
             warnings.warn(DamagedIndexWarning(
-                f"{self.path}: {self.n_damaged} photos are left out of searches: damaged descriptor files {names}; "
-                f"describe them again with: sketchsearch index FOLDER --db {self.path}"), stacklevel=2)
+                f"{self.path}: {self.n_damaged} photos are left out of searches: damaged descriptor files {names}",
+                hint=Hint("repair", str(self.path))), stacklevel=2)
 
     def _load(self, final: bool) -> list[tuple[str, str]] | None:
         """Read the catalog and map the chunks; returns the damaged chunk files (None: read again)."""

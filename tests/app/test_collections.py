@@ -179,3 +179,28 @@ def test_a_damaged_collection_gets_a_dialog_and_the_app_stays_up(qtbot, tmp_path
     manifest.write_text('{"format": "sketchsearch-manifest", "n_shards": 0, "shards": [null]}')
     assert not win.open_index(manifest)
     assert win.db == good
+
+
+def test_a_collection_with_damaged_parts_says_so_in_words(qtbot, tmp_path, folders, monkeypatch):
+    """The engine's DamagedIndexWarning reaches no one in a window: the app says which photos are left out and
+    what to do, at start-up and when the person opens the collection."""
+    import warnings
+
+    from engine.errors import DamagedIndexWarning
+
+    root, a, _ = folders
+    db = tmp_path / "A-index"
+    index_folders([a], db, workers=1, backbone="none")
+    chunk = sorted(db.glob("chunk-*.codes.npy"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:100])  # truncated
+    shown = []
+    monkeypatch.setattr(MainWindow, "error", lambda self, text, **k: shown.append(text))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedIndexWarning)
+        win = window_on(qtbot, tmp_path, db, root)  # start-up: opened in the background
+        assert shown and "4 photos are left out of searches" in shown[-1], shown
+        assert "File → Index a Photo Folder" in shown[-1] and "--" not in shown[-1]
+        shown.clear()
+        assert win.open_index(db)
+    assert shown and str(db) in shown[-1] and "left out" in shown[-1]
+    settle(qtbot, win)
