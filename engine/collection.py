@@ -412,8 +412,8 @@ class Collection:
         return sketch_search(self.shards, self.sketch_query(sketch), options, top_k=top_k, params=params,
                              expand=expand, fusion=fusion)
 
-    def _hits(self, found, edges: EdgeMap | None = None) -> list[Hit]:
-        """Hits of (row, score) pairs of an image query (box: the whole photo)."""
+    def hits_of(self, found) -> list[Hit]:
+        """Hits of (collection row, score) pairs found by whole-photo similarity (box: the whole photo)."""
         return hits_of_rows(self.shards, np.array([r for r, _ in found], np.int64),
                             np.array([s for _, s in found], np.float64))
 

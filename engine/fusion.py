@@ -324,6 +324,7 @@ class Stage:
     s_glob: Stats | None  # None: the alignment alone
     glob: np.ndarray | None
     zg_ref: np.ndarray | None
+    base: np.ndarray | None  # the expansion's base score of ``rows``: alignment z + ``qe_w`` global z (with glob)
 
     def stats(self, col_bg: np.ndarray, ref_values: np.ndarray | None) -> Stats:
         return _stats(self.ref, col_bg, ref_values)
@@ -331,11 +332,6 @@ class Stage:
     @property
     def expands(self) -> bool:
         return self.s_glob is not None and self.params.qe_n > 0
-
-    @property
-    def base(self) -> np.ndarray:
-        """The expansion's base score of ``rows``: alignment z + ``qe_w`` global z."""
-        return self.za + self.params.qe_w * self.s_glob.z(self.glob)
 
 
 def _stats(ref: ReferenceScores | None, col_bg: np.ndarray, ref_values: np.ndarray | None) -> Stats:
@@ -357,7 +353,9 @@ def begin(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.nda
     if glob is not None:
         s_glob = _stats(ref, glob[bg], ref.glob if ref is not None else None)
         zg_ref = s_glob.z(ref.glob) if ref is not None else None
-    return Stage(rows, bg, params, ref, s_afm, s_afm.z(afm), za_ref, s_glob, glob, zg_ref)
+    za = s_afm.z(afm)
+    base = za + params.qe_w * s_glob.z(glob) if s_glob is not None else None
+    return Stage(rows, bg, params, ref, s_afm, za, za_ref, s_glob, glob, zg_ref, base)
 
 
 def seed_rows(stage: Stage) -> np.ndarray:

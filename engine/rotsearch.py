@@ -87,7 +87,7 @@ def search_image_any_rotation(index, image, *, top_k: int = 20, mirror: bool = T
         best, sim = best_rotation(curve_coefficients(qq, np.asarray(index.polar[r], np.float64), lay))
         found.append((int(r), float(sim)))
         extra[int(r)] = (float(best), bool(flags[r]))
-    hits = index._hits(found, None)
+    hits = index.hits_of(found)
     return hits, [extra[h.row][0] for h in hits], [extra[h.row][1] for h in hits]
 
 
