@@ -204,9 +204,45 @@ def _query(index, args, *, sketch=None, image=None):
         raise
 
 
+def _photo_filter(args):
+    """The ``--under/--after/--before/--min-side`` options as an ``engine.filters.PhotoFilter`` (None: none)."""
+    from engine.errors import QueryError
+    from engine.filters import PhotoFilter, parse_date
+
+    under = getattr(args, "under", None)
+    if under is not None and not Path(under).expanduser().is_dir():
+        raise QueryError(f"--under {under}: no such folder")
+    after = parse_date(args.after, what="--after") if getattr(args, "after", None) else None
+    before = parse_date(args.before, what="--before") if getattr(args, "before", None) else None
+    filt = PhotoFilter(under=under, after=after, before=before, min_side=getattr(args, "min_side", None))
+    return filt if filt.active else None
+
+
+def _check_query_options(args) -> None:
+    """The options that narrow or reshape a query, checked once before any query runs (``args.filt`` set)."""
+    from engine.errors import QueryError
+
+    args.filt = _photo_filter(args)
+    if getattr(args, "region", None) is not None:
+        if args.image is None:
+            raise QueryError("--region needs --image (the photo the region is of)")
+        from engine.region import parse_region
+
+        parse_region(args.region)
+    if args.rotation == "any" and (args.filt is not None or getattr(args, "region", None) is not None):
+        raise QueryError("--rotation any does not take --region, --under, --after, --before or --min-side")
+
+
 def _query_hits(index, args, *, sketch=None, image=None):
     angles = None
-    if args.rotation == "any":
+    filt = getattr(args, "filt", None)
+    region = getattr(args, "region", None)
+    if region is not None:
+        from engine.region import parse_region
+
+        hits = index.search_region(image, parse_region(region), mode=args.region_mode, top_k=args.top, filt=filt,
+                                   options=_search_options(args), device=args.device)
+    elif args.rotation == "any":
         from engine import rotsearch
 
         if image is not None:
@@ -216,10 +252,10 @@ def _query_hits(index, args, *, sketch=None, image=None):
             hits, angles = rotsearch.search_sketch_any_rotation(index, sketch, top_k=args.top,
                                                                 options=_search_options(args))
     elif image is not None:
-        hits = index.search_image(image, top_k=args.top, qe=args.qe, device=args.device)
+        hits = index.search_image(image, top_k=args.top, qe=args.qe, device=args.device, filt=filt)
     else:
         hits = index.search(sketch, top_k=args.top, options=_search_options(args), expand=args.expand,
-                            fusion=args.fusion)
+                            fusion=args.fusion, filt=filt)
     return hits, angles
 
 
@@ -320,6 +356,7 @@ def cmd_search(args) -> int:
 
 
 def _search(args, index) -> int:
+    _check_query_options(args)
     if len(index) == 0:
         raise SketchSearchError(f"{args.db}: the index is empty; add photos with: "
                                 f"sketchsearch index FOLDER --db {args.db}")
@@ -501,6 +538,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation", choices=("upright", "any"), default="upright",
                    help="any: also find the shape or photo turned by any angle (and mirrored); JSON lines gain "
                         "'rotation' (degrees counter-clockwise that turn the query onto the photo)")
+    p.add_argument("--region", default=None, metavar="X0,Y0,X1,Y1",
+                   help="with --image: search with this region of the photo (its original pixels)")
+    p.add_argument("--as", dest="region_mode", choices=("both", "shape", "image"), default="both",
+                   help="a region as an image query, as a shape (its edges as a sketch; boxes), or both fused "
+                        "(default)")
+    p.add_argument("--under", type=Path, default=None, metavar="DIR", help="only photos inside this folder")
+    p.add_argument("--after", default=None, metavar="DATE",
+                   help="only photos taken on or after this date (YYYY-MM-DD; EXIF date, else the file's time)")
+    p.add_argument("--before", default=None, metavar="DATE", help="only photos taken before this date (YYYY-MM-DD)")
+    p.add_argument("--min-side", type=_positive, default=None, metavar="PX",
+                   help="only photos whose shorter side has at least this many pixels")
     p.add_argument("--top", type=_positive, default=20, help="number of results (default 20)")
     p.add_argument("--json", action="store_true", help="one JSON object per result and line")
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
@@ -520,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
     p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
     p.add_argument("--only", choices=("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation",
-                                        "app", "cluster"), action="append",
+                                        "region", "app", "cluster"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")

@@ -79,13 +79,40 @@ CREATE TABLE IF NOT EXISTS files (
     work_width INTEGER,
     work_height INTEGER,
     work_scale REAL,
-    n_points INTEGER
+    n_points INTEGER,
+    taken REAL
 );
 CREATE INDEX IF NOT EXISTS files_chunk ON files (chunk, slot);
 CREATE INDEX IF NOT EXISTS files_hash ON files (size, hash);
 CREATE INDEX IF NOT EXISTS files_background ON files (COALESCE(hash, path), path) WHERE status = 'indexed';
 CREATE TABLE IF NOT EXISTS owned (name TEXT PRIMARY KEY);
 """
+
+#: columns added to ``files`` since the format version (``migrate`` adds them to an older catalog when a writer
+#: opens it; readers go without them: ``has_column``)
+ADDED_COLUMNS = {"taken": "REAL"}  # EXIF DateTimeOriginal; NULL: none, or not read yet (the file's mtime stands)
+
+
+def has_column(con: sqlite3.Connection, name: str, table: str = "files") -> bool:
+    return any(r[1] == name for r in con.execute(f"PRAGMA table_info({table})"))
+
+
+#: meta key set when ``migrate`` added the ``taken`` column: the next index run reads the dates of the photos
+#: catalogued before (``IndexWriter.fill_dates``)
+DATES_PENDING = "dates_pending"
+
+
+def migrate(con: sqlite3.Connection) -> None:
+    """Add the columns of ``ADDED_COLUMNS`` that an older catalog lacks (inside the caller's transaction)."""
+    for name, kind in ADDED_COLUMNS.items():
+        if not has_column(con, name):
+            con.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
+            if name == "taken":
+                con.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (DATES_PENDING,))
+
+
+#: a photo's date as the filters and browsing see it: EXIF DateTimeOriginal where read, else the file's time
+DATE_SQL = "COALESCE(taken, mtime)"
 
 CHUNK_FILE = re.compile(r"^chunk-(\d+)\.(\w+)\.npy$")
 #: the catalog's own files, the lock and the marker: never in ``owned``, never deleted by a cleanup

@@ -148,8 +148,9 @@ def _warn(shards: Shards) -> None:
 
 
 def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params: FusionParams | None = None,
-                  expand: int | None = None, fusion: bool = True) -> list[Hit]:
-    """Fused sketch search over shards (``engine.fusion``; the steps in ``engine.shardsearch``'s docstring).
+                  expand: int | None = None, fusion: bool = True, filt=None) -> list[Hit]:
+    """Fused sketch search over shards (``engine.fusion``; the steps in ``engine.shardsearch``'s docstring),
+    of the photos a filter (``engine.filters.PhotoFilter``) lets through.
 
     Returns hits best first, ``row`` being the collection row; warns with :class:`PartialResultWarning`
     when shards were left out.
@@ -169,7 +170,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     q_glob = shards.first(ShardSearcher.describe_sketch, edges, options.device) if images else None
     bg = shards.background(params.background)
     got: dict[int, Candidates] = shards.call(ShardSearcher.sketch_candidates, {
-        i: (qid, edges, options, q_glob, bg.get(i, np.zeros(0, np.int64)), extra_k)
+        i: (qid, edges, options, q_glob, bg.get(i, np.zeros(0, np.int64)), extra_k, filt)
         for i in range(len(shards)) if shards.sizes[i]})
     if not got:
         _warn(shards)
@@ -178,6 +179,10 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     rows = np.concatenate([got[i].rows + off[i] for i in parts])
     afm = np.concatenate([got[i].afm for i in parts])
     keep = np.concatenate([got[i].core for i in parts])
+    barred = np.zeros(0, np.int64)  # candidates a filter does not let through (background rows)
+    if any(got[i].allowed is not None for i in parts):
+        allowed = [np.ones(len(got[i].rows), bool) if got[i].allowed is None else got[i].allowed for i in parts]
+        barred = rows[~np.concatenate(allowed)]
     glob = np.concatenate([got[i].glob for i in parts]) if q_glob is not None else None
     if q_glob is not None:  # the collection's best extra_k global rows (each shard sent its own best)
         gtop = np.concatenate([got[i].gtop + off[i] for i in parts])
@@ -198,10 +203,12 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     if stage.expands:
         fused = fusion_steps.finish_expanded(stage, *_expand(
             shards, qid, fusion_steps.seed_rows(stage), rows, afm, glob, glob_bg, bgi, parts, extra_k, params,
-            reference, options.device))
+            reference, options.device, filt))
     else:
         fused = fusion_steps.finish(stage)
     final = fused.final
+    if len(barred):
+        final = np.where(np.isin(fused.rows, barred), -np.inf, final)
     if shards.missing:  # the best rows of the shards still answering (those of the others cannot be finished)
         alive = ~np.isin(np.searchsorted(off, fused.rows, side="right") - 1, list(shards.missing))
         final = np.where(alive, final, -np.inf)
@@ -224,7 +231,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
 
 def _expand(shards: Shards, qid: str, seeds: np.ndarray, rows: np.ndarray, afm: np.ndarray, glob: np.ndarray,
             glob_bg: np.ndarray, bgi: np.ndarray, parts: list[int], extra_k: int, params: FusionParams,
-            reference: ReferenceScores | None, device):
+            reference: ReferenceScores | None, device, filt=None):
     """Steps 3 and 4 of a sketch query: the seeds' image vectors, the alpha-expanded query, its image cosines for
     the candidates and the rows it finds best -> the arguments of ``fusion.finish_expanded`` after ``stage``
     (rows2, cos, afm2, glob2, ref_cos); where no seed has an image vector, the candidates with image cosines 0."""
@@ -249,7 +256,7 @@ def _expand(shards: Shards, qid: str, seeds: np.ndarray, rows: np.ndarray, afm: 
     seed_rows = np.array(with_vec, np.int64)
     cand = shards.split(rows)
     ex: dict[int, Expansion] = shards.call(ShardSearcher.expand, {
-        i: (qid, q, cand.get(i, np.zeros(0, np.int64)), extra_k, device) for i in parts})
+        i: (qid, q, cand.get(i, np.zeros(0, np.int64)), extra_k, device, filt) for i in parts})
     cos = np.concatenate([ex[i].cos if i in ex else np.full(len(cand.get(i, ())), np.nan) for i in parts])
     found = np.concatenate([ex[i].found + off[i] for i in ex] or [np.zeros(0, np.int64)])
     fsc = np.concatenate([ex[i].found_scores for i in ex] or [np.zeros(0)])
@@ -327,9 +334,9 @@ def hits_of_rows(shards: Shards, rows: np.ndarray, scores: np.ndarray) -> list[H
 
 
 def image_search(shards: Shards, pixels: np.ndarray, *, top_k: int, qe: int, alpha: float = 3.0,
-                 device=None) -> list[Hit]:
+                 device=None, filt=None) -> list[Hit]:
     """Image query over shards: the query's vector (one shard), alpha-QE over the collection's top ``qe``,
-    each shard's top ``top_k``, merged.  ``box`` is the whole photo."""
+    each shard's top ``top_k`` (of the photos a filter lets through), merged.  ``box`` is the whole photo."""
     shards.begin()
     live = [i for i in range(len(shards)) if shards.sizes[i]]
     if not live:
@@ -340,8 +347,8 @@ def image_search(shards: Shards, pixels: np.ndarray, *, top_k: int, qe: int, alp
                                 shards.offsets, qe)
         if len(nb):
             q = alpha_qe(q[None], vecs, np.arange(len(nb))[None], alpha)[0]
-    rows, scores, _ = merge_top(shards.call(ShardSearcher.image_top, {i: (q, top_k, False, device) for i in live}),
-                                shards.offsets, top_k)
+    rows, scores, _ = merge_top(shards.call(ShardSearcher.image_top, {
+        i: (q, top_k, False, device, filt) for i in live}), shards.offsets, top_k)
     hits = hits_of_rows(shards, rows, scores)
     _warn(shards)
     return hits
@@ -382,7 +389,7 @@ class Collection:
             raise QueryError(str(e)) from None
 
     def search(self, sketch, *, top_k: int = 20, options=None, expand: int | None = None,
-               fusion: bool = True, params=None) -> list[Hit]:
+               fusion: bool = True, params=None, filt=None) -> list[Hit]:
         """Photos that contain the sketched shape, best first, each with its box.
 
         The ranking fuses the alignment (AFM, which gives the box) with the global sketch descriptor and
@@ -400,6 +407,8 @@ class Collection:
             False: the alignment alone (still calibrated).  Indexes without image descriptors always
             rank by the alignment alone.
         params : engine.fusion.FusionParams, optional
+        filt : engine.filters.PhotoFilter, optional
+            Only photos it lets through (applied before the cut to ``top_k``).
 
         Returns
         -------
@@ -410,21 +419,34 @@ class Collection:
         params = params or load_params()
         options = options or SearchOptions(mirror=params.mirror)
         return sketch_search(self.shards, self.sketch_query(sketch), options, top_k=top_k, params=params,
-                             expand=expand, fusion=fusion)
+                             expand=expand, fusion=fusion, filt=filt)
 
     def hits_of(self, found) -> list[Hit]:
         """Hits of (collection row, score) pairs found by whole-photo similarity (box: the whole photo)."""
         return hits_of_rows(self.shards, np.array([r for r, _ in found], np.int64),
                             np.array([s for _, s in found], np.float64))
 
-    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None) -> list[Hit]:
+    def search_image(self, image, *, top_k: int = 20, qe: int | None = None, device=None, filt=None) -> list[Hit]:
         """Photos similar to an image (path or RGB array in [0, 1]), best first; ``box`` is the whole photo.
 
         ``qe``: alpha-weighted query expansion over that many neighbours (default DEFAULT_QE).  The image is
-        read here, described by one shard and searched on all.
+        read here, described by one shard and searched on all.  ``filt``: only photos an
+        ``engine.filters.PhotoFilter`` lets through.
         """
-        from .cnn import GemSettings
         from .imageindex import ALPHA, DEFAULT_QE
+
+        max_side = self._image_side()
+        if isinstance(image, str | os.PathLike):
+            try:
+                image = load_image(image, max_side=max_side).pixels
+            except ImageError as e:
+                raise QueryError(str(e)) from None
+        return image_search(self.shards, np.asarray(image, np.float32), top_k=top_k,
+                            qe=DEFAULT_QE if qe is None else qe, alpha=ALPHA, device=device, filt=filt)
+
+    def _image_side(self) -> int:
+        """The image descriptor's input size (QueryError where the collection has no image search ready)."""
+        from .cnn import GemSettings
 
         summary = next((s for s in self.shards.summaries if s.n), self.shards.summaries[0])
         if not summary.image_settings:
@@ -434,17 +456,62 @@ class Collection:
             raise QueryError(f"{self.path}: the image descriptors are not ready yet (an index run has not "
                              f"finished)", hint=Hint("repair", str(self.path)))
         try:
-            max_side = GemSettings.from_json(summary.image_settings).max_side
+            return int(GemSettings.from_json(summary.image_settings).max_side)
         except (ValueError, TypeError) as e:
             raise IndexFormatError(f"{self.path}: the catalog's image settings are damaged ({e})",
                                    hint=Hint("rebuild", str(self.path))) from None
-        if isinstance(image, str | os.PathLike):
-            try:
-                image = load_image(image, max_side=max_side).pixels
-            except ImageError as e:
-                raise QueryError(str(e)) from None
-        return image_search(self.shards, np.asarray(image, np.float32), top_k=top_k,
-                            qe=DEFAULT_QE if qe is None else qe, alpha=ALPHA, device=device)
+
+    def search_region(self, image, box, *, mode: str = "both", top_k: int = 20, filt=None, options=None,
+                      params=None, device=None) -> list[Hit]:
+        """Photos that hold what a region of a photo shows (``engine.region``).
+
+        Parameters
+        ----------
+        image : path, or RGB array in [0, 1] at its original size
+        box : (x0, y0, x1, y1) in the photo's original pixels (after EXIF orientation)
+        mode : "image" (the region's image descriptor), "shape" (its edges as a sketch; hits have boxes) or
+            "both" (the two rankings fused, boxes from the shape ranking)
+        filt : engine.filters.PhotoFilter, optional
+
+        Raises QueryError for a region outside the photo or of zero area, an unknown mode, a region without
+        edges ("shape"), or a collection without image descriptors ("image", "both").
+        """
+        from .region import MODES, fuse_rankings, region_pixels, region_sketch
+
+        if mode not in MODES:
+            raise QueryError(f"region mode {mode!r} is not one of {', '.join(MODES)}")
+        need = self.settings.max_side if mode == "shape" else max(self.settings.max_side, self._image_side())
+        pixels = region_pixels(image, box, min_side=need)
+        depth = top_k if mode != "both" else max(2 * top_k, 100)
+        shape = image_hits = []
+        if mode in ("shape", "both"):
+            s = self.settings
+            edges = region_sketch(pixels, detector=s.detector, max_side=s.max_side, min_strength=s.min_strength)
+            shape = self.search(edges, top_k=depth, options=options, params=params, filt=filt)
+        if mode in ("image", "both"):
+            image_hits = self.search_image(pixels, top_k=depth, device=device, filt=filt)
+        if mode == "shape":
+            return shape
+        if mode == "image":
+            return image_hits
+        return fuse_rankings(shape, image_hits, top_k)
+
+    def browse(self, filt=None, *, limit: int = 60, offset: int = 0) -> list[Hit]:
+        """The collection's photos (those a filter lets through), newest first by their date (EXIF
+        DateTimeOriginal, else the file's time): ``limit`` of them from ``offset``; ``taken`` is the date,
+        ``score`` 0 and ``box`` the whole photo."""
+        self.shards.begin()
+        live = [i for i in range(len(self.shards)) if self.shards.sizes[i]]
+        got = self.shards.call(ShardSearcher.browse, {i: (filt, offset + limit, 0) for i in live})
+        off = self.shards.offsets
+        parts = sorted(got)
+        rows = np.concatenate([got[i][0] + off[i] for i in parts] or [np.zeros(0, np.int64)])
+        dates = np.concatenate([got[i][1] for i in parts] or [np.zeros(0)])
+        order = np.lexsort((rows, -dates))[offset:offset + limit]
+        hits = hits_of_rows(self.shards, rows[order], np.zeros(len(order)))
+        when = dict(zip(rows[order].tolist(), dates[order].tolist(), strict=True))
+        _warn(self.shards)
+        return [dataclasses.replace(h, taken=when[h.row]) for h in hits]
 
 
 class SketchIndex(IndexView, Collection):

@@ -51,6 +51,7 @@ class PhotoRecord:
     gem: np.ndarray | None = None  # (G,) image descriptor, when the index has them
     sketch: np.ndarray | None = None  # (G,) global sketch descriptor of the edge map drawn (engine.fusion), idem
     polar: np.ndarray | None = None  # (P,) rotation descriptor about the photo's centre (engine.rotation)
+    taken: float | None = None  # EXIF DateTimeOriginal (seconds since the epoch), None where the file has none
 
 
 def content_hash(path: str | os.PathLike, block: int = 1 << 20) -> str:
@@ -134,7 +135,7 @@ def describe_file(path: Path, layout: FeatureLayout, hash: str | None, net_side:
     # given the LoadedImage, edges.scale is working pixels per *original* pixel (reduced decoding included)
     work, scale = working_image(image, settings.max_side)
     base = dict(path=str(path), size=st.st_size, mtime=st.st_mtime, hash=hash or content_hash(path),
-                width=image.original_size[0], height=image.original_size[1])
+                width=image.original_size[0], height=image.original_size[1], taken=image.taken)
     if defer_edges:
         return Deferred(work=work, scale=scale, **base), (net, None) if net_side else None
     strength, theta = get_detector(settings.detector)(work)
@@ -154,13 +155,14 @@ class Deferred:
     height: int
     work: np.ndarray
     scale: float
+    taken: float | None = None
 
 
 def _record(base: dict, edges, layout: FeatureLayout) -> PhotoRecord:
     desc = database_descriptor(edges, layout)
     return PhotoRecord(base["path"], base["size"], base["mtime"], base["hash"], base["width"], base["height"],
                        edges.width, edges.height, edges.scale, len(edges), desc.codes, desc.inv_norms,
-                       polar=polar_descriptor(edges).astype(np.float16))
+                       polar=polar_descriptor(edges).astype(np.float16), taken=base.get("taken"))
 
 
 def finish_deferred(items: list[Deferred], layout: FeatureLayout, detector,

@@ -21,12 +21,15 @@ class Hit:
     mirrored: bool
     row: int
     raw_score: float | None = None  # sketch queries: the alignment's cosine (``score`` is calibrated)
+    taken: float | None = None  # browsing: the photo's date (EXIF DateTimeOriginal, else the file's time)
 
     def to_json(self) -> dict:
         out = {"rank": self.rank, "path": self.path, "score": round(self.score, 6),
                "box": [round(v, 1) for v in self.box], "scale": self.scale, "mirrored": self.mirrored}
         if self.raw_score is not None:
             out["raw_score"] = round(self.raw_score, 6)
+        if self.taken is not None:
+            out["taken"] = round(self.taken, 3)
         return out
 
 

@@ -42,6 +42,8 @@ _STRIP_BYTES = 16 << 20  # rows of a large sketch reduced at a time
 
 _ORIENTATION_TAG = 0x0112
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
+_EXIF_IFD = 0x8769
+_DATE_TIME_ORIGINAL = 0x9003
 
 
 class ImageError(SketchSearchError):
@@ -72,10 +74,43 @@ class LoadedImage:
         when ``load_image`` was given ``max_side``.
     original_size : tuple of int
         (width, height) of the full-size image after EXIF orientation.
+    taken : float or None
+        When the photo was taken (EXIF DateTimeOriginal, local time, seconds since the epoch); None when the
+        file does not say.
     """
 
     pixels: np.ndarray
     original_size: tuple[int, int]
+    taken: float | None = None
+
+
+def exif_taken(exif) -> float | None:
+    """EXIF DateTimeOriginal (``YYYY:MM:DD HH:MM:SS``, local time) of a PIL ``Image.Exif`` -> seconds since the
+    epoch; None where it is absent or not a date."""
+    import datetime
+
+    try:
+        text = exif.get_ifd(_EXIF_IFD).get(_DATE_TIME_ORIGINAL)
+        if isinstance(text, bytes):
+            text = text.decode("ascii", "replace")
+        return datetime.datetime.strptime(str(text).strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S").timestamp()
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image file after EXIF orientation, from its header; ImageError where unreadable."""
+    return _decode(path, None, lambda im, orientation: None).original_size
+
+
+def read_taken(path) -> float | None:
+    """When a photo was taken (EXIF DateTimeOriginal) read from its header only; None where it does not say
+    or the file cannot be read."""
+    try:
+        with Image.open(os.fspath(path)) as im:
+            return exif_taken(im.getexif())
+    except Exception:  # noqa: BLE001 -- an unreadable file has no date; the caller falls back to its time
+        return None
 
 
 def _scale_integers(a: np.ndarray) -> np.ndarray:
@@ -255,7 +290,9 @@ def _decode(path, max_pixels: int | None, body) -> LoadedImage:
         if os.path.getsize(path) == 0:
             raise ImageError(path, "empty file (0 bytes)")
         with _open(path, max_pixels) as im:
-            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+            exif = im.getexif()
+            orientation = exif.get(_ORIENTATION_TAG, 1)
+            taken = exif_taken(exif)
             width, height = im.size
             if orientation in _SWAPPING_ORIENTATIONS:
                 width, height = height, width
@@ -274,7 +311,7 @@ def _decode(path, max_pixels: int | None, body) -> LoadedImage:
         raise ImageError(path, "not enough memory to decode the image") from e
     except Exception as e:  # noqa: BLE001 -- decoders raise many types; every one means "unreadable"
         raise ImageError(path, f"cannot decode image (truncated or corrupt?): {type(e).__name__}: {e}") from e
-    return LoadedImage(pixels=pixels, original_size=(int(width), int(height)))
+    return LoadedImage(pixels=pixels, original_size=(int(width), int(height)), taken=taken)
 
 
 def load_image(path, *, max_side: int | None = None,

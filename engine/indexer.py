@@ -397,6 +397,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                      found.unreadable)
         removed = w.remove(gone) if prune else 0
         w.compact()
+        w.fill_dates()
         if image_index:
             _update_image_index(w, db, extractor)
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]

@@ -166,6 +166,83 @@ class IndexView:
         with self._catalog() as con:
             return con.execute("SELECT path, reason FROM files WHERE status = 'skipped' ORDER BY path").fetchall()
 
+    # -- filters and browsing (engine.filters) ------------------------------------------------------
+    @cached_property
+    def _id_order(self) -> np.ndarray:
+        return np.argsort(self.ids, kind="stable")
+
+    def rows_of_ids(self, ids) -> np.ndarray:
+        """Rows of catalog ids, in their order; ids this view does not hold (added since it was opened) dropped."""
+        ids = np.asarray(ids, np.int64)
+        order = self._id_order
+        if not len(order) or not len(ids):
+            return np.zeros(0, np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, ids, sorter=order), len(order) - 1)
+        rows = order[pos]
+        return rows[self.ids[rows] == ids].astype(np.int64)
+
+    def _where(self, filt, con) -> tuple[str, list, str]:
+        """SQL condition on ``files`` and its parameters for a PhotoFilter (None: every indexed photo)."""
+        from .catalog import DATE_SQL, has_column
+
+        date = DATE_SQL if has_column(con, "taken") else "mtime"
+        sql, args = ["status = 'indexed'"], []
+        if filt is not None and filt.under is not None:
+            root = filt.under.rstrip(os.sep) + os.sep
+            sql.append("substr(path, 1, ?) = ?")
+            args += [len(root), root]
+        if filt is not None and filt.after is not None:
+            sql.append(f"{date} >= ?")
+            args.append(float(filt.after))
+        if filt is not None and filt.before is not None:
+            sql.append(f"{date} < ?")
+            args.append(float(filt.before))
+        if filt is not None and filt.min_side is not None:
+            sql.append("MIN(width, height) >= ?")
+            args.append(int(filt.min_side))
+        return " AND ".join(sql), args, date
+
+    def allowed_rows(self, filt) -> np.ndarray | None:
+        """Sorted rows of the photos a PhotoFilter lets through (None: no filter, every row)."""
+        if filt is None or not filt.active:
+            return None
+        cache = self.__dict__.setdefault("_allowed", {})
+        if filt not in cache:
+            with self._catalog() as con:
+                where, args, _ = self._where(filt, con)
+                ids = [r[0] for r in con.execute(f"SELECT id FROM files WHERE {where}", args)]
+            if len(cache) > 8:
+                cache.clear()
+            cache[filt] = np.sort(self.rows_of_ids(ids))
+        return cache[filt]
+
+    def browse_rows(self, filt, limit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, dates) of the photos a filter lets through, newest first (EXIF date, else the file's time),
+        ``limit`` of them from ``offset``."""
+        with self._catalog() as con:
+            where, args, date = self._where(filt, con)
+            got = con.execute(f"SELECT id, {date} FROM files WHERE {where} ORDER BY {date} DESC, path "
+                              f"LIMIT ? OFFSET ?", [*args, int(limit), int(offset)]).fetchall()
+        ids = np.array([g[0] for g in got], np.int64)
+        dates = np.array([g[1] for g in got], np.float64)
+        rows = self.rows_of_ids(ids)
+        keep = np.isin(ids, self.ids[rows]) if len(rows) else np.zeros(len(ids), bool)
+        return rows, dates[keep]
+
+    def dates(self, rows) -> np.ndarray:
+        """Each row's date (EXIF DateTimeOriginal, else the file's time), seconds since the epoch; NaN for a
+        photo removed since the view was opened."""
+        from .catalog import DATE_SQL, has_column
+
+        ids = [int(self.ids[r]) for r in rows]
+        if not ids:
+            return np.zeros(0, np.float64)
+        with self._catalog() as con:
+            date = DATE_SQL if has_column(con, "taken") else "mtime"
+            found = dict(con.execute(f"SELECT id, {date} FROM files WHERE status = 'indexed' AND id IN "
+                                     f"(SELECT value FROM json_each(?))", (json.dumps(ids),)))
+        return np.array([found.get(i, np.nan) for i in ids], np.float64)
+
     def background_keys(self, size: int) -> tuple[list[str], np.ndarray]:
         """(keys, rows) of the ``size`` photos of this view first by background key, sorted.
 

@@ -83,6 +83,7 @@ class Candidates:
     core: np.ndarray
     gtop: np.ndarray
     gtop_scores: np.ndarray
+    allowed: np.ndarray | None = None  # with a filter: which ``rows`` it lets through (background rows may not)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +172,10 @@ class ShardSearcher:
         return self._images_for(options.device)
 
     def sketch_candidates(self, qid: str, edges: EdgeMap, options, q_glob: np.ndarray | None,
-                          bg_rows: np.ndarray, extra_k: int) -> Candidates:
-        """Step 2: candidates of this shard with their alignment and global scores."""
+                          bg_rows: np.ndarray, extra_k: int, filt=None) -> Candidates:
+        """Step 2: candidates of this shard with their alignment and global scores.  With a filter
+        (``engine.filters.PhotoFilter``) the shortlist and the best global rows are of the photos it lets
+        through; the background sample stays the whole shard's (it standardises the scores)."""
         from .search import QueryScorer, pick_device, rank
 
         ix = self.index
@@ -183,21 +186,31 @@ class ShardSearcher:
             self._queries[qid] = q
             while len(self._queries) > MAX_OPEN_QUERIES:
                 self._queries.popitem(last=False)
-        n = len(ix)
-        ranking = rank(scorer, ix.codes, ix.inv_norms, options, top_k=options.shortlist_size(n), n_align=0)
-        q.afm.update(zip(ranking.rows[: ranking.n_exact].tolist(), ranking.scores[: ranking.n_exact].tolist(),
-                         strict=True))
-        core = np.unique(np.concatenate([np.asarray(bg_rows, np.int64), ranking.rows[: ranking.n_exact]]))
+        allowed = ix.allowed_rows(filt)
+        if allowed is None:
+            n = len(ix)
+            ranking = rank(scorer, ix.codes, ix.inv_norms, options, top_k=options.shortlist_size(n), n_align=0)
+            short = ranking.rows[: ranking.n_exact]
+        else:
+            ranking = rank(scorer, ix.codes[allowed], ix.inv_norms[allowed], options,
+                           top_k=options.shortlist_size(len(allowed)), n_align=0)
+            short = allowed[ranking.rows[: ranking.n_exact]]
+        q.afm.update(zip(short.tolist(), ranking.scores[: ranking.n_exact].tolist(), strict=True))
+        core = np.unique(np.concatenate([np.asarray(bg_rows, np.int64), short]))
         images = self._images(options) if q_glob is not None else None
         gtop = gtop_scores = np.zeros(0)
         if images is not None:
-            gtop, gtop_scores = images.sketch_top(q_glob, extra_k, with_scores=True)
+            if allowed is None:
+                gtop, gtop_scores = images.sketch_top(q_glob, extra_k, with_scores=True)
+            else:
+                gtop, gtop_scores = _best(allowed, images.sketch_scores(q_glob, allowed), extra_k)
         rows = np.union1d(core, gtop).astype(np.int64)
         glob = None
         if images is not None:
             glob = images.sketch_scores(q_glob, rows).astype(np.float64)
         return Candidates(rows, self._afm(q, rows), glob, np.isin(rows, core), np.asarray(gtop, np.int64),
-                          np.asarray(gtop_scores, np.float32))
+                          np.asarray(gtop_scores, np.float32),
+                          None if allowed is None else np.isin(rows, allowed))
 
     def seed_vectors(self, rows: np.ndarray, device=None) -> tuple[np.ndarray, np.ndarray]:
         """Step 3: image vectors of rows (``ok``: rows that have one, in order) -> (vectors, ok)."""
@@ -206,13 +219,14 @@ class ShardSearcher:
         ok = images.row_to_vec[rows] >= 0
         return images.vectors_of_rows(rows), ok
 
-    def expand(self, qid: str, q_image: np.ndarray, rows: np.ndarray, extra_k: int, device=None) -> Expansion:
+    def expand(self, qid: str, q_image: np.ndarray, rows: np.ndarray, extra_k: int, device=None,
+               filt=None) -> Expansion:
         """Step 4: image cosines of the candidate ``rows`` of this shard for the expanded query, and this
-        shard's best ``extra_k`` rows for it."""
+        shard's best ``extra_k`` rows for it (of the photos a filter lets through)."""
         q = self._query(qid)
         images = self.index.images(device)
         rows = np.asarray(rows, np.int64)
-        found, found_scores = images.search_vector(q_image, extra_k)
+        found, found_scores = self._image_best(images, q_image, extra_k, filt)
         extra = np.setdiff1d(found, rows)
         return Expansion(images.image_scores(q_image, rows).astype(np.float64), found, found_scores, extra,
                          images.image_scores(q_image, extra).astype(np.float64), self._afm(q, extra),
@@ -285,13 +299,40 @@ class ShardSearcher:
         return [None if m is None else (m[0], m[1], a) for m, a in zip(meta, al, strict=True)]
 
     # -- image queries ----------------------------------------------------------------------------
-    def image_top(self, q: np.ndarray, k: int, with_vectors: bool = False, device=None):
-        """Best ``k`` rows of this shard for an image vector: (rows, scores, vectors or None)."""
+    def image_top(self, q: np.ndarray, k: int, with_vectors: bool = False, device=None, filt=None):
+        """Best ``k`` rows of this shard for an image vector (of the photos a filter lets through):
+        (rows, scores, vectors or None)."""
         images = self.index.images(device)
-        rows, scores = images.search_vector(q, k)
+        rows, scores = self._image_best(images, q, k, filt)
         return rows, scores, (images.vectors_of_rows(rows) if with_vectors else None)
+
+    def _image_best(self, images, q: np.ndarray, k: int, filt) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` rows for an image vector: the index's search, or with a filter the exact cosines of the
+        rows it lets through."""
+        allowed = self.index.allowed_rows(filt)
+        if allowed is None:
+            return images.search_vector(q, k)
+        return _best(allowed, images.image_scores(q, allowed), k)
+
+    # -- browsing ---------------------------------------------------------------------------------
+    def browse(self, filt, limit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, dates) of this shard's photos (those a filter lets through), newest first."""
+        return self.index.browse_rows(filt, limit, offset)
+
+    def dates(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's date (EXIF DateTimeOriginal, else the file's time)."""
+        return self.index.dates(np.asarray(rows, np.int64))
+
+
+def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best (rows, float32 scores) by score, best first; NaN scores (no descriptor) left out."""
+    ok = ~np.isnan(scores)
+    rows, scores = np.asarray(rows, np.int64)[ok], np.asarray(scores, np.float32)[ok]
+    order = np.argsort(-scores, kind="stable")[:k]
+    return rows[order], scores[order]
 
 
 #: the steps a client may ask of a shard (a cluster's actors answer these names only)
 STEPS = frozenset({"summary", "background_keys", "describe_sketch", "describe_image", "sketch_candidates",
-                   "seed_vectors", "expand", "reference_scores", "reference_image_scores", "finish", "image_top"})
+                   "seed_vectors", "expand", "reference_scores", "reference_image_scores", "finish", "image_top",
+                   "browse", "dates"})

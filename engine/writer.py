@@ -19,6 +19,7 @@ import numpy as np
 from .catalog import (
     CANNOT_READ,
     CATALOG,
+    DATES_PENDING,
     FIXED_FILES,
     IMAGE_ARRAYS,
     IMAGE_INDEX_DIRTY,
@@ -33,6 +34,7 @@ from .catalog import (
     delete_owned,
     folder_claim,
     index_files,
+    migrate,
     open_array,
     read_meta,
     record_owned,
@@ -144,6 +146,7 @@ class IndexWriter:
             self.con.execute("PRAGMA synchronous=NORMAL")
             with self.con:
                 self.con.executescript(SCHEMA)
+                migrate(self.con)
                 self.con.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
                     ("format_version", str(FORMAT_VERSION)), ("settings", self.settings.to_json()),
                     ("image_settings", self.image_settings or "")])
@@ -267,6 +270,21 @@ class IndexWriter:
         chunk, slot = self.con.execute("SELECT chunk, slot FROM files WHERE id = ?", (file_id,)).fetchone()
         return {a: np.array(np.load(chunk_path(self.db, chunk, a), mmap_mode="r")[slot]) for a in self.arrays}
 
+    @_writes
+    def fill_dates(self) -> int:
+        """Once after ``catalog.migrate`` added the ``taken`` column: read the dates (EXIF DateTimeOriginal) of the
+        photos catalogued before, from their headers; returns how many had one."""
+        from .imageio import read_taken
+
+        if not self.con.execute("SELECT 1 FROM meta WHERE key = ?", (DATES_PENDING,)).fetchone():
+            return 0
+        rows = self.con.execute("SELECT id, path FROM files WHERE status = 'indexed' AND taken IS NULL").fetchall()
+        got = [(t, i) for i, p in rows if (t := read_taken(p)) is not None]
+        with self.con:
+            self.con.executemany("UPDATE files SET taken = ? WHERE id = ?", got)
+            self.con.execute("DELETE FROM meta WHERE key = ?", (DATES_PENDING,))
+        return len(got)
+
     # -- writing ----------------------------------------------------------------------------------
     def _next_ids(self, n: int) -> range:
         top = self.con.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
@@ -328,15 +346,15 @@ class IndexWriter:
                 cur.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(records), time.time()))
                 cur.executemany(
                     "INSERT INTO files (id, path, size, mtime, hash, width, height, status, reason, chunk, slot, "
-                    "work_width, work_height, work_scale, n_points) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?, ?, ?, ?, ?) "
+                    "work_width, work_height, work_scale, n_points, taken) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, "
                     "hash = excluded.hash, width = excluded.width, height = excluded.height, status = 'indexed', "
                     "reason = NULL, chunk = excluded.chunk, slot = excluded.slot, work_width = excluded.work_width, "
                     "work_height = excluded.work_height, work_scale = excluded.work_scale, "
-                    "n_points = excluded.n_points",
+                    "n_points = excluded.n_points, taken = excluded.taken",
                     [(ids[r.path], r.path, r.size, r.mtime, r.hash, r.width, r.height, cid, slot, r.work_width,
-                      r.work_height, r.work_scale, r.n_points) for slot, r in enumerate(records)])
+                      r.work_height, r.work_scale, r.n_points, r.taken) for slot, r in enumerate(records)])
                 self._forget(tmp)
             cur.executemany(
                 "INSERT INTO files (path, size, mtime, status, reason) VALUES (?, ?, ?, 'skipped', ?) "

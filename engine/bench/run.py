@@ -22,7 +22,7 @@ from .speed import (
     bench_store_open,
 )
 
-PARTS = ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation", "app", "cluster")
+PARTS = ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation", "region", "app", "cluster")
 
 
 def main(args, *, app: Callable[[bool], dict] | None = None) -> int:
@@ -94,6 +94,10 @@ def main(args, *, app: Callable[[bool], dict] | None = None) -> int:
         from .rotation import bench_rotation
 
         report("rotation", bench_rotation(data=args.data, quick=args.quick), results, out)
+    if "region" in parts:
+        from .region import bench_region
+
+        report("region", bench_region(data=args.data, quick=args.quick), results, out)
     if "app" in parts:
         if app is None:
             print("app: skipped: the app is not installed", flush=True)

@@ -158,3 +158,55 @@ def test_index_follows_links_out_of_the_folders_only_when_asked(tmp_path, capsys
         assert main([*base, "--db", str(tmp_path / f"db{n}"), *flag]) == 0
         assert main(["info", "--db", str(tmp_path / f"db{n}"), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["images"] == n
+
+
+def test_search_region_json_contract(db, photos, capsys):
+    """--image with --region: the contract's fields; a shape region's hits have boxes inside the photos."""
+    house = photos / "house.jpg"
+    for mode in ("both", "shape", "image"):
+        capsys.readouterr()
+        assert main(["search", "--db", str(db), "--image", str(house), "--region", "40,60,380,460", "--as", mode,
+                     "--top", "3", "--json"]) == 0
+        hits = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+        assert 1 <= len(hits) <= 3 and [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+        assert set(hits[0]) >= {"rank", "path", "score", "box", "scale", "mirrored"}
+        assert any(h["path"].endswith("house.jpg") for h in hits)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--region", "1,2,3"], "not four numbers"),
+    (["--region", "10,10,10,50"], "no area"),
+    (["--region", "5000,5000,6000,6000"], "outside the photo"),
+    (["--region", "1,2,3,4", "--rotation", "any"], "--rotation any"),
+    (["--after", "2020-13-01"], "--after '2020-13-01' is not a date"),
+    (["--after", "2021-01-01", "--before", "2020-01-01"], "date range is empty"),
+    (["--under", "/no/such/folder"], "no such folder"),
+])
+def test_bad_region_and_filter_options_are_one_line_errors(db, photos, args, words, capsys):
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--image", str(photos / "house.jpg"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_region_needs_an_image(db, tmp_path, capsys):
+    sketch = tmp_path / "s.png"
+    cv2.imwrite(str(sketch), sketch_of("star"))
+    assert main(["search", "--db", str(db), "--sketch", str(sketch), "--region", "1,2,3,4"]) == 2
+    assert "--region needs --image" in capsys.readouterr().err
+
+
+def test_search_filters_narrow_before_the_cut(db, photos, tmp_path, capsys):
+    sketch = tmp_path / "s.png"
+    cv2.imwrite(str(sketch), sketch_of("star"))
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--sketch", str(sketch), "--under", str(photos / "sub"), "--top", "1",
+                 "--json"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [h["path"].rsplit("/", 1)[1] for h in hits] == ["ell.webp"]  # the one photo there, though not a star
+    assert main(["search", "--db", str(db), "--image", str(photos / "star.png"), "--min-side", "100000",
+                 "--json"]) == 0
+    assert capsys.readouterr().out.strip() == ""
+    assert main(["search", "--db", str(db), "--sketch", str(sketch), "--after", "2000-01-01", "--before",
+                 "2100-01-01", "--json"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3

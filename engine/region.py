@@ -1,0 +1,107 @@
+"""A region of a photo as the query: its pixels as an image query, its edges as a sketch, or both fused.
+
+- **image**: the region's image descriptor; finds photos of the same thing wherever it is in them.
+- **shape**: the region's photo edges (the collection's detector), drawn as thin strokes and read back as a
+  sketch (``edges.sketch_edges``: binarised, cropped to the strokes, thinned); hits come with boxes.
+- **both**: the two rankings merged by reciprocal rank fusion (Cormack et al., SIGIR 2009: ``1 / (K + rank)``
+  summed, ``K = 60``; nothing fitted), the box from the shape ranking where it has the photo.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .edges import EdgeMap, photo_edges, render_edges, sketch_edges
+from .errors import QueryError
+from .hits import Hit
+from .imageio import ImageError, image_size, load_image
+
+__all__ = ["MODES", "RRF_K", "fuse_rankings", "parse_region", "region_pixels", "region_sketch"]
+
+MODES = ("both", "shape", "image")
+RRF_K = 60  # reciprocal rank fusion's constant (the paper's; not fitted)
+INK = 0.5  # edge strength (0..1, after the detector's threshold) drawn as a stroke of the region's sketch
+
+
+def parse_region(text: str) -> tuple[float, float, float, float]:
+    """``x0,y0,x1,y1`` -> a box of floats; QueryError naming the text for anything else."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        box = tuple(float(p) for p in parts)
+        if not all(math.isfinite(v) for v in box):
+            raise ValueError
+    except ValueError:
+        raise QueryError(f"region {text!r} is not four numbers x0,y0,x1,y1 (pixels of the photo)") from None
+    return box  # type: ignore[return-value]
+
+
+def region_pixels(image, box, *, min_side: int) -> np.ndarray:
+    """The region ``box`` = (x0, y0, x1, y1) in the photo's original pixels (after EXIF orientation) of a photo
+    (path, or RGB array in [0, 1] whose pixels are the original ones), decoded at a size that keeps the
+    region's longer side at least ``min_side`` px where the photo has that many -> (h, w, 3) float32 RGB.
+
+    Raises QueryError for a region of zero area or outside the photo, and for an unreadable photo."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise QueryError(f"region {x0:g},{y0:g},{x1:g},{y1:g} has no area (x1 must exceed x0 and y1 exceed y0)")
+    if isinstance(image, str | os.PathLike):
+        try:
+            # the photo's size first (header only), to decode it no larger than the region needs
+            full_w, full_h = image_size(image)
+            frac = max((x1 - x0) / max(full_w, 1), (y1 - y0) / max(full_h, 1), 1e-6)
+            need = int(math.ceil(min_side / frac))
+            loaded = load_image(image, max_side=need if need < max(full_w, full_h) else None)
+            full_w, full_h = loaded.original_size
+        except ImageError as e:
+            raise QueryError(str(e)) from None
+        pixels = loaded.pixels
+    else:
+        pixels = np.asarray(image, np.float32)
+        full_w, full_h = pixels.shape[1], pixels.shape[0]
+    if x0 >= full_w or y0 >= full_h or x1 <= 0 or y1 <= 0:
+        raise QueryError(f"region {x0:g},{y0:g},{x1:g},{y1:g} is outside the photo ({full_w}x{full_h} pixels)")
+    x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(full_w)), min(y1, float(full_h))
+    sx, sy = pixels.shape[1] / full_w, pixels.shape[0] / full_h
+    c0, r0 = int(math.floor(x0 * sx)), int(math.floor(y0 * sy))
+    c1, r1 = max(int(math.ceil(x1 * sx)), c0 + 1), max(int(math.ceil(y1 * sy)), r0 + 1)
+    crop = pixels[r0:r1, c0:c1]
+    if min(crop.shape[:2]) < 2:
+        raise QueryError(f"region {x0:g},{y0:g},{x1:g},{y1:g} is too small (under 2 pixels across)")
+    return np.ascontiguousarray(crop, np.float32)
+
+
+def region_sketch(pixels: np.ndarray, *, detector: str, max_side: int, min_strength: float) -> EdgeMap:
+    """The region's shape as a sketch: its photo edges (the collection's detector and threshold) drawn as dark
+    strokes on white, read as a sketch (cropped to the strokes, thinned, ``w = 1``).  QueryError where the
+    region has no edges."""
+    em = photo_edges(pixels, detector=detector, max_side=max_side, min_strength=min_strength)
+    ink = render_edges(em) >= INK * min_strength if len(em) else None
+    if ink is None or not ink.any():
+        raise QueryError("the region has no edges to search with (a flat or blurred area): use it as an image "
+                         "query instead")
+    try:
+        return sketch_edges(np.where(ink, 0.0, 1.0).astype(np.float32), max_side=max_side)
+    except ValueError as e:
+        raise QueryError(f"the region's edges do not make a shape ({e})") from None
+
+
+def fuse_rankings(shape: list[Hit], image: list[Hit], top_k: int, *, k: int = RRF_K) -> list[Hit]:
+    """Reciprocal rank fusion of a shape and an image ranking of the same collection: ``score`` is the fused
+    value scaled to [0, 1] (1: first in both), the box and alignment from the shape hit where there is one."""
+    fused: dict[int, float] = {}
+    first: dict[int, Hit] = {}
+    for hits in (shape, image):
+        for h in hits:
+            fused[h.row] = fused.get(h.row, 0.0) + 1.0 / (k + h.rank)
+            first.setdefault(h.row, h)
+    best = 2.0 / (k + 1)
+    order = sorted(fused, key=lambda r: (-fused[r], first[r].rank, r))[:top_k]
+    out = []
+    for rank, row in enumerate(order, 1):
+        h = first[row]
+        out.append(Hit(rank, h.path, fused[row] / best, h.box, h.scale, h.mirrored, row, h.raw_score, h.taken))
+    return out

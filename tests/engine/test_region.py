@@ -1,0 +1,114 @@
+"""A region of a photo as the query: the crop, its shape as a sketch, the fused ranking and the checks."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.collection import SketchIndex
+from engine.errors import QueryError
+from engine.filters import PhotoFilter
+from engine.hits import Hit
+from engine.indexer import index_folders
+from engine.region import RRF_K, fuse_rankings, parse_region, region_pixels, region_sketch
+
+from .synth import photo_with_shape
+
+SHAPES = ("arrow", "house", "ell", "star")
+BOX = (180, 90, 520, 420)
+
+
+def test_parse_region():
+    assert parse_region(" 1,2.5, 30 ,40") == (1.0, 2.5, 30.0, 40.0)
+    for bad in ("1,2,3", "a,b,c,d", "1,2,3,4,5", "1,2,nan,4", ""):
+        with pytest.raises(QueryError, match="not four numbers"):
+            parse_region(bad)
+
+
+def test_region_pixels_crops_the_original_pixels():
+    rng = np.random.default_rng(0)
+    pixels = rng.random((60, 80, 3)).astype(np.float32)
+    for box in [(0, 0, 80, 60), (10.2, 5.7, 33.1, 41.0), (70, 50, 200, 200), (-5, -5, 3, 4)]:
+        got = region_pixels(pixels, box, min_side=10)
+        x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+        x1, y1 = min(int(np.ceil(box[2])), 80), min(int(np.ceil(box[3])), 60)
+        assert np.array_equal(got, pixels[y0:y1, x0:x1])  # brute force: the pixels the box covers
+
+
+@pytest.mark.parametrize("box, words", [((10, 10, 10, 50), "no area"), ((30, 30, 20, 50), "no area"),
+                                        ((100, 0, 120, 10), "outside"), ((0, -20, 10, -1), "outside"),
+                                        ((0, 0, 0.5, 40), "too small")])
+def test_bad_regions_are_one_line_errors(box, words):
+    with pytest.raises(QueryError, match=words):
+        region_pixels(np.zeros((60, 80, 3), np.float32), box, min_side=10)
+
+
+def test_region_of_a_file_is_in_the_photo_after_exif_orientation(tmp_path):
+    """The region's coordinates are those of the photo the right way up (as hits' boxes are)."""
+    a = np.zeros((40, 100, 3), np.uint8)  # stored 100 wide, 40 high; a white block at the stored top left
+    a[:10, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise: 40 wide, 100 high, the block at the top right
+    Image.fromarray(a).save(tmp_path / "turned.png", exif=exif)
+    got = region_pixels(tmp_path / "turned.png", (30, 0, 40, 20), min_side=1000)
+    assert got.shape[:2] == (20, 10) and got.mean() > 0.95
+    small = region_pixels(tmp_path / "turned.png", (30, 0, 40, 20), min_side=8)  # decoded reduced: the same place
+    assert small.shape[0] < 20 and small.mean() > 0.9
+    with pytest.raises(QueryError, match="outside"):
+        region_pixels(tmp_path / "turned.png", (50, 0, 60, 10), min_side=5)
+    with pytest.raises(QueryError, match="not found"):
+        region_pixels(tmp_path / "missing.jpg", (0, 0, 5, 5), min_side=5)
+
+
+def test_a_flat_region_has_no_shape():
+    with pytest.raises(QueryError, match="no edges"):
+        region_sketch(np.full((80, 80, 3), 0.5, np.float32), detector="classical", max_side=400, min_strength=0.2)
+
+
+def _hit(rank, row, box=(0.0, 0.0, 10.0, 10.0)):
+    return Hit(rank, f"/p/{row}.jpg", 0.5, box, 1.0, False, row)
+
+
+def test_fuse_rankings_is_reciprocal_rank_fusion():
+    shape = [_hit(1, 7, (1, 2, 3, 4)), _hit(2, 3, (5, 6, 7, 8)), _hit(3, 9, (1, 1, 2, 2))]
+    image = [_hit(1, 3), _hit(2, 5), _hit(3, 7)]
+    got = fuse_rankings(shape, image, 10)
+    expect = {7: 1 / (RRF_K + 1) + 1 / (RRF_K + 3), 3: 1 / (RRF_K + 2) + 1 / (RRF_K + 1),
+              9: 1 / (RRF_K + 3), 5: 1 / (RRF_K + 2)}
+    order = sorted(expect, key=lambda r: -expect[r])
+    assert [h.row for h in got] == order
+    assert [h.rank for h in got] == [1, 2, 3, 4]
+    assert np.allclose([h.score for h in got], [expect[r] / (2 / (RRF_K + 1)) for r in order])
+    assert got[order.index(3)].box == (5, 6, 7, 8)  # the shape ranking's box
+    assert fuse_rankings(shape, image, 2) == got[:2]
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    for i in range(12):
+        Image.fromarray(photo_with_shape(SHAPES[i % 4], BOX, seed=i)).save(root / f"{SHAPES[i % 4]}_{i}.jpg")
+    db = tmp_path_factory.mktemp("db") / "index"
+    index_folders([root], db, workers=1)
+    return root, db
+
+
+@pytest.mark.parametrize("mode", ["image", "shape", "both"])
+def test_region_query_finds_the_same_shape(collection, mode):
+    root, db = collection
+    ix = SketchIndex(db)
+    query = root / "house_1.jpg"
+    hits = ix.search_region(query, BOX, mode=mode, top_k=4)
+    assert len(hits) == 4
+    top = [h.path.rsplit("/", 1)[1].split("_")[0] for h in hits]
+    assert top.count("house") >= 2, top
+    if mode != "image":  # a shape query boxes the shape
+        h = next(h for h in hits if "house" in h.path and not h.path.endswith("house_1.jpg"))
+        x0, y0, x1, y1 = h.box
+        assert x0 < BOX[0] + 80 and x1 > BOX[2] - 80 and y0 < BOX[1] + 80 and y1 > BOX[3] - 80, h.box
+
+
+def test_region_query_checks_its_mode_and_takes_a_filter(collection, tmp_path):
+    root, db = collection
+    ix = SketchIndex(db)
+    with pytest.raises(QueryError, match="mode"):
+        ix.search_region(root / "house_1.jpg", BOX, mode="sketch")
+    assert ix.search_region(root / "house_1.jpg", BOX, filt=PhotoFilter(under=str(tmp_path))) == []
