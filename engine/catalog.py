@@ -111,6 +111,9 @@ def migrate(con: sqlite3.Connection) -> None:
                 con.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (DATES_PENDING,))
 
 
+#: meta key: the folders indexed into this catalog (JSON list of real paths; absent in catalogs made before)
+FOLDERS_META = "folders"
+
 #: a photo's date as the filters and browsing see it: EXIF DateTimeOriginal where read, else the file's time
 DATE_SQL = "COALESCE(taken, mtime)"
 

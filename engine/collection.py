@@ -496,6 +496,12 @@ class Collection:
             return image_hits
         return fuse_rankings(shape, image_hits, top_k)
 
+    def folders(self) -> list[str]:
+        """The folders indexed into this collection (every shard's), sorted."""
+        self.shards.begin()
+        got = self.shards.call(ShardSearcher.folders, {i: () for i in range(len(self.shards))})
+        return sorted({f for part in got.values() for f in part})
+
     def browse(self, filt=None, *, limit: int = 60, offset: int = 0) -> list[Hit]:
         """The collection's photos (those a filter lets through), newest first by their date (EXIF
         DateTimeOriginal, else the file's time): ``limit`` of them from ``offset``; ``taken`` is the date,

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .afm import FeatureLayout
+from .catalog import FOLDERS_META
 from .describe import (
     Deferred,
     PhotoRecord,
@@ -354,6 +355,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     cnn_json = image_json if extractor is not None and not batched else None
     with IndexWriter(db, settings, image_settings=image_json, image_dim=extractor.describer.dim if extractor
                      else 0, rebuild=rebuild) as w:
+        _record_folders(w, folders)
         known = w.known()
         todo, stats, reused = _compare(files, known, skipped, scan_skipped)
         todo, moves = _find_moves(todo, stats, known)
@@ -403,6 +405,20 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
     missing = 0 if prune else len(gone)
     return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)
+
+
+def _record_folders(w: IndexWriter, folders) -> None:
+    """Add the folders of this run to the catalog's list of indexed folders (meta ``folders``: what the app's
+    folder filter offers)."""
+    import json
+
+    try:
+        had = set(json.loads(w.meta().get(FOLDERS_META, "[]")))
+    except (ValueError, TypeError):
+        had = set()
+    now = sorted(had | {os.path.realpath(f) for f in folders})
+    if now != sorted(had):
+        w.set_meta(FOLDERS_META, json.dumps(now))
 
 
 def _compare(files: list, known: dict, skipped: list, scan_skipped: list):

@@ -229,6 +229,23 @@ class IndexView:
         keep = np.isin(ids, self.ids[rows]) if len(rows) else np.zeros(len(ids), bool)
         return rows, dates[keep]
 
+    def folders(self) -> list[str]:
+        """The folders indexed into this index (for an index made before they were recorded: the folder
+        that holds all its photos -- the common folder of the first and last path in sort order)."""
+        from .catalog import FOLDERS_META
+
+        if self.meta.get(FOLDERS_META):
+            with contextlib.suppress(ValueError, TypeError):
+                return [str(f) for f in json.loads(self.meta[FOLDERS_META])]
+        with self._catalog() as con:
+            lo, hi = con.execute("SELECT MIN(path), MAX(path) FROM files WHERE status = 'indexed'").fetchone()
+        if lo is None:
+            return []
+        try:
+            return [os.path.commonpath([os.path.dirname(lo), os.path.dirname(hi)])]
+        except ValueError:  # paths on different drives
+            return []
+
     def dates(self, rows) -> np.ndarray:
         """Each row's date (EXIF DateTimeOriginal, else the file's time), seconds since the epoch; NaN for a
         photo removed since the view was opened."""

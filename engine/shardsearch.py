@@ -319,6 +319,10 @@ class ShardSearcher:
         """(rows, dates) of this shard's photos (those a filter lets through), newest first."""
         return self.index.browse_rows(filt, limit, offset)
 
+    def folders(self) -> list[str]:
+        """The folders indexed into this shard."""
+        return self.index.folders()
+
     def dates(self, rows: np.ndarray) -> np.ndarray:
         """Each row's date (EXIF DateTimeOriginal, else the file's time)."""
         return self.index.dates(np.asarray(rows, np.int64))
@@ -335,4 +339,4 @@ def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.
 #: the steps a client may ask of a shard (a cluster's actors answer these names only)
 STEPS = frozenset({"summary", "background_keys", "describe_sketch", "describe_image", "sketch_candidates",
                    "seed_vectors", "expand", "reference_scores", "reference_image_scores", "finish", "image_top",
-                   "browse", "dates"})
+                   "browse", "dates", "folders"})

@@ -177,3 +177,17 @@ def test_read_taken_tolerates_files_without_a_date(tmp_path):
     assert read_taken(tmp_path / "missing.jpg") is None
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     assert read_taken(tmp_path / "bad.jpg") is None
+
+
+def test_a_collection_knows_its_indexed_folders(collection, tmp_path):
+    root, db, _ = collection
+    assert SketchIndex(db).folders() == [str(root.resolve())]
+    db2 = tmp_path / "two"
+    index_folders([root / "a"], db2, workers=1, backbone=None)
+    index_folders([root / "b"], db2, workers=1, backbone=None)
+    assert SketchIndex(db2).folders() == sorted([str((root / "a").resolve()), str((root / "b").resolve())])
+    con = sqlite3.connect(db2 / CATALOG)  # an index from before the folders were recorded
+    with con:
+        con.execute("DELETE FROM meta WHERE key = 'folders'")
+    con.close()
+    assert SketchIndex(db2).folders() == [str(root.resolve())]
