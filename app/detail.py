@@ -1,6 +1,10 @@
 """The detail panel of the selected result: the photo with its box (and the sketch drawn over it at the
 matched place, size and mirror), the polar plot of similarity versus rotation read out in words, the
-path and scores, and what can be done with the photo."""
+path and scores, and what can be done with the photo (among it: drag a region on the photo and search with it).
+
+The region selection's shared parts live here (:data:`REGION_MODES`, :func:`region_mode_combo`,
+:func:`widget_rect_to_original`, :func:`original_to_widget`, :func:`clip_box`, :func:`draw_region`); the full
+window photo viewer (``app.viewer``) imports them from this module, never the other way round."""
 from __future__ import annotations
 
 import html
@@ -9,10 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QPainter, QPalette
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
+    QApplication,
     QBoxLayout,
     QCheckBox,
+    QComboBox,
     QFrame,
     QLabel,
     QPushButton,
@@ -39,6 +45,77 @@ MARGIN = 0.08
 #: percentile 0.17); a circle sketch on a circle photo spreads 0.005
 FLAT = MARGIN
 MIN_TURN = 10.0  # degrees: a best angle nearer 0 than this is the match as shown
+#: the modes of a search with a region of a photo, as offered: (label, mode of ``engine.region``); the first is
+#: the default
+REGION_MODES = (("Shape and image", "both"), ("Shape", "shape"), ("Image", "image"))
+Box = tuple[float, float, float, float]
+
+
+def region_mode_combo(parent=None) -> QComboBox:
+    """A combo box of :data:`REGION_MODES` (the mode is its ``currentData()``), the default chosen."""
+    combo = QComboBox(parent)
+    for label, mode in REGION_MODES:
+        combo.addItem(label, mode)
+    combo.setCurrentIndex(0)
+    combo.setToolTip("What the region is searched by: its shape (edges, as a sketch), its image, or both")
+    return combo
+
+
+def clip_box(box, original_size) -> Box | None:
+    """``box`` = (x0, y0, x1, y1) in any corner order, clipped to a photo of ``original_size`` = (width,
+    height) -> floats (x0 < x1, y0 < y1); None when nothing of it (no area) is left, or the size is unknown."""
+    ow, oh = original_size
+    if box is None or ow <= 0 or oh <= 0:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, x1 = sorted((min(max(x0, 0.0), ow), min(max(x1, 0.0), ow)))
+    y0, y1 = sorted((min(max(y0, 0.0), oh), min(max(y1, 0.0), oh)))
+    if not (x1 > x0 and y1 > y0):
+        return None
+    return x0, y0, x1, y1
+
+
+def widget_rect_to_original(rect: QRectF, target: QRectF, original_size) -> Box | None:
+    """A rectangle in widget pixels (e.g. a rubber band) over a photo drawn at ``target`` (widget pixels) ->
+    the box (x0, y0, x1, y1) in the photo's original pixels (``original_size`` = (width, height), after EXIF
+    orientation), clipped to the photo; None for a rectangle of no area on it."""
+    ow, oh = original_size
+    if target.width() <= 0 or target.height() <= 0 or ow <= 0 or oh <= 0:
+        return None
+    r = rect.normalized()
+    sx, sy = ow / target.width(), oh / target.height()
+    return clip_box(((r.left() - target.left()) * sx, (r.top() - target.top()) * sy,
+                     (r.right() - target.left()) * sx, (r.bottom() - target.top()) * sy), original_size)
+
+
+def original_to_widget(box, target: QRectF, original_size) -> QRectF:
+    """A box in the photo's original pixels -> where it is drawn when the photo is drawn at ``target``."""
+    ow, oh = original_size
+    sx, sy = target.width() / ow, target.height() / oh
+    x0, y0, x1, y1 = box
+    return QRectF(target.left() + x0 * sx, target.top() + y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
+
+
+def draw_region(painter: QPainter, rect: QRectF, palette: QPalette) -> None:
+    """A selected region (or the rubber band being dragged) at ``rect``: tinted with the palette's highlight,
+    a dashed outline over a contrasting one (it shows on light and dark photos)."""
+    painter.save()
+    hi = palette.color(QPalette.ColorRole.Highlight)
+    fill = QColor(hi)
+    fill.setAlpha(50)
+    painter.setBrush(fill)
+    painter.setPen(QPen(QColor(255, 255, 255, 200), 1))
+    painter.drawRect(rect)
+    pen = QPen(hi, 2, Qt.PenStyle.DashLine)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.setPen(pen)
+    painter.drawRect(rect)
+    painter.restore()
+
+
+def drag_is_click(a: QPointF, b: QPointF) -> bool:
+    """A press and release this close together are a click, not a drag (the platform's drag distance)."""
+    return (b - a).manhattanLength() < QApplication.startDragDistance()
 
 
 def format_turn(degrees: float) -> str:
@@ -136,10 +213,18 @@ def ink_overlay(sketch: np.ndarray, *, mirrored: bool, colour=(255, 40, 20)) -> 
 
 class PhotoView(QWidget):
     """A photo fitted to the widget, with the hit's box and, optionally, the sketch inside the box
-    (turned by ``overlay_angle`` degrees counter-clockwise about the box's centre)."""
+    (turned by ``overlay_angle`` degrees counter-clockwise about the box's centre).
+
+    A left-drag on the photo selects a region (a rubber band), kept in the photo's original pixels:
+    ``regionChanged(box or None)``; Escape (with the focus here) clears it, and so does a new photo."""
+
+    regionChanged = Signal(object)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        self.region: Box | None = None
+        self._band: tuple[QPointF, QPointF] | None = None  # press and current point of a drag, widget pixels
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.image: QImage | None = None
         self.original_size = (0, 0)
         self.box = None
@@ -167,10 +252,68 @@ class PhotoView(QWidget):
             self.updateGeometry()
 
     def set_photo(self, image: QImage | None, original_size, box, overlay: QImage | None, message: str = "") -> None:
+        """Show a photo (None: ``message`` in its place); any region selected on the previous one is cleared."""
         self.image, self.original_size, self.box, self.overlay = image, original_size, box, overlay
         self.message = message
+        self._band = None
+        self.set_region(None)
+        if self.has_photo():
+            self.setCursor(Qt.CursorShape.CrossCursor)
+            self.setToolTip("Drag on the photo to select a region to search with")
+        else:
+            self.unsetCursor()
+            self.setToolTip("")
         self.updateGeometry()  # the height follows the photo's aspect
         self.update()
+
+    def has_photo(self) -> bool:
+        return self.image is not None and not self.image.isNull() and self.original_size[0] > 0
+
+    def set_region(self, box) -> None:
+        """Select ``box`` (original pixels, clipped to the photo; None or no area: none)."""
+        region = clip_box(box, self.original_size) if self.has_photo() else None
+        changed = region != self.region
+        self.region = region
+        self.update()
+        if changed:
+            self.regionChanged.emit(region)
+
+    def mousePressEvent(self, event) -> None:
+        pos = event.position()
+        if event.button() == Qt.MouseButton.LeftButton and self.has_photo() and self.photo_rect().contains(pos):
+            self._band = (pos, pos)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._band is not None:
+            self._band = (self._band[0], event.position())
+            self.update()
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:
+        if self._band is not None and event.button() == Qt.MouseButton.LeftButton:
+            start, end = self._band[0], event.position()
+            self._band = None
+            self.update()
+            if not drag_is_click(start, end):  # a click (or a band of no area) leaves the region as it is
+                region = widget_rect_to_original(QRectF(start, end), self.photo_rect(), self.original_size)
+                if region is not None:
+                    self.set_region(region)
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Escape and (self.region is not None or self._band is not None):
+            self._band = None
+            self.set_region(None)
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def set_overlay_angle(self, degrees: float) -> None:
         """Draw the sketch turned by ``degrees`` (counter-clockwise on screen) about the box's centre."""
@@ -197,6 +340,7 @@ class PhotoView(QWidget):
         if self.box is not None and self.original_size[0]:
             rect = draw_box(p, target, self.box, self.original_size, width=3)
             if self.show_overlay and self.overlay is not None:
+                p.save()
                 p.setOpacity(0.9)
                 if self.overlay_angle:
                     p.setClipRect(target)
@@ -204,6 +348,11 @@ class PhotoView(QWidget):
                     p.rotate(-self.overlay_angle)  # Qt turns clockwise on screen (y down)
                     rect = QRectF(-rect.width() / 2, -rect.height() / 2, rect.width(), rect.height())
                 p.drawImage(rect, self.overlay)
+                p.restore()
+        if self._band is not None:
+            draw_region(p, QRectF(*self._band).normalized().intersected(target), self.palette())
+        elif self.region is not None:
+            draw_region(p, original_to_widget(self.region, target, self.original_size), self.palette())
 
 
 class RotationPlot(QWidget):
@@ -367,9 +516,12 @@ class _Buttons(QWidget):
 
 class DetailPanel(QWidget):
     """Everything about one result; ``searchWithImage(path)`` asks for an image query from it;
+    ``regionSearch(path, (x0, y0, x1, y1), mode)`` for a search with the region dragged on its photo (original
+    pixels, floats; ``mode`` one of :data:`REGION_MODES`' "both", "shape", "image");
     ``message(text)`` says something for the status bar (e.g. that no file manager could be opened)."""
 
     searchWithImage = Signal(str)
+    regionSearch = Signal(str, object, str)
     message = Signal(str)
 
     def __init__(self, runner: Runner, parent=None) -> None:
@@ -402,6 +554,13 @@ class DetailPanel(QWidget):
         self.note = QLabel()  # what became of the last action (e.g. no file manager could be opened)
         self.note.setWordWrap(True)
         self.note.setVisible(False)
+        self.region_mode = region_mode_combo()
+        self.region_search = QPushButton("Search with this region")
+        self.region_search.setToolTip("Drag on the photo to select a region, then search with it")
+        self.region_search.clicked.connect(self._search_region)
+        self.region_row = _Buttons([self.region_mode, self.region_search])
+        self.photo.regionChanged.connect(self._region_changed)
+        self._region_changed(None)
         self.rotation = RotationPlot()
         self.rotation.overlayAngleChanged.connect(self.photo.set_overlay_angle)
         for label in (self.title, self.path, self.note):  # file names are text, never markup
@@ -418,6 +577,7 @@ class DetailPanel(QWidget):
         lay.addWidget(self.path)
         lay.addWidget(self.scores)
         lay.addWidget(self.buttons)
+        lay.addWidget(self.region_row)
         lay.addWidget(self.note)
         lay.addWidget(self.rotation, 0)
         lay.addStretch(1)
@@ -445,6 +605,8 @@ class DetailPanel(QWidget):
         self.hit, self.kind, self.sketch = hit, kind, sketch
         self._token += 1
         self.buttons.setVisible(hit is not None)  # nothing selected: only the placeholder shows
+        self.region_row.setVisible(hit is not None)
+        self.photo.set_region(None)
         self.overlay_box.setVisible(kind == "sketch" and hit is not None)
         self.note.setVisible(False)
         self.rotation.set_kind(kind)
@@ -492,6 +654,14 @@ class DetailPanel(QWidget):
             overlay = ink_overlay(self.sketch, mirrored=self.hit.mirrored)
         self.photo.show_overlay = self.overlay_box.isChecked()
         self.photo.set_photo(image, size, box, overlay)
+
+    def _region_changed(self, region) -> None:
+        self.region_mode.setEnabled(region is not None)
+        self.region_search.setEnabled(region is not None)
+
+    def _search_region(self) -> None:
+        if self.hit is not None and self.photo.region is not None:
+            self.regionSearch.emit(self.hit.path, tuple(self.photo.region), str(self.region_mode.currentData()))
 
     def _toggle_overlay(self, on: bool) -> None:
         self.photo.show_overlay = on

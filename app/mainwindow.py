@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSettings, QSize, QStandardPaths, Qt, QThreadPool, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QImage, QKeySequence
+from PySide6.QtCore import QByteArray, QSettings, QSize, QStandardPaths, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -38,8 +38,11 @@ from PySide6.QtWidgets import (
 
 from resources import ICONS
 
+from .actions import ResultActions, ask_export, copy_paths, export_photos, open_externally, result_menu, save_results
 from .canvas import SketchCanvas
-from .detail import DetailPanel
+from .detail import DetailPanel, region_mode_combo
+from .filterbar import FilterBar
+from .history import HistoryStrip, QueryHistory, history_folder
 from .memory import trim_heap
 from .results import (
     HitRole,
@@ -50,6 +53,8 @@ from .results import (
     ThumbSizeSlider,
     qimage_from_pixels,
 )
+from .viewer import PhotoViewer
+from .welcome import WelcomePanel, about_text, app_version
 from .workers import Runner, Task
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.gif)"
@@ -59,6 +64,7 @@ RECENT = 8  # collections in File > Recent Collections
 MIN_USABLE = QSize(1024, 640)  # nothing is cut off down to this size; below it the window scrolls
 EXPAND = None  # sketch-to-image expansion when "Include similar photos" is on (None: the fitted default)
 REFRESH_S = 3.0  # while indexing, re-open the index this often so new photos become searchable
+GRID, WELCOME, VIEWER = 0, 1, 2  # the pages of the middle pane
 TRIM_IDLE_MS = 1500  # the heap's free memory goes back to the system once the person pauses this long
 
 
@@ -149,9 +155,11 @@ class MainWindow(QMainWindow):
     indexingFinished = Signal(str)  # "done" | "cancelled" | "failed"
 
     def __init__(self, *, db: str | os.PathLike | None = None, settings: QSettings | None = None,
-                 restore: bool = True) -> None:
+                 restore: bool = True, history: QueryHistory | None = None) -> None:
         super().__init__()
         self.settings = settings or QSettings()
+        self.history = history if history is not None else QueryHistory(history_folder())
+        self._sketch_entry = None  # the history entry of the sketch being drawn (replaced as it grows)
         self.runner = Runner(parent=self)
         self.index = None  # engine.collection.SketchIndex
         self.db: Path | None = None
@@ -163,6 +171,7 @@ class MainWindow(QMainWindow):
         self.query_kind = "sketch"
         self.query_image: np.ndarray | str | None = None
         self.query_path: str | None = None  # the file of an image query (None: pasted or dropped pixels)
+        self.query_region: tuple[str, tuple, str] | None = None  # a region query's (photo, box, mode)
         self._generation = 0
         self._search_started = 0.0
         self._indexing: Task | None = None
@@ -201,8 +210,13 @@ class MainWindow(QMainWindow):
         back.clicked.connect(self.back_to_sketch)
         image_page = QWidget()
         lay = QVBoxLayout(image_page)
-        lay.addWidget(QLabel("Searching by this image:"))
+        self.query_label = QLabel("Searching by this image:")
+        lay.addWidget(self.query_label)
         lay.addWidget(self.query_view, 1)
+        self.region_mode = region_mode_combo()
+        self.region_mode.currentIndexChanged.connect(self._region_mode_changed)
+        self.region_mode.setVisible(False)
+        lay.addWidget(self.region_mode)
         lay.addWidget(back)
         self.query_stack = QStackedWidget()
         self.query_stack.addWidget(self.canvas)
@@ -242,6 +256,10 @@ class MainWindow(QMainWindow):
         ll = QVBoxLayout(left)
         ll.addWidget(self.tools)
         ll.addWidget(self.query_stack, 1)
+        self.history_strip = HistoryStrip(self.history)
+        self.history_strip.setToolTip("Recent searches: click one to run it again")
+        self.history_strip.chosen.connect(self.rerun)
+        ll.addWidget(self.history_strip)
         hint = QLabel("Draw a shape, or drop a photo here to find similar ones.")
         hint.setWordWrap(True)
         hint.setEnabled(False)
@@ -257,7 +275,17 @@ class MainWindow(QMainWindow):
         self.results.setItemDelegate(ResultDelegate(self.model, self.results))
         self.results.selectionModel().currentChanged.connect(self._current_changed)
         self.results.activated.connect(lambda ix: self._current_changed(ix, None))
-        self.results.openRequested.connect(self.open_photo)  # Enter, double click
+        self.results.openRequested.connect(self.open_photo)  # Enter: the desktop's viewer
+        self.results.viewRequested.connect(self.view_photo)  # double click, Space: the app's viewer
+        self.result_actions = ResultActions(self)
+        self.results.contextMenuRequested.connect(self._result_menu)
+        self.results.pathsCopied.connect(self._paths_copied)
+        self.result_actions.openViewer.connect(self.view_photo)
+        self.result_actions.openExternally.connect(lambda path: self.open_photo(path=path))
+        self.result_actions.copyPaths.connect(lambda paths: (copy_paths(paths), self._paths_copied(paths)))
+        self.result_actions.export.connect(self.export_selection)
+        self.result_actions.saveResults.connect(self.save_results)
+        self.result_actions.searchImage.connect(self.search_image_file)
         self.thumb_slider = ThumbSizeSlider(self.results)
         self.thumb_slider.setMinimumWidth(80)
         self.results.thumbSizeChanged.connect(lambda px: self.settings.setValue("results/thumb", int(px)))
@@ -284,14 +312,30 @@ class MainWindow(QMainWindow):
         controls.addStretch(1)
         controls.addWidget(self.top_spin)
         controls.addWidget(self.cutoff)
+        self.filter_bar = FilterBar()
+        self.filter_bar.changed.connect(self._filter_changed)
+        self.filter_bar.message.connect(self.message)
+        self.welcome = WelcomePanel()
+        self.welcome.addFolder.connect(self.choose_folder)
+        self.welcome.tryDemo.connect(self.try_demo)
+        self.viewer = PhotoViewer(self.thumb_runner)
+        self.viewer.closed.connect(self.close_viewer)
+        self.viewer.currentChanged.connect(self._viewer_moved)
+        self.viewer.regionSearch.connect(self.search_region)
+        self.viewer.openExternally.connect(lambda path: self.open_photo(path=path))
+        self.pages = QStackedWidget()
+        for w in (self.results, self.welcome, self.viewer):  # GRID, WELCOME, VIEWER
+            self.pages.addWidget(w)
         middle = QWidget()
         ml = QVBoxLayout(middle)
         ml.addLayout(head)
         ml.addLayout(controls)
-        ml.addWidget(self.results, 1)
+        ml.addWidget(self.filter_bar)
+        ml.addWidget(self.pages, 1)
 
         self.detail = DetailPanel(self.runner)
         self.detail.searchWithImage.connect(self.search_image_file)
+        self.detail.regionSearch.connect(self.search_region)
         self.detail.message.connect(self.message)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -372,6 +416,8 @@ class MainWindow(QMainWindow):
         f.addAction(self._action("Open a &Sketch…", self.choose_sketch, None, "sketch"))
         f.addAction(self._action("Search by &Image…", self.choose_image, "Ctrl+I", "image"))
         f.addAction(self._action("Save the Sketch &As…", self.save_sketch, "Ctrl+S", "save"))
+        f.addAction(self._action("Save the &Results…", self.save_results, "Ctrl+Shift+S"))
+        f.addAction(self._action("E&xport the Selected Photos…", self.export_selection, "Ctrl+E"))
         f.addSeparator()
         self.skipped_action = self._action("Show S&kipped Files…", self.show_skipped)
         f.addAction(self.skipped_action)
@@ -389,9 +435,21 @@ class MainWindow(QMainWindow):
         e.addAction(self._action("&Clear the Sketch", self.canvas.clear, "Ctrl+Backspace", "clear"))
         e.addSeparator()
         e.addAction(self._action("&Paste an Image to Search", self.paste_image, QKeySequence.StandardKey.Paste))
+        e.addSeparator()
+        copy = QAction("&Copy the Selected Photos' Paths", self)
+        copy.setShortcut(QKeySequence.StandardKey.Copy)
+        copy.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # the grid's own Ctrl+C; the menu says it
+        copy.triggered.connect(self.results.copy_selection)
+        e.addAction(copy)
         s = m.addMenu("&Search")
         s.addAction(self._action("Search &Now", self.search_now, ["Return", "Enter"], "search"))
         s.addAction(self._action("&Back to the Sketch", self.back_to_sketch, "Escape"))
+        s.addAction(self._action("&View the Photo Large", lambda: self.view_photo(), "Ctrl+Return"))
+        s.addSeparator()
+        s.addAction(self._action("&Filter by Folder…", self.filter_bar.choose_folder))
+        s.addAction(self._action("Filter by &Date…", self.filter_bar.choose_dates))
+        s.addAction(self._action("Filter by &Size…", self.filter_bar.choose_min_side))
+        s.addAction(self._action("&Clear the Filters", self.filter_bar.clear))
         h = m.addMenu("&Help")
         h.addAction(self._action("&About sketchsearch", self.about))
 
@@ -455,8 +513,7 @@ class MainWindow(QMainWindow):
 
             if (damage := damage_words(index)) is not None:
                 self.error(damage)
-            if self._search_pending:
-                self.search_now()
+            self.search_now()  # the query asked for meanwhile, or with none the collection, newest first
 
         def failed(message: str, t=task) -> None:
             if self._warming is not t:
@@ -709,33 +766,50 @@ class MainWindow(QMainWindow):
             self.message("Open a collection first: File → Index a Photo Folder", 8000)
             return
         self._search_pending = False
-        if self.query_kind == "image" and self.query_image is not None:
-            task = Task(self.index.search_image, self.query_image, top_k=self.top_k)
+        filt = self.filter_bar.filter()
+        filt = filt if filt.active else None
+        if self.query_kind == "region" and self.query_region is not None:
+            path, box, mode = self.query_region
+            task = Task(self.index.search_region, path, box, mode=mode, top_k=self.top_k, filt=filt)
+            kind = {"both": "region", "shape": "sketch", "image": "image"}[mode]
+            self._shown_sketch = None
+        elif self.query_kind == "image" and self.query_image is not None:
+            task = Task(self.index.search_image, self.query_image, top_k=self.top_k, filt=filt)
             kind = "image"
             self._shown_sketch = None
         else:
-            if self.canvas.is_empty():
-                self.model.set_hits([])
-                self.detail.show_hit(None)
-                self.count_label.setText("Draw a shape to search")
-                self.searchFinished.emit(0)
-                return
-            sketch = self.canvas.to_image()
-            self._shown_sketch = sketch
-            task = Task(self.index.search, sketch, top_k=self.top_k,
-                        expand=EXPAND if self.expand_box.isChecked() else 0)
-            kind = "sketch"
+            if self.canvas.is_empty():  # no query: the collection itself, newest first
+                self._sketch_entry = None
+                self._shown_sketch = None
+                task = Task(self.index.browse, filt, limit=self.top_k)
+                kind = "browse"
+            else:
+                sketch = self.canvas.to_image()
+                self._shown_sketch = sketch
+                self._remember_sketch(sketch)
+                task = Task(self.index.search, sketch, top_k=self.top_k,
+                            expand=EXPAND if self.expand_box.isChecked() else 0, filt=filt)
+                kind = "sketch"
         self._search_started = time.perf_counter()
-        self.count_label.setText("Searching…")
+        self.count_label.setText("Searching…" if kind != "browse" else "Listing the collection…")
         self.runner.start(task, on_done=lambda hits, s: self._search_done(gen, kind, hits, s),
                           on_error=lambda msg: self._search_failed(gen, msg))
 
     def _search_done(self, gen: int, kind: str, hits, seconds: float) -> None:
         if gen != self._generation:
             return  # a newer search started meanwhile
-        self.model.set_hits(hits, kind, query_path=self.query_path if kind == "image" else None)
+        self.model.set_hits(hits, kind, query_path=self.query_path if self.query_kind != "sketch" else None)
         n = self.model.rowCount()
-        self.count_label.setText(self.model.summary())
+        text = self.model.summary()
+        if kind == "browse":
+            total = len(self.index) if self.index is not None else n
+            text = (f"{text} of {total:,}" if n < total else text) + " · draw a shape to search"
+        filt = self.filter_bar.filter()
+        if filt.active:
+            text += " · filtered"
+        self.count_label.setText(text)
+        if self.pages.currentIndex() == VIEWER:
+            self.close_viewer()
         self.time_label.setText(f"search {1000 * seconds:.0f} ms")
         self.detail.show_hit(None)
         if n:
@@ -761,19 +835,59 @@ class MainWindow(QMainWindow):
             return
         self._set_image_query(pixels, os.path.basename(path), path=str(Path(path).resolve()))
 
-    def _set_image_query(self, pixels: np.ndarray, name: str, *, path: str | None = None) -> None:
+    def _set_image_query(self, pixels: np.ndarray, name: str, *, path: str | None = None,
+                         remember: bool = True) -> None:
         self.query_kind, self.query_image, self.query_path = "image", pixels, path
-        img = qimage_from_pixels(pixels)
-        self.query_view.set_image(img)
+        self.query_region = None
+        self._show_query_image(pixels, name, "Searching by this image:")
+        if remember:
+            self._remember(lambda: self.history.add_image(path, None if path else pixels, collection=self.db))
+        self.search_now()
+
+    def _show_query_image(self, pixels: np.ndarray, name: str, label: str) -> None:
+        self._sketch_entry = None
+        self.query_view.set_image(qimage_from_pixels(pixels))
         self.query_view.setToolTip(name)
+        self.query_label.setText(label)
+        self.region_mode.setVisible(self.query_kind == "region")
         self.query_stack.setCurrentIndex(1)
         self.tools.setEnabled(False)
         self.expand_box.setEnabled(False)  # a sketch option
+
+    def search_region(self, path: str, box, mode: str = "both", *, remember: bool = True) -> None:
+        """Search with a region of a photo (``box`` in its original pixels) by its shape, its image or both
+        (the viewer's and the detail panel's "Search with this region")."""
+        from engine.errors import QueryError
+        from engine.region import region_pixels
+
+        try:
+            crop = region_pixels(path, box, min_side=256)
+        except QueryError as e:
+            self.error(str(e), dialog=False)
+            return
+        self.query_kind, self.query_image, self.query_path = "region", None, str(Path(path).resolve())
+        self.query_region = (self.query_path, tuple(float(v) for v in box), mode)
+        self.region_mode.blockSignals(True)
+        self.region_mode.setCurrentIndex(max(0, self.region_mode.findData(mode)))
+        self.region_mode.blockSignals(False)
+        self._show_query_image(crop, f"{os.path.basename(path)}, region {', '.join(f'{v:.0f}' for v in box)}",
+                               f"Searching by a region of {os.path.basename(path)}:")
+        if remember:
+            self._remember(lambda: self.history.add_region(self.query_path, box, mode, crop, collection=self.db))
         self.search_now()
 
+    def _region_mode_changed(self, _i: int) -> None:
+        if self.query_kind == "region" and self.query_region is not None:
+            path, box, _ = self.query_region
+            self.search_region(path, box, self.region_mode.currentData())
+
     def back_to_sketch(self) -> None:
+        if self.pages.currentIndex() == VIEWER:
+            self.close_viewer()
+            return
         if self.query_kind != "sketch":
-            self.query_kind, self.query_image, self.query_path = "sketch", None, None
+            self.query_kind, self.query_image, self.query_path, self.query_region = "sketch", None, None, None
+            self.region_mode.setVisible(False)
             self.query_stack.setCurrentIndex(0)
             self.tools.setEnabled(True)
             self.expand_box.setEnabled(True)
@@ -836,6 +950,144 @@ class MainWindow(QMainWindow):
             self._set_image_query(_pixels(QImage(md.imageData())), "dropped image")
             event.acceptProposedAction()
 
+    # -- history -----------------------------------------------------------------------------------
+    def _remember(self, add) -> None:
+        """Record a query in the history (``add()`` adds it); a history that cannot be written is said once in
+        the status bar, never in the way of the search."""
+        try:
+            entry = add()
+        except (OSError, ValueError) as e:
+            self.message(f"The search history could not be saved: {e}", 5000)
+            return None
+        self.history_strip.refresh()
+        return entry
+
+    def _remember_sketch(self, sketch: np.ndarray) -> None:
+        """Record the sketch being drawn: one entry per drawing, replaced as strokes are added (cleared, or another
+        query, starts the next)."""
+        previous = self._sketch_entry
+        entry = self._remember(lambda: self.history.add_sketch(sketch, collection=self.db))
+        if entry is None:
+            return
+        if previous is not None and previous is not entry and previous in self.history.entries:
+            self.history.remove(previous)
+            self.history_strip.refresh()
+        self._sketch_entry = entry
+
+    def rerun(self, entry) -> None:
+        """Run a query of the history again (the strip's click)."""
+        if entry.kind == "sketch":
+            self.back_to_sketch()
+            try:
+                self.canvas.load_image(self.history.file(entry.sketch))
+            except (OSError, ValueError) as e:
+                self.error(f"That sketch cannot be read back: {e}", dialog=False)
+                return
+            self._sketch_entry = entry
+            self.search_now()
+        elif entry.kind == "image" and entry.path:
+            self.search_image_file(entry.path)
+        elif entry.kind == "image":
+            try:
+                pixels = self.history.image_pixels(entry)
+            except (OSError, ValueError) as e:
+                self.error(f"That image cannot be read back: {e}", dialog=False)
+                return
+            self._set_image_query(pixels, "pasted image", remember=False)
+        elif entry.kind == "region":
+            self.search_region(entry.path, entry.box, entry.mode)
+
+    # -- the viewer and what to do with results ------------------------------------------------------
+    def view_photo(self, hit=None) -> None:
+        """Show a result large in the middle pane (double click, Space); Escape goes back to the grid."""
+        hits = self.model.hits
+        if hit is None:
+            hit = self.detail.hit
+        if hit is None or hit not in hits:
+            return
+        self.viewer.set_results(hits, hits.index(hit), kind=self.model.kind, sketch=self._shown_sketch,
+                                query_path=self.query_path if self.query_kind != "sketch" else None)
+        self.pages.setCurrentIndex(VIEWER)
+        self.viewer.setFocus()
+
+    def close_viewer(self) -> None:
+        row = self.viewer.current_row
+        self._update_pages()
+        if 0 <= row < self.model.rowCount():
+            self.results.setCurrentIndex(self.model.index(row))
+            self.results.scrollTo(self.model.index(row))
+        self.results.setFocus()
+
+    def _viewer_moved(self, row: int) -> None:
+        if 0 <= row < self.model.rowCount() and self.results.currentIndex().row() != row:
+            self.results.setCurrentIndex(self.model.index(row))
+
+    def _update_pages(self) -> None:
+        """The middle pane: the welcome panel with no collection, else the grid (the viewer only on demand)."""
+        self.pages.setCurrentIndex(WELCOME if self.db is None and self.index is None else GRID)
+
+    def _result_menu(self, pos, hits) -> None:
+        self._menu = result_menu(self, hits, self.result_actions, can_save=bool(self.model.hits))
+        self._menu.popup(pos)
+
+    def _paths_copied(self, paths: list) -> None:
+        self.message(f"Copied the path{'s' if len(paths) != 1 else ''} of {len(paths)} photo"
+                     f"{'s' if len(paths) != 1 else ''} (paste them as text, or as files in a file manager)", 5000)
+
+    def export_selection(self, paths: list | None = None) -> None:
+        """Copy (or link) the selected photos into a folder, never overwriting a file there."""
+        paths = paths or self.results.selected_paths()
+        if not paths:
+            self.message("Select the photos to export first", 5000)
+            return
+        got = ask_export(self, paths, folder=str(self.settings.value("export/folder", "")),
+                         mode=str(self.settings.value("export/mode", "copy")))
+        if got is None:
+            return
+        folder, mode = got
+        self.settings.setValue("export/folder", str(folder))
+        self.settings.setValue("export/mode", mode)
+        report = export_photos(paths, folder, mode=mode)
+        if report.failed:
+            self.error(report.summary() + "\n" + "\n".join(report.lines()))
+        else:
+            self.message(report.summary(), 8000)
+
+    def save_results(self, path: str | None = None) -> bool:
+        """Write the results shown as JSON (the command line's fields, plus the query) or CSV."""
+        if not self.model.hits:
+            self.message("There are no results to save", 5000)
+            return False
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save the results", "results.json",
+                                                  "JSON (*.json);;CSV (*.csv)")
+            if not path:
+                return False
+        query: dict = {"kind": self.query_kind, "collection": str(self.db) if self.db else None, "top": self.top_k}
+        if self.query_kind == "image":
+            query["image"] = self.query_path
+        elif self.query_kind == "region" and self.query_region:
+            query.update(image=self.query_region[0], region=list(self.query_region[1]), mode=self.query_region[2])
+        filt = self.filter_bar.filter()
+        if filt.active:
+            query["filter"] = {k: v for k, v in vars(filt).items() if v is not None}
+        try:
+            save_results(path, self.model.hits, query=query, kind=self.model.kind)
+        except (OSError, ValueError) as e:
+            self.error(str(e))
+            return False
+        self.message(f"Saved {len(self.model.hits)} results to {path}", 8000)
+        return True
+
+    def _filter_changed(self, _filt) -> None:
+        self.search_now()
+
+    def try_demo(self) -> None:
+        """Index the bundled demo photos into their own collection and open it (the welcome panel)."""
+        from engine.demo import DEMO, default_demo_db
+
+        self.index_folder(DEMO / "photos", default_demo_db())
+
     # -- selection, status, settings --------------------------------------------------------------
     def _current_changed(self, current, _previous) -> None:
         hit = current.data(HitRole) if current is not None and current.isValid() else None
@@ -864,18 +1116,19 @@ class MainWindow(QMainWindow):
         if trim_heap():
             self.trims += 1
 
-    def open_photo(self, hit=None) -> bool:
-        """Open a result's photo in the desktop's default viewer (the selected one by default); says so in
-        the window when the desktop has no application for it."""
+    def open_photo(self, hit=None, *, path: str | None = None) -> bool:
+        """Open a result's photo in the desktop's default viewer (the selected one by default; Enter, the context
+        menu); says so in the window when the desktop has no application for it."""
         hit = hit if hit is not None else self.detail.hit
-        if hit is None:
+        path = path or (hit.path if hit is not None else None)
+        if path is None:
             return False
-        if QDesktopServices.openUrl(QUrl.fromLocalFile(hit.path)):
-            self.message(f"Opened {os.path.basename(hit.path)} in the default viewer", 5000)
+        problem = open_externally(path)
+        if problem is None:
+            self.message(f"Opened {os.path.basename(path)} in the default viewer", 5000)
             return True
-        QGuiApplication.clipboard().setText(hit.path)
-        self.error(f"No application is set up on this desktop to open {os.path.basename(hit.path)}; its path is "
-                   f"copied to the clipboard:\n{hit.path}")
+        QGuiApplication.clipboard().setText(path)
+        self.error(f"{problem}\nIts path is copied to the clipboard:\n{path}")
         return False
 
     def _top_changed(self, value: int) -> None:
@@ -899,6 +1152,22 @@ class MainWindow(QMainWindow):
         self.add_action.setEnabled(self.db is not None and self._indexing is None)
         title = f"{collection_name(self.db)} — sketchsearch" if self.db else "sketchsearch"
         self.setWindowTitle(title)
+        if self.pages.currentIndex() != VIEWER:
+            self._update_pages()
+        self._update_roots()
+
+    def _update_roots(self) -> None:
+        """The folder filter's choices: the open collection's indexed folders (read in the background)."""
+        index = self.index
+        if index is None or getattr(self, "_roots_of", None) is index:
+            return
+        self._roots_of = index
+
+        def done(folders, _s) -> None:
+            if self.index is index:
+                self.filter_bar.set_roots(folders)
+
+        self.runner.start(Task(index.folders), on_done=done, on_error=lambda _m: None)
 
     def message(self, text: str, timeout_ms: int = 10_000) -> None:
         """A message in the status bar (elided to its room; whole in the tooltip) for ``timeout_ms``."""
@@ -915,10 +1184,7 @@ class MainWindow(QMainWindow):
             box.open()
 
     def about(self) -> None:
-        QMessageBox.about(self, "About sketchsearch",
-                          "<b>sketchsearch</b><br>Draw a shape and find the photos that contain it, with a box "
-                          "where it matched; or drop a photo to find similar ones.<br><br>Runs offline on your "
-                          "own folders.")
+        QMessageBox.about(self, "About sketchsearch", about_text(app_version()))
 
     def _restore_state(self) -> None:
         try:

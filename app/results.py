@@ -1,7 +1,8 @@
 """The results grid: a list model of hits split into sections (likely matches / other photos), thumbnails
 loaded off the UI thread at the size shown, a delegate that draws each thumbnail with its box, score and
 file name, and a grid view that fills its width, draws the section headers and walks the results in rank
-order."""
+order; several results can be selected (Ctrl/Shift-click, Ctrl+A, dragging on empty space), copied (Ctrl+C) and
+dragged out of the window as files."""
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ from PySide6.QtCore import (
     QItemSelection,
     QModelIndex,
     QObject,
+    QPersistentModelIndex,
     QPoint,
     QRect,
     QRectF,
@@ -24,15 +26,29 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPalette, QPen, QRegion
+from PySide6.QtGui import (
+    QColor,
+    QDrag,
+    QImage,
+    QKeyEvent,
+    QKeySequence,
+    QPainter,
+    QPalette,
+    QPen,
+    QPixmap,
+    QRegion,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QRubberBand,
     QSlider,
     QStyle,
     QStyledItemDelegate,
+    QStyleOptionRubberBand,
     QStyleOptionViewItem,
 )
 
+from .actions import copy_paths, selection_mime, unique_paths
 from .workers import Runner, Task
 
 HitRole = Qt.ItemDataRole.UserRole + 1
@@ -42,6 +58,7 @@ LOAD_STEP = 64  # thumbnails are loaded at the shown size rounded up to this man
 QUERY_SIMILARITY = 0.995  # image queries: a hit this similar to the query is the query photo itself
 BOX_COLOUR = QColor(255, 64, 32)
 PAD, GAP = 6, 6  # px around the grid and between its cells
+DRAG_THUMB = 128  # px, the longer side of the thumbnail that follows the mouse in a drag
 
 
 @lru_cache(maxsize=1)
@@ -54,10 +71,22 @@ def likely_cut() -> float:
 
 def format_score(score: float, kind: str) -> str:
     """How a score reads: a calibrated sketch score is a probability (``match 73%``); an image query's
-    cosine similarity is not, and reads ``similarity 0.87``."""
+    cosine similarity is not, and reads ``similarity 0.87``; a region query's fused rank score (both rankings
+    agreeing; 1: first in both) reads ``fused 0.95``."""
     if kind == "image":
         return f"similarity {score:.2f}"
+    if kind == "region":
+        return f"fused {score:.2f}"
     return f"match {100 * score:.0f}%" if score >= 0.01 or score == 0 else "match <1%"
+
+
+def format_hit(hit, kind: str) -> str:
+    """A result's headline: its score, or when browsing the photo's date."""
+    if kind == "browse":
+        import datetime
+
+        return datetime.datetime.fromtimestamp(hit.taken).strftime("%Y-%m-%d") if hit.taken else "no date"
+    return format_score(hit.score, kind)
 
 
 def qimage_from_pixels(pixels: np.ndarray) -> QImage:
@@ -174,13 +203,14 @@ class ResultsModel(QAbstractListModel):
         thumbs.loaded.connect(self._thumb_loaded)
 
     def set_hits(self, hits: list, kind: str = "sketch", *, query_path: str | None = None) -> None:
-        """Show ``hits`` of a ``kind`` ("sketch" | "image") query; ``query_path``: the query photo's file
-        (image queries from a file), to mark it among the results."""
+        """Show ``hits`` of a ``kind`` ("sketch" | "image" | "region" query, or "browse": the collection newest
+        first); ``query_path``: the query photo's file (image and region queries from a file), to mark it among
+        the results."""
         self.beginResetModel()
         self.kind = kind
         self.query_path = os.path.normcase(os.path.abspath(query_path)) if query_path else None
-        self._all = sorted(hits, key=lambda h: -h.score)
-        self.hits = [h for h in self._all if h.score >= self.min_score]
+        self._all = list(hits) if kind == "browse" else sorted(hits, key=lambda h: -h.score)
+        self.hits = self._all if kind == "browse" else [h for h in self._all if h.score >= self.min_score]
         self.n_likely = sum(h.score >= self.likely for h in self.hits) if kind == "sketch" else 0
         self._rows_of = {}
         for i, h in enumerate(self.hits):
@@ -201,12 +231,12 @@ class ResultsModel(QAbstractListModel):
         self.set_hits(self._all, self.kind, query_path=path)
 
     def is_query(self, hit) -> bool:
-        """Whether ``hit`` is the image query's own photo."""
-        if self.kind != "image":
+        """Whether ``hit`` is the image (or region) query's own photo."""
+        if self.kind not in ("image", "region"):
             return False
         if self.query_path is not None and os.path.normcase(os.path.abspath(hit.path)) == self.query_path:
             return True
-        return hit.score >= QUERY_SIMILARITY
+        return self.kind == "image" and hit.score >= QUERY_SIMILARITY
 
     def sections(self) -> list[Section]:
         """The sections of the grid, in row order (a section may be empty, to say so)."""
@@ -214,6 +244,13 @@ class ResultsModel(QAbstractListModel):
         if self.kind == "image":
             return [Section(f"Most similar ({n})", 0, n, "similarity of the whole photo, not a probability")] \
                 if n else []
+        if self.kind == "browse":
+            return [Section(f"The collection, newest first ({n})", 0, n,
+                            "by the date taken (EXIF), else the file's date; draw or drop a photo to search")] \
+                if n else []
+        if self.kind == "region":
+            return [Section(f"Region matches ({n})", 0, n, "its shape and its look, both rankings fused; "
+                            "not a probability")] if n else []
         if not self._all:
             return []
         cut = f"{100 * self.likely:.0f}%"
@@ -236,8 +273,10 @@ class ResultsModel(QAbstractListModel):
         likely, other, hidden = self.counts()
         if not self._all:
             return "No results"
-        if self.kind == "image":
-            text = f"{other} photo{'s' if other != 1 else ''} by similarity"
+        if self.kind == "browse":
+            return f"{other} photo{'s' if other != 1 else ''}, newest first"
+        if self.kind in ("image", "region"):
+            text = f"{other} photo{'s' if other != 1 else ''} by {'similarity' if self.kind == 'image' else 'region'}"
             if any(self.is_query(h) for h in self.hits):
                 text += " (the query photo among them)"
         else:
@@ -258,10 +297,26 @@ class ResultsModel(QAbstractListModel):
             return os.path.basename(hit.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             extra = "\nthe query photo" if self.is_query(hit) else ""
-            return f"{hit.path}\n{format_score(hit.score, self.kind)}{extra}"
+            return f"{hit.path}\n{format_hit(hit, self.kind)}{extra}"
         if role == HitRole:
             return hit
         return None
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802 (Qt)
+        return ["text/uri-list", "text/plain"]
+
+    def mimeData(self, indexes) -> object:  # noqa: N802 (Qt)
+        """The photos of ``indexes`` (in rank order, each once) as file URLs and their paths as text."""
+        rows = sorted({ix.row() for ix in indexes if ix.isValid() and ix.row() < len(self.hits)})
+        return selection_mime(self.hits[r].path for r in rows)
+
+    def supportedDragActions(self) -> Qt.DropAction:  # noqa: N802 (Qt)
+        return Qt.DropAction.CopyAction | Qt.DropAction.LinkAction  # never Move: the photos are not ours
 
     def _thumb_loaded(self, path: str) -> None:
         for i in self._rows_of.get(path, ()):
@@ -320,7 +375,7 @@ class ResultDelegate(QStyledItemDelegate):
             target = self.image_rect(area, img.width(), img.height())
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             painter.drawImage(target, img)
-            if self.model.kind == "sketch" and ow and oh:
+            if self.model.kind in ("sketch", "region") and ow and oh:
                 draw_box(painter, target, hit.box, (ow, oh), width=2)
             if self.model.is_query(hit):
                 _badge(painter, target, "query", pal)
@@ -329,7 +384,7 @@ class ResultDelegate(QStyledItemDelegate):
         f = painter.font()
         f.setBold(True)
         painter.setFont(f)
-        head = f"{index.row() + 1}.  {format_score(hit.score, self.model.kind)}" + ("  ⇋" if hit.mirrored else "")
+        head = f"{index.row() + 1}.  {format_hit(hit, self.model.kind)}" + ("  ⇋" if hit.mirrored else "")
         painter.drawText(text, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          painter.fontMetrics().elidedText(head, Qt.TextElideMode.ElideRight, text.width()))
         f.setBold(False)
@@ -382,13 +437,24 @@ class _Band:
 class ResultsView(QAbstractItemView):
     """A grid of results in sections, filling its width with as many columns as fit.
 
-    Arrows, Home/End and Page Up/Down walk the results in rank order (headers are not items); Enter or a
-    double click emits ``openRequested(hit)``; Ctrl+wheel (or :class:`ThumbSizeSlider`) changes the
+    Arrows, Home/End and Page Up/Down walk the results in rank order (headers are not items); Enter emits
+    ``openRequested(hit)`` (the desktop's viewer), a double click or Space ``viewRequested(hit)`` (the app's
+    viewer); Ctrl+wheel (or :class:`ThumbSizeSlider`) changes the
     thumbnail size, which ``thumbSizeChanged(px)`` reports.
+
+    Selection as in a photo app: a click selects one result, Ctrl-click toggles one, Shift-click (and
+    Shift+arrows) extends a range in rank order, Ctrl+A selects all, dragging on empty space selects the
+    results the band touches; :meth:`selected_hits` says which.  Ctrl+C copies the selected photos
+    (:func:`app.actions.copy_paths`) and emits ``pathsCopied(paths)``; dragging a selected thumbnail drags
+    the selected photos out as files; a right click (or the menu key) emits ``contextMenuRequested(global
+    position, selected hits)``.
     """
 
-    openRequested = Signal(object)
+    openRequested = Signal(object)  # Enter: open the photo in the desktop's viewer
+    viewRequested = Signal(object)  # double click or Space: show the photo large in the app
     thumbSizeChanged = Signal(int)
+    contextMenuRequested = Signal(QPoint, list)  # global position, the selected hits in rank order
+    pathsCopied = Signal(list)  # Ctrl+C: the paths now on the clipboard
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -398,9 +464,16 @@ class ResultsView(QAbstractItemView):
         self._cell = QSize(THUMB + 12, THUMB + 12)
         self._height = 0
         self._hover = QModelIndex()
+        self._linear = False  # Shift held in a press or key press: setSelection selects a range of rows
+        self._band: tuple[QPoint, QPoint] | None = None  # rubber band (content coordinates) while dragged
+        self._band_start: QPoint | None = None
+        self._pressed = QPersistentModelIndex()
         self.setMouseTracking(True)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectItems)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -565,19 +638,58 @@ class ResultsView(QAbstractItemView):
         return False
 
     def setSelection(self, rect: QRect, flags) -> None:  # noqa: N802 (Qt)
-        model = self.model()
+        """Select the results ``rect`` touches (a rubber band); with Shift held in a click or a key press
+        (Qt passes the rectangle from the anchor's centre to the new point), the range of results between the
+        two in rank order instead, as a photo app does."""
+        model, sm = self.model(), self.selectionModel()
+        if model is None or sm is None:
+            return
+        rows: list[int] = []
+        if self._linear:
+            a, b = self.indexAt(rect.topLeft()), self.indexAt(rect.bottomRight())
+            if a.isValid() and b.isValid():
+                lo, hi = sorted((a.row(), b.row()))
+                rows = list(range(lo, hi + 1))
+            elif b.isValid():  # no anchor (nothing was current): the result clicked alone
+                rows = [b.row()]
+        if not rows:
+            band = rect.normalized()
+            rows = [r for r in range(model.rowCount()) if self.visualRect(model.index(r, 0)).intersects(band)]
         sel = QItemSelection()
-        for row in range(model.rowCount()):
-            if self.visualRect(model.index(row, 0)).intersects(rect.normalized()):
-                ix = model.index(row, 0)
-                sel.select(ix, ix)
-        self.selectionModel().select(sel, flags)
+        start = prev = None
+        for r in [*rows, None]:  # contiguous rows as one range
+            if r is not None and prev is not None and r == prev + 1:
+                prev = r
+                continue
+            if start is not None:
+                sel.select(model.index(start, 0), model.index(prev, 0))
+            start = prev = r
+        sm.select(sel, flags)
 
     def visualRegionForSelection(self, selection: QItemSelection) -> QRegion:  # noqa: N802 (Qt)
         region = QRegion()
-        for ix in selection.indexes():
-            region += self.visualRect(ix)
+        view = self.viewport().rect()
+        for rng in selection:
+            for row in range(rng.top(), rng.bottom() + 1):
+                r = self.visualRect(self.model().index(row, 0))
+                if r.intersects(view):
+                    region += r
         return region
+
+    def selected_hits(self) -> list:
+        """The selected results in rank order; the current one when none is selected; [] when neither."""
+        model, sm = self.model(), self.selectionModel()
+        if model is None or sm is None:
+            return []
+        rows = sorted({ix.row() for ix in sm.selectedIndexes()})
+        if not rows and self.currentIndex().isValid():
+            rows = [self.currentIndex().row()]
+        hits = [model.index(r, 0).data(HitRole) for r in rows]
+        return [h for h in hits if h is not None]
+
+    def selected_paths(self) -> list[str]:
+        """The selected results' photos, each once, in rank order."""
+        return unique_paths(h.path for h in self.selected_hits())
 
     def moveCursor(self, action, modifiers) -> QModelIndex:  # noqa: N802 (Qt)
         model = self.model()
@@ -659,7 +771,25 @@ class ResultsView(QAbstractItemView):
                     state |= QStyle.StateFlag.State_HasFocus
                 option.state = state
                 delegate.paint(painter, option, ix)
+        band = self._band_rect()
+        if band is not None and band.intersects(clip):
+            opt = QStyleOptionRubberBand()
+            opt.initFrom(self.viewport())
+            opt.shape = QRubberBand.Shape.Rectangle
+            opt.opaque = False
+            opt.rect = band
+            painter.save()
+            self.style().drawControl(QStyle.ControlElement.CE_RubberBand, opt, painter, self)
+            painter.restore()
         painter.end()
+
+    def _band_rect(self) -> QRect | None:
+        """The rubber band in viewport coordinates, while one is dragged."""
+        if self._band is None:
+            return None
+        a, b = self._band
+        off = QPoint(0, self.verticalOffset())
+        return QRect(a - off, b - off).normalized()
 
     def _paint_header(self, painter: QPainter, sec: Section, rect: QRect, pal: QPalette) -> None:
         painter.save()
@@ -683,6 +813,18 @@ class ResultsView(QAbstractItemView):
         painter.drawLine(rect.left(), rect.bottom() - 1, rect.right(), rect.bottom() - 1)
         painter.restore()
 
+    def mousePressEvent(self, event) -> None:
+        pos = event.position().toPoint()
+        ix = self.indexAt(pos)
+        self._pressed = QPersistentModelIndex(ix)
+        self._band_start = (pos + QPoint(0, self.verticalOffset())
+                            if not ix.isValid() and event.button() == Qt.MouseButton.LeftButton else None)
+        self._linear = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        try:
+            super().mousePressEvent(event)
+        finally:
+            self._linear = False
+
     def mouseMoveEvent(self, event) -> None:
         ix = self.indexAt(event.position().toPoint())
         if ix != self._hover:
@@ -691,6 +833,69 @@ class ResultsView(QAbstractItemView):
                     self.viewport().update(self.visualRect(old))
             self._hover = ix
         super().mouseMoveEvent(event)
+        if self._band_start is not None and self.state() == QAbstractItemView.State.DragSelectingState:
+            self._band = (self._band_start, event.position().toPoint() + QPoint(0, self.verticalOffset()))
+            self.viewport().update()
+
+    def mouseReleaseEvent(self, event) -> None:
+        super().mouseReleaseEvent(event)
+        self._band_start = None
+        if self._band is not None:
+            self._band = None
+            self.viewport().update()
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802 (Qt)
+        pos = event.globalPos()
+        if event.reason() != event.Reason.Mouse and self.currentIndex().isValid():
+            pos = self.viewport().mapToGlobal(self.visualRect(self.currentIndex()).center())
+        self.contextMenuRequested.emit(pos, self.selected_hits())
+        event.accept()
+
+    # -- dragging the photos out --------------------------------------------------------------------------
+    def drag_pixmap(self, hits: list) -> QPixmap:
+        """The thumbnail of the first of ``hits`` (reduced), with their count on it when there are several;
+        a null pixmap while no thumbnail is loaded."""
+        thumbs = getattr(self.model(), "thumbs", None)
+        got = thumbs.get(hits[0].path) if thumbs is not None and hits else None
+        if got is None or got[0] is None:
+            return QPixmap()
+        img = got[0].scaled(DRAG_THUMB, DRAG_THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation)
+        pm = QPixmap.fromImage(img)
+        if len(hits) > 1:
+            painter = QPainter(pm)
+            _badge(painter, QRectF(pm.rect()), str(len(hits)), self.palette())
+            painter.end()
+        return pm
+
+    def drag_for_selection(self) -> QDrag | None:
+        """A drag of the selected photos (file URLs and paths as text, the pressed or first one's thumbnail
+        following the mouse); None when nothing is selected."""
+        model, sm = self.model(), self.selectionModel()
+        if model is None or sm is None:
+            return None
+        indexes = sorted((ix for ix in sm.selectedIndexes() if model.flags(ix) & Qt.ItemFlag.ItemIsDragEnabled),
+                         key=lambda ix: ix.row())
+        if not indexes:
+            return None
+        hits = [ix.data(HitRole) for ix in indexes]
+        pressed = self._pressed.data(HitRole) if self._pressed.isValid() else None
+        if pressed is not None and pressed in hits:
+            hits.remove(pressed)
+            hits.insert(0, pressed)
+        drag = QDrag(self)
+        drag.setMimeData(model.mimeData(indexes))
+        pm = self.drag_pixmap(hits)
+        if not pm.isNull():
+            drag.setPixmap(pm)
+            drag.setHotSpot(QPoint(pm.width() // 2, pm.height() // 2))
+        return drag
+
+    def startDrag(self, supportedActions) -> None:  # noqa: N802,N803 (Qt)
+        drag = self.drag_for_selection()
+        if drag is not None:
+            # copy or link only; unlike QAbstractItemView's, a drop never removes results from the grid
+            drag.exec(Qt.DropAction.CopyAction | Qt.DropAction.LinkAction, Qt.DropAction.CopyAction)
 
     def leaveEvent(self, event) -> None:
         if self._hover.isValid():
@@ -701,7 +906,7 @@ class ResultsView(QAbstractItemView):
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 (Qt)
         super().mouseDoubleClickEvent(event)
         if event.button() == Qt.MouseButton.LeftButton:
-            self._open(self.indexAt(event.position().toPoint()))
+            self._open(self.indexAt(event.position().toPoint()), self.viewRequested)
 
     def wheelEvent(self, event) -> None:
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
@@ -714,10 +919,16 @@ class ResultsView(QAbstractItemView):
 
     def event(self, event) -> bool:
         # Enter on a result opens it, before a window-wide Enter shortcut (Search Now) takes the key
-        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent)
-                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid()):
-            event.accept()
-            return True
+        # and so do Ctrl+C (copy the selected photos) and Ctrl+A (select all the results)
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+                event.accept()
+                return True
+            model = self.model()
+            if ((event.matches(QKeySequence.StandardKey.Copy) or event.matches(QKeySequence.StandardKey.SelectAll))
+                    and model is not None and model.rowCount() > 0):
+                event.accept()
+                return True
         return super().event(event)
 
     def keyPressEvent(self, event) -> None:
@@ -725,12 +936,33 @@ class ResultsView(QAbstractItemView):
             self._open(self.currentIndex())
             event.accept()
             return
-        super().keyPressEvent(event)
+        if event.key() == Qt.Key.Key_Space and not event.modifiers() and self.currentIndex().isValid():
+            self._open(self.currentIndex(), self.viewRequested)
+            event.accept()
+            return
+        if event.matches(QKeySequence.StandardKey.Copy):
+            self.copy_selection()
+            event.accept()
+            return
+        self._linear = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        try:
+            super().keyPressEvent(event)
+        finally:
+            self._linear = False
 
-    def _open(self, index: QModelIndex) -> None:
+    def copy_selection(self) -> list[str]:
+        """Put the selected photos on the clipboard (paths as text, and as files) and emit ``pathsCopied``;
+        the paths copied ([] when nothing is selected, and the clipboard is left alone)."""
+        paths = self.selected_paths()
+        if paths:
+            copy_paths(paths)
+            self.pathsCopied.emit(paths)
+        return paths
+
+    def _open(self, index: QModelIndex, signal=None) -> None:
         hit = index.data(HitRole) if index.isValid() else None
         if hit is not None:
-            self.openRequested.emit(hit)
+            (signal or self.openRequested).emit(hit)
 
 
 class ThumbSizeSlider(QSlider):

@@ -96,7 +96,7 @@ class Runner(QObject):
         for sig, slot in ((s.finished, on_done), (s.failed, on_error), (s.progress, on_progress),
                           (s.cancelled, on_cancelled)):
             if slot:
-                sig.connect(slot)
+                sig.connect(self._guarded(slot))
                 if sig not in connected:
                     connected.append(sig)
         for sig in (s.finished, s.failed, s.cancelled):
@@ -107,6 +107,17 @@ class Runner(QObject):
         # of the pool for the app's lifetime, with its arguments and result (a race, seen with fast tasks)
         self.pool.start(task.run)
         return task
+
+    def _guarded(self, slot: Callable) -> Callable:
+        """``slot``, called only while this runner lives: a task's report queued before its owner (a window,
+        and this runner with it) was deleted is dropped instead of reaching deleted widgets."""
+        from shiboken6 import Shiboken
+
+        def call(*args) -> None:
+            if Shiboken.isValid(self):
+                slot(*args)
+
+        return call
 
     def _forget(self, task: Task, connected: list) -> None:
         """A task has reported: drop it and its connections (the connection to this very slot holds the task,

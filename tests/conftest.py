@@ -12,11 +12,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture(scope="session", autouse=True)
 def _user_cache_in_tmp(tmp_path_factory):
-    """Point ``XDG_CACHE_HOME`` (the cached network weights of ``engine.npnet``) at a temporary folder, so
-    that no test writes in the user's home (subprocesses inherit it); and the benchmarks' cache
+    """Point ``XDG_CACHE_HOME`` (the cached network weights of ``engine.npnet``) and ``XDG_DATA_HOME`` (the app's
+    search history and collections) at temporary folders, so that no test writes in the user's home (subprocesses
+    inherit them); and the benchmarks' cache
     (``$SKETCHSEARCH_BENCH_CACHE``) at one of this session, so that the slow tests index Sketchy and SYSU-Shapes
     once between them."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        mp.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))  # the app's history and collections
         mp.setenv("SKETCHSEARCH_BENCH_CACHE", str(tmp_path_factory.mktemp("bench-cache")))
         yield

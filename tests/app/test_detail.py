@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from app.detail import DetailPanel, RotationPlot, format_turn, read_curve
@@ -226,3 +226,71 @@ def test_a_tall_photo_leaves_room_for_its_details(qtbot, panel, tmp_path):
     assert panel.photo.height() <= 0.6 * 800 + 1
     buttons = panel.open_folder.mapTo(panel, panel.open_folder.rect().bottomLeft())
     assert buttons.y() < panel.height()  # the buttons show without scrolling
+
+
+def drag(qtbot, widget, a, b) -> None:
+    qtbot.mousePress(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a.toPoint())
+    qtbot.mouseMove(widget, ((a + b) / 2).toPoint())
+    qtbot.mouseMove(widget, b.toPoint())
+    qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b.toPoint())
+
+
+@pytest.fixture
+def wide_photo(tmp_path):
+    photo = np.full((300, 400, 3), 200, np.uint8)  # 400 x 300
+    cv2.imwrite(str(tmp_path / "wide.png"), photo)
+    return tmp_path / "wide.png"
+
+
+def test_a_region_dragged_on_the_photo_is_searched_with(qtbot, panel, wide_photo):
+    from app.detail import original_to_widget
+
+    panel.resize(420, 800)
+    panel.show()
+    panel.show_hit(a_hit(path=wide_photo), kind="sketch")
+    assert not panel.region_row.isHidden()
+    assert not panel.region_search.isEnabled() and not panel.region_mode.isEnabled()  # no region yet
+    qtbot.waitUntil(lambda: panel.photo.image is not None, timeout=20_000)
+    photo = panel.photo
+    assert photo.original_size == (400, 300)
+    want = (100.0, 50.0, 300.0, 250.0)
+    rect = original_to_widget(want, photo.photo_rect(), photo.original_size)
+    with qtbot.waitSignal(photo.regionChanged, timeout=1000):
+        drag(qtbot, photo, rect.topRight(), rect.bottomLeft())  # any direction
+    assert np.allclose(photo.region, want, atol=2)
+    assert panel.region_search.isEnabled() and panel.region_mode.currentData() == "both"
+    with qtbot.waitSignal(panel.regionSearch, timeout=1000) as sig:
+        panel.region_search.click()
+    path, box, mode = sig.args
+    assert path == str(wide_photo) and mode == "both" and np.allclose(box, photo.region)
+    assert all(isinstance(v, float) for v in box)
+    panel.region_mode.setCurrentIndex(panel.region_mode.findData("image"))
+    with qtbot.waitSignal(panel.regionSearch, timeout=1000) as sig:
+        panel.region_search.click()
+    assert sig.args[2] == "image"
+    # a band beyond the photo is clipped to it; a click leaves the region as it is
+    r = photo.photo_rect()
+    drag(qtbot, photo, r.center(), r.bottomRight() + QPointF(40, 40))
+    x0, y0, x1, y1 = photo.region
+    assert (x0, y0) == (pytest.approx(200, abs=2), pytest.approx(150, abs=2)) and (x1, y1) == (400, 300)
+    drag(qtbot, photo, r.center(), r.center())
+    assert photo.region is not None
+    photo.repaint()  # paints the region
+    # Escape clears it; so does another hit
+    photo.set_region(want)
+    qtbot.keyClick(photo, Qt.Key.Key_Escape)
+    assert photo.region is None and not panel.region_search.isEnabled()
+    photo.set_region(want)
+    assert panel.region_search.isEnabled()
+    panel.show_hit(a_hit(path=wide_photo), kind="sketch")
+    assert photo.region is None and not panel.region_search.isEnabled()
+    panel.show_hit(None)
+    assert panel.region_row.isHidden()
+
+
+def test_no_region_before_the_photo_is_shown(qtbot, panel, tmp_path):
+    panel.show_hit(a_hit(path=tmp_path / "missing.jpg"), kind="sketch")
+    panel.photo.set_region((0, 0, 10, 10))
+    assert panel.photo.region is None and not panel.region_search.isEnabled()
+    with qtbot.assertNotEmitted(panel.regionSearch):
+        panel.region_search.click()

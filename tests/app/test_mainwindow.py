@@ -35,6 +35,7 @@ def window(qtbot, tmp_path, demo_db):
     win.show()
     qtbot.waitExposed(win)
     qtbot.waitUntil(lambda: not win.warming_up, timeout=60_000)  # the search models loaded at start-up
+    qtbot.waitUntil(lambda: win.model.kind == "browse", timeout=30_000)  # and the collection shown (no query yet)
     yield win
     win.runner.wait(30_000)
     win.thumb_runner.wait(30_000)
@@ -66,12 +67,14 @@ def test_undo_redo_and_clear_change_the_canvas_and_search_again(qtbot, window):
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):
         window.canvas.redo()
     np.testing.assert_array_equal(window.canvas.to_image(), two)
-    window.canvas.clear()
-    qtbot.waitUntil(lambda: window.model.rowCount() == 0, timeout=10_000)
-    assert window.canvas.is_empty() and "Draw a shape" in window.count_label.text()
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.canvas.clear()  # no query: the collection itself, newest first
+    assert window.canvas.is_empty() and window.model.kind == "browse"
+    assert "newest first" in window.count_label.text() and "draw a shape" in window.count_label.text()
+    assert window.model.rowCount() == min(window.top_k, len(window.index))
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):
         window.canvas.undo()  # the clear is undone: the sketch and its results come back
-    assert window.model.rowCount() > 0
+    assert window.model.rowCount() > 0 and window.model.kind == "sketch"
 
 
 def test_a_dropped_image_file_starts_an_image_search(qtbot, window):
@@ -253,6 +256,8 @@ def test_a_sharded_collection_indexes_opens_and_searches_like_an_index(qtbot, wi
     assert isinstance(window.index, ShardedIndex) and len(window.index) == 3
     assert "3 photos" in window.collection_label.text()
     window.canvas.clear()
+    # no query: the new collection is shown, newest first, once it is opened
+    qtbot.waitUntil(lambda: window.model.kind == "browse" and window.model.rowCount() == 3, timeout=30_000)
     with qtbot.waitSignal(window.searchFinished, timeout=30_000) as found:
         draw_house(window.canvas)
     assert found.args[0] > 0 and "house" in Path(window.model.hits[0].path).name

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QContextMenuEvent, QDrag, QGuiApplication, QMouseEvent, QWheelEvent
+from PySide6.QtWidgets import QApplication
 
 from app.results import (
     HitRole,
@@ -112,7 +113,7 @@ def test_keyboard_walks_all_results_in_rank_order_across_sections(qtbot, grid):
     assert view.currentIndex().row() >= 4 and view.selectionModel().isSelected(view.currentIndex())
 
 
-def test_enter_and_double_click_ask_to_open_the_result(qtbot, grid):
+def test_enter_opens_the_result_and_double_click_or_space_views_it(qtbot, grid):
     model, view, _ = grid
     view.resize(600, 600)
     view.show()
@@ -124,9 +125,29 @@ def test_enter_and_double_click_ask_to_open_the_result(qtbot, grid):
         qtbot.keyClick(view, Qt.Key.Key_Return)
     assert sig.args[0] is model.hits[1]
     centre = view.visualRect(model.index(2)).center()
-    with qtbot.waitSignal(view.openRequested, timeout=2000) as sig:
+    with qtbot.waitSignal(view.viewRequested, timeout=2000) as sig:
         qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=centre)
     assert sig.args[0] is model.hits[2]
+    view.setCurrentIndex(model.index(0))
+    with qtbot.waitSignal(view.viewRequested, timeout=2000) as sig:
+        qtbot.keyClick(view, Qt.Key.Key_Space)
+    assert sig.args[0] is model.hits[0]
+
+
+def test_browsing_reads_as_dates_without_scores_or_boxes(grid):
+    import dataclasses
+    import datetime
+
+    model, _, _ = grid
+    when = datetime.datetime(2019, 6, 1, 12).timestamp()
+    hits = [dataclasses.replace(h, taken=when - i * 86400) for i, h in enumerate(hits_with([0.0, 0.0, 0.0]))]
+    model.set_min_score(0.5)  # a score cut-off does not hide photos when browsing
+    model.set_hits(hits, "browse")
+    assert model.rowCount() == 3 and model.hits == hits  # in the order given (newest first)
+    assert [s.title for s in model.sections()] == ["The collection, newest first (3)"]
+    assert model.summary() == "3 photos, newest first"
+    assert "2019-06-01" in model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
+    model.set_min_score(0.0)
 
 
 def test_image_results_read_as_similarities_and_mark_the_query_photo(grid):
@@ -270,3 +291,171 @@ def test_a_thumbnail_is_never_drawn_larger_than_the_size_it_was_loaded_for(qtbot
     target = view.itemDelegate().image_rect(cell.adjusted(6, 6, -6, -40), 640, 480)  # a landscape photo
     assert target.width() <= 200 and target.height() <= 150
     assert abs(target.center().x() - cell.center().x()) <= 1  # centred in its cell
+
+
+# -- selecting several results, copying and dragging them out ---------------------------------------------------
+@pytest.fixture
+def shown(qtbot, grid):
+    """The grid shown 620 px wide (three columns) with nine results in two sections."""
+    model, view, thumbs = grid
+    view.resize(620, 900)
+    view.show()
+    qtbot.waitExposed(view)
+    model.set_hits(hits_with([0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05]), "sketch")
+    view.setFocus()
+    return model, view, thumbs
+
+
+def _click(qtbot, view, model, row, modifier=Qt.KeyboardModifier.NoModifier, button=Qt.MouseButton.LeftButton):
+    qtbot.mouseClick(view.viewport(), button, modifier, view.visualRect(model.index(row)).center())
+
+
+def _send_mouse(widget, kind, pos, button, buttons) -> None:
+    """A mouse event with ``buttons`` held (QTest's moves hold none: a drag needs them)."""
+    QApplication.sendEvent(widget, QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons,
+                                               Qt.KeyboardModifier.NoModifier))
+
+
+def _ranks(view) -> list[int]:
+    return [h.rank for h in view.selected_hits()]
+
+
+def test_ctrl_click_toggles_shift_click_extends_a_range_in_rank_order_and_ctrl_a_selects_all(qtbot, shown):
+    model, view, _ = shown
+    assert view.columns() == 3
+    ctrl, shift = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+    _click(qtbot, view, model, 4)
+    assert _ranks(view) == [5] and view.currentIndex().row() == 4
+    _click(qtbot, view, model, 1, ctrl)
+    _click(qtbot, view, model, 7, ctrl)
+    assert _ranks(view) == [2, 5, 8]  # rank order, not the order clicked
+    _click(qtbot, view, model, 4, ctrl)  # toggled off again
+    assert _ranks(view) == [2, 8]
+    _click(qtbot, view, model, 2)  # a plain click selects that one alone
+    assert _ranks(view) == [3]
+    # Shift-click: the run of results from the anchor to it in rank order (across grid rows and sections),
+    # not the rectangle between them
+    _click(qtbot, view, model, 6, shift)
+    assert _ranks(view) == [3, 4, 5, 6, 7]
+    _click(qtbot, view, model, 1, shift)  # from the same anchor, backwards
+    assert _ranks(view) == [2, 3]
+    _click(qtbot, view, model, 8, ctrl)
+    assert _ranks(view) == [2, 3, 9]
+    qtbot.keyClick(view, Qt.Key.Key_A, ctrl)
+    assert _ranks(view) == list(range(1, 10))
+    # Shift+arrows extend from the current result in rank order too
+    _click(qtbot, view, model, 4)  # the first of "Other photos" (rows 4 5 6 / 7 8)
+    qtbot.keyClick(view, Qt.Key.Key_Down, shift)  # one grid row down: three results on
+    assert _ranks(view) == [5, 6, 7, 8]
+    qtbot.keyClick(view, Qt.Key.Key_Right)  # a plain arrow moves and selects one again
+    assert _ranks(view) == [9] and view.currentIndex().row() == 8
+
+
+def test_selected_hits_fall_back_to_the_current_result(qtbot, shown):
+    model, view, _ = shown
+    view.setCurrentIndex(model.index(5))
+    view.selectionModel().clearSelection()
+    assert view.currentIndex().row() == 5 and [h.rank for h in view.selected_hits()] == [6]
+    view.selectionModel().clear()
+    assert view.selected_hits() == []
+    _click(qtbot, view, model, 3, Qt.KeyboardModifier.ShiftModifier)  # no anchor to extend from: that one
+    assert [h.rank for h in view.selected_hits()] == [4]
+
+
+def test_dragging_on_empty_space_selects_the_results_the_band_touches(qtbot, shown):
+    model, view, _ = shown
+    vp = view.viewport()
+    r0, r5 = view.visualRect(model.index(0)), view.visualRect(model.index(5))
+    start = QPoint(r0.left() - 3, r0.top() - 3)  # the padding above and left of the first result
+    assert not view.indexAt(start).isValid()
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+
+    def send(kind, pos, button, buttons):
+        _send_mouse(vp, kind, pos, button, buttons)
+
+    send(QEvent.Type.MouseButtonPress, start, left, left)
+    for k in range(1, 6):
+        send(QEvent.Type.MouseMove, start + (r5.center() - start) * k / 5, none, left)
+    assert view.state() == view.State.DragSelectingState
+    view.viewport().repaint()  # the band is drawn
+    send(QEvent.Type.MouseButtonRelease, r5.center(), left, none)
+    # the first two columns of rows 0 1 2 / 3 / 4 5 6: the band is a rectangle, not a range
+    assert _ranks(view) == [1, 2, 4, 5, 6]
+
+
+def test_ctrl_c_copies_the_selected_photos_as_paths_and_files(qtbot, shown):
+    model, view, _ = shown
+    _click(qtbot, view, model, 0)
+    _click(qtbot, view, model, 2, Qt.KeyboardModifier.ControlModifier)
+    with qtbot.waitSignal(view.pathsCopied, timeout=1000) as sig:
+        qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    paths = [model.hits[0].path, model.hits[2].path]
+    assert sig.args == [paths]
+    md = QGuiApplication.clipboard().mimeData()
+    assert md.text().splitlines() == paths
+    assert [u.toLocalFile() for u in md.urls()] == paths
+
+
+def test_the_model_offers_its_results_as_files_to_drag(shown):
+    model, view, _ = shown
+    ix = model.index(3)
+    assert model.flags(ix) & Qt.ItemFlag.ItemIsDragEnabled and model.flags(ix) & Qt.ItemFlag.ItemIsSelectable
+    assert {"text/uri-list", "text/plain"} <= set(model.mimeTypes())
+    md = model.mimeData([model.index(3), model.index(1)])
+    paths = [model.hits[1].path, model.hits[3].path]
+    assert [u.toLocalFile() for u in md.urls()] == paths and md.text().splitlines() == paths
+    assert not model.supportedDragActions() & Qt.DropAction.MoveAction  # a drop never moves the photos away
+
+
+def test_dragging_a_selected_thumbnail_drags_the_selected_photos_out_as_files(qtbot, shown, monkeypatch):
+    model, view, thumbs = shown
+    qtbot.waitUntil(lambda: _all_loaded(thumbs, model), timeout=20_000)
+    started = []
+
+    def fake_exec(drag, *args):
+        started.append((drag.mimeData(), drag.pixmap(), args))
+        return Qt.DropAction.CopyAction
+
+    monkeypatch.setattr(QDrag, "exec", fake_exec)
+    _click(qtbot, view, model, 1)
+    _click(qtbot, view, model, 5, Qt.KeyboardModifier.ControlModifier)
+    vp = view.viewport()
+    p = view.visualRect(model.index(5)).center()
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+
+    def send(kind, pos, button, buttons):
+        _send_mouse(vp, kind, pos, button, buttons)
+
+    send(QEvent.Type.MouseButtonPress, p, left, left)
+    far = p + QPoint(QApplication.startDragDistance() + 20, 0)
+    send(QEvent.Type.MouseMove, p + QPoint(2, 0), none, left)
+    send(QEvent.Type.MouseMove, far, none, left)
+    send(QEvent.Type.MouseButtonRelease, far, left, none)
+    assert len(started) == 1
+    md, pm, args = started[0]
+    paths = [model.hits[1].path, model.hits[5].path]
+    assert [u.toLocalFile() for u in md.urls()] == paths and md.text().splitlines() == paths
+    assert not pm.isNull() and max(pm.width(), pm.height()) <= 128  # the thumbnail follows the mouse
+    assert not args[0] & Qt.DropAction.MoveAction
+    assert model.rowCount() == 9 and _ranks(view) == [2, 6]  # nothing removed, the selection kept
+
+
+def test_a_right_click_asks_for_the_context_menu_of_the_selected_results(qtbot, shown):
+    model, view, _ = shown
+    vp = view.viewport()
+    got = []
+    view.contextMenuRequested.connect(lambda pos, hits: got.append((pos, [h.rank for h in hits])))
+
+    def right_click(row):
+        p = view.visualRect(model.index(row)).center()
+        qtbot.mousePress(vp, Qt.MouseButton.RightButton, pos=p)
+        QApplication.sendEvent(vp, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, p, vp.mapToGlobal(p)))
+        qtbot.mouseRelease(vp, Qt.MouseButton.RightButton, pos=p)
+        return vp.mapToGlobal(p)
+
+    _click(qtbot, view, model, 0)
+    _click(qtbot, view, model, 1, Qt.KeyboardModifier.ControlModifier)
+    where = right_click(1)  # on one of the selection: the menu is for the whole selection
+    assert got[-1] == (where, [1, 2])
+    right_click(4)  # on another result: that one alone is selected, as in a photo app
+    assert got[-1][1] == [5] and _ranks(view) == [5]

@@ -1,0 +1,154 @@
+"""The main window as a photo app: the collection shown with no query, the viewer, a region as the query, the
+history of queries, filters, acting on results, the welcome panel."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+
+from app import mainwindow  # noqa: E402
+from app._testsupport import HOUSE  # noqa: E402
+from app._testsupport import draw_stroke as draw  # noqa: E402
+from app.history import QueryHistory  # noqa: E402
+from app.mainwindow import GRID, VIEWER, WELCOME, MainWindow  # noqa: E402
+from engine.filters import PhotoFilter  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
+
+
+def _window(qtbot, tmp_path, db):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(db=db, settings=settings, restore=False, history=QueryHistory(tmp_path / "history"))
+    win.index_workers = 1
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    return win
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, demo_db):
+    win = _window(qtbot, tmp_path, demo_db)
+    qtbot.waitUntil(lambda: not win.warming_up and win.model.kind == "browse" and win.model.rowCount() > 0,
+                    timeout=60_000)
+    yield win
+    win.runner.wait(30_000)
+    win.thumb_runner.wait(30_000)
+
+
+def test_with_no_query_the_grid_shows_the_collection_newest_first(window):
+    assert window.pages.currentIndex() == GRID
+    hits = window.model.hits
+    assert len(hits) == min(window.top_k, len(window.index))
+    dates = [h.taken for h in hits]
+    assert dates == sorted(dates, reverse=True)
+    assert "newest first" in window.count_label.text()
+
+
+def test_first_run_without_a_collection_welcomes(qtbot, tmp_path, monkeypatch):
+    win = _window(qtbot, tmp_path, None)
+    assert win.pages.currentIndex() == WELCOME
+    asked, indexed = [], []
+    monkeypatch.setattr(win, "choose_folder", lambda: asked.append(True))
+    monkeypatch.setattr(win, "index_folder", lambda folder, db=None: indexed.append((Path(folder), db)))
+    win.welcome.addFolder.disconnect()
+    win.welcome.addFolder.connect(win.choose_folder)
+    win.welcome.tryDemo.disconnect()
+    win.welcome.tryDemo.connect(win.try_demo)
+    win.welcome.addFolder.emit()
+    win.welcome.tryDemo.emit()
+    assert asked == [True] and indexed and indexed[0][0] == DEMO / "photos"
+    assert "version" in mainwindow.about_text("1.2.3").lower() or "1.2.3" in mainwindow.about_text("1.2.3")
+
+
+def test_the_viewer_steps_through_the_results_and_escape_goes_back(qtbot, window):
+    window.results.setCurrentIndex(window.model.index(2))
+    window.view_photo(window.model.hits[2])
+    assert window.pages.currentIndex() == VIEWER and window.viewer.current_row == 2
+    qtbot.keyClick(window.viewer, Qt.Key.Key_Right)
+    assert window.viewer.current_row == 3 and window.results.currentIndex().row() == 3  # the grid follows
+    qtbot.keyClick(window.viewer, Qt.Key.Key_Escape)
+    assert window.pages.currentIndex() == GRID and window.results.currentIndex().row() == 3
+
+
+def test_space_on_the_grid_opens_the_viewer(qtbot, window):
+    window.results.setFocus()
+    window.results.setCurrentIndex(window.model.index(0))
+    qtbot.keyClick(window.results, Qt.Key.Key_Space)
+    assert window.pages.currentIndex() == VIEWER
+
+
+def test_a_region_of_a_photo_is_a_query_and_is_remembered(qtbot, window):
+    photo = str((DEMO / "photos" / "gen_cup_1.jpg").resolve())
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000) as found:
+        window.viewer.regionSearch.emit(photo, (30.0, 40.0, 390.0, 380.0), "both")
+    assert found.args[0] > 0 and window.query_kind == "region" and window.model.kind == "region"
+    assert window.region_mode.isVisible() and window.region_mode.currentData() == "both"
+    assert any("cup" in Path(h.path).name for h in window.model.hits[:3])
+    entry = window.history.entries[0]
+    assert (entry.kind, entry.mode) == ("region", "both") and entry.path == photo
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):  # the toggle picks shape only
+        window.region_mode.setCurrentIndex(window.region_mode.findData("shape"))
+    assert window.model.kind == "sketch" and window.query_region[2] == "shape"
+    window.search_region(photo, (0, 0, 0, 10))  # no area: said in the status bar, the query kept
+    assert "no area" in window.message_label.text() and window.query_region[2] == "shape"
+
+
+def test_a_drawing_is_one_history_entry_and_a_click_runs_it_again(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE[:2]:
+            draw(window.canvas, stroke)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE[2:]:
+            draw(window.canvas, stroke)
+    sketches = [e for e in window.history.entries if e.kind == "sketch"]
+    assert len(sketches) == 1  # replaced as the drawing grew
+    first = [h.path for h in window.model.hits]
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.canvas.clear()
+    assert window.model.kind == "browse"
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.history_strip.chosen.emit(sketches[0])
+    assert window.model.kind == "sketch" and [h.path for h in window.model.hits][:3] == first[:3]
+    photo = str(DEMO / "photos" / "lomiri_fig.jpg")
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.search_image_file(photo)
+    assert [e.kind for e in window.history.entries][:2] == ["image", "sketch"]
+
+
+def test_filters_narrow_every_query(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.filter_bar.set_filter(PhotoFilter(min_side=100_000))
+    assert window.model.rowCount() == 0
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.filter_bar.set_filter(PhotoFilter(min_side=500))
+    assert window.model.rowCount() > 0 and "filtered" in window.count_label.text()
+    sizes = window.index.geometry[:, :2].min(axis=1)
+    big = {p for p, s in zip(window.index.paths, sizes, strict=True) if s >= 500}
+    assert {h.path for h in window.model.hits} <= big
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    assert {h.path for h in window.model.hits} <= big
+    qtbot.waitUntil(lambda: window.filter_bar.roots() == [str((DEMO / "photos").resolve())], timeout=10_000)
+
+
+def test_results_can_be_saved_and_exported(qtbot, window, tmp_path, monkeypatch):
+    out = tmp_path / "results.json"
+    assert window.save_results(str(out))
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "browse" and len(doc["results"]) == window.model.rowCount()
+    assert set(doc["results"][0]) >= {"rank", "path", "score", "box", "scale", "mirrored"}
+    window.results.selectAll()
+    picked = window.results.selected_paths()[:3]
+    dest = tmp_path / "export"
+    monkeypatch.setattr(mainwindow, "ask_export", lambda *_a, **_k: (str(dest), "copy"))
+    window.export_selection(picked)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(Path(p).name for p in picked)
+    window.export_selection(picked)  # again: nothing overwritten, the copies get new names
+    assert len(list(dest.iterdir())) == 2 * len(picked)
