@@ -95,6 +95,32 @@ def test_sharded_image_search_ranks_as_one_index(collection):
         assert a[0].path == str(query)
 
 
+def test_filtered_and_browsed_sharded_collection_answers_as_one_index(collection):
+    """Filters, browsing, regions and the indexed folders through the shard steps: as one index of the photos."""
+    from engine.filters import PhotoFilter
+
+    tmp, photos, _ = collection
+    single, sharded = SketchIndex(tmp / "single"), ShardedIndex(tmp / "photos.json")
+    small = PhotoFilter(min_side=10_000)
+    assert sharded.search(sketch_of("star"), filt=small) == [] and sharded.search_image(
+        sorted(photos.iterdir())[1], filt=small) == []
+    # a date window holding about half the photos (their file times: written one after another)
+    times = sorted(single.dates(np.arange(len(single))))
+    half = PhotoFilter(after=times[6], before=times[18] + 1e-3)
+    for shape in ("star", "ell"):
+        same_hits(sharded.search(sketch_of(shape), top_k=6, filt=half), single.search(sketch_of(shape), top_k=6,
+                                                                                       filt=half))
+    query = sorted(photos.iterdir())[7]
+    same_hits(sharded.search_image(query, top_k=5, qe=0, filt=half), single.search_image(query, top_k=5, qe=0,
+                                                                                          filt=half))
+    a, b = sharded.browse(limit=10, offset=3), single.browse(limit=10, offset=3)
+    assert [h.taken for h in a] == [h.taken for h in b] and len(a) == 10
+    assert sharded.folders() == single.folders() == [str(photos.resolve())]
+    box = (20, 20, 300, 280)
+    same_hits(sharded.search_region(query, box, mode="shape", top_k=5),
+              single.search_region(query, box, mode="shape", top_k=5))
+
+
 def test_the_shards_share_one_learned_image_space(collection):
     tmp, _, _ = collection
     m = Manifest.load(tmp / "photos.json")
