@@ -211,7 +211,21 @@ def ink_overlay(sketch: np.ndarray, *, mirrored: bool, colour=(255, 40, 20)) -> 
     return QImage(argb.data, w, h, 4 * w, QImage.Format.Format_ARGB32).copy()
 
 
-class PhotoView(QWidget):
+class RegionSelection:
+    """What a photo widget with a selectable region shares (``PhotoView`` here, ``viewer.PhotoCanvas``): it has
+    ``region`` (original pixels or None), ``original_size``, ``has_photo()`` and a ``regionChanged`` signal."""
+
+    def set_region(self, box) -> None:
+        """Select ``box`` (original pixels, clipped to the photo; None or no area: none)."""
+        region = clip_box(box, self.original_size) if self.has_photo() else None
+        changed = region != self.region
+        self.region = region
+        self.update()
+        if changed:
+            self.regionChanged.emit(region)
+
+
+class PhotoView(RegionSelection, QWidget):
     """A photo fitted to the widget, with the hit's box and, optionally, the sketch inside the box
     (turned by ``overlay_angle`` degrees counter-clockwise about the box's centre).
 
@@ -268,15 +282,6 @@ class PhotoView(QWidget):
 
     def has_photo(self) -> bool:
         return self.image is not None and not self.image.isNull() and self.original_size[0] > 0
-
-    def set_region(self, box) -> None:
-        """Select ``box`` (original pixels, clipped to the photo; None or no area: none)."""
-        region = clip_box(box, self.original_size) if self.has_photo() else None
-        changed = region != self.region
-        self.region = region
-        self.update()
-        if changed:
-            self.regionChanged.emit(region)
 
     def mousePressEvent(self, event) -> None:
         pos = event.position()

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVB
 from shiboken6 import isValid
 
 from .detail import (
-    clip_box,
+    RegionSelection,
     drag_is_click,
     draw_region,
     ink_overlay,
@@ -48,7 +48,7 @@ def load_photo(path: str, max_side: int | None) -> tuple[QImage, tuple[int, int]
     return qimage_from_pixels(img.pixels), img.original_size
 
 
-class PhotoCanvas(QWidget):
+class PhotoCanvas(RegionSelection, QWidget):
     """A photo zoomed and panned, with its box, the sketch in the box, and the selected region.
 
     The zoom is :meth:`scale`: widget pixels per ORIGINAL pixel of the photo (whatever the resolution of the
@@ -120,15 +120,6 @@ class PhotoCanvas(QWidget):
             return False
         have = self.image.width() / self.original_size[0]  # image pixels per original pixel
         return self.scale() * self.devicePixelRatioF() > have * 1.01
-
-    def set_region(self, box) -> None:
-        """Select ``box`` (original pixels, clipped to the photo; None or no area: none)."""
-        region = clip_box(box, self.original_size) if self.has_photo() else None
-        changed = region != self.region
-        self.region = region
-        self.update()
-        if changed:
-            self.regionChanged.emit(region)
 
     def cancel_band(self) -> bool:
         """Drop a rubber band being dragged; whether there was one."""
