@@ -42,7 +42,15 @@ def main(out: Path, *, sharded: bool = False) -> int:
     else:
         index_folders([photos], db)
     tmp = Path(QSettings().fileName()).with_name("screenshot-settings.ini")
-    win = MainWindow(db=db, settings=QSettings(str(tmp), QSettings.Format.IniFormat), restore=False)
+    from app.history import QueryHistory
+    from engine.imageio import load_sketch
+
+    history = QueryHistory(Path(tempfile.mkdtemp()) / "history")  # a history of its own: two earlier sketches
+    for name in ("sailboat.png", "coffee_cup.png"):
+        ink = load_sketch(DEMO / "sketches" / name, max_side=400).pixels.mean(axis=2)
+        history.add_sketch((ink * 255).astype("uint8"))
+    win = MainWindow(db=db, settings=QSettings(str(tmp), QSettings.Format.IniFormat), restore=False,
+                     history=history)
     win.resize(1400, 860)
     win.move(20, 20)
     win.show()
@@ -55,6 +63,9 @@ def main(out: Path, *, sharded: bool = False) -> int:
         QTimer.singleShot(ms, loop.quit)
         loop.exec()
 
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and win.model.kind != "browse":  # the collection shown, with no query yet
+        wait(100)
     wait(500)
     loop = QEventLoop()
     win.searchFinished.connect(loop.quit)
