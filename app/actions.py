@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from engine.hits import Hit
 
 MODES = ("copy", "link")
-CSV_HEADER = ("rank", "path", "score", "x0", "y0", "x1", "y1", "scale", "mirrored")
+CSV_HEADER = ("rank", "path", "score", "x0", "y0", "x1", "y1", "scale", "mirrored", "raw_score")
 GNOME_COPIED = "x-special/gnome-copied-files"  # what GNOME's file managers paste files from
 
 
@@ -225,7 +225,7 @@ def save_results(path: str | os.PathLike, hits: Sequence[Hit], *, query: dict, k
                 w.writerow(CSV_HEADER)
                 for r in rows:
                     w.writerow([r["rank"], r["path"], r["score"], *r["box"], r["scale"],
-                                "true" if r["mirrored"] else "false"])
+                                "true" if r["mirrored"] else "false", r.get("raw_score", "")])
     else:
         raise ValueError(f"Cannot save results as {suffix or 'a file without a suffix'} ({path.name}): "
                          "use .json or .csv")
@@ -260,6 +260,8 @@ class ExportDialog(QDialog):
         self.folder_edit = QLineEdit(folder)
         self.folder_edit.setPlaceholderText("a folder (created if missing)")
         self.folder_edit.setMinimumWidth(320)
+        self.folder_edit.selectAll()  # the last folder, offered: typing replaces it
+        self.folder_edit.setFocus()
         choose = QPushButton("Choose…")
         choose.clicked.connect(self.choose_folder)
         row.addWidget(self.folder_edit, 1)

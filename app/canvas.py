@@ -210,6 +210,16 @@ class SketchCanvas(QWidget):
         self._cancel_stroke()
         self.undo_stack.push(LoadImage(self, fit_centered(grey, size, margin=0.05)))
 
+    def set_sketch(self, grey: np.ndarray) -> None:
+        """Put back a sketch as it was searched: ``grey`` is a (H, W) uint8 image of its paper (e.g. from the
+        search history); the paper takes its size, so :meth:`to_image` gives these very pixels and the search
+        ranks as it did (one undoable step)."""
+        grey = np.ascontiguousarray(grey, np.uint8)
+        if grey.ndim != 2 or min(grey.shape) < 1:
+            raise ValueError(f"a sketch is a (H, W) grey image, not an array of shape {grey.shape}")
+        self._cancel_stroke()
+        self.undo_stack.push(LoadImage(self, grey.copy()))
+
     def save_png(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_image` as a PNG file.
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .results import draw_box, format_score, likely_cut, load_preview
+from .results import draw_box, format_hit, format_score, likely_cut, load_preview
 from .workers import Runner, Task
 
 PREVIEW = 1024  # px, longer side of the photo shown
@@ -612,9 +612,11 @@ class DetailPanel(QWidget):
         self.buttons.setVisible(hit is not None)  # nothing selected: only the placeholder shows
         self.region_row.setVisible(hit is not None)
         self.photo.set_region(None)
-        self.overlay_box.setVisible(kind == "sketch" and hit is not None)
+        self.overlay_box.setVisible(kind == "sketch" and sketch is not None and hit is not None)
         self.note.setVisible(False)
-        self.rotation.set_kind(kind)
+        # the polar plot: of the sketch, or of the query photo (or region) as an image; none when browsing
+        self.rotation.set_kind("sketch" if kind == "sketch" and sketch is not None else "image")
+        self.rotation.setVisible(kind != "browse")
         if hit is None:
             self.title.setText("")
             self.path.setText("")
@@ -626,13 +628,19 @@ class DetailPanel(QWidget):
             return
         self.title.setText(os.path.basename(hit.path))
         self.path.setText(hit.path)
-        if kind == "sketch":
+        if kind == "browse":
+            self.scores.setText(html.escape(f"taken {format_hit(hit, kind)}" if hit.taken else "no date")
+                                + "<br>" + html.escape("Draw a shape, or drop a photo, to search"))
+        elif kind in ("sketch", "region"):
             cut = likely_cut()
             verdict = "a likely match" if hit.score >= cut else f"not a likely match (those score ≥ {cut:.0%})"
             shape = f" · shape alignment {hit.raw_score:.2f}" if hit.raw_score is not None else ""
             x0, y0, x1, y1 = hit.box
             where = (f"box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f}) · sketch at {hit.scale:.0%} of the "
                      "photo" + (" · mirrored" if hit.mirrored else ""))
+            if kind == "region":  # two rankings fused: a rank score, not a probability
+                verdict = "the region's shape and image rankings fused (1: first in both), not a probability"
+                where = where.replace("sketch at", "region's shape at")
             self.scores.setText(html.escape(f"{format_score(hit.score, kind)}: {verdict}{shape}") + "<br>"
                                 + html.escape(where))
         else:
@@ -654,7 +662,7 @@ class DetailPanel(QWidget):
             return  # another result was selected meanwhile
         image, size = res
         overlay = None
-        box = self.hit.box if self.kind == "sketch" else None
+        box = self.hit.box if self.kind in ("sketch", "region") else None
         if self.kind == "sketch" and self.sketch is not None:
             overlay = ink_overlay(self.sketch, mirrored=self.hit.mirrored)
         self.photo.show_overlay = self.overlay_box.isChecked()

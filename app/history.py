@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QDateTime, QLocale, QSize, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QSize, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QAction, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
@@ -497,8 +497,7 @@ class HistoryStrip(QListWidget):
         return self._shown[row] if 0 <= row < len(self._shown) else None
 
     def refresh(self) -> None:
-        """Show the history's entries as they are now (the current one kept when it is still there)."""
-        current = self.entry(self.currentRow())
+        """Show the history's entries as they are now, the newest (the query shown) current."""
         self.clear()
         self._shown = self.history.entries
         fallback = {k: QIcon(str(ICONS / f"{'sketch' if k == 'sketch' else 'image'}.svg")) for k in KINDS}
@@ -511,8 +510,8 @@ class HistoryStrip(QListWidget):
             item.setData(Qt.ItemDataRole.AccessibleTextRole, tip.replace("\n", ", "))
             item.setSizeHint(self.gridSize())
             self.addItem(item)
-        if current is not None and current in self._shown:
-            self.setCurrentRow(self._shown.index(current))
+        if self._shown:  # the newest: the query shown now (a query run again moves to the front)
+            self.setCurrentRow(0)
         self.clear_action.setEnabled(bool(self._shown))
         self.viewport().update()
         if self._was_empty is not self.isEmpty():
@@ -559,8 +558,7 @@ def _square(pm: QPixmap, side: int) -> QPixmap:
 
 
 def _tooltip(e: HistoryEntry) -> str:
-    when = QLocale().toString(QDateTime.fromMSecsSinceEpoch(int(e.created * 1000)),
-                              QLocale.FormatType.ShortFormat)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
     lines = [e.label(), when]
     if e.kind == "region" and e.box:
         lines.append("box {}, {} – {}, {}".format(*e.box))

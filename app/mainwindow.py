@@ -43,6 +43,7 @@ from .canvas import SketchCanvas
 from .detail import DetailPanel, region_mode_combo
 from .filterbar import FilterBar
 from .history import HistoryStrip, QueryHistory, history_folder
+from .labels import ElidedLabel
 from .memory import trim_heap
 from .results import (
     HitRole,
@@ -172,6 +173,7 @@ class MainWindow(QMainWindow):
         self.query_image: np.ndarray | str | None = None
         self.query_path: str | None = None  # the file of an image query (None: pasted or dropped pixels)
         self.query_region: tuple[str, tuple, str] | None = None  # a region query's (photo, box, mode)
+        self._region_crop: np.ndarray | None = None  # its pixels
         self._generation = 0
         self._search_started = 0.0
         self._indexing: Task | None = None
@@ -808,6 +810,15 @@ class MainWindow(QMainWindow):
         if filt.active:
             text += " · filtered"
         self.count_label.setText(text)
+        if n:
+            self.results.set_empty_text("")
+        elif filt.active:
+            self.results.set_empty_text("No photo matches the filters. Remove one (✕ above the grid) to see "
+                                        "more.")
+        elif kind == "browse":
+            self.results.set_empty_text("This collection has no photos yet: File → Index a Photo Folder.")
+        else:
+            self.results.set_empty_text("No results.")
         if self.pages.currentIndex() == VIEWER:
             self.close_viewer()
         self.time_label.setText(f"search {1000 * seconds:.0f} ms")
@@ -866,6 +877,7 @@ class MainWindow(QMainWindow):
             self.error(str(e), dialog=False)
             return
         self.query_kind, self.query_image, self.query_path = "region", None, str(Path(path).resolve())
+        self._region_crop = crop
         self.query_region = (self.query_path, tuple(float(v) for v in box), mode)
         self.region_mode.blockSignals(True)
         self.region_mode.setCurrentIndex(max(0, self.region_mode.findData(mode)))
@@ -979,7 +991,7 @@ class MainWindow(QMainWindow):
         if entry.kind == "sketch":
             self.back_to_sketch()
             try:
-                self.canvas.load_image(self.history.file(entry.sketch))
+                self.canvas.set_sketch(self.history.sketch_pixels(entry))
             except (OSError, ValueError) as e:
                 self.error(f"That sketch cannot be read back: {e}", dialog=False)
                 return
@@ -1059,10 +1071,12 @@ class MainWindow(QMainWindow):
             self.message("There are no results to save", 5000)
             return False
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save the results", "results.json",
-                                                  "JSON (*.json);;CSV (*.csv)")
+            path, chosen = QFileDialog.getSaveFileName(self, "Save the results", "results.json",
+                                                       "JSON (*.json);;CSV (*.csv)")
             if not path:
                 return False
+            if not Path(path).suffix:  # a name typed without its suffix: the type chosen in the dialog
+                path += ".csv" if chosen.startswith("CSV") else ".json"
         query: dict = {"kind": self.query_kind, "collection": str(self.db) if self.db else None, "top": self.top_k}
         if self.query_kind == "image":
             query["image"] = self.query_path
@@ -1084,17 +1098,26 @@ class MainWindow(QMainWindow):
 
     def try_demo(self) -> None:
         """Index the bundled demo photos into their own collection and open it (the welcome panel)."""
-        from engine.demo import DEMO, default_demo_db
+        from engine.demo import DEMO
 
-        self.index_folder(DEMO / "photos", default_demo_db())
+        root = Path(self.collections_root) if self.collections_root else collections_folder()
+        self.index_folder(DEMO / "photos", root / "Demo photos")
 
     # -- selection, status, settings --------------------------------------------------------------
     def _current_changed(self, current, _previous) -> None:
         hit = current.data(HitRole) if current is not None and current.isValid() else None
         kind = self.model.kind
         self.detail.show_hit(hit, kind=kind, sketch=self._shown_sketch,
-                             query_path=self.query_path if kind == "image" else None)
-        query = self._shown_sketch if kind == "sketch" else self.query_image
+                             query_path=self.query_path if self.query_kind != "sketch" else None)
+        # the polar plot's query: the sketch, or the query photo or region as an image; none when browsing
+        if kind == "sketch" and self._shown_sketch is not None:
+            query, curve_kind = self._shown_sketch, "sketch"
+        elif self.query_kind == "region":
+            query, curve_kind = self._region_crop, "image"
+        elif kind == "image":
+            query, curve_kind = self.query_image, "image"
+        else:
+            query, curve_kind = None, None
         self._trim_later()
         if hit is None or query is None or self.index is None:
             return
@@ -1104,7 +1127,7 @@ class MainWindow(QMainWindow):
             if self.detail.hit is hit:  # still the selected result
                 self.detail.rotation.set_curve(curve)
 
-        self.runner.start(Task(curve_for_hit, self.index, query, hit, kind=kind), on_done=show,
+        self.runner.start(Task(curve_for_hit, self.index, query, hit, kind=curve_kind), on_done=show,
                           on_error=lambda msg: self.message(f"rotation curve: {msg}", 5000))
 
     def _trim_later(self) -> None:
@@ -1269,41 +1292,6 @@ def open_and_warm(db: str):
     from engine.shards import open_collection
 
     return warm(open_collection(db))
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that elides its text to the room it has (the whole text in its tooltip), so a long
-    message never pushes the status bar's other fields or runs into them."""
-
-    def __init__(self, text: str = "", parent=None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(40)
-        self.setText(text)
-
-    def setText(self, text: str) -> None:  # noqa: N802 (Qt)
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def text(self) -> str:
-        return self._full
-
-    def _line(self) -> str:
-        """The text on one line (a message's line breaks become spaces)."""
-        return " ".join(self._full.split())
-
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt): the whole text, where there is room for it
-        return QSize(self.fontMetrics().horizontalAdvance(self._line()) + 8, super().sizeHint().height())
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(self._line(), Qt.TextElideMode.ElideMiddle, max(self.width(), 40))
-        super().setText(shown)
 
 
 def _count(db: Path) -> int | None:

@@ -77,7 +77,8 @@ def format_score(score: float, kind: str) -> str:
         return f"similarity {score:.2f}"
     if kind == "region":
         return f"fused {score:.2f}"
-    return f"match {100 * score:.0f}%" if score >= 0.01 or score == 0 else "match <1%"
+    # rounded down, so a result below the likely-match cut never reads as reaching it (29.6 % is "29%")
+    return f"match {math.floor(100 * score + 1e-9):d}%" if score >= 0.01 or score == 0 else "match <1%"
 
 
 def format_hit(hit, kind: str) -> str:
@@ -364,6 +365,10 @@ class ResultDelegate(QStyledItemDelegate):
             if option.state & QStyle.StateFlag.State_MouseOver:
                 painter.fillRect(r, pal.color(QPalette.ColorRole.AlternateBase))
             text_colour = pal.color(QPalette.ColorRole.Text)
+        if option.state & QStyle.StateFlag.State_HasFocus:  # where the keyboard is: a frame, seen in any scheme
+            pen = QPen(text_colour, 2, Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            painter.drawRect(r.adjusted(1, 1, -1, -1))
         line = option.fontMetrics.height() + 2
         area = QRect(r.left() + 4, r.top() + 4, r.width() - 8, r.height() - 8 - self.text_height(option) + 6)
         got = self.model.thumbs.get(hit.path)
@@ -735,11 +740,29 @@ class ResultsView(QAbstractItemView):
         return row
 
     # -- painting and input -----------------------------------------------------------------------
+    empty_text = ""  # said in the middle of the grid when it has no results (set by the window)
+
+    def set_empty_text(self, text: str) -> None:
+        self.empty_text = text
+        self.viewport().update()
+
+    def focusInEvent(self, event) -> None:  # noqa: N802 (Qt): the focus frame of the current result
+        super().focusInEvent(event)
+        self.viewport().update()
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().focusOutEvent(event)
+        self.viewport().update()
+
     def paintEvent(self, event) -> None:
         model = self.model()
         if model is None:
             return
         painter = QPainter(self.viewport())
+        if model.rowCount() == 0 and self.empty_text:
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.viewport().rect().adjusted(24, 24, -24, -24),
+                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty_text)
         clip, region = event.rect(), event.region()
         off = self.verticalOffset()
         pal = self.palette()

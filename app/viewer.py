@@ -26,7 +26,8 @@ from .detail import (
     region_mode_combo,
     widget_rect_to_original,
 )
-from .results import QUERY_SIMILARITY, draw_box, format_score, load_preview, qimage_from_pixels
+from .labels import ElidedLabel
+from .results import QUERY_SIMILARITY, draw_box, format_hit, load_preview, qimage_from_pixels
 from .workers import Runner, Task
 
 log = logging.getLogger(__name__)
@@ -363,9 +364,8 @@ class PhotoViewer(QWidget):
         self.back = QPushButton("← Back to results")
         self.back.setToolTip("Back to the results grid (Escape or Space)")
         self.back.clicked.connect(self.closed.emit)
-        self.caption = QLabel()
+        self.caption = ElidedLabel()  # elided to its room (the whole text in the tooltip)
         self.caption.setTextFormat(Qt.TextFormat.PlainText)  # file names are text, never markup
-        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         f = self.caption.font()
         f.setBold(True)
         self.caption.setFont(f)
@@ -391,9 +391,8 @@ class PhotoViewer(QWidget):
         self.region_search = QPushButton("Search with this region")
         self.region_search.setToolTip("Search the collection with the selected region (Enter)")
         self.region_search.clicked.connect(self.search_region)
-        self.region_note = QLabel()
+        self.region_note = ElidedLabel()
         self.region_note.setEnabled(False)
-        self.region_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         for w in (self.back, self.fit_button, self.actual_button, self.overlay_button, self.region_button,
                   self.region_mode, self.region_search):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the viewer
@@ -460,7 +459,7 @@ class PhotoViewer(QWidget):
         hit = self.hits[row]
         self.canvas.clear("Loading…")
         self.caption.setText(self._caption(hit))
-        self.caption.setToolTip(hit.path)
+        self.caption.setToolTip(f"{self.caption.text()}\n{hit.path}")
         if hit.path in self._cache:
             self._display(hit.path)
         else:
@@ -472,8 +471,7 @@ class PhotoViewer(QWidget):
 
     def _caption(self, hit) -> str:
         parts = [os.path.basename(hit.path), f"{self._row + 1} of {len(self.hits)}"]
-        if self.kind != "browse":
-            parts.append(format_score(hit.score, self.kind))
+        parts.append(format_hit(hit, self.kind))  # the score, or when browsing the date
         if self.kind == "sketch" and hit.mirrored:
             parts.append("mirrored")
         if self.kind == "image":

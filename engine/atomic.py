@@ -15,6 +15,9 @@ from pathlib import Path
 
 __all__ = ["atomic_write"]
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *,
                  tmp: str | os.PathLike | None = None) -> None:
@@ -28,6 +31,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *,
     if tmp is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if hasattr(os, "fchmod"):  # mkstemp makes it owner-only; a file written is as readable as any other
+            os.fchmod(fd, 0o666 & ~_UMASK)
     else:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
                      | getattr(os, "O_BINARY", 0), 0o644)

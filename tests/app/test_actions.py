@@ -160,9 +160,11 @@ def test_save_results_csv_has_the_header_and_a_row_per_hit(tmp_path):
     save_results(out, hits, query={}, kind="image")
     with open(out, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == list(CSV_HEADER) == "rank,path,score,x0,y0,x1,y1,scale,mirrored".split(",")
-    assert rows[1] == ["1", "/photos/a,b.jpg", "0.912346", "10.0", "20.0", "110.3", "90.5", "0.5", "false"]
-    assert rows[2][:2] == ["2", "/photos/ü/c.jpg"] and rows[2][-1] == "true" and len(rows) == 3
+    assert rows[0] == list(CSV_HEADER) == "rank,path,score,x0,y0,x1,y1,scale,mirrored,raw_score".split(",")
+    assert rows[1][:9] == ["1", "/photos/a,b.jpg", "0.912346", "10.0", "20.0", "110.3", "90.5", "0.5", "false"]
+    assert rows[1][9] == (str(hits[0].to_json()["raw_score"]) if hits[0].raw_score is not None else "")
+    assert rows[2][:2] == ["2", "/photos/ü/c.jpg"] and rows[2][8] == "true" and len(rows) == 3
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # readable as any file written (the umask's mode)
 
 
 def test_save_results_refuses_another_suffix(tmp_path):

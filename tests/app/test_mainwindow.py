@@ -433,7 +433,7 @@ def test_a_status_message_with_line_breaks_shows_on_one_line(qtbot):
     (it ran onto a second line under Xvfb), whole in the tooltip."""
     from PySide6.QtWidgets import QLabel
 
-    from app.mainwindow import ElidedLabel
+    from app.labels import ElidedLabel
 
     label = ElidedLabel()
     qtbot.addWidget(label)

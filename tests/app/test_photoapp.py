@@ -152,3 +152,54 @@ def test_results_can_be_saved_and_exported(qtbot, window, tmp_path, monkeypatch)
     assert sorted(p.name for p in dest.iterdir()) == sorted(Path(p).name for p in picked)
     window.export_selection(picked)  # again: nothing overwritten, the copies get new names
     assert len(list(dest.iterdir())) == 2 * len(picked)
+
+
+def test_browsing_and_region_results_read_right_in_the_detail_panel(qtbot, window):
+    window.results.setCurrentIndex(window.model.index(0))  # browsing: the date, no score, no polar plot
+    qtbot.waitUntil(lambda: window.detail.hit is window.model.hits[0], timeout=10_000)
+    assert "taken" in window.detail.scores.text() and "cosine" not in window.detail.scores.text()
+    assert window.detail.rotation.isHidden()
+    photo = str((DEMO / "photos" / "gen_cup_1.jpg").resolve())
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):
+        window.search_region(photo, (30.0, 40.0, 390.0, 380.0), "both")
+    window.results.setCurrentIndex(window.model.index(1))
+    hit = window.model.hits[1]
+    assert "fused" in window.detail.scores.text() and "not a probability" in window.detail.scores.text()
+    assert "cosine" not in window.detail.scores.text()
+    qtbot.waitUntil(lambda: window.detail.photo.image is not None, timeout=20_000)
+    assert window.detail.photo.box == hit.box  # the box drawn, as in the grid
+    # the polar plot: the region against the photo, as an image (not "computing…" for ever)
+    qtbot.waitUntil(lambda: window.detail.rotation.best_angle is not None, timeout=30_000)
+    assert not window.detail.rotation.isHidden()
+
+
+def test_a_sketch_from_the_history_searches_exactly_as_it_did(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    before = [(h.path, h.score) for h in window.model.hits]
+    entry = window.history.entries[0]
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.canvas.clear()
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.history_strip.chosen.emit(entry)
+    assert [(h.path, h.score) for h in window.model.hits] == before  # the very pixels searched again
+    assert window.history.entries[0] is entry and len(window.history) == 1  # not a new entry
+    assert window.history_strip.currentRow() == 0  # the strip marks the query shown
+
+
+def test_an_empty_filtered_grid_says_why(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.filter_bar.set_filter(PhotoFilter(min_side=100_000))
+    assert "filters" in window.results.empty_text
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.filter_bar.set_filter(PhotoFilter())
+    assert window.results.empty_text == ""
+
+
+def test_save_results_adds_the_chosen_type_to_a_bare_name(qtbot, window, tmp_path, monkeypatch):
+    target = tmp_path / "mine"
+    monkeypatch.setattr(mainwindow.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "CSV (*.csv)")))
+    assert window.save_results()
+    assert (tmp_path / "mine.csv").read_text().startswith("rank,path,score")

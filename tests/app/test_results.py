@@ -159,6 +159,8 @@ def test_image_results_read_as_similarities_and_mark_the_query_photo(grid):
     assert "query photo" in model.summary()
     assert format_score(0.87, "image") == "similarity 0.87"
     assert format_score(0.87, "sketch") == "match 87%"  # a different scale reads differently
+    assert format_score(0.2996, "sketch") == "match 29%"  # below the likely cut (0.30): never reads as reaching it
+    assert format_score(0.30, "sketch") == "match 30%" and format_score(0.29, "sketch") == "match 29%"
     model.set_hits(hits_with([0.998, 0.6]), "image")  # a pasted copy: no path, but the same photo
     assert model.is_query(model.hits[0]) and not model.is_query(model.hits[1])
     model.set_hits(hits_with([0.998]), "sketch")  # a sketch hit is never "the query"
