@@ -9,9 +9,10 @@ class ElidedLabel(QLabel):
     """A one-line label that elides its text to the room it has (the whole text in its tooltip), so a long
     message never pushes the status bar's other fields or runs into them."""
 
-    def __init__(self, text: str = "", parent=None) -> None:
+    def __init__(self, text: str = "", parent=None, *, elide: Qt.TextElideMode = Qt.TextElideMode.ElideMiddle) -> None:
         super().__init__(parent)
         self._full = ""
+        self._mode = elide
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setMinimumWidth(40)
         self.setText(text)
@@ -36,5 +37,5 @@ class ElidedLabel(QLabel):
         self._elide()
 
     def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(self._line(), Qt.TextElideMode.ElideMiddle, max(self.width(), 40))
+        shown = self.fontMetrics().elidedText(self._line(), self._mode, max(self.width(), 40))
         super().setText(shown)

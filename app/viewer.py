@@ -364,7 +364,7 @@ class PhotoViewer(QWidget):
         self.back = QPushButton("← Back to results")
         self.back.setToolTip("Back to the results grid (Escape or Space)")
         self.back.clicked.connect(self.closed.emit)
-        self.caption = ElidedLabel()  # elided to its room (the whole text in the tooltip)
+        self.caption = ElidedLabel(elide=Qt.TextElideMode.ElideRight)  # to its room (the whole text: tooltip)
         self.caption.setTextFormat(Qt.TextFormat.PlainText)  # file names are text, never markup
         f = self.caption.font()
         f.setBold(True)
@@ -391,7 +391,7 @@ class PhotoViewer(QWidget):
         self.region_search = QPushButton("Search with this region")
         self.region_search.setToolTip("Search the collection with the selected region (Enter)")
         self.region_search.clicked.connect(self.search_region)
-        self.region_note = ElidedLabel()
+        self.region_note = ElidedLabel(elide=Qt.TextElideMode.ElideRight)
         self.region_note.setEnabled(False)
         for w in (self.back, self.fit_button, self.actual_button, self.overlay_button, self.region_button,
                   self.region_mode, self.region_search):
