@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
 
     searchFinished = Signal(int)
     indexingFinished = Signal(str)  # "done" | "cancelled" | "failed"
+    exportFinished = Signal(object)  # the ExportReport of File → Export (tests)
 
     def __init__(self, *, db: str | os.PathLike | None = None, settings: QSettings | None = None,
                  restore: bool = True, history: QueryHistory | None = None) -> None:
@@ -173,6 +174,7 @@ class MainWindow(QMainWindow):
         self.query_image: np.ndarray | str | None = None
         self.query_path: str | None = None  # the file of an image query (None: pasted or dropped pixels)
         self.query_region: tuple[str, tuple, str] | None = None  # a region query's (photo, box, mode)
+        self._region_token = None  # the region being read (search_region)
         self._region_crop: np.ndarray | None = None  # its pixels
         self._generation = 0
         self._search_started = 0.0
@@ -286,7 +288,7 @@ class MainWindow(QMainWindow):
         self.result_actions.openExternally.connect(lambda path: self.open_photo(path=path))
         self.result_actions.copyPaths.connect(lambda paths: (copy_paths(paths), self._paths_copied(paths)))
         self.result_actions.export.connect(self.export_selection)
-        self.result_actions.saveResults.connect(self.save_results)
+        self.result_actions.saveResults.connect(lambda: self.save_results())
         self.result_actions.searchImage.connect(self.search_image_file)
         self.thumb_slider = ThumbSizeSlider(self.results)
         self.thumb_slider.setMinimumWidth(80)
@@ -418,8 +420,8 @@ class MainWindow(QMainWindow):
         f.addAction(self._action("Open a &Sketch…", self.choose_sketch, None, "sketch"))
         f.addAction(self._action("Search by &Image…", self.choose_image, "Ctrl+I", "image"))
         f.addAction(self._action("Save the Sketch &As…", self.save_sketch, "Ctrl+S", "save"))
-        f.addAction(self._action("Save the &Results…", self.save_results, "Ctrl+Shift+S"))
-        f.addAction(self._action("E&xport the Selected Photos…", self.export_selection, "Ctrl+E"))
+        f.addAction(self._action("Save the &Results…", lambda: self.save_results(), "Ctrl+Shift+S"))
+        f.addAction(self._action("E&xport the Selected Photos…", lambda: self.export_selection(), "Ctrl+E"))
         f.addSeparator()
         self.skipped_action = self._action("Show S&kipped Files…", self.show_skipped)
         f.addAction(self.skipped_action)
@@ -445,7 +447,7 @@ class MainWindow(QMainWindow):
         e.addAction(copy)
         s = m.addMenu("&Search")
         s.addAction(self._action("Search &Now", self.search_now, ["Return", "Enter"], "search"))
-        s.addAction(self._action("&Back to the Sketch", self.back_to_sketch, "Escape"))
+        s.addAction(self._action("&Back to the Sketch", self._escape, "Escape"))
         s.addAction(self._action("&View the Photo Large", lambda: self.view_photo(), "Ctrl+Return"))
         s.addSeparator()
         s.addAction(self._action("&Filter by Folder…", self.filter_bar.choose_folder))
@@ -820,7 +822,13 @@ class MainWindow(QMainWindow):
         else:
             self.results.set_empty_text("No results.")
         if self.pages.currentIndex() == VIEWER:
-            self.close_viewer()
+            shown = self.viewer.current_hit()
+            rows = [i for i, h in enumerate(self.model.hits) if shown is not None and h.path == shown.path]
+            if rows:  # e.g. the collection refreshed while indexing: stay on the photo
+                self.viewer.set_results(self.model.hits, rows[0], kind=self.model.kind, sketch=self._shown_sketch,
+                                        query_path=self.query_path if self.query_kind != "sketch" else None)
+            else:
+                self.close_viewer()
         self.time_label.setText(f"search {1000 * seconds:.0f} ms")
         self.detail.show_hit(None)
         if n:
@@ -852,7 +860,7 @@ class MainWindow(QMainWindow):
         self.query_region = None
         self._show_query_image(pixels, name, "Searching by this image:")
         if remember:
-            self._remember(lambda: self.history.add_image(path, None if path else pixels, collection=self.db))
+            self._remember(lambda: self.history.add_image(path, pixels, collection=self.db))
         self.search_now()
 
     def _show_query_image(self, pixels: np.ndarray, name: str, label: str) -> None:
@@ -868,14 +876,23 @@ class MainWindow(QMainWindow):
     def search_region(self, path: str, box, mode: str = "both", *, remember: bool = True) -> None:
         """Search with a region of a photo (``box`` in its original pixels) by its shape, its image or both
         (the viewer's and the detail panel's "Search with this region")."""
-        from engine.errors import QueryError
         from engine.region import region_pixels
 
-        try:
-            crop = region_pixels(path, box, min_side=256)
-        except QueryError as e:
-            self.error(str(e), dialog=False)
-            return
+        self._region_token = token = object()  # the latest region asked for wins
+        self.count_label.setText("Reading the region…")
+
+        def done(crop, _s) -> None:
+            if self._region_token is token:
+                self._set_region_query(path, box, mode, crop, remember=remember)
+
+        def failed(message: str) -> None:
+            if self._region_token is token:
+                self.count_label.setText(self.model.summary())
+                self.error(message, dialog=False)
+
+        self.runner.start(Task(region_pixels, path, box, min_side=256), on_done=done, on_error=failed)
+
+    def _set_region_query(self, path: str, box, mode: str, crop: np.ndarray, *, remember: bool) -> None:
         self.query_kind, self.query_image, self.query_path = "region", None, str(Path(path).resolve())
         self._region_crop = crop
         self.query_region = (self.query_path, tuple(float(v) for v in box), mode)
@@ -891,12 +908,18 @@ class MainWindow(QMainWindow):
     def _region_mode_changed(self, _i: int) -> None:
         if self.query_kind == "region" and self.query_region is not None:
             path, box, _ = self.query_region
-            self.search_region(path, box, self.region_mode.currentData())
+            self._set_region_query(path, box, self.region_mode.currentData(), self._region_crop, remember=True)
+
+    def _escape(self) -> None:
+        """Escape: out of the viewer, else back to the sketch."""
+        if self.pages.currentIndex() == VIEWER:
+            self.close_viewer()
+        else:
+            self.back_to_sketch()
 
     def back_to_sketch(self) -> None:
         if self.pages.currentIndex() == VIEWER:
             self.close_viewer()
-            return
         if self.query_kind != "sketch":
             self.query_kind, self.query_image, self.query_path, self.query_region = "sketch", None, None, None
             self.region_mode.setVisible(False)
@@ -978,13 +1001,17 @@ class MainWindow(QMainWindow):
         """Record the sketch being drawn: one entry per drawing, replaced as strokes are added (cleared, or another
         query, starts the next)."""
         previous = self._sketch_entry
-        entry = self._remember(lambda: self.history.add_sketch(sketch, collection=self.db))
-        if entry is None:
-            return
-        if previous is not None and previous is not entry and previous in self.history.entries:
-            self.history.remove(previous)
-            self.history_strip.refresh()
-        self._sketch_entry = entry
+        known = {id(e) for e in self.history.entries}
+
+        def add():
+            entry = self.history.add_sketch(sketch, collection=self.db)
+            if previous is not None and previous is not entry:
+                self.history.remove(previous)
+            return entry
+
+        entry = self._remember(add)
+        if entry is not None:  # an entry this drawing made (not an earlier sketch asked for again) is replaced
+            self._sketch_entry = entry if id(entry) not in known else None
 
     def rerun(self, entry) -> None:
         """Run a query of the history again (the strip's click)."""
@@ -995,7 +1022,7 @@ class MainWindow(QMainWindow):
             except (OSError, ValueError) as e:
                 self.error(f"That sketch cannot be read back: {e}", dialog=False)
                 return
-            self._sketch_entry = entry
+            self._sketch_entry = None  # the recalled entry stays; strokes added make a new one
             self.search_now()
         elif entry.kind == "image" and entry.path:
             self.search_image_file(entry.path)
@@ -1059,11 +1086,17 @@ class MainWindow(QMainWindow):
         folder, mode = got
         self.settings.setValue("export/folder", str(folder))
         self.settings.setValue("export/mode", mode)
-        report = export_photos(paths, folder, mode=mode)
-        if report.failed:
-            self.error(report.summary() + "\n" + "\n".join(report.lines()))
-        else:
-            self.message(report.summary(), 8000)
+        self.message(f"Exporting {len(paths)} photo{'s' if len(paths) != 1 else ''} to {folder}…", 60_000)
+
+        def done(report, _s) -> None:  # copies of large photos take a while: off the UI thread
+            if report.failed:
+                self.error(report.summary() + "\n" + "\n".join(report.lines()))
+            else:
+                self.message(report.summary(), 8000)
+            self.exportFinished.emit(report)
+
+        self.runner.start(Task(export_photos, paths, folder, mode=mode), on_done=done,
+                          on_error=lambda msg: self.error(f"Export failed: {msg}"))
 
     def save_results(self, path: str | None = None) -> bool:
         """Write the results shown as JSON (the command line's fields, plus the query) or CSV."""
@@ -1077,6 +1110,10 @@ class MainWindow(QMainWindow):
                 return False
             if not Path(path).suffix:  # a name typed without its suffix: the type chosen in the dialog
                 path += ".csv" if chosen.startswith("CSV") else ".json"
+                if os.path.exists(path) and QMessageBox.question(
+                        self, "Save the results", f"{os.path.basename(path)} exists. Replace it?") \
+                        != QMessageBox.StandardButton.Yes:  # the dialog asked of the name without it
+                    return False
         query: dict = {"kind": self.query_kind, "collection": str(self.db) if self.db else None, "top": self.top_k}
         if self.query_kind == "image":
             query["image"] = self.query_path

@@ -944,7 +944,7 @@ class ResultsView(QAbstractItemView):
         # Enter on a result opens it, before a window-wide Enter shortcut (Search Now) takes the key
         # and so do Ctrl+C (copy the selected photos) and Ctrl+A (select all the results)
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
-            if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+            if _plain_enter(event) and self.currentIndex().isValid():
                 event.accept()
                 return True
             model = self.model()
@@ -955,7 +955,7 @@ class ResultsView(QAbstractItemView):
         return super().event(event)
 
     def keyPressEvent(self, event) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+        if _plain_enter(event) and self.currentIndex().isValid():
             self._open(self.currentIndex())
             event.accept()
             return
@@ -986,6 +986,12 @@ class ResultsView(QAbstractItemView):
         hit = index.data(HitRole) if index.isValid() else None
         if hit is not None:
             (signal or self.openRequested).emit(hit)
+
+
+def _plain_enter(event) -> bool:
+    """Return or Enter without Ctrl, Alt or Shift (the keypad's Enter included): the grid's own "open"."""
+    mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+    return event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and mods == Qt.KeyboardModifier.NoModifier
 
 
 class ThumbSizeSlider(QSlider):

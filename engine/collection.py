@@ -202,7 +202,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
                                reference=reference)
     if stage.expands:
         fused = fusion_steps.finish_expanded(stage, *_expand(
-            shards, qid, fusion_steps.seed_rows(stage), rows, afm, glob, glob_bg, bgi, parts, extra_k, params,
+            shards, qid, fusion_steps.seed_rows(stage, barred), rows, afm, glob, glob_bg, bgi, parts, extra_k, params,
             reference, options.device, filt))
     else:
         fused = fusion_steps.finish(stage)
@@ -484,16 +484,29 @@ class Collection:
         pixels = region_pixels(image, box, min_side=need)
         depth = top_k if mode != "both" else max(2 * top_k, 100)
         shape = image_hits = []
-        if mode in ("shape", "both"):
+        problems = []  # with both: a region without edges, or a collection without image descriptors, is
+        if mode in ("shape", "both"):  # searched by the other alone
             s = self.settings
-            edges = region_sketch(pixels, detector=s.detector, max_side=s.max_side, min_strength=s.min_strength)
-            shape = self.search(edges, top_k=depth, options=options, params=params, filt=filt)
+            try:
+                edges = region_sketch(pixels, detector=s.detector, max_side=s.max_side, min_strength=s.min_strength)
+                shape = self.search(edges, top_k=depth, options=options, params=params, filt=filt)
+            except QueryError as e:
+                if mode == "shape":
+                    raise
+                problems.append(e)
         if mode in ("image", "both"):
-            image_hits = self.search_image(pixels, top_k=depth, device=device, filt=filt)
+            try:
+                image_hits = self.search_image(pixels, top_k=depth, device=device, filt=filt)
+            except QueryError as e:
+                if mode == "image" or problems:
+                    raise
+                problems.append(e)
         if mode == "shape":
             return shape
         if mode == "image":
             return image_hits
+        if problems:  # one of the two: its own ranking, its own scores
+            return [dataclasses.replace(h, rank=i + 1) for i, h in enumerate((shape or image_hits)[:top_k])]
         return fuse_rankings(shape, image_hits, top_k)
 
     def folders(self) -> list[str]:

@@ -207,14 +207,16 @@ class IndexView:
         if filt is None or not filt.active:
             return None
         cache = self.__dict__.setdefault("_allowed", {})
-        if filt not in cache:
+        rows = cache.get(filt)
+        if rows is None:  # (searches may run in two threads: the result is kept in a local)
             with self._catalog() as con:
                 where, args, _ = self._where(filt, con)
                 ids = [r[0] for r in con.execute(f"SELECT id FROM files WHERE {where}", args)]
+            rows = np.sort(self.rows_of_ids(ids))
             if len(cache) > 8:
                 cache.clear()
-            cache[filt] = np.sort(self.rows_of_ids(ids))
-        return cache[filt]
+            cache[filt] = rows
+        return rows
 
     def browse_rows(self, filt, limit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(rows, dates) of the photos a filter lets through, newest first (EXIF date, else the file's time),

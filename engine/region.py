@@ -52,8 +52,9 @@ def region_pixels(image, box, *, min_side: int) -> np.ndarray:
         try:
             # the photo's size first (header only), to decode it no larger than the region needs
             full_w, full_h = image_size(image)
-            frac = max((x1 - x0) / max(full_w, 1), (y1 - y0) / max(full_h, 1), 1e-6)
-            need = int(math.ceil(min_side / frac))
+            # the photo's longer side that gives the region (clipped to the photo) a longer side of min_side
+            side = max(min(x1, full_w) - max(x0, 0.0), min(y1, full_h) - max(y0, 0.0), 1e-6)
+            need = int(math.ceil(min_side * max(full_w, full_h) / side))
             loaded = load_image(image, max_side=need if need < max(full_w, full_h) else None)
             full_w, full_h = loaded.original_size
         except ImageError as e:

@@ -280,9 +280,11 @@ class IndexWriter:
             return 0
         rows = self.con.execute("SELECT id, path FROM files WHERE status = 'indexed' AND taken IS NULL").fetchall()
         got = [(t, i) for i, p in rows if (t := read_taken(p)) is not None]
+        away = any(not os.path.exists(p) for _, p in rows)  # an unplugged drive: read its dates on a later run
         with self.con:
             self.con.executemany("UPDATE files SET taken = ? WHERE id = ?", got)
-            self.con.execute("DELETE FROM meta WHERE key = ?", (DATES_PENDING,))
+            if not away:
+                self.con.execute("DELETE FROM meta WHERE key = ?", (DATES_PENDING,))
         return len(got)
 
     # -- writing ----------------------------------------------------------------------------------

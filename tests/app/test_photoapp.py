@@ -96,7 +96,8 @@ def test_a_region_of_a_photo_is_a_query_and_is_remembered(qtbot, window):
         window.region_mode.setCurrentIndex(window.region_mode.findData("shape"))
     assert window.model.kind == "sketch" and window.query_region[2] == "shape"
     window.search_region(photo, (0, 0, 0, 10))  # no area: said in the status bar, the query kept
-    assert "no area" in window.message_label.text() and window.query_region[2] == "shape"
+    qtbot.waitUntil(lambda: "no area" in window.message_label.text(), timeout=10_000)
+    assert window.query_region[2] == "shape"
 
 
 def test_a_drawing_is_one_history_entry_and_a_click_runs_it_again(qtbot, window):
@@ -148,10 +149,12 @@ def test_results_can_be_saved_and_exported(qtbot, window, tmp_path, monkeypatch)
     picked = window.results.selected_paths()[:3]
     dest = tmp_path / "export"
     monkeypatch.setattr(mainwindow, "ask_export", lambda *_a, **_k: (str(dest), "copy"))
-    window.export_selection(picked)
+    with qtbot.waitSignal(window.exportFinished, timeout=30_000):  # copied off the UI thread
+        window.export_selection(picked)
     assert sorted(p.name for p in dest.iterdir()) == sorted(Path(p).name for p in picked)
-    window.export_selection(picked)  # again: nothing overwritten, the copies get new names
-    assert len(list(dest.iterdir())) == 2 * len(picked)
+    with qtbot.waitSignal(window.exportFinished, timeout=30_000) as done:
+        window.export_selection(picked)  # again: nothing overwritten, the copies get new names
+    assert len(list(dest.iterdir())) == 2 * len(picked) and len(done.args[0].renamed) == len(picked)
 
 
 def test_browsing_and_region_results_read_right_in_the_detail_panel(qtbot, window):
@@ -201,5 +204,29 @@ def test_save_results_adds_the_chosen_type_to_a_bare_name(qtbot, window, tmp_pat
     target = tmp_path / "mine"
     monkeypatch.setattr(mainwindow.QFileDialog, "getSaveFileName",
                         staticmethod(lambda *a, **k: (str(target), "CSV (*.csv)")))
-    assert window.save_results()
+    action = next(a for a in window.actions() if a.text() == "Save the &Results…")
+    action.trigger()  # the menu's action (its triggered(bool) must not be taken for a path)
     assert (tmp_path / "mine.csv").read_text().startswith("rank,path,score")
+    (tmp_path / "mine.csv").write_text("mine")  # the name typed again: the file there is not replaced unasked
+    monkeypatch.setattr(mainwindow.QMessageBox, "question",
+                        staticmethod(lambda *a, **k: mainwindow.QMessageBox.StandardButton.No))
+    assert not window.save_results()
+    assert (tmp_path / "mine.csv").read_text() == "mine"
+
+
+def test_a_sketch_from_the_history_while_viewing_a_region_result_searches_the_sketch(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    sketch = window.history.entries[0]
+    photo = str((DEMO / "photos" / "gen_cup_1.jpg").resolve())
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):
+        window.search_region(photo, (30.0, 40.0, 390.0, 380.0), "image")
+    window.view_photo(window.model.hits[0])
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.history_strip.chosen.emit(sketch)
+    assert window.query_kind == "sketch" and window.model.kind == "sketch"
+    assert window.pages.currentIndex() == GRID
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):  # drawing on: a new entry; the recalled one stays
+        draw(window.canvas, [(0.1, 0.9), (0.9, 0.9)])
+    assert sketch in window.history.entries and window.history.entries[0] is not sketch

@@ -124,6 +124,11 @@ def test_enter_opens_the_result_and_double_click_or_space_views_it(qtbot, grid):
     with qtbot.waitSignal(view.openRequested, timeout=2000) as sig:
         qtbot.keyClick(view, Qt.Key.Key_Return)
     assert sig.args[0] is model.hits[1]
+    opened = []
+    view.openRequested.connect(opened.append)
+    qtbot.keyClick(view, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # the window's, not the grid's
+    assert opened == []
+    view.openRequested.disconnect()
     centre = view.visualRect(model.index(2)).center()
     with qtbot.waitSignal(view.viewRequested, timeout=2000) as sig:
         qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=centre)

@@ -79,21 +79,30 @@ FILTERS = [
 
 
 @pytest.mark.parametrize("make", FILTERS)
-def test_filtered_sketch_search_is_the_full_ranking_restricted(collection, sketch, make):
-    """Below the shortlist size every photo is a candidate: a filtered search must rank exactly as the whole
-    collection's ranking with the photos the filter bars taken out (same scores: the background statistics
-    stay the collection's)."""
+def test_filtered_sketch_search_is_the_full_ranking_restricted(collection, sketch, make, monkeypatch):
+    """Below the shortlist size every photo is a candidate: without the expansion, a filtered search must rank
+    exactly as the whole collection's ranking with the photos the filter bars taken out (same scores: the
+    background statistics stay the collection's).  The expansion's seeds are photos the filter lets through."""
+    from engine import collection as coll
+    from engine import fusion
+
     root, db, dates = collection
     ix = SketchIndex(db)
     filt = make(root)
     allowed = _allowed(ix, filt, dates)
     assert 0 < len(allowed) < len(ix)
-    full = [h for h in ix.search(sketch, top_k=len(ix)) if h.path in allowed]
-    got = ix.search(sketch, top_k=len(ix), filt=filt)
+    full = [h for h in ix.search(sketch, top_k=len(ix), expand=0) if h.path in allowed]
+    got = ix.search(sketch, top_k=len(ix), filt=filt, expand=0)
     assert [h.path for h in got] == [h.path for h in full]
     assert np.allclose([h.score for h in got], [h.score for h in full], atol=1e-6)
-    few = ix.search(sketch, top_k=3, filt=filt)  # the cut comes after the filter: a full page
+    few = ix.search(sketch, top_k=3, filt=filt, expand=0)  # the cut comes after the filter: a full page
     assert [h.path for h in few] == [h.path for h in full[:3]]
+    seeds, seed_rows = [], fusion.seed_rows
+    monkeypatch.setattr(coll.fusion_steps, "seed_rows",
+                        lambda stage, barred=None: seeds.append(seed_rows(stage, barred)) or seeds[-1])
+    expanded = ix.search(sketch, top_k=3, filt=filt)
+    assert len(expanded) == 3 and all(h.path in allowed for h in expanded)
+    assert len(seeds) == 1 and len(seeds[0]) and {ix.paths[r] for r in seeds[0].tolist()} <= allowed
 
 
 @pytest.mark.parametrize("make", FILTERS)

@@ -112,3 +112,24 @@ def test_region_query_checks_its_mode_and_takes_a_filter(collection, tmp_path):
     with pytest.raises(QueryError, match="mode"):
         ix.search_region(root / "house_1.jpg", BOX, mode="sketch")
     assert ix.search_region(root / "house_1.jpg", BOX, filt=PhotoFilter(under=str(tmp_path))) == []
+
+
+def test_a_region_is_decoded_large_enough_whatever_its_shape(tmp_path):
+    """The decode size is set by the region's longer side against the photo's longer side (a tall strip of a
+    wide photo, a box past the photo's edges)."""
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((300, 400, 3)) * 255).astype(np.uint8)).save(tmp_path / "wide.png")
+    strip = region_pixels(tmp_path / "wide.png", (0, 0, 50, 300), min_side=100)
+    assert max(strip.shape[:2]) >= 100
+    whole = region_pixels(tmp_path / "wide.png", (0, 0, 99999, 99999), min_side=100)  # clipped to the photo
+    assert max(whole.shape[:2]) >= 100 and whole.shape[1] > whole.shape[0]
+
+
+def test_both_falls_back_to_the_image_for_a_region_without_edges(collection):
+    root, db = collection
+    flat = np.full((200, 200, 3), 0.5, np.float32)
+    with pytest.raises(QueryError, match="no edges"):
+        SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="shape")
+    hits = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="both", top_k=3)
+    image = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="image", top_k=3)
+    assert [h.path for h in hits] == [h.path for h in image] and [h.rank for h in hits] == [1, 2, 3]
