@@ -223,6 +223,8 @@ def _check_query_options(args) -> None:
     from engine.errors import QueryError
 
     args.filt = _photo_filter(args)
+    if getattr(args, "region_mode", None) is not None and getattr(args, "region", None) is None:
+        raise QueryError("--as needs --region (how a region of the --image photo is searched)")
     if getattr(args, "region", None) is not None:
         if args.image is None:
             raise QueryError("--region needs --image (the photo the region is of)")
@@ -240,8 +242,8 @@ def _query_hits(index, args, *, sketch=None, image=None):
     if region is not None:
         from engine.region import parse_region
 
-        hits = index.search_region(image, parse_region(region), mode=args.region_mode, top_k=args.top, filt=filt,
-                                   options=_search_options(args), device=args.device)
+        hits = index.search_region(image, parse_region(region), mode=args.region_mode or "both", top_k=args.top,
+                                   filt=filt, options=_search_options(args), device=args.device)
     elif args.rotation == "any":
         from engine import rotsearch
 
@@ -540,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'rotation' (degrees counter-clockwise that turn the query onto the photo)")
     p.add_argument("--region", default=None, metavar="X0,Y0,X1,Y1",
                    help="with --image: search with this region of the photo (its original pixels)")
-    p.add_argument("--as", dest="region_mode", choices=("both", "shape", "image"), default="both",
+    p.add_argument("--as", dest="region_mode", choices=("both", "shape", "image"), default=None,
                    help="a region as an image query, as a shape (its edges as a sketch; boxes), or both fused "
                         "(default)")
     p.add_argument("--under", type=Path, default=None, metavar="DIR", help="only photos inside this folder")

@@ -523,12 +523,13 @@ class Collection:
         live = [i for i in range(len(self.shards)) if self.shards.sizes[i]]
         got = self.shards.call(ShardSearcher.browse, {i: (filt, offset + limit, 0) for i in live})
         off = self.shards.offsets
-        parts = sorted(got)
-        rows = np.concatenate([got[i][0] + off[i] for i in parts] or [np.zeros(0, np.int64)])
-        dates = np.concatenate([got[i][1] for i in parts] or [np.zeros(0)])
-        order = np.lexsort((rows, -dates))[offset:offset + limit]
-        hits = hits_of_rows(self.shards, rows[order], np.zeros(len(order)))
-        when = dict(zip(rows[order].tolist(), dates[order].tolist(), strict=True))
+        # each shard's first offset + limit, merged in the shards' own order (date, newest first; then path)
+        merged = sorted(((-d, p, int(r) + int(off[i])) for i in got
+                         for r, d, p in zip(got[i][0].tolist(), got[i][1].tolist(), got[i][2], strict=True)))
+        page = merged[offset:offset + limit]
+        rows = np.array([r for _, _, r in page], np.int64)
+        hits = hits_of_rows(self.shards, rows, np.zeros(len(rows)))
+        when = {r: -d for d, _, r in page}
         _warn(self.shards)
         return [dataclasses.replace(h, taken=when[h.row]) for h in hits]
 

@@ -218,18 +218,18 @@ class IndexView:
             cache[filt] = rows
         return rows
 
-    def browse_rows(self, filt, limit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, dates) of the photos a filter lets through, newest first (EXIF date, else the file's time),
-        ``limit`` of them from ``offset``."""
+    def browse_rows(self, filt, limit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(rows, dates, paths) of the photos a filter lets through, newest first (EXIF date, else the file's
+        time; the path breaks ties), ``limit`` of them from ``offset``."""
         with self._catalog() as con:
             where, args, date = self._where(filt, con)
-            got = con.execute(f"SELECT id, {date} FROM files WHERE {where} ORDER BY {date} DESC, path "
+            got = con.execute(f"SELECT id, {date}, path FROM files WHERE {where} ORDER BY {date} DESC, path "
                               f"LIMIT ? OFFSET ?", [*args, int(limit), int(offset)]).fetchall()
         ids = np.array([g[0] for g in got], np.int64)
         dates = np.array([g[1] for g in got], np.float64)
         rows = self.rows_of_ids(ids)
         keep = np.isin(ids, self.ids[rows]) if len(rows) else np.zeros(len(ids), bool)
-        return rows, dates[keep]
+        return rows, dates[keep], [g[2] for g, k in zip(got, keep.tolist(), strict=True) if k]
 
     def folders(self) -> list[str]:
         """The folders indexed into this index (for an index made before they were recorded: the folder

@@ -315,8 +315,8 @@ class ShardSearcher:
         return _best(allowed, images.image_scores(q, allowed), k)
 
     # -- browsing ---------------------------------------------------------------------------------
-    def browse(self, filt, limit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, dates) of this shard's photos (those a filter lets through), newest first."""
+    def browse(self, filt, limit: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(rows, dates, paths) of this shard's photos (those a filter lets through), newest first."""
         return self.index.browse_rows(filt, limit, offset)
 
     def folders(self) -> list[str]:

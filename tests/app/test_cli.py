@@ -181,6 +181,7 @@ def test_search_region_json_contract(db, photos, capsys):
     (["--after", "2020-13-01"], "--after '2020-13-01' is not a date"),
     (["--after", "2021-01-01", "--before", "2020-01-01"], "date range is empty"),
     (["--under", "/no/such/folder"], "no such folder"),
+    (["--as", "shape"], "--as needs --region"),
 ])
 def test_bad_region_and_filter_options_are_one_line_errors(db, photos, args, words, capsys):
     capsys.readouterr()

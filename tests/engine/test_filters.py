@@ -141,6 +141,7 @@ def test_browse_lists_newest_first_in_pages(collection):
     assert [h.path for h in page1 + page2] == newest[:10]
     assert [h.taken for h in page1] == [dates[p] for p in newest[:5]]
     assert all(h.box[:2] == (0.0, 0.0) for h in page1)
+    assert len({h.path for h in ix.browse(limit=100)}) == len(dates)
     only_a = ix.browse(PhotoFilter(under=str(root / "a")), limit=100)
     assert [h.path for h in only_a] == [p for p in newest if "/a/" in p]
 

@@ -4,6 +4,7 @@ another collection are refused; incremental runs; the CLI on a manifest."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import cv2
@@ -247,3 +248,16 @@ def test_bad_files_are_skipped_and_listed_once(tmp_path):
     assert again.described == 0 and len(again.skipped) == 2
 
 
+
+
+def test_browsing_pages_photos_of_one_date_once_each_in_path_order(tmp_path):
+    """Photos with the same date (a copied folder) page in path order, each once, sharded as in one index."""
+    photos = make_photos(tmp_path / "photos", 9)
+    for p in photos.iterdir():
+        os.utime(p, (1.6e9, 1.6e9))
+    index_folders([photos], tmp_path / "single", workers=1, backbone=None)
+    index_sharded([photos], tmp_path / "photos.json", n_shards=3, workers=1, backbone=None)
+    expected = sorted(str(p) for p in photos.iterdir())
+    for ix in (SketchIndex(tmp_path / "single"), ShardedIndex(tmp_path / "photos.json")):
+        pages = [h.path for off in (0, 4, 8) for h in ix.browse(limit=4, offset=off)]
+        assert pages == expected
