@@ -460,6 +460,8 @@ class HistoryStrip(QListWidget):
 
     def __init__(self, history: QueryHistory, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # where the keyboard is, seen in any scheme: the strip's frame in the highlight colour while it has focus
+        self.setStyleSheet("HistoryStrip:focus { border: 2px solid palette(highlight); }")
         self.history = history
         self._shown: list[HistoryEntry] = []
         self._was_empty: bool | None = None

@@ -1222,6 +1222,10 @@ class MainWindow(QMainWindow):
         if index is None or getattr(self, "_roots_of", None) is index:
             return
         self._roots_of = index
+        if getattr(self, "_roots_db", None) != self.db:  # another collection: a folder of the last one means nothing
+            self._roots_db = self.db
+            if self.filter_bar.filter().under is not None:
+                self.filter_bar.remove("under")
 
         def done(folders, _s) -> None:
             if self.index is index:
