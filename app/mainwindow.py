@@ -784,6 +784,7 @@ class MainWindow(QMainWindow):
         else:
             if self.canvas.is_empty():  # no query: the collection itself, newest first
                 self._sketch_entry = None
+                self.history_strip.setCurrentRow(-1)  # no recent query is the one shown
                 self._shown_sketch = None
                 task = Task(self.index.browse, filt, limit=self.top_k)
                 kind = "browse"

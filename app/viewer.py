@@ -399,7 +399,7 @@ class PhotoViewer(QWidget):
 
         top = QHBoxLayout()
         top.addWidget(self.back)
-        top.addWidget(self.caption, 1)
+        top.addStretch(1)
         top.addWidget(self.zoom_label)
         top.addWidget(self.fit_button)
         top.addWidget(self.actual_button)
@@ -412,6 +412,7 @@ class PhotoViewer(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
+        lay.addWidget(self.caption)  # a line of its own: the file name has the pane's width
         lay.addWidget(self.canvas, 1)
         lay.addLayout(bottom)
         self._region_changed(None)
