@@ -224,6 +224,17 @@ class RegionSelection:
         if changed:
             self.regionChanged.emit(region)
 
+    def end_band(self, end: QPointF) -> None:
+        """The rubber band released at ``end``: its rectangle, in original pixels, becomes the region (a click, or
+        a band of no area, leaves the region as it is)."""
+        start = self._band[0]
+        self._band = None
+        self.update()
+        if not drag_is_click(start, end):
+            region = widget_rect_to_original(QRectF(start, end), self.photo_rect(), self.original_size)
+            if region is not None:
+                self.set_region(region)
+
 
 class PhotoView(RegionSelection, QWidget):
     """A photo fitted to the widget, with the hit's box and, optionally, the sketch inside the box
@@ -301,13 +312,7 @@ class PhotoView(RegionSelection, QWidget):
 
     def mouseReleaseEvent(self, event) -> None:
         if self._band is not None and event.button() == Qt.MouseButton.LeftButton:
-            start, end = self._band[0], event.position()
-            self._band = None
-            self.update()
-            if not drag_is_click(start, end):  # a click (or a band of no area) leaves the region as it is
-                region = widget_rect_to_original(QRectF(start, end), self.photo_rect(), self.original_size)
-                if region is not None:
-                    self.set_region(region)
+            self.end_band(event.position())
             event.accept()
             return
         super().mouseReleaseEvent(event)

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QSize, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
 from resources import ICONS
 
+from .paths import data_folder
 from .sketch import sketch_bbox
 
 __all__ = ["HistoryEntry", "QueryHistory", "HistoryStrip", "history_folder", "KINDS", "MODES", "THUMB"]
@@ -49,9 +50,7 @@ _OWN = re.compile(r"^(sketch|image|region)-[0-9a-f]{12,32}-(thumb|sketch|image)\
 
 def history_folder() -> Path:
     """Where the app keeps the recent queries: ``history`` in the app's data folder (never among the photos)."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation) \
-        or str(Path.home() / ".local" / "share" / "sketchsearch")
-    return Path(base) / "history"
+    return data_folder() / "history"
 
 
 @dataclass

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSettings, QSize, QStandardPaths, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -45,6 +45,7 @@ from .filterbar import FilterBar
 from .history import HistoryStrip, QueryHistory, history_folder
 from .labels import ElidedLabel
 from .memory import trim_heap
+from .paths import data_folder
 from .results import (
     HitRole,
     ResultDelegate,
@@ -75,9 +76,7 @@ def icon(name: str) -> QIcon:
 
 def collections_folder() -> Path:
     """Where the app keeps the collections it makes (the app's data folder, never among the photos)."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation) \
-        or str(Path.home() / ".local" / "share" / "sketchsearch")
-    return Path(base) / "collections"
+    return data_folder() / "collections"
 
 
 def default_db_for(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:

@@ -19,12 +19,10 @@ from shiboken6 import isValid
 
 from .detail import (
     RegionSelection,
-    drag_is_click,
     draw_region,
     ink_overlay,
     original_to_widget,
     region_mode_combo,
-    widget_rect_to_original,
 )
 from .labels import ElidedLabel
 from .results import QUERY_SIMILARITY, draw_box, format_hit, load_preview, qimage_from_pixels
@@ -268,13 +266,7 @@ class PhotoCanvas(RegionSelection, QWidget):
             super().mouseReleaseEvent(event)
             return
         if self._band is not None:
-            start, end = self._band[0], event.position()
-            self._band = None
-            self.update()
-            if not drag_is_click(start, end):  # a click (or a band of no area) leaves the region as it is
-                region = widget_rect_to_original(QRectF(start, end), self.photo_rect(), self.original_size)
-                if region is not None:
-                    self.set_region(region)
+            self.end_band(event.position())
         self._pan = None
         self._update_cursor()
         event.accept()
