@@ -231,8 +231,8 @@ def _check_query_options(args) -> None:
         from engine.region import parse_region
 
         parse_region(args.region)
-    if args.rotation == "any" and (args.filt is not None or getattr(args, "region", None) is not None):
-        raise QueryError("--rotation any does not take --region, --under, --after, --before or --min-side")
+    if args.rotation == "any" and getattr(args, "region", None) is not None:
+        raise QueryError("--rotation any does not take --region")
 
 
 def _query_hits(index, args, *, sketch=None, image=None):
@@ -248,11 +248,11 @@ def _query_hits(index, args, *, sketch=None, image=None):
         from engine import rotsearch
 
         if image is not None:
-            hits, angles, flags = rotsearch.search_image_any_rotation(index, image, top_k=args.top)
+            hits, angles, flags = rotsearch.search_image_any_rotation(index, image, top_k=args.top, filt=filt)
             hits = [dataclasses.replace(h, mirrored=f) for h, f in zip(hits, flags, strict=True)]
         else:
             hits, angles = rotsearch.search_sketch_any_rotation(index, sketch, top_k=args.top,
-                                                                options=_search_options(args))
+                                                                options=_search_options(args), filt=filt)
     elif image is not None:
         hits = index.search_image(image, top_k=args.top, qe=args.qe, device=args.device, filt=filt)
     else:

@@ -509,6 +509,18 @@ class Collection:
             return [dataclasses.replace(h, rank=i + 1) for i, h in enumerate((shape or image_hits)[:top_k])]
         return fuse_rankings(shape, image_hits, top_k)
 
+    def allowed_mask(self, filt) -> np.ndarray | None:
+        """(N,) bool over the collection's rows: the photos a filter lets through (None: no filter)."""
+        if filt is None or not filt.active:
+            return None
+        self.shards.begin()
+        got = self.shards.call(ShardSearcher.allowed_rows, {i: (filt,) for i in range(len(self.shards))
+                                                            if self.shards.sizes[i]})
+        mask = np.zeros(self.shards.n, bool)
+        for i, rows in got.items():
+            mask[np.asarray(rows, np.int64) + self.shards.offsets[i]] = True
+        return mask
+
     def folders(self) -> list[str]:
         """The folders indexed into this collection (every shard's), sorted."""
         self.shards.begin()

@@ -75,11 +75,16 @@ def invariant_scores(query: np.ndarray, photos: np.ndarray, *, mirror: bool = Tr
     return sims, angles, mirrored
 
 
-def search_image_any_rotation(index, image, *, top_k: int = 20, mirror: bool = True):
+def search_image_any_rotation(index, image, *, top_k: int = 20, mirror: bool = True, filt=None):
     """Photos most similar to ``image`` at any rotation (and mirrored): rotated and mirrored copies come
-    first.  Returns (hits, angles, mirrored): ``angles[i]`` rotates the query onto hit ``i``."""
+    first; with a filter (``engine.filters.PhotoFilter``), of the photos it lets through.  Returns (hits, angles,
+    mirrored): ``angles[i]`` rotates the query onto hit ``i``."""
     q = image_query_descriptor(index, image)
     sims, _, flags = invariant_scores(q, index.polar, mirror=mirror)
+    allowed = index.allowed_mask(filt)
+    if allowed is not None:
+        sims = np.where(allowed, sims, -np.inf)
+        top_k = min(top_k, int(allowed.sum()))
     lay = _layout()
     found, extra = [], {}
     for r in np.argsort(-sims, kind="stable")[:top_k]:
@@ -106,21 +111,22 @@ def rotated_sketch(edges: EdgeMap, degrees: float) -> np.ndarray:
     return cv2.erode(img, np.ones((3, 3), np.uint8))  # 3 px strokes: the sketch pipeline thins them again
 
 
-def search_sketch_any_rotation(index, sketch, *, top_k: int = 20, options=None, angles=SKETCH_ANGLES):
+def search_sketch_any_rotation(index, sketch, *, top_k: int = 20, options=None, angles=SKETCH_ANGLES, filt=None):
     """Sketch search with the sketch turned to each of ``angles``; each photo keeps its best angle (and
     the box of the sketch at that angle).  Returns (hits, angles).
 
     This is a shape-alignment search: each turn is ranked by the alignment alone (``fusion=False``: the
     global descriptor and the image expansion describe upright photos), and photos are ordered by their
     best alignment cosine over the turns (``raw_score``, comparable between turns of one sketch); ``score``
-    is the calibrated score at that turn."""
+    is the calibrated score at that turn.  ``filt``: only the photos a filter lets through, before the cut."""
     from .search import SearchOptions
 
     edges = index.sketch_query(sketch)
     best: dict[int, tuple] = {}
     for a in angles:
         query = edges if a == 0 else index.sketch_query(rotated_sketch(edges, a))
-        for h in index.search(query, top_k=max(top_k, 50), options=options or SearchOptions(), fusion=False):
+        for h in index.search(query, top_k=max(top_k, 50), options=options or SearchOptions(), fusion=False,
+                              filt=filt):
             if h.row not in best or h.raw_score > best[h.row][0].raw_score:
                 best[h.row] = (h, a)
     ranked = sorted(best.values(), key=lambda ha: -ha[0].raw_score)[:top_k]

@@ -319,6 +319,10 @@ class ShardSearcher:
         """(rows, dates, paths) of this shard's photos (those a filter lets through), newest first."""
         return self.index.browse_rows(filt, limit, offset)
 
+    def allowed_rows(self, filt) -> np.ndarray | None:
+        """Sorted rows of this shard that a filter lets through (None: no filter)."""
+        return self.index.allowed_rows(filt)
+
     def folders(self) -> list[str]:
         """The folders indexed into this shard."""
         return self.index.folders()
@@ -339,4 +343,4 @@ def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.
 #: the steps a client may ask of a shard (a cluster's actors answer these names only)
 STEPS = frozenset({"summary", "background_keys", "describe_sketch", "describe_image", "sketch_candidates",
                    "seed_vectors", "expand", "reference_scores", "reference_image_scores", "finish", "image_top",
-                   "browse", "dates", "folders"})
+                   "browse", "dates", "folders", "allowed_rows"})

@@ -119,3 +119,26 @@ def test_blank_photos_are_never_duplicates(tmp_path, capsys):
     for bad in (float("nan"), -1.0, 0.0, 1.5):
         with pytest.raises(ValueError, match="threshold"):
             find_duplicates(index, threshold=bad)
+
+
+def test_any_rotation_searches_take_a_filter_before_the_cut(collection, tmp_path, capsys):
+    """A filter narrows --rotation any searches before the cut: the whole ranking restricted (here to photos of
+    at least 450 px: the rescaled copy and nothing else is left out)."""
+    from engine.filters import PhotoFilter
+
+    root, db = collection
+    index = SketchIndex(db)
+    filt = PhotoFilter(min_side=450)
+    big = {p for p, g in zip(index.paths, index.geometry, strict=True) if min(g[0], g[1]) >= 450}
+    assert 0 < len(big) < len(index)
+    full, _, _ = search_image_any_rotation(index, root / "p3.jpg", top_k=len(index))
+    got, angles, _ = search_image_any_rotation(index, root / "p3.jpg", top_k=4, filt=filt)
+    assert [h.path for h in got] == [h.path for h in full if h.path in big][:4] and len(angles) == 4
+    assert not any("small" in h.path for h in got)
+    sketch = tmp_path / "star.png"
+    cv2.imwrite(str(sketch), sketch_of("star"))
+    hits, _ = search_sketch_any_rotation(index, sketch, top_k=3, filt=filt, angles=(0, 90))
+    assert len(hits) == 3 and all(h.path in big for h in hits)
+    assert main(["search", "--db", str(db), "--image", str(root / "p3.jpg"), "--rotation", "any", "--min-side",
+                 "450", "--json"]) == 0
+    assert all(json.loads(line)["path"] in big for line in capsys.readouterr().out.splitlines())
