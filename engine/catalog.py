@@ -114,8 +114,10 @@ def migrate(con: sqlite3.Connection) -> None:
 #: meta key: the folders indexed into this catalog (JSON list of real paths; absent in catalogs made before)
 FOLDERS_META = "folders"
 
-#: a photo's date as the filters and browsing see it: EXIF DateTimeOriginal where read, else the file's time
-DATE_SQL = "COALESCE(taken, mtime)"
+def date_sql(con: sqlite3.Connection) -> str:
+    """The SQL of a photo's date as the filters and browsing see it: EXIF DateTimeOriginal where read, else the
+    file's time (the file's time alone in a catalog from before the ``taken`` column)."""
+    return "COALESCE(taken, mtime)" if has_column(con, "taken") else "mtime"
 
 CHUNK_FILE = re.compile(r"^chunk-(\d+)\.(\w+)\.npy$")
 #: the catalog's own files, the lock and the marker: never in ``owned``, never deleted by a cleanup

@@ -183,9 +183,9 @@ class IndexView:
 
     def _where(self, filt, con) -> tuple[str, list, str]:
         """SQL condition on ``files`` and its parameters for a PhotoFilter (None: every indexed photo)."""
-        from .catalog import DATE_SQL, has_column
+        from .catalog import date_sql
 
-        date = DATE_SQL if has_column(con, "taken") else "mtime"
+        date = date_sql(con)
         sql, args = ["status = 'indexed'"], []
         if filt is not None and filt.under is not None:
             root = filt.under.rstrip(os.sep) + os.sep
@@ -251,13 +251,13 @@ class IndexView:
     def dates(self, rows) -> np.ndarray:
         """Each row's date (EXIF DateTimeOriginal, else the file's time), seconds since the epoch; NaN for a
         photo removed since the view was opened."""
-        from .catalog import DATE_SQL, has_column
+        from .catalog import date_sql
 
         ids = [int(self.ids[r]) for r in rows]
         if not ids:
             return np.zeros(0, np.float64)
         with self._catalog() as con:
-            date = DATE_SQL if has_column(con, "taken") else "mtime"
+            date = date_sql(con)
             found = dict(con.execute(f"SELECT id, {date} FROM files WHERE status = 'indexed' AND id IN "
                                      f"(SELECT value FROM json_each(?))", (json.dumps(ids),)))
         return np.array([found.get(i, np.nan) for i in ids], np.float64)
