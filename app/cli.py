@@ -425,7 +425,9 @@ def cmd_info(args) -> int:
     print(f"photos     {info['images']}   skipped {info['skipped']}")
     print(f"descriptor {info['descriptor_dim']}-D, {info['bytes_per_image']} bytes per photo"
           f" (+ {info['rotation_bytes_per_image']} for rotation"
-          + (f", + {info['image_bytes_per_image']} for image search)" if info["image_bytes_per_image"] else ")"))
+          + (f", + {info['image_bytes_per_image']} for image search)" if info["image_bytes_per_image"] else ")")
+          + (f"; {info['image_fixed_bytes'] / 1e6:.2f} MB once per collection (bases, whitening)"
+             if info.get("image_fixed_bytes") else ""))
     if info["image_settings"]:
         img = info["image_index"]
         print(f"image      {info['image_settings']['backbone']} GeM, "
@@ -434,7 +436,7 @@ def cmd_info(args) -> int:
         print("image      no image descriptors (indexed with --backbone none)")
     print("on disk")
     for name, size in sorted(info["bytes_on_disk"].items()):
-        print(f"  {printable(name):<16} {size / 1e6:9.2f} MB")
+        print(f"  {printable(name):<20} {size / 1e6:9.2f} MB")
     print("settings   " + ", ".join(f"{k}={v}" for k, v in info["settings"].items()))
     if "shards" in info:
         print(f"shards     {len(info['shards'])} (by path hash), manifest {printable(info['manifest']['id'])}")
@@ -569,8 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
     p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
-    p.add_argument("--only", choices=("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation",
-                                        "region", "app", "cluster"), action="append",
+    p.add_argument("--only", choices=("kernels", "edges", "quality", "fusion", "speed", "store", "image", "compact",
+                                        "rotation", "region", "app", "cluster", "scaling"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")

@@ -14,8 +14,11 @@ Layout of an index folder::
                          owned: the name of every other file the index writes here (and its temporary name)
     chunk-<id>.<array>.npy   one file per array of a chunk: ``codes`` (n, D) int8, ``inv_norms``
                          (n, K, 3) float32, ``ids`` (n,) int64 (the files row whose descriptor a slot
-                         holds), ``polar`` (n, P) float16 and, when the index has image descriptors, ``gem``
-                         and ``sketch`` (n, G) float16
+                         holds), ``polar`` (n, P) int8 with ``polar_scale`` (n,) float32 (the rotation
+                         descriptor is their product) and, when the index has image descriptors and until
+                         they are folded into the image index, ``gem`` and ``sketch`` (n, G) float16
+    image-<gen>.*        the image index (``engine.imageindex``): every photo's image and global sketch
+                         descriptors as int8 codes in a basis learned on the collection
     lock                 held (flock) by the one writer
 
 Ownership: the tool writes only into a new or empty folder (where it puts the marker), a folder with its
@@ -57,8 +60,10 @@ CATALOG = "catalog.sqlite3"
 LOCK = "lock"
 MARKER = ".sketchsearch-index"
 MARKER_FORMAT = "sketchsearch-index"
-SKETCH_ARRAYS = ("codes", "inv_norms", "ids", "polar")
-#: per-photo arrays of an index with image descriptors: raw GeM of the photo, and of its edge map drawn
+SKETCH_ARRAYS = ("codes", "inv_norms", "ids", "polar", "polar_scale")
+#: per-photo arrays of an index with image descriptors: raw GeM of the photo, and of its edge map drawn.  They
+#: are transient: the writer folds them into the image index at the end of a run (``engine.imageindex``) and
+#: then deletes them, so a chunk without them is whole
 IMAGE_ARRAYS = ("gem", "sketch")
 
 SCHEMA = """
@@ -126,8 +131,9 @@ FIXED_FILES = frozenset({CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", f"{CATALOG
 LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: every name an index of this or an earlier format writes (checked before adopting a folder without a marker)
 LAYOUT = re.compile(r"""^(?:chunk-\d+\.[a-z_]+\.npy(?:\.tmp)?
-    |image-[0-9a-f]+\.(?:vectors\.npy|ids\.npy|whitening\.npz|faiss|sketch\.npy|sketch_mean\.npy)(?:\.tmp)?
-    |\.image-[0-9a-f]+\.(?:whitening\.npz|faiss)\.\w+\.tmp
+    |image-[0-9a-f]+\.(?:vectors\.npy|ids\.npy|whitening\.npz|faiss|sketch\.npy|sketch_mean\.npy
+        |basis\.npz|(?:image|sketch)_(?:codes|scale|norm)\.npy)(?:\.tmp)?
+    |\.image-[0-9a-f]+\.(?:whitening\.npz|basis\.npz|faiss)\.\w+\.tmp
     |(?:codes|inv_norms)-\w+\.npy)$""", re.X)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CANNOT_READ = "cannot read"
@@ -434,7 +440,8 @@ def array_spec(settings: SketchSettings, image_dim: int | None = None) -> dict[s
     image = (image_dim,) if image_dim else None
     return {"codes": (np.dtype(np.int8), (settings.dim,)),
             "inv_norms": (np.dtype(np.float32), (len(settings.scales), 3)),
-            "ids": (np.dtype(np.int64), ()), "polar": (np.dtype(np.float16), (POLAR_DIM,)),
+            "ids": (np.dtype(np.int64), ()), "polar": (np.dtype(np.int8), (POLAR_DIM,)),
+            "polar_scale": (np.dtype(np.float32), ()),
             "gem": (np.dtype(np.float16), image), "sketch": (np.dtype(np.float16), image)}
 
 

@@ -169,8 +169,9 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     qid = uuid.uuid4().hex
     q_glob = shards.first(ShardSearcher.describe_sketch, edges, options.device) if images else None
     bg = shards.background(params.background)
+    cap = options.shard_cap(top_k, params.qe_n if images else 0)  # the shortlist rows a shard sends
     got: dict[int, Candidates] = shards.call(ShardSearcher.sketch_candidates, {
-        i: (qid, edges, options, q_glob, bg.get(i, np.zeros(0, np.int64)), extra_k, filt)
+        i: (qid, edges, options, q_glob, bg.get(i, np.zeros(0, np.int64)), extra_k, filt, cap)
         for i in range(len(shards)) if shards.sizes[i]})
     if not got:
         _warn(shards)

@@ -1,18 +1,32 @@
-"""Image descriptors in an index: extracted while indexing, whitened and made searchable at the end of
-each run, and searched by image or by the expansion of a sketch query (METHOD.md sections 6-7).
+"""Image descriptors in an index: extracted while indexing, folded into the image index at the end of each
+run, and searched by image or by the expansion of a sketch query (METHOD.md sections 6-7).
 
-On disk, beside the catalog and the chunks (which keep the raw GeM vectors, float16):
+Workers describe each photo with two vectors of the backbone (``G`` = 1,280-D): the GeM of the photo (its
+image descriptor) and the GeM of its edge map drawn (its global sketch descriptor, ``engine.fusion``).  The
+chunks keep them raw (float16) only until the end of the run; then the writer folds them into a new
+generation of the image index, which holds one compact copy of each (``engine.compact``):
 
-    image-<gen>.vectors.npy   (N, d) float16, whitened (or plain) L2-normalised vectors
-    image-<gen>.ids.npy       (N,) int64 catalog ids of those rows
-    image-<gen>.whitening.npz the whitening learned on the collection (absent when it was too small)
-    image-<gen>.faiss         an IVF-PQ index of the vectors, for collections of IVF_THRESHOLD photos or more
+    image-<gen>.ids.npy                  (N,) int64 catalog ids of its rows
+    image-<gen>.basis.npz                the collection's PCA bases (mean + K = 256 directions) of both vectors
+    image-<gen>.image_codes.npy          (N, K) int8 coordinates of the L2-normalised GeM in its basis,
+    image-<gen>.image_scale.npy          (N,) float32 with one scale per photo,
+    image-<gen>.image_norm.npy           (N,) float32 and each photo's norm in the searchable space
+    image-<gen>.sketch_{codes,scale,norm}.npy   the same for the global sketch descriptors
+    image-<gen>.sketch_mean.npy          (G,) float32 the collection's mean global sketch descriptor
+    image-<gen>.whitening.npz            the whitening learned on the collection (absent when it was too small)
+    image-<gen>.faiss                    an IVF-PQ index, for collections of IVF_THRESHOLD photos or more
+
+so a photo costs 2 x (K + 8) bytes of image search.  The bases are learned on the collection (a random sample
+of up to 100,000 photos) when it has none, while it is small, and when it has doubled since
+(:func:`needs_bases`); in between, new photos are coded in the bases as they are and the others keep their
+codes.  A query is scored against every code with one int8 matrix-vector product (``compact.AffineCodes``).
 
 ``meta.image_index`` names the generation; a new one is written completely before the catalog points at it,
-and older ones are deleted after (the file names are recorded in the catalog's ``owned`` table before the
-files are made: see ``engine.catalog``). A generation found damaged is rebuilt by the next index run. The
-image index covers the photos of the last finished (or cancelled) index run; photos added by a run still
-going are found by sketch, and by image once it ends.
+and older ones (and the raw vectors it folded) are deleted after (the file names are recorded in the
+catalog's ``owned`` table before the files are made: see ``engine.catalog``).  When the generation is found
+damaged, the next index run describes again the photos whose vectors it held.  The image index covers the
+photos of the last finished (or cancelled) index run; photos added by a run still going are found by
+sketch, and by image once it ends.
 """
 from __future__ import annotations
 
@@ -21,7 +35,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .catalog import (
@@ -32,16 +45,17 @@ from .catalog import (
     save_array,
 )
 from .cnn import GemDescriber, GemSettings
+from .compact import AffineCodes, Basis, learn_basis
 from .describe import drawing_settings
 from .errors import Hint
 from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
-from .vectors import l2n
+from .vectors import l2n, top_positions
 
 log = logging.getLogger(__name__)
 
 IVF_THRESHOLD = 200_000
 MIN_WHITENING_IMAGES = 1000  # fewer photos: plain L2 (whitening learned on a few photos over-fits; see learn_whitening)
-WHITEN_DIM = 512  # at most this many whitened components: searchable vectors of 1 KB per photo (float16)
+WHITEN_DIM = 512  # at most this many whitened components (the basis keeps fewer: compact.BASIS_DIM)
 DEFAULT_QE = 5  # alpha-QE neighbours of an image query: best or within 0.01 mAP of it, raw and whitened (bench)
 ALPHA = 3.0
 NPROBE = 32  # IVF cells visited per query
@@ -67,7 +81,12 @@ class Extractor:
         return self.describe(inputs, self.drawer)
 
 
-PARTS = ("vectors.npy", "ids.npy", "whitening.npz", "faiss", "sketch.npy", "sketch_mean.npy")
+PARTS = ("ids.npy", "image_codes.npy", "image_scale.npy", "image_norm.npy", "sketch_codes.npy", "sketch_scale.npy",
+         "sketch_norm.npy", "sketch_mean.npy", "basis.npz", "whitening.npz", "faiss")
+#: a collection of at most this many photos learns its bases again whenever photos were added (cheap, and its
+#: first bases were learned on few photos); a larger one when it has doubled since they were learned
+RELEARN_SMALL = 2000
+LEARN_SAMPLES = 100_000  # vectors the bases and the whitening are learned on, at most (a random sample)
 
 
 def generation_files(db: Path, gen: str) -> dict[str, Path]:
@@ -76,23 +95,48 @@ def generation_files(db: Path, gen: str) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class Learned:
-    """What an image index learns on its collection: the whitening (None: plain L2) and the mean of the
-    global sketch descriptors.  The shards of a collection share one, learned on all of them
-    (``engine.shards``); ``id`` names it in each shard's image-index record."""
+    """What an image index learns on its collection: the bases its descriptors are stored in
+    (``engine.compact``), the whitening (None: plain L2) and the mean of the global sketch descriptors.
+    The shards of a collection share one, learned on all of them (``engine.shards``); ``id`` names it in
+    each shard's image-index record."""
 
     whitening: Whitening | None
     sketch_mean: np.ndarray | None
     id: str = ""
+    image_basis: Basis | None = None
+    sketch_basis: Basis | None = None
 
 
-def learn(raw: np.ndarray | None, sketch_sum: np.ndarray | None, n: int, *, id: str = "") -> Learned:
-    """Learn the whitening on raw GeM vectors (all of a collection's, or a random sample of up to 100,000
-    of them) and the sketch-descriptor mean from the sum over the ``n`` photos."""
-    white = None
-    if raw is not None and len(raw):
-        white = learn_whitening(raw, dim=WHITEN_DIM, min_images=MIN_WHITENING_IMAGES)
+def needs_bases(basis: Basis | None, n_total: int, n_new: int) -> bool:
+    """Whether a collection of ``n_total`` photos, ``n_new`` of them not yet in its image index, learns new
+    bases (and every photo's codes are computed again): none yet, a small collection that got new photos, or
+    a collection that has doubled since its bases were learned.  Otherwise new photos are coded in the bases
+    as they are, and the codes of the others are kept as they are."""
+    return basis is None or n_total >= 2 * basis.n or (n_new > 0 and n_total <= RELEARN_SMALL)
+
+
+def learn(gem: np.ndarray | None, sketch: np.ndarray | None, sketch_sum: np.ndarray | None, n: int, *,
+          id: str = "", previous: Learned | None = None, n_new: int = 0) -> Learned:
+    """Learn a collection's parameters from a sample of its photos' vectors (L2-normalised GeM ``gem`` and
+    global sketch descriptors ``sketch``, up to :data:`LEARN_SAMPLES` rows) and the float64 sum of all ``n``
+    photos' sketch descriptors; ``previous``'s bases are kept unless :func:`needs_bases`."""
     mean = None if sketch_sum is None or n == 0 else (np.asarray(sketch_sum, np.float64) / n).astype(np.float32)
-    return Learned(white, mean, id)
+    img_basis = previous.image_basis if previous is not None else None
+    sk_basis = previous.sketch_basis if previous is not None else None
+    if gem is not None and len(gem) and needs_bases(img_basis, n, n_new):
+        img_basis, sk_basis = learn_basis(gem, n=n), None
+    if sketch is not None and len(sketch) and mean is not None and sk_basis is None:
+        sk_basis = learn_basis(sketch, center=mean, n=n)
+    white = None
+    if gem is not None and len(gem) and img_basis is not None:
+        white = learn_whitening(as_kept(img_basis, gem), dim=min(WHITEN_DIM, img_basis.dim),
+                                min_images=MIN_WHITENING_IMAGES)
+    return Learned(white, mean, id, img_basis, sk_basis)
+
+
+def as_kept(basis: Basis, x: np.ndarray) -> np.ndarray:
+    """Rows ``x`` as the index keeps them: coded in ``basis`` and decoded."""
+    return basis.decode(*basis.encode(x))
 
 
 def row_sum(a: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -103,48 +147,168 @@ def row_sum(a: np.ndarray, block: int = 65536) -> np.ndarray:
     return out
 
 
-def write_generation(db: Path, gen: str, files: dict[str, Path], ids, chunks, slots, ivf_threshold: int,
-                      learned: Learned | None, save_npz) -> dict:
-    n = len(ids)
-    raw = _gather(db, chunks, slots, "gem")
-    record: dict = {"gen": gen, "n": n, "kind": "flat"}
-    if raw is None:
-        record.update(whitened=False, dim=0, note="no photos")
-        vectors = np.zeros((0, 0), np.float16)
-    else:
-        white = learned.whitening if learned is not None else learn_whitening(raw, dim=WHITEN_DIM,
-                                                                                min_images=MIN_WHITENING_IMAGES)
-        if white is None:
-            vectors = l2n(raw)
-            few = (f"the collection has fewer than {MIN_WHITENING_IMAGES} photos" if learned is not None
-                   else f"{n} photos < {MIN_WHITENING_IMAGES}")
-            record.update(whitened=False, dim=raw.shape[1], note=f"no whitening: {few}; plain L2-normalised GeM")
-        else:
-            save_npz(files["whitening.npz"], mean=white.mean, projection=white.projection)
-            vectors = np.concatenate([white.apply(raw[i:i + 65536]) for i in range(0, n, 65536)])
-            where = "the collection's shards" if learned is not None else f"{min(n, 100_000)} photos"
-            record.update(whitened=True, dim=white.dim_out, note=f"PCA-whitening learned on {where}, "
-                                                                  f"{white.dim_out}-D")
-        if n >= ivf_threshold:
-            try:
-                VectorIndex(vectors, kind="ivfpq").save(files["faiss"])
-            except (OSError, RuntimeError) as e:
-                from .errors import IndexWriteError
+class PhotoVectors:
+    """Every photo's image and global sketch descriptors while an index folds new photos into its image
+    index: raw (float16 in the chunks ``raw``) or coded in the previous generation ``previous``.
 
-                raise IndexWriteError(f"{db}: cannot write {files['faiss'].name} ({e}); what was committed before "
-                                      f"is kept; free some space or fix the folder, then run again") from None
-            record["kind"] = "ivfpq"
-    save_array(files["vectors.npy"], vectors.astype(np.float16))
-    del raw
-    sketch = _gather(db, chunks, slots, "sketch")
-    if sketch is not None:  # global sketch descriptors, centred on the collection's mean (engine.fusion)
-        mean = learned.sketch_mean if learned is not None else (row_sum(sketch) / n).astype(np.float32)
-        save_array(files["sketch_mean.npy"], mean.astype(np.float32))
-        save_array(files["sketch.npy"], np.concatenate([l2n(sketch[i:i + 65536] - mean)
-                                                   for i in range(0, n, 65536)]).astype(np.float16))
+    ``ids``, ``chunks``, ``slots``: the photos (catalog order); photos of neither source are left out
+    (``keep``)."""
+
+    def __init__(self, db: Path, ids: np.ndarray, chunks: np.ndarray, slots: np.ndarray, raw: set[int],
+                 previous: Generation | None) -> None:
+        self.db = Path(db)
+        self.is_raw = np.isin(chunks, np.array(sorted(raw), np.int64))
+        self.prev_pos = np.full(len(ids), -1, np.int64)
+        self.previous = previous
+        if previous is not None and len(previous.ids):
+            order = np.argsort(previous.ids, kind="stable")
+            pos = np.minimum(np.searchsorted(previous.ids[order], ids), len(order) - 1)
+            found = previous.ids[order][pos] == ids
+            self.prev_pos = np.where(found & ~self.is_raw, order[pos], -1)
+        self.keep = self.is_raw | (self.prev_pos >= 0)
+        if (~self.keep).any():
+            log.warning("%s: %d photos have no image descriptors (neither raw nor in the image index); they are "
+                        "left out of image search", db, int((~self.keep).sum()))
+        self.ids, self.chunks, self.slots = ids[self.keep], chunks[self.keep], slots[self.keep]
+        self.is_raw, self.prev_pos = self.is_raw[self.keep], self.prev_pos[self.keep]
+        self.n_new = int(self.is_raw.sum())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, sel: np.ndarray, name: str) -> np.ndarray:
+        """(len(sel), G) float32 vectors ``name`` ("gem": L2-normalised, or "sketch") of photos ``sel``."""
+        sel = np.asarray(sel, np.int64)
+        out = None
+        raw = sel[self.is_raw[sel]]
+        if len(raw):
+            part = _gather(self.db, self.chunks[raw], self.slots[raw], name)
+            out = np.empty((len(sel), part.shape[1]), np.float32)
+            out[self.is_raw[sel]] = l2n(part) if name == "gem" else part
+        old = sel[~self.is_raw[sel]]
+        if len(old):
+            g = self.previous
+            codes, scales = (g.image_codes, g.image_scale) if name == "gem" else (g.sketch_codes, g.sketch_scale)
+            basis = g.image_basis if name == "gem" else g.sketch_basis
+            pos = self.prev_pos[old]
+            order = np.argsort(pos, kind="stable")
+            dec = np.empty((len(old), basis.components.shape[1]), np.float32)
+            dec[order] = basis.decode(codes[pos[order]], scales[pos[order]])
+            if out is None:
+                out = np.empty((len(sel), dec.shape[1]), np.float32)
+            out[~self.is_raw[sel]] = dec
+        return out if out is not None else np.zeros((0, 0), np.float32)
+
+    def sample(self, max_rows: int | None, seed: int = 0) -> np.ndarray:
+        n = len(self)
+        if max_rows is None or max_rows >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+
+    def sketch_sum(self, block: int = 65536) -> np.ndarray:
+        total = None
+        for s in range(0, len(self), block):
+            part = row_sum(self.rows(np.arange(s, min(len(self), s + block)), "sketch"))
+            total = part if total is None else total + part
+        return total
+
+    def codes(self, name: str, basis: Basis, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """int8 codes and scales of every photo in ``basis`` (the previous generation's codes as they are when
+        it is the same basis)."""
+        g = self.previous
+        same = g is not None and same_basis(g.image_basis if name == "gem" else g.sketch_basis, basis)
+        codes = np.empty((len(self), basis.dim), np.int8)
+        scales = np.empty(len(self), np.float32)
+        for s in range(0, len(self), block):
+            sel = np.arange(s, min(len(self), s + block))
+            if same and not self.is_raw[sel].any():
+                pos = self.prev_pos[sel]
+                src_c, src_s = (g.image_codes, g.image_scale) if name == "gem" else (g.sketch_codes, g.sketch_scale)
+                codes[sel], scales[sel] = src_c[pos], src_s[pos]
+            else:
+                codes[sel], scales[sel] = basis.encode(self.rows(sel, name))
+        return codes, scales
+
+
+def same_basis(a: Basis | None, b: Basis | None) -> bool:
+    """Whether two bases are the same (codes made in one are valid in the other)."""
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.n == b.n and np.array_equal(a.mean, b.mean) and np.array_equal(a.components, b.components))
+
+
+def previous_learned(previous: Generation | None) -> Learned | None:
+    """The bases of a generation, as a :class:`Learned` to start from."""
+    if previous is None or previous.image_basis is None:
+        return None
+    return Learned(previous.whitening, previous.sketch_mean, "", previous.image_basis, previous.sketch_basis)
+
+
+def write_generation(db: Path, gen: str, files: dict[str, Path], vectors: PhotoVectors, ivf_threshold: int,
+                     learned: Learned | None, save_npz) -> dict:
+    """Write generation ``gen``: every photo's codes in the collection's bases (learned here from a sample of
+    ``vectors`` unless ``learned`` is given), the whitening, each photo's searchable norm, and for large
+    collections an IVF-PQ index."""
+    n = len(vectors)
+    record: dict = {"gen": gen, "n": n, "kind": "flat"}
+    if n == 0:
+        record.update(whitened=False, dim=0, note="no photos")
+        save_array(files["ids.npy"], np.zeros(0, np.int64))
+        return record
+    if learned is None:
+        take = vectors.sample(LEARN_SAMPLES)
+        total = vectors.sketch_sum()
+        learned = learn(vectors.rows(take, "gem"), vectors.rows(take, "sketch"), total, n,
+                        previous=previous_learned(vectors.previous), n_new=vectors.n_new)
+        shared = False
+    else:
+        shared = True
+    basis = learned.image_basis
+    codes, scales = vectors.codes("gem", basis)
+    white = learned.whitening
+    if white is None:
+        offset, matrix = basis.mean, basis.components
+        few = (f"the collection has fewer than {MIN_WHITENING_IMAGES} photos" if shared
+               else f"{n} photos < {MIN_WHITENING_IMAGES}")
+        record.update(whitened=False, dim=int(basis.mean.shape[0]),
+                      note=f"no whitening: {few}; plain L2-normalised GeM")
+    else:
+        save_npz(files["whitening.npz"], mean=white.mean, projection=white.projection)
+        offset, matrix = (basis.mean - white.mean) @ white.projection, basis.components @ white.projection
+        where = "the collection's shards" if shared else f"{min(n, LEARN_SAMPLES)} photos"
+        record.update(whitened=True, dim=white.dim_out, note=f"PCA-whitening learned on {where}, {white.dim_out}-D")
+    image = AffineCodes(codes, scales, AffineCodes.norms_of(codes, scales, offset, matrix), offset, matrix)
+    if n >= ivf_threshold:
+        all_vectors = np.concatenate([image.vectors(np.arange(s, min(n, s + 65536))) for s in range(0, n, 65536)])
+        try:
+            VectorIndex(all_vectors, kind="ivfpq").save(files["faiss"])
+        except (OSError, RuntimeError) as e:
+            from .errors import IndexWriteError
+
+            raise IndexWriteError(f"{db}: cannot write {files['faiss'].name} ({e}); what was committed before "
+                                  f"is kept; free some space or fix the folder, then run again") from None
+        del all_vectors
+        record["kind"] = "ivfpq"
+    # the directions in float16 (their rounding, 5e-4 relative, is well below the codes' int8 rounding)
+    bases = {"image_mean": basis.mean, "image_components": basis.components.astype(np.float16),
+             "image_n": np.int64(basis.n)}
+    save_array(files["image_codes.npy"], codes)
+    save_array(files["image_scale.npy"], scales)
+    save_array(files["image_norm.npy"], image.norms)
+    sk = learned.sketch_basis
+    if sk is not None and learned.sketch_mean is not None:
+        s_codes, s_scales = vectors.codes("sketch", sk)
+        s_offset = sk.mean - learned.sketch_mean
+        save_array(files["sketch_codes.npy"], s_codes)
+        save_array(files["sketch_scale.npy"], s_scales)
+        save_array(files["sketch_norm.npy"], AffineCodes.norms_of(s_codes, s_scales, s_offset, sk.components))
+        save_array(files["sketch_mean.npy"], learned.sketch_mean.astype(np.float32))
+        bases.update(sketch_mean=sk.mean, sketch_components=sk.components.astype(np.float16), sketch_n=np.int64(sk.n))
         record["sketch"] = True
-    save_array(files["ids.npy"], ids)
-    if learned is not None:
+    save_npz(files["basis.npz"], **bases)
+    save_array(files["ids.npy"], vectors.ids)
+    record["basis"] = {"dim": basis.dim, "learned_on": basis.n}
+    if shared:
         record["learned"] = learned.id
     return record
 
@@ -182,12 +346,35 @@ def stale(meta: dict[str, str], db: Path | None = None) -> bool:
 class Generation:
     """The files of one image-index generation, opened (the arrays memory-mapped) and checked."""
 
-    vectors: np.ndarray  # (N, d) float16
     ids: np.ndarray  # (N,) int64
+    image_codes: np.ndarray  # (N, K) int8
+    image_scale: np.ndarray  # (N,) float32
+    image_norm: np.ndarray  # (N,) float32
+    image_basis: Basis | None
     whitening: Whitening | None
-    sketch_vectors: np.ndarray | None  # (N, G) float16
-    sketch_mean: np.ndarray | None  # (G,) float32
+    sketch_codes: np.ndarray | None  # (N, K) int8
+    sketch_scale: np.ndarray | None
+    sketch_norm: np.ndarray | None
+    sketch_basis: Basis | None
+    sketch_mean: np.ndarray | None  # (G,) float32: the collection's mean global sketch descriptor
     knn: VectorIndex | None  # the IVF-PQ index of large collections
+
+    def image(self) -> AffineCodes:
+        """The searchable image vectors (whitened, or plain L2-normalised GeM)."""
+        b, w = self.image_basis, self.whitening
+        if w is None:
+            offset, matrix = b.mean, b.components
+        else:
+            offset, matrix = (b.mean - w.mean) @ w.projection, b.components @ w.projection
+        return AffineCodes(self.image_codes, self.image_scale, self.image_norm, offset, matrix)
+
+    def sketch(self) -> AffineCodes | None:
+        """The global sketch descriptors centred on the collection's mean (None: the index has none)."""
+        if self.sketch_basis is None:
+            return None
+        b = self.sketch_basis
+        return AffineCodes(self.sketch_codes, self.sketch_scale, self.sketch_norm, b.mean - self.sketch_mean,
+                           b.components)
 
 
 def open_generation(db: Path, record: dict) -> Generation:
@@ -201,31 +388,52 @@ def open_generation(db: Path, record: dict) -> Generation:
         return IndexFormatError(f"{db}: image index file {files[part].name} is missing or damaged ({why})",
                                 hint=Hint("repair", str(db)))
 
-    def array(part: str, ndim: int, dtype=None) -> np.ndarray:
+    def array(part: str, ndim: int, dtype=None, rows: int | None = n) -> np.ndarray:
         try:
             a = np.load(files[part], mmap_mode="r" if n else None, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
             raise fail(part, e) from None
-        if a.ndim != ndim or (ndim and len(a) != n and part != "sketch_mean.npy") or (dtype and a.dtype != dtype):
-            raise fail(part, f"{a.shape} {a.dtype}, expected {n} rows")
+        if a.ndim != ndim or (rows is not None and len(a) != rows) or (dtype and a.dtype != dtype):
+            raise fail(part, f"{a.shape} {a.dtype}, expected {rows} rows")
         return a
 
-    vectors = array("vectors.npy", 2, np.float16)
     ids = np.asarray(array("ids.npy", 1, np.int64))
+    if n == 0:
+        return Generation(ids, np.zeros((0, 0), np.int8), *(np.zeros(0, np.float32),) * 2, None, None,
+                          None, None, None, None, None, None)
+    try:
+        with np.load(files["basis.npz"], allow_pickle=False) as z:
+            img_basis = Basis(np.asarray(z["image_mean"], np.float32), np.asarray(z["image_components"], np.float32),
+                              int(z["image_n"]))
+            sk_basis = (Basis(np.asarray(z["sketch_mean"], np.float32),
+                              np.asarray(z["sketch_components"], np.float32), int(z["sketch_n"]))
+                        if "sketch_components" in z else None)
+    except Exception as e:  # noqa: BLE001 -- any reading error of the file (zip, npy, keys) is damage
+        raise fail("basis.npz", e) from None
+    codes = array("image_codes.npy", 2, np.int8)
+    if codes.shape[1] != img_basis.dim or img_basis.components.shape[1] != img_basis.mean.shape[0]:
+        raise fail("basis.npz", f"a {img_basis.components.shape} basis for {codes.shape[1]}-D codes")
+    scale, norm = array("image_scale.npy", 1, np.float32), array("image_norm.npy", 1, np.float32)
     whitening = None
     if record["whitened"]:
         try:
             whitening = Whitening.from_npz(files["whitening.npz"])
         except Exception as e:  # noqa: BLE001 -- any reading error of the file (zip, npy, keys) is damage
             raise fail("whitening.npz", e) from None
-        if whitening.projection.shape[1] != vectors.shape[1]:
-            raise fail("whitening.npz", f"projection {whitening.projection.shape} for {vectors.shape[1]}-D vectors")
-    sketch = mean = None
+        if whitening.projection.shape[0] != img_basis.mean.shape[0]:
+            raise fail("whitening.npz", f"projection {whitening.projection.shape} for "
+                                        f"{img_basis.mean.shape[0]}-D vectors")
+    s_codes = s_scale = s_norm = mean = None
     if record.get("sketch"):
-        sketch = array("sketch.npy", 2, np.float16)
-        mean = np.asarray(array("sketch_mean.npy", 1))
-        if mean.shape != sketch.shape[1:]:
-            raise fail("sketch_mean.npy", f"{mean.shape}, the sketch descriptors are {sketch.shape[1:]}")
+        if sk_basis is None:
+            raise fail("basis.npz", "no sketch basis")
+        s_codes = array("sketch_codes.npy", 2, np.int8)
+        s_scale, s_norm = array("sketch_scale.npy", 1, np.float32), array("sketch_norm.npy", 1, np.float32)
+        mean = np.asarray(array("sketch_mean.npy", 1, rows=None))
+        if mean.shape != sk_basis.mean.shape or s_codes.shape[1] != sk_basis.dim:
+            raise fail("sketch_mean.npy", f"{mean.shape}, the sketch basis is {sk_basis.components.shape}")
+    else:
+        sk_basis = None
     knn = None
     if record.get("kind") == "ivfpq":
         try:
@@ -234,7 +442,7 @@ def open_generation(db: Path, record: dict) -> Generation:
             raise fail("faiss", e) from None
         if len(knn) != n:
             raise fail("faiss", f"{len(knn)} vectors, expected {n}")
-    return Generation(vectors, ids, whitening, sketch, mean, knn)
+    return Generation(ids, codes, scale, norm, img_basis, whitening, s_codes, s_scale, s_norm, sk_basis, mean, knn)
 
 
 class ImageSearcher:
@@ -277,19 +485,20 @@ class ImageSearcher:
         self.device = device
         self._describer: GemDescriber | None = None
         self._drawer: GemDescriber | None = None
-        if len(ids) == 0:
-            self.knn = None
-        elif self.knn is None:
-            self.knn = VectorIndex(np.asarray(self.vectors, np.float32), kind="auto", device=device,
-                                   ivf_threshold=1 << 62)
 
     def _load(self, record: dict) -> np.ndarray:
         """Open the files of one generation; returns its ids."""
         g = open_generation(self.index.path, record)
-        self.vectors, self.whitening, self.knn = g.vectors, g.whitening, g.knn
-        self.sketch_vectors, self.sketch_mean = g.sketch_vectors, g.sketch_mean
+        self.generation = g
+        self.whitening, self.knn, self.sketch_mean = g.whitening, g.knn, g.sketch_mean
+        self.image = g.image() if len(g.ids) else None
+        self.sketch = g.sketch() if len(g.ids) else None
         self.record = record
         return g.ids
+
+    def __len__(self) -> int:
+        """Photos in the image index."""
+        return len(self.rows)
 
     def embed_raw(self, raw: np.ndarray) -> np.ndarray:
         """Raw GeM vectors -> the index's space (whitened, L2)."""
@@ -316,7 +525,7 @@ class ImageSearcher:
     @property
     def has_sketch(self) -> bool:
         """Whether the photos have global sketch descriptors (engine.fusion)."""
-        return self.sketch_vectors is not None and len(self.sketch_vectors) > 0
+        return self.sketch is not None and len(self.sketch) > 0
 
     def describe_sketch(self, edges) -> np.ndarray:
         """A query sketch's global descriptor in the index's space (centred on the collection, L2)."""
@@ -329,10 +538,9 @@ class ImageSearcher:
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
     def sketch_top(self, q: np.ndarray, k: int, *, with_scores: bool = False):
-        """View rows of the ``k`` best global sketch cosines (candidates: one matrix-vector product over the
-        collection's float16 vectors; exact scores of the rows kept come from :meth:`sketch_scores`); with
-        ``with_scores``, (rows, their float32 scores)."""
-        scores = f16_matvec(self.sketch_vectors, np.asarray(q, np.float32))
+        """View rows of the ``k`` best global sketch cosines (one int8 matrix-vector product over the
+        collection's codes); with ``with_scores``, (rows, their float32 scores)."""
+        scores = self.sketch.scores(np.asarray(q, np.float32))
         top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if k < len(scores) else np.arange(len(scores))
         rows = self.rows[top]
         ok = rows >= 0
@@ -340,33 +548,54 @@ class ImageSearcher:
 
     def sketch_scores(self, q: np.ndarray, rows) -> np.ndarray:
         """Global sketch cosines of view rows; NaN for rows without a descriptor."""
-        return self._cosines(self.sketch_vectors, q, np.asarray(rows, np.int64))
+        return self._cosines(self.sketch, q, np.asarray(rows, np.int64))
 
     def image_scores(self, q: np.ndarray, rows) -> np.ndarray:
         """Image cosines of view rows for a query vector in the index's space; NaN for rows without one."""
-        return self._cosines(self.vectors, q, np.asarray(rows, np.int64))
+        return self._cosines(self.image, q, np.asarray(rows, np.int64))
 
-    def _cosines(self, vectors: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        v = self.row_to_vec[rows]
+    def _cosines(self, vectors: AffineCodes | None, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.full(len(rows), np.nan, np.float32)
+        if vectors is None or not len(rows):
+            return out
+        v = self.row_to_vec[rows]
         ok = np.flatnonzero(v >= 0)
-        sel = v[ok]
-        order = np.argsort(sel, kind="stable")  # memory maps read fastest in order
-        sel, ok = sel[order], ok[order]
-        q = np.asarray(q, np.float32)
-        for s in range(0, len(ok), 65536):
-            out[ok[s:s + 65536]] = np.asarray(vectors[sel[s:s + 65536]], np.float32) @ q
+        out[ok] = vectors.scores_of(q, v[ok])
         return out
 
     def vectors_of_rows(self, rows) -> np.ndarray:
         """Image vectors of view rows (rows without one are left out)."""
         v = self.row_to_vec[np.asarray(rows, np.int64)]
-        return np.asarray(self.vectors[v[v >= 0]], np.float32)
+        v = v[v >= 0]
+        if not len(v):
+            return np.zeros((0, self.image.matrix.shape[1] if self.image is not None else 0), np.float32)
+        return self.image.vectors(v)
+
+    def all_vectors(self) -> np.ndarray:
+        """(N, d) float32 image vectors of every photo in the image index (its row ``i`` is view row
+        ``rows[i]``)."""
+        n = len(self.rows)
+        if not n:
+            return np.zeros((0, 0), np.float32)
+        return np.concatenate([self.image.vectors(np.arange(s, min(n, s + 65536))) for s in range(0, n, 65536)])
+
+    def decoded(self, name: str, rows) -> np.ndarray:
+        """(n, G) float32 descriptors of view rows as the index keeps them, decoded: "gem" (L2-normalised GeM)
+        or "sketch" (the raw global sketch descriptor); rows without one are left out."""
+        v = self.row_to_vec[np.asarray(rows, np.int64)]
+        v = v[v >= 0]
+        order = np.argsort(v, kind="stable")  # memory maps read fastest in order
+        g = self.generation
+        basis, codes, scale = ((g.image_basis, g.image_codes, g.image_scale) if name == "gem"
+                               else (g.sketch_basis, g.sketch_codes, g.sketch_scale))
+        out = np.empty((len(v), basis.mean.shape[0]), np.float32)
+        out[order] = basis.decode(codes[v[order]], scale[v[order]])
+        return out
 
     def search_vector(self, q: np.ndarray, top_k: int, *, qe: int = 0, alpha: float = ALPHA) \
             -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the top ``top_k`` for a query vector, with alpha-QE over ``qe`` neighbours."""
-        if self.knn is None:
+        if self.image is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         q = np.asarray(q, np.float32)[None]
         if qe > 0:
@@ -376,21 +605,21 @@ class ImageSearcher:
         return self._search(q, top_k)
 
     def _search(self, q: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``top_k`` rows of this view (vectors of photos the view lacks are skipped: asks for more
-        until enough are found); IVF-PQ candidates are re-ranked with the exact vectors."""
+        """Top ``top_k`` rows of this view (vectors of photos the view lacks are skipped): every code scored
+        exactly, or for large collections IVF-PQ candidates re-ranked exactly."""
+        if self.knn is None:
+            scores = self.image.scores(q[0])
+            scores[self.rows < 0] = -np.inf
+            top = top_positions(scores, min(top_k, int((self.rows >= 0).sum())))
+            return self.rows[top], scores[top].astype(np.float32)
         n = len(self.knn)
         k = min(n, top_k + 16)
         while True:
-            kk = min(n, max(k, RERANK * top_k)) if self.knn.kind == "ivfpq" else k
-            scores, ids = self.knn.search(q, kk)
-            ids = ids[0][ids[0] >= 0]
-            if self.knn.kind == "ivfpq" and len(ids):
-                ids = np.sort(ids)
-                exact = np.asarray(self.vectors[ids], np.float32) @ q[0]
-                order = np.argsort(-exact, kind="stable")
-                ids, sc = ids[order], exact[order]
-            else:
-                sc = scores[0][:len(ids)]
+            _, ids = self.knn.search(q, min(n, max(k, RERANK * top_k)))
+            ids = np.sort(ids[0][ids[0] >= 0])
+            exact = self.image.vectors(ids) @ q[0] if len(ids) else np.zeros(0, np.float32)
+            order = np.argsort(-exact, kind="stable")
+            ids, sc = ids[order], exact[order]
             rows = self.rows[ids]
             ok = rows >= 0
             if ok.sum() >= top_k or k >= n:
@@ -398,50 +627,32 @@ class ImageSearcher:
             k = min(n, 4 * k)
 
 
-def f16_matvec(mat: np.ndarray, q: np.ndarray, *, block: int = 256) -> np.ndarray:
-    """``mat @ q`` of a (possibly memory-mapped) float16 matrix, in float32.
-
-    Parameters
-    ----------
-    mat : (N, d) float16 ndarray
-    q : (d,) float32 ndarray
-    block : int
-        Rows converted at a time: OpenCV converts float16 with the CPU's conversion instructions (numpy's
-        ``astype`` is 5x slower), and blocks this small stay in cache and below the sizes at which
-        OpenCV's and OpenBLAS's thread pools take turns (on a busy 2-core machine: 30x slower).
-
-    Returns
-    -------
-    (N,) float32 ndarray
-    """
-    q = np.ascontiguousarray(q, np.float32)
-    out = np.empty(len(mat), np.float32)
-    for s in range(0, len(mat), block):
-        part = np.ascontiguousarray(mat[s:s + block])
-        out[s:s + len(part)] = cv2.add(part, 0.0, dtype=cv2.CV_32F) @ q
-    return out
+def collection_part(db: Path, max_rows: int | None = None, *, seed: int = 0):
+    """What one shard contributes to the collection's learned image parameters: a sample of its photos'
+    vectors (all, or a random ``max_rows`` of them: L2-normalised GeM, global sketch descriptors), the float64
+    sum of all its global sketch descriptors, its count and how many of them are new (not yet in its image
+    index).  (None, None, None, 0, 0) for an index without image descriptors or photos."""
+    vectors = shard_vectors(Path(db))
+    if vectors is None or not len(vectors):
+        return None, None, None, 0, 0
+    take = vectors.sample(max_rows, seed)
+    return vectors.rows(take, "gem"), vectors.rows(take, "sketch"), vectors.sketch_sum(), len(vectors), vectors.n_new
 
 
-def collection_part(db: Path, max_rows: int | None = None, *, seed: int = 0) \
-        -> tuple[np.ndarray | None, np.ndarray | None, int]:
-    """What one shard contributes to the collection's learned image parameters: its raw GeM vectors (all,
-    or a random ``max_rows`` of them), the float64 sum of its global sketch descriptors, and its count.
-    (None, None, 0) for an index without image descriptors or photos."""
-    db = Path(db)
+def shard_vectors(db: Path) -> PhotoVectors | None:
+    """The :class:`PhotoVectors` of an index (read-only; None without image descriptors)."""
     with CatalogReader(db) as con:
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        rows = con.execute("SELECT chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
-    if not meta.get("image_settings") or not rows:
-        return None, None, 0
-    chunks = np.array([r[0] for r in rows], np.int64)
-    slots = np.array([r[1] for r in rows], np.int64)
-    n = len(rows)
-    total = None
-    for c in np.unique(chunks):
-        a = np.load(chunk_path(db, int(c), "sketch"), mmap_mode="r")
-        part = row_sum(a[np.sort(slots[chunks == c])])
-        total = part if total is None else total + part
-    take = np.arange(n)
-    if max_rows is not None and max_rows < n:
-        take = np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
-    return _gather(db, chunks[take], slots[take], "gem"), total, n
+        rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
+        chunk_ids = [c for (c,) in con.execute("SELECT id FROM chunks")]
+    if not meta.get("image_settings"):
+        return None
+    raw = {c for c in chunk_ids if all(chunk_path(db, c, a).exists() for a in ("gem", "sketch"))}
+    previous = None
+    if meta.get("image_index"):
+        try:
+            previous = open_generation(db, json.loads(meta["image_index"]))
+        except Exception as e:  # noqa: BLE001 -- a damaged generation: the writer drops its photos on opening
+            log.warning("%s", e)
+    a = np.array(rows, np.int64).reshape(-1, 3)
+    return PhotoVectors(db, a[:, 0], a[:, 1], a[:, 2], raw, previous)

@@ -202,8 +202,10 @@ _worker_defer_edges = False
 
 def _init_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
                  cnn_json: str | None = None, defer_edges: bool = False) -> None:
-    """Per-process state of the describing jobs.  ``net_side``: return the CNN input for the writer to
-    describe (batched on a GPU); ``cnn_json``: run the CNN here, on the CPU (one thread per worker);
+    """Per-process state of the describing jobs.  ``single_thread``: one OpenCV thread (a worker process; not
+    for jobs run in the caller's process, whose setting stays); ``net_side``: return the CNN input for the
+    writer to describe (batched on a GPU); ``cnn_json``: run the CNN here, on the CPU, in ONNX Runtime on one
+    thread (each worker process takes one core; jobs run in the caller's process are one worker too);
     ``defer_edges``: leave the edge detection to the writer (batched on a GPU)."""
     global _worker_layout, _worker_net_side, _worker_cnn, _worker_draw, _worker_defer_edges
     _worker_defer_edges = defer_edges
@@ -218,8 +220,8 @@ def _init_worker(settings_json: str, single_thread: bool = True, net_side: int |
         from .cnn import GemDescriber, GemSettings
 
         gem = GemSettings.from_json(cnn_json)
-        _worker_cnn = GemDescriber(gem, "cpu", num_threads=1 if single_thread else None)
-        _worker_draw = GemDescriber(drawing_settings(gem.backbone), "cpu", num_threads=1 if single_thread else None)
+        _worker_cnn = GemDescriber(gem, "cpu", num_threads=1, backend="onnx")
+        _worker_draw = GemDescriber(drawing_settings(gem.backbone), "cpu", num_threads=1, backend="onnx")
         _worker_net_side = gem.max_side
 
 
@@ -347,10 +349,10 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         from .imageindex import Extractor
 
         extractor = Extractor(GemSettings.from_json(image_json), device)
-    # the writer runs the CNN in batches on a GPU, and on the CPU when there are no worker processes
-    # (alternating the CNN's threads with the edge code's photo by photo is ten times slower); worker
-    # processes on the CPU each run it on their own photos, one thread each
-    batched = extractor is not None and (extractor.describer.device.type != "cpu" or not _use_pool(workers, 4))
+    # the writer runs the CNN in batches on a GPU; on the CPU each job runs it on its own photo, on one thread,
+    # in the worker processes or, with one worker, in this one (the writer's CNN on every core, alternating
+    # with the edge code photo by photo, kept its threads spinning: 6 to 10 times slower on two busy cores)
+    batched = extractor is not None and extractor.describer.device.type != "cpu"
     net_side = extractor.describer.settings.max_side if batched else None
     cnn_json = image_json if extractor is not None and not batched else None
     with IndexWriter(db, settings, image_settings=image_json, image_dim=extractor.describer.dim if extractor

@@ -17,7 +17,6 @@ from .catalog import (
     CATALOG,
     CHUNK_FILE,
     FIXED_FILES,
-    IMAGE_ARRAYS,
     SKETCH_ARRAYS,
     CatalogReader,
     array_spec,
@@ -27,6 +26,7 @@ from .catalog import (
     open_array,
     read_meta,
 )
+from .compact import Dequantised
 from .errors import DamagedIndexWarning, Hint, IndexFormatError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
@@ -83,7 +83,7 @@ class IndexView:
         self.meta = meta
         self.settings = SketchSettings.from_json(meta["settings"])
         self.image_settings = meta.get("image_settings") or None
-        names = SKETCH_ARRAYS + (IMAGE_ARRAYS if self.image_settings else ())
+        names = SKETCH_ARRAYS  # the raw image arrays a chunk may hold are the writer's (engine.imageindex)
         spec = array_spec(self.settings)
         blocks: dict[str, list[np.ndarray]] = {a: [] for a in names}
         damaged: list[tuple[str, str]] = []
@@ -95,8 +95,6 @@ class IndexView:
             arrays = {}
             for a in names:
                 dtype, row = spec[a]
-                if a in ("gem", "sketch") and blocks["gem"]:
-                    row = blocks["gem"][0].shape[1:]
                 arrays[a], problem = open_array(chunk_path(self.path, c, a), n, dtype, row)
                 if problem == "missing" and not final:
                     return None
@@ -113,8 +111,9 @@ class IndexView:
         self.inv_norms = concat_blocks(blocks["inv_norms"], (0, k, 3), np.float32)
         ids = blocks["ids"]
         self.ids = np.concatenate(ids) if len(ids) > 1 else (np.asarray(ids[0]) if ids else np.zeros(0, np.int64))
-        self.gem = concat_blocks(blocks["gem"], (0, 0), np.float16) if "gem" in blocks else None
-        self.polar = concat_blocks(blocks["polar"], (0, POLAR_DIM), np.float16)  # (N, P) rotation descriptors
+        # (N, P) rotation descriptors, decoded from their int8 codes as rows are read
+        self.polar = Dequantised(concat_blocks(blocks["polar"], (0, POLAR_DIM), np.int8),
+                                 concat_blocks(blocks["polar_scale"], (0,), np.float32))
         self.chunk_files = sorted(chunk_path(self.path, c, a).name for c in good for a in names)
         image_gen = json.loads(meta["image_index"])["gen"] if meta.get("image_index") else None
         self.image_files = sorted(p.name for p in self.path.glob(f"image-{image_gen}.*")
@@ -302,7 +301,8 @@ class IndexView:
             elif p.name.startswith(CATALOG) and p.name in FIXED_FILES:
                 key = "catalog"
             elif p.name in image_files:  # image-<gen>.<part>; only this view's generation
-                key = "image " + p.name.split(".", 1)[1].removesuffix(".npy").removesuffix(".npz")
+                part = p.name.split(".", 1)[1].removesuffix(".npy").removesuffix(".npz")
+                key = "image " + part.removeprefix("image_")
             else:
                 continue
             with contextlib.suppress(OSError):
@@ -310,14 +310,16 @@ class IndexView:
         n = len(self)
         per_image = self.settings.dim + len(self.settings.scales) * 3 * 4 + 8
         image_index = json.loads(self.meta["image_index"]) if self.meta.get("image_index") else None
-        image_bytes = 0
-        if self.gem is not None:  # raw GeM and sketch GeM (float16) in the chunks + this generation's files
-            image_files = sum(v for k, v in parts.items() if k.startswith("image "))
-            image_bytes = 2 * self.gem.shape[1] * 2 + 8 + (round(image_files / n) if n else 0)
+        # image search: the generation's per-photo files, amortised (its codes, scales, norms, ids and IVF-PQ
+        # index), and what it holds once per collection (bases, whitening, mean), apart
+        fixed = ("image basis", "image whitening", "image sketch_mean")
+        per_photo = sum(v for k, v in parts.items() if k.startswith("image ") and k not in fixed)
+        image_bytes = round(per_photo / n) if n and image_index else 0
         return {"path": str(self.path), "images": n, "skipped": self.n_skipped, "image_index": image_index,
                 "format_version": FORMAT_VERSION, "settings": json.loads(self.settings.to_json()),
                 "image_settings": json.loads(self.image_settings) if self.image_settings else None,
                 "descriptor_dim": self.settings.dim, "bytes_on_disk": parts,
-                "bytes_per_image": per_image, "rotation_bytes_per_image": POLAR_DIM * 2,
-                "image_bytes_per_image": image_bytes}
+                "bytes_per_image": per_image, "rotation_bytes_per_image": POLAR_DIM + 4,
+                "image_bytes_per_image": image_bytes,
+                "image_fixed_bytes": sum(v for k, v in parts.items() if k in fixed)}
 

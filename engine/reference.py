@@ -114,17 +114,14 @@ def load_reference(path: str | None = None) -> Reference | None:
 
 
 def chunk_rows(index, name: str) -> np.ndarray:
-    """(N, d) float32 per-photo array ``name`` as stored in an index's chunks ("gem": raw GeM, "sketch": raw
-    global sketch descriptors), in the index's row order."""
-    from .catalog import chunk_path
-
-    by_id: dict[int, np.ndarray] = {}
-    for f in sorted(Path(index.path).glob("chunk-*.ids.npy")):
-        c = int(f.name.split(".")[0].split("-")[1])
-        ids = np.load(f)
-        arr = np.load(chunk_path(index.path, c, name))
-        by_id.update(zip(ids.tolist(), np.asarray(arr, np.float32), strict=True))
-    return np.stack([by_id[int(i)] for i in index.ids]) if len(index.ids) else np.zeros((0, 0), np.float32)
+    """(N, d) float32 per-photo descriptors ``name`` of an index as it keeps them, decoded from its image index
+    ("gem": L2-normalised GeM, "sketch": global sketch descriptors), in the index's row order."""
+    if not len(index.ids):
+        return np.zeros((0, 0), np.float32)
+    images = index.images()
+    if (images.row_to_vec < 0).any():
+        raise ValueError(f"{index.path}: some photos are not in the image index yet")
+    return images.decoded(name, np.arange(len(index.ids)))
 
 
 def from_index(index, names=None) -> Reference:

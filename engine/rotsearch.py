@@ -220,11 +220,14 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
                 for a, b in zip(ii + i0, jj + j0, strict=True):
                     if a < b and content[a] and content[b]:
                         union(int(a), int(b))
-    if index.gem is not None and len(index.gem):
+    if index.image_settings and n:
         try:
+            from .imagesearch import VectorIndex
+
             images = index.images()
-            vec = np.asarray(images.vectors, np.float32)
-            sims, ids = images.knn.search(vec, min(10, len(vec)))
+            vec = images.all_vectors()
+            knn = images.knn if images.knn is not None else VectorIndex(vec, kind="flat")
+            sims, ids = knn.search(vec, min(10, len(vec)))
             floor = min(gem_threshold, 2 * threshold - 1)
             for vi in range(len(vec)):
                 for s, vj in zip(sims[vi], ids[vi], strict=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 class JsonSettings:

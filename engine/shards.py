@@ -15,7 +15,8 @@ paths without ``..``; on a cluster, the manifest's folder is on a file system ev
 * **Settings.** The manifest holds the collection's sketch and image settings; every shard records the
   manifest's id and its place in it, and a shard built with other settings or for another manifest is
   refused (``IndexFormatError`` naming it).
-* **Learned parameters.** What an index learns on its own photos for image search (the whitening of the
+* **Learned parameters.** What an index learns on its own photos for image search (the bases its image
+  descriptors are stored in, the whitening of the
   image descriptors) and for the fused sketch score (the mean of the global sketch descriptors) is
   learned once on all the shards (``learned-<id>.npz`` beside the manifest) and every shard's image index
   is built with it: the shards' vectors live in one space, and a sharded collection ranks as one index of
@@ -221,6 +222,10 @@ def _save_learned(path: Path, learned) -> None:
         arrays.update(mean=learned.whitening.mean, projection=learned.whitening.projection)
     if learned.sketch_mean is not None:
         arrays["sketch_mean"] = learned.sketch_mean
+    for name, basis in (("image", learned.image_basis), ("sketch", learned.sketch_basis)):
+        if basis is not None:
+            arrays.update({f"{name}_basis_mean": basis.mean, f"{name}_basis_components": basis.components,
+                           f"{name}_basis_n": np.int64(basis.n)})
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -258,7 +263,6 @@ class ShardedIndex(Collection):
             self.manifest.check_shard(i, meta)
             self.indexes.append(SketchIndex(db))
         self.n_skipped = sum(ix.n_skipped for ix in self.indexes)
-        self.gem = None  # image descriptors stay in the shards (find_duplicates: polar pairs only)
 
     def __len__(self) -> int:
         return sum(len(ix) for ix in self.indexes)
@@ -305,9 +309,13 @@ class ShardedIndex(Collection):
 
     @cached_property
     def polar(self):
+        from .compact import Dequantised
 
-        blocks = [ix.polar for ix in self.indexes if len(ix)]
-        return RowBlocks(blocks) if blocks else np.zeros((0, POLAR_DIM), np.float16)
+        views = [ix.polar for ix in self.indexes if len(ix)]
+        if not views:
+            return np.zeros((0, POLAR_DIM), np.float32)
+        return views[0] if len(views) == 1 else Dequantised(RowBlocks([v.codes for v in views]),
+                                                            RowBlocks([v.scales for v in views]))
 
     @property
     def paths(self) -> list[str]:
@@ -422,13 +430,16 @@ def build_shard_image_index(db: str, learned_file: str, lid: str) -> dict:
 
 def _load_learned_file(path: Path, lid: str):
     """The collection's learned image parameters (``engine.imageindex.Learned``) from their file."""
+    from .compact import Basis
     from .imageindex import Learned
     from .imagesearch import Whitening
 
     with np.load(path) as z:
         white = Whitening(z["mean"], z["projection"]) if "projection" in z else None
         mean = z["sketch_mean"] if "sketch_mean" in z else None
-    return Learned(white, mean, lid)
+        bases = [Basis(z[f"{k}_basis_mean"], z[f"{k}_basis_components"], int(z[f"{k}_basis_n"]))
+                 if f"{k}_basis_components" in z else None for k in ("image", "sketch")]
+    return Learned(white, mean, lid, *bases)
 
 
 class LocalRunner:
@@ -553,13 +564,19 @@ def update_learned(m: Manifest, runner) -> bool:
     n = sum(c for c, _ in counts)
     cap = [None if n <= MAX_LEARN_SAMPLES else math.ceil(MAX_LEARN_SAMPLES * c / n) for c, _ in counts]
     parts = runner.map(collection_part, [(str(m.shard_path(i)), cap[i]) for i in range(m.n_shards)])
-    raws = [p[0] for p in parts if p[0] is not None]
-    sums = [p[1] for p in parts if p[1] is not None]
-    raw = np.concatenate(raws) if raws else None
-    if raw is not None and len(raw) > MAX_LEARN_SAMPLES:
-        raw = raw[np.sort(np.random.default_rng(0).choice(len(raw), MAX_LEARN_SAMPLES, replace=False))]
+    parts = [p for p in parts if p[0] is not None]
+    gem = np.concatenate([p[0] for p in parts]) if parts else None
+    sketch = np.concatenate([p[1] for p in parts]) if parts else None
+    if gem is not None and len(gem) > MAX_LEARN_SAMPLES:
+        take = np.sort(np.random.default_rng(0).choice(len(gem), MAX_LEARN_SAMPLES, replace=False))
+        gem, sketch = gem[take], sketch[take]
+    previous = None
+    if m.learned is not None:
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            previous = _load_learned_file(m.learned_path(), m.learned)
     lid = uuid.uuid4().hex[:12]
-    learned = learn(raw, np.sum(sums, axis=0) if sums else None, sum(p[2] for p in parts), id=lid)
+    learned = learn(gem, sketch, np.sum([p[2] for p in parts], axis=0) if parts else None,
+                    sum(p[3] for p in parts), id=lid, previous=previous, n_new=sum(p[4] for p in parts))
     path = m.learned_path(lid)
     _save_learned(path, learned)
     runner.map(build_shard_image_index, [(str(m.shard_path(i)), str(path), lid) for i in range(m.n_shards)])

@@ -18,7 +18,8 @@ Rows: shard ``i``'s local row ``r`` is the collection row ``offsets[i] + r``.
 Steps of a sketch query (``sketch_search``), ``i`` over the shards:
 
 1. ``describe_sketch`` (one shard): the query's global descriptor.
-2. ``sketch_candidates`` (all): each shard's alignment shortlist (exact 2-D scores), its part of the
+2. ``sketch_candidates`` (all): each shard's alignment shortlist (exact 2-D scores) -- of it, the photos that
+   fewer than ``SearchOptions.shard_cap`` others beat on both scores (``undominated``) --, its part of the
    background sample and its best global-descriptor rows, with both scores.
 3. client: keeps the collection's best ``extra_k`` global-descriptor rows, standardises, ranks by the
    expansion's base score and picks the seeds; ``seed_vectors`` (the shards holding seeds) returns
@@ -42,7 +43,7 @@ from .errors import QueryError
 from .indexview import IndexView
 from .vectors import l2n
 
-__all__ = ["Candidates", "Expansion", "ReferenceReply", "STEPS", "ShardSearcher", "ShardSummary"]
+__all__ = ["Candidates", "Expansion", "ReferenceReply", "STEPS", "ShardSearcher", "ShardSummary", "undominated"]
 
 MAX_OPEN_QUERIES = 16  # per-query state a shard keeps (scorer, scores computed); oldest dropped first
 
@@ -71,10 +72,11 @@ class ShardSummary:
 class Candidates:
     """Step 2's reply: this shard's candidates of a sketch query.
 
-    ``rows`` sorted local rows (background, alignment shortlist and best global rows); ``afm`` their alignment
-    scores; ``glob`` their global cosines (NaN: no descriptor; None without a global query); ``core`` (bool:
-    background or shortlist, kept whatever the other shards hold); ``gtop`` / ``gtop_scores``: this shard's best
-    ``extra_k`` global rows and their scores (for the client's collection-wide cut).
+    ``rows`` sorted local rows (background, alignment shortlist -- what of it the cap lets through -- and best
+    global rows); ``afm`` their alignment scores; ``glob`` their global cosines (NaN: no descriptor; None without
+    a global query); ``core`` (bool: background or shortlist, kept whatever the other shards hold); ``gtop`` /
+    ``gtop_scores``: this shard's best ``extra_k`` global rows and their scores (for the client's collection-wide
+    cut).
     """
 
     rows: np.ndarray
@@ -110,12 +112,27 @@ class ReferenceReply:
 
 
 class _Query:
-    """What a shard keeps of one query between steps."""
+    """What a shard keeps of one query between steps: its scorer, its global descriptor, and the exact alignment
+    scores computed so far (``rows`` sorted, ``afm`` theirs)."""
 
     def __init__(self, scorer, q_glob) -> None:
         self.scorer = scorer
         self.q_glob = q_glob
-        self.afm: dict[int, float] = {}
+        self.rows = np.zeros(0, np.int64)
+        self.afm = np.zeros(0, np.float32)
+
+    def keep(self, rows: np.ndarray, afm: np.ndarray) -> None:
+        """Remember the alignment scores of rows not scored before (``rows`` unique)."""
+        order = np.argsort(np.concatenate([self.rows, rows]), kind="stable")
+        self.rows = np.concatenate([self.rows, np.asarray(rows, np.int64)])[order]
+        self.afm = np.concatenate([self.afm, np.asarray(afm, np.float32)])[order]
+
+    def known(self, rows: np.ndarray) -> np.ndarray:
+        """Positions of rows in ``self.rows`` (-1: not scored yet)."""
+        if not len(self.rows):
+            return np.full(len(rows), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+        return np.where(self.rows[pos] == rows, pos, -1)
 
 
 class ShardSearcher:
@@ -160,22 +177,31 @@ class ShardSearcher:
         return q
 
     def _afm(self, q: _Query, rows: np.ndarray) -> np.ndarray:
-        """Exact 2-D alignment scores of rows (cached per query)."""
-        codes, inv = self.index.codes, self.index.inv_norms
-        missing = np.array([r for r in rows.tolist() if r not in q.afm], np.int64)
-        for i in range(0, len(missing), 4096):
-            part = missing[i:i + 4096]
-            q.afm.update(zip(part.tolist(), q.scorer.score_2d(codes[part], inv[part]).tolist(), strict=True))
-        return np.array([q.afm[r] for r in rows.tolist()], np.float64)
+        """Exact 2-D alignment scores of rows (kept per query: the shortlist's come from ``rank``)."""
+        from .search import score_rows
+
+        rows = np.asarray(rows, np.int64)
+        missing = np.unique(rows[q.known(rows) < 0])
+        if len(missing):
+            q.keep(missing, score_rows(q.scorer, self.index.codes, self.index.inv_norms, missing))
+        return q.afm[q.known(rows)].astype(np.float64)
 
     def _images(self, options):
         return self._images_for(options.device)
 
     def sketch_candidates(self, qid: str, edges: EdgeMap, options, q_glob: np.ndarray | None,
-                          bg_rows: np.ndarray, extra_k: int, filt=None) -> Candidates:
+                          bg_rows: np.ndarray, extra_k: int, filt=None, cap: int | None = None) -> Candidates:
         """Step 2: candidates of this shard with their alignment and global scores.  With a filter
         (``engine.filters.PhotoFilter``) the shortlist and the best global rows are of the photos it lets
-        through; the background sample stays the whole shard's (it standardises the scores)."""
+        through; the background sample stays the whole shard's (it standardises the scores).
+
+        With ``cap`` (``SearchOptions.shard_cap``), of its alignment shortlist the shard sends only the photos
+        that fewer than ``cap`` others of the shortlist beat on both the alignment and the global score
+        (``undominated``): the fused score, the expansion's base score and the alignment alone all grow with
+        both, so a photo left out has ``cap`` photos sent that rank above it, and the client's top ``k`` and
+        its ``n`` seeds are the same wherever ``cap >= k`` and ``cap >= n`` (the expanded score also weighs each
+        photo's image cosine with the expanded query, which only the next step knows).
+        """
         from .search import QueryScorer, pick_device, rank
 
         ix = self.index
@@ -195,8 +221,8 @@ class ShardSearcher:
             ranking = rank(scorer, ix.codes[allowed], ix.inv_norms[allowed], options,
                            top_k=options.shortlist_size(len(allowed)), n_align=0)
             short = allowed[ranking.rows[: ranking.n_exact]]
-        q.afm.update(zip(short.tolist(), ranking.scores[: ranking.n_exact].tolist(), strict=True))
-        core = np.unique(np.concatenate([np.asarray(bg_rows, np.int64), short]))
+        q.keep(short, ranking.scores[: ranking.n_exact])
+        bg_rows = np.asarray(bg_rows, np.int64)
         images = self._images(options) if q_glob is not None else None
         gtop = gtop_scores = np.zeros(0)
         if images is not None:
@@ -204,10 +230,16 @@ class ShardSearcher:
                 gtop, gtop_scores = images.sketch_top(q_glob, extra_k, with_scores=True)
             else:
                 gtop, gtop_scores = _best(allowed, images.sketch_scores(q_glob, allowed), extra_k)
-        rows = np.union1d(core, gtop).astype(np.int64)
+        rows = np.unique(np.concatenate([bg_rows, short, np.asarray(gtop, np.int64)]))
         glob = None
         if images is not None:
             glob = images.sketch_scores(q_glob, rows).astype(np.float64)
+        if cap is not None and len(short) > cap:
+            short = undominated(short, ranking.scores[: ranking.n_exact],
+                                None if glob is None else glob[np.searchsorted(rows, short)], cap)
+            sent = np.isin(rows, np.concatenate([bg_rows, short, np.asarray(gtop, np.int64)]))
+            rows, glob = rows[sent], (None if glob is None else glob[sent])
+        core = np.union1d(bg_rows, short)
         return Candidates(rows, self._afm(q, rows), glob, np.isin(rows, core), np.asarray(gtop, np.int64),
                           np.asarray(gtop_scores, np.float32),
                           None if allowed is None else np.isin(rows, allowed))
@@ -330,6 +362,49 @@ class ShardSearcher:
     def dates(self, rows: np.ndarray) -> np.ndarray:
         """Each row's date (EXIF DateTimeOriginal, else the file's time)."""
         return self.index.dates(np.asarray(rows, np.int64))
+
+
+def undominated(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, k: int) -> np.ndarray:
+    """The rows (sorted) that fewer than ``k`` of the others beat on both scores.
+
+    ``b`` beats ``a`` when ``afm[b] >= afm[a]`` and ``glob[b] >= glob[a]``, the smaller row first where both
+    are equal (as the client's ranking breaks ties: collection rows in order).  Any score that grows with both
+    (the fused score, the expansion's base score) ranks a row left out below ``k`` rows kept: whatever beats a
+    row beats the rows it beats, so of the ``k`` or more rows that beat a row left out, those beaten by the
+    fewest others are kept, and with them at least ``k``.  Without ``glob``, the ``k`` best by ``afm``; rows
+    whose ``glob`` is NaN (no global descriptor: the client gives them the background's mean) are kept and
+    beat none.
+
+    Parameters
+    ----------
+    rows : (n,) int
+    afm, glob : (n,) float
+    k : int
+
+    Returns
+    -------
+    (m,) int64 ndarray, sorted
+    """
+    rows = np.asarray(rows, np.int64)
+    if glob is None:
+        return np.sort(rows[np.lexsort((rows, -np.asarray(afm)))[:k]])
+    glob = np.asarray(glob, np.float64)
+    unknown = np.isnan(glob)
+    known = np.flatnonzero(~unknown)
+    order = known[np.lexsort((rows[known], -glob[known], -np.asarray(afm)[known]))]  # whoever beats a row is before it
+    g = glob[order]
+    keep = np.zeros(len(order), bool)
+    top = np.zeros(0)  # the k largest glob of the rows before the block, ascending
+    for start in range(0, len(order), 512):
+        block = g[start:start + 512]
+        # k rows before the block beat every row whose glob is not above the k-th largest of theirs
+        cand = np.flatnonzero(block > top[0]) if len(top) == k else np.arange(len(block))
+        b = block[cand]
+        before = len(top) - np.searchsorted(top, b, side="left")  # rows before the block that beat each
+        within = np.tril(b[None, :] >= b[:, None], -1).sum(axis=1)  # ... and rows of the block before it
+        keep[start + cand] = before + within < k
+        top = np.sort(np.concatenate([top, b]))[-k:]
+    return np.sort(np.concatenate([rows[order[keep]], rows[unknown]]))
 
 
 def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -42,6 +42,7 @@ from .catalog import (
     save_npz,
     write_marker,
 )
+from .compact import quantise
 from .describe import PhotoRecord
 from .errors import Hint, IndexFormatError, IndexNotFound, IndexWriteError
 from .rotation import POLAR_DIM
@@ -154,6 +155,7 @@ class IndexWriter:
                 record_owned(self.con, [n for n in index_files(self.db) or () if n not in FIXED_FILES])
                 write_marker(self.db)
             self._drop_damaged_chunks()
+            self._drop_unreadable_folded()
             self._delete_orphans()
 
     def _close_catalog(self) -> None:
@@ -217,11 +219,14 @@ class IndexWriter:
 
     def _drop_damaged_chunks(self) -> None:
         """Chunks whose arrays are missing or damaged: their photos leave the catalog, to be described again
-        by this run (or the next over their folders); the files go with the orphans."""
+        by this run (or the next over their folders); the files go with the orphans.  A chunk whose raw image
+        arrays are missing is whole: they were folded into the image index (:meth:`_drop_unreadable_folded`)."""
         spec = array_spec(self.settings, self.image_dim or None)
         damaged = {}
         for c, n in self.con.execute("SELECT id, n FROM chunks").fetchall():
             for a in self.arrays:
+                if a in IMAGE_ARRAYS and not os.path.lexists(chunk_path(self.db, c, a)):
+                    continue
                 arr, problem = open_array(chunk_path(self.db, c, a), n, *spec[a])
                 del arr
                 if problem and problem.startswith(CANNOT_READ):  # not damage: the photos are not dropped
@@ -230,17 +235,46 @@ class IndexWriter:
                 if problem:
                     damaged[c] = f"{chunk_path(self.db, c, a).name} {problem}"
                     break
-        if not damaged:
-            return
+        if damaged:
+            self._drop_chunks(damaged, "damaged descriptor chunks")
+
+    def _drop_chunks(self, why: dict[int, str], what: str) -> None:
         with self.con:
-            lost = self.con.execute(f"SELECT COUNT(*) FROM files WHERE chunk IN ({','.join('?' * len(damaged))})",
-                                    list(damaged)).fetchone()[0]
-            self.con.executemany("DELETE FROM files WHERE chunk = ?", [(c,) for c in damaged])
-            self.con.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in damaged])
+            lost = self.con.execute(f"SELECT COUNT(*) FROM files WHERE chunk IN ({','.join('?' * len(why))})",
+                                    list(why)).fetchone()[0]
+            self.con.executemany("DELETE FROM files WHERE chunk = ?", [(c,) for c in why])
+            self.con.executemany("DELETE FROM chunks WHERE id = ?", [(c,) for c in why])
             if "gem" in self.arrays:
                 self._image_dirty()
-        log.warning("%s: %d damaged descriptor chunks (%s): their %d photos are described again when their "
-                    "folders are indexed", self.db, len(damaged), "; ".join(damaged.values()), lost)
+        log.warning("%s: %d %s (%s): their %d photos are described again when their folders are indexed",
+                    self.db, len(why), what, "; ".join(why.values()), lost)
+
+    def raw_chunks(self) -> set[int]:
+        """Chunks that still hold their photos' raw image descriptors (not yet folded into the image index)."""
+        if "gem" not in self.arrays:
+            return set()
+        return {c for (c,) in self.con.execute("SELECT id FROM chunks")
+                if all(os.path.lexists(chunk_path(self.db, c, a)) for a in IMAGE_ARRAYS)}
+
+    def _drop_unreadable_folded(self) -> None:
+        """When the image index that holds the folded photos' image descriptors is missing or damaged, those
+        photos leave the catalog (their chunks' files go with the orphans), to be described again."""
+        if "gem" not in self.arrays:
+            return
+        rec = self.con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
+        from .imageindex import open_generation
+
+        problem = None
+        if rec is not None:
+            try:
+                open_generation(self.db, json.loads(rec[0]))
+            except (IndexFormatError, ValueError, KeyError) as e:
+                problem = str(e)
+        raw = self.raw_chunks()
+        folded = [c for (c,) in self.con.execute("SELECT id FROM chunks") if c not in raw]
+        if folded and (rec is None or problem):
+            self._drop_chunks({c: problem or "no image index" for c in folded},
+                              "chunks whose image descriptors are lost")
 
     def close(self) -> None:
         if getattr(self, "con", None) is not None:
@@ -300,11 +334,11 @@ class IndexWriter:
         while any(os.path.lexists(chunk_path(self.db, cid, a)) or os.path.lexists(f"{chunk_path(self.db, cid, a)}.tmp")
                   for a in self.arrays):
             cid += 1
-        names = [chunk_path(self.db, cid, a).name for a in self.arrays]
+        names = [chunk_path(self.db, cid, a).name for a in arrays]
         tmp = [f"{n}.tmp" for n in names]
         record_owned(self.con, names + tmp)
         try:
-            for name in self.arrays:
+            for name in arrays:
                 save_array(chunk_path(self.db, cid, name), arrays[name])
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -341,7 +375,7 @@ class IndexWriter:
             if "gem" in self.arrays:
                 arrays["gem"] = np.stack([r.gem for r in records]).astype(np.float16)
                 arrays["sketch"] = np.stack([r.sketch for r in records]).astype(np.float16)
-            arrays["polar"] = np.stack([r.polar for r in records]).astype(np.float16)
+            arrays["polar"], arrays["polar_scale"] = quantise(np.stack([r.polar for r in records]))
             cid, tmp = self._new_chunk(arrays)
         with cur:
             if cid is not None:
@@ -405,7 +439,10 @@ class IndexWriter:
         start = self._next_ids(0).start
         ids = np.arange(start, start + len(paths), dtype=np.int64)
         if "polar" not in arrays:  # synthetic sketch descriptors come without rotation descriptors
-            arrays = {**arrays, "polar": np.zeros((len(paths), POLAR_DIM), np.float16)}
+            arrays = {**arrays, "polar": np.zeros((len(paths), POLAR_DIM), np.float32)}
+        if "polar_scale" not in arrays:  # float rotation descriptors: stored as int8 codes and scales
+            codes, scale = quantise(arrays["polar"])
+            arrays = {**arrays, "polar": codes, "polar_scale": scale}
         if "gem" in arrays and "sketch" not in arrays:  # ... and image vectors without sketch descriptors
             arrays = {**arrays, "sketch": np.zeros_like(arrays["gem"])}
         cid, tmp = self._new_chunk({**arrays, "ids": ids})
@@ -447,21 +484,28 @@ class IndexWriter:
 
     @_writes
     def build_image_index(self, *, ivf_threshold: int | None = None, learned=None) -> dict:
-        """Learn the whitening on the index's raw image vectors and write a new image-index generation
-        (``engine.imageindex.write_generation``), then point the catalog at it.
+        """Fold the photos' raw image vectors into a new image-index generation (its bases, codes and
+        whitening: ``engine.imageindex.write_generation``), point the catalog at it, then delete the raw vectors
+        and the older generations.
 
         ``learned``: use these (``imageindex.Learned``, a shard of a collection) instead of learning them here.
         Returns the meta record written.  A failed write (disk full) raises IndexWriteError naming the index; the
         previous generation stays in use (and for readers that opened before the commit); older ones go.
         """
-        from .imageindex import IVF_THRESHOLD, generation_files, write_generation
+        from .imageindex import IVF_THRESHOLD, PhotoVectors, generation_files, open_generation, write_generation
 
         con, db = self.con, self.db
         ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
         rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
-        ids = np.array([r[0] for r in rows], np.int64)
-        chunks = np.array([r[1] for r in rows], np.int64)
-        slots = np.array([r[2] for r in rows], np.int64)
+        a = np.array(rows, np.int64).reshape(-1, 3)
+        raw = self.raw_chunks()
+        previous = self.con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
+        try:
+            previous_gen = open_generation(db, json.loads(previous[0])) if previous else None
+        except IndexFormatError as e:  # its photos were dropped when this writer opened (_drop_unreadable_folded)
+            log.warning("%s", e)
+            previous_gen = None
+        vectors = PhotoVectors(db, a[:, 0], a[:, 1], a[:, 2], raw, previous_gen)
         while True:  # a name no file holds (someone else's files are never overwritten)
             gen = uuid.uuid4().hex[:12]
             files = generation_files(db, gen)
@@ -470,7 +514,7 @@ class IndexWriter:
                 break
         record_owned(con, names)
         try:
-            record = write_generation(db, gen, files, ids, chunks, slots, ivf_threshold, learned, save_npz)
+            record = write_generation(db, gen, files, vectors, ivf_threshold, learned, save_npz)
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 delete_owned(con, db, names)
@@ -484,6 +528,8 @@ class IndexWriter:
             stale = [n for (n,) in con.execute("SELECT name FROM owned WHERE name LIKE 'image-%'")
                      if n.split(".", 1)[0].removeprefix("image-") not in keep]
         delete_owned(con, db, stale)
+        # the raw vectors now folded into the generation (a chunk keeps them while it is in no committed one)
+        delete_owned(con, db, [chunk_path(db, c, n).name for c in raw for n in IMAGE_ARRAYS])
         return record
 
     @_writes
@@ -498,10 +544,19 @@ class IndexWriter:
     @_writes
     def compact(self, *, full: bool = False) -> int:
         """Merge small chunks and chunks with many dead slots (size-tiered, so each descriptor is rewritten
-        O(log N) times over the index's life); ``full`` merges everything into one chunk.
+        O(log N) times over the index's life); ``full`` merges everything into one chunk.  Chunks that still
+        hold raw image descriptors are merged only with each other (:meth:`raw_chunks`).
         Returns the number of chunks merged."""
+        raw = self.raw_chunks()
+        sizes = dict(self.con.execute("SELECT id, n FROM chunks").fetchall())
+        merged = 0
+        for group in (raw, set(sizes) - raw):
+            merged += self._compact({c: n for c, n in sizes.items() if c in group}, full=full,
+                                    arrays=self.arrays if group is raw else SKETCH_ARRAYS)
+        return merged
+
+    def _compact(self, sizes: dict[int, int], *, full: bool, arrays: Sequence[str]) -> int:
         con = self.con
-        sizes = dict(con.execute("SELECT id, n FROM chunks").fetchall())
         live = dict(con.execute("SELECT chunk, COUNT(*) FROM files WHERE chunk IS NOT NULL GROUP BY chunk"))
         empty = [c for c in sizes if live.get(c, 0) == 0]
         order = sorted((c for c in sizes if live.get(c, 0)), key=lambda c: -live[c])
@@ -523,10 +578,10 @@ class IndexWriter:
             ids = np.array([r[0] for r in rows], np.int64)
             chunk_of = np.array([r[1] for r in rows])
             slot_of = np.array([r[2] for r in rows], np.int64)
-            arrays = {}
-            for name in self.arrays:
+            merged = {}
+            for name in arrays:
                 if name == "ids":
-                    arrays[name] = ids
+                    merged[name] = ids
                     continue
                 parts = {c: np.load(chunk_path(self.db, c, name), mmap_mode="r") for c in merge}
                 first = parts[merge[0]]
@@ -534,8 +589,8 @@ class IndexWriter:
                 for c, a in parts.items():
                     sel = chunk_of == c
                     out[sel] = a[slot_of[sel]]
-                arrays[name] = out
-            cid, tmp = self._new_chunk(arrays)
+                merged[name] = out
+            cid, tmp = self._new_chunk(merged)
             with con:
                 con.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(rows), time.time()))
                 con.executemany("UPDATE files SET chunk = ?, slot = ? WHERE id = ?",

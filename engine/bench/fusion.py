@@ -47,7 +47,7 @@ from .metrics import expected_calibration_error, plot_reliability, reliability
 log = logging.getLogger(__name__)
 
 __all__ = ["Pool", "SizeRuns", "Signals", "bench_fusion", "bench_sizes", "collect", "collect_pool", "fit", "fit_sizes",
-           "rank_variants", "simulate", "size_runs", "size_tables", "sketchy_index"]
+           "rank_variants", "shard_cap_check", "simulate", "size_runs", "size_tables", "sketchy_index"]
 
 
 @dataclass
@@ -247,6 +247,30 @@ def fit(data: str | Path | None = None, *, out: Path = FUSION_FILE, sketch_indic
     return params
 
 
+def shard_cap_check(index, edges: list[EdgeMap], params: FusionParams, *, background: int = 250) -> list[dict]:
+    """The product's search (top 20) with the shortlist a shard sends capped (``SearchOptions.candidates``: 1 and
+    the default), against the whole shortlist.  A background of ``background`` photos, so that the cap binds:
+    with the default 2,000, every photo of a 1,250-photo collection is in the background, which is always sent,
+    and no cap changes anything."""
+    from ..search import SearchOptions
+
+    p = dataclasses.replace(params, background=background)
+
+    def top(candidates):
+        opts = SearchOptions(mirror=p.mirror, candidates=candidates)
+        return [[h.path for h in index.search(e, top_k=20, options=opts, params=p)] for e in edges]
+
+    whole = top(None)
+    rows = []
+    for c in (1, SearchOptions().candidates):
+        got = top(c)
+        rows.append({"candidates": c, "cap (photos of the shortlist that may beat one sent)":
+                     SearchOptions(candidates=c).shard_cap(20, p.qe_n), "queries": len(edges),
+                     "same top 20, in order": sum(a == b for a, b in zip(got, whole, strict=True)),
+                     "same top 20 photos": sum(set(a) == set(b) for a, b in zip(got, whole, strict=True))})
+    return rows
+
+
 def bench_fusion(*, data: str | Path | None = None, quick: bool = False, png: Path | None = None) -> dict:
     """Held-back half of Sketchy (sketches ``-1``) and SYSU-Shapes: the four variants, the calibration's
     reliability (table and PNG)."""
@@ -289,6 +313,9 @@ def bench_fusion(*, data: str | Path | None = None, quick: bool = False, png: Pa
             out["tables"]["Fused sketch search latency (1,250 photos, index.search top 20, median)"] = [
                 {"photos": len(index), "ms/query": out["search_ms_median"],
                  "global descriptor + both alignments, ms/query (bench)": round(1000 * sig.seconds_per_query, 1)}]
+            out["tables"]["Shard cap: held-back queries whose top 20 is that of the whole shortlist (1,250 photos, "
+                          "a background of 250 so that the cap binds)"] = shard_cap_check(
+                index, edges[:10] if quick else edges[:60], params)
         try:
             out["tables"]["SYSU-Shapes, held-back queries (odd positions): fused sketch search (mAP, box IoU >= "
                           "0.5 of correct-class top-10)"] = \

@@ -22,7 +22,8 @@ from .speed import (
     bench_store_open,
 )
 
-PARTS = ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "rotation", "region", "app", "cluster")
+PARTS = ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "compact", "rotation", "region", "app",
+         "cluster", "scaling")
 
 
 def main(args, *, app: Callable[[bool], dict] | None = None) -> int:
@@ -90,6 +91,10 @@ def main(args, *, app: Callable[[bool], dict] | None = None) -> int:
         out.append(table("Open an index and search it, in a fresh process (synthetic descriptors; target < 2 s "
                          "at 1M)", [row]))
         print(out[-1], flush=True)
+    if "compact" in parts:
+        from .compact import bench_compact
+
+        report("compact", bench_compact(data=args.data, quick=args.quick), results, out)
     if "rotation" in parts:
         from .rotation import bench_rotation
 
@@ -107,6 +112,12 @@ def main(args, *, app: Callable[[bool], dict] | None = None) -> int:
         from .cluster import bench_cluster
 
         report("cluster", bench_cluster(data=args.data, quick=args.quick), results, out)
+    if "scaling" in parts:
+        from .scaling import bench_scaling
+
+        sc = bench_scaling(data=args.data, quick=args.quick, png=args.out.parent / "cost.png")
+        report("scaling", sc, results, out)
+        print(f"cost plot written to {sc['png']}\n", flush=True)
     if "image" in parts:
         from .image import bench_image
 

@@ -36,21 +36,38 @@ def synthetic_database(layout: FeatureLayout, n: int, seed: int = 0) -> tuple[np
     return codes, inv
 
 
-def synthetic_index(db: Path, n: int, *, seed: int = 0, prefix: str = "/photos/") -> None:
-    """A sketch-only index of ``n`` synthetic photos (random codes; paths <prefix><i>.jpg do not exist)."""
+def synthetic_index(db: Path, n: int, *, seed: int = 0, prefix: str = "/photos/", images: bool = False) -> None:
+    """An index of ``n`` synthetic photos (random codes; paths <prefix><i>.jpg do not exist), sketch-only or,
+    with ``images``, with every descriptor of a fused query: random raw image and global sketch vectors
+    (``synthetic_features``) and the image index built from them (through the writer, as an index run)."""
+    from ..cnn import GemSettings
     from ..writer import IndexWriter
 
     settings = SketchSettings()
     rng = np.random.default_rng(seed)
-    with IndexWriter(db, settings) as w:
-        step = 250_000
+    gem = GemSettings()
+    image = {"image_settings": gem.to_json(), "image_dim": gem.dim} if images else {}
+    with IndexWriter(db, settings, **image) as w:
+        step = 50_000 if images else 250_000
         for s in range(0, n, step):
             m = min(step, n - s)
             codes = rng.integers(-127, 128, (m, settings.dim), dtype=np.int8)
             inv = rng.uniform(0.5, 1.5, (m, len(settings.scales), 3)).astype(np.float32) / 127
             geometry = np.tile([640, 480, 400, 300, 0.625], (m, 1))
-            w.add_arrays([f"{prefix}{i:08d}.jpg" for i in range(s, s + m)], geometry,
-                         {"codes": codes, "inv_norms": inv})
+            arrays = {"codes": codes, "inv_norms": inv}
+            if images:
+                arrays["gem"] = synthetic_features(m, gem.dim, rng).astype(np.float16)
+                arrays["sketch"] = synthetic_features(m, gem.dim, rng).astype(np.float16)
+            w.add_arrays([f"{prefix}{i:08d}.jpg" for i in range(s, s + m)], geometry, arrays)
         w.compact(full=True)
+        if images:
+            w.build_image_index()
+
+
+def synthetic_features(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, dim) float32 vectors like a CNN's pooled features: non-negative, most of their variance in a few
+    dozen directions (the same ones for every call)."""
+    mix = np.abs(np.random.default_rng(1234).normal(size=(48, dim)))
+    return (np.abs(rng.normal(size=(n, 48))) @ mix / 8 + np.abs(rng.normal(size=(n, dim))) * 0.1).astype(np.float32)
 
 

@@ -79,7 +79,8 @@ def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
     capsys.readouterr()
     damaged = tmp_path / "damaged"
     shutil.copytree(db, damaged)
-    next(damaged.glob("chunk-*.codes.npy")).write_bytes(b"\x93NUMPY truncated")
+    for f in damaged.glob("chunk-*.codes.npy"):  # every chunk (a run may commit its photos in several)
+        f.write_bytes(b"\x93NUMPY truncated")
     fill = {"tmp": str(tmp_path), "db": str(db), "empty": str(tmp_path / "emptydb"), "damaged": str(damaged)}
     assert main([a.format(**fill) for a in argv]) == 2
     err = capsys.readouterr().err.strip()

@@ -7,6 +7,7 @@ import pytest
 from app.cli import error_text, hint_command
 from app.messages import error_words, hint_words
 from engine.errors import HINT_ACTIONS, Hint, IndexFormatError, IndexNotFound, QueryError
+from engine.settings import FORMAT_VERSION
 
 
 @pytest.mark.parametrize("action", sorted(HINT_ACTIONS))
@@ -42,7 +43,8 @@ def test_an_old_index_says_rebuild_as_a_command_and_in_words(tmp_path):
         con.execute("UPDATE meta SET value = '0' WHERE key = 'format_version'")
     with pytest.raises(IndexFormatError) as e:
         SketchIndex(db)
-    assert error_text(e.value) == f"{db}: index format 0 but this sketchsearch reads format 4; rebuild with: " \
+    assert error_text(e.value) == f"{db}: index format 0 but this sketchsearch reads format {FORMAT_VERSION}; " \
+                                  f"rebuild with: " \
                                   f"sketchsearch index FOLDER --db {db} --rebuild"
     words = error_words(e.value)
     assert words.startswith(f"{db}: index format 0") and "--" not in words and "File → Index a Photo Folder" in words

@@ -63,6 +63,8 @@ def test_bench_fusion_quick(tmp_path):
     assert rel[-1][4] > rel[0][4]  # the top bin is more precise than the bottom one
     sysu = {r["method"]: r for r in next(t for k, t in res["tables"].items() if k.startswith("SYSU"))}
     assert sysu["fused + QE"]["IoU>=0.5"] >= sysu["AFM alone"]["IoU>=0.5"] - 0.05
+    capped = next(t for k, t in res["tables"].items() if k.startswith("Shard cap"))  # binding, same top 20
+    assert all(r["same top 20 photos"] == r["queries"] > 0 for r in capped)
 
 
 def test_bench_store_parts(tmp_path):

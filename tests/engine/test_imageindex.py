@@ -9,6 +9,7 @@ import pytest
 from app.cli import main
 from engine import imageindex
 from engine.collection import SketchIndex
+from engine.compact import BASIS_DIM
 from engine.errors import Hint, IndexFormatError, QueryError
 from engine.indexer import index_folders
 
@@ -116,9 +117,9 @@ def test_new_photos_become_searchable_by_image_after_the_run(indexed, tmp_path):
     hits = SketchIndex(db).search_image(root / "new.jpg", top_k=1)
     assert hits[0].path.endswith("new.jpg")
     # the previous generation is kept for readers opened before the run; the one before is gone
-    assert len(list(db.glob("image-*.vectors.npy"))) == 2
+    assert len(list(db.glob("image-*.image_codes.npy"))) == 2
     index_folders([root], db, workers=1)  # nothing changed: no new generation, and the old one is cleaned up
-    assert len(list(db.glob("image-*.vectors.npy"))) == 1
+    assert len(list(db.glob("image-*.image_codes.npy"))) == 1
 
 
 def test_a_reader_opened_before_two_runs_still_searches_by_image(indexed, tmp_path):
@@ -198,10 +199,10 @@ def test_large_collections_search_an_ivfpq_index_reranked_with_the_exact_vectors
                       "inv_norms": np.ones((n, len(settings.scales), 3), np.float32),
                       "gem": raw.astype(np.float16)})
         record = w.build_image_index()
-    assert record["kind"] == "ivfpq" and record["whitened"] and record["dim"] == imageindex.WHITEN_DIM
+    assert record["kind"] == "ivfpq" and record["whitened"] and record["dim"] == BASIS_DIM
     images = SketchIndex(db).images("cpu")
     assert images.knn.kind == "ivfpq"
-    vectors = np.asarray(images.vectors, np.float32)
+    vectors = images.all_vectors()
     found = 0
     for q in range(0, n, 600):
         exact = np.argsort(-(vectors @ vectors[q]), kind="stable")[:10]
@@ -209,3 +210,114 @@ def test_large_collections_search_an_ivfpq_index_reranked_with_the_exact_vectors
         assert rows[0] == images.rows[q] and np.all(np.diff(scores) <= 1e-6)
         found += len(set(images.rows[exact]) & set(rows))
     assert found / (10 * len(range(0, n, 600))) > 0.9
+
+
+# -- compact storage (issue 21): one int8 copy of each vector, folded in at the end of a run ----------
+
+def synthetic_index(db, n: int, *, seed: int = 0, start: int = 0, dim: int = 1280):
+    """Add ``n`` photos with random raw image vectors through the writer (like CNN features: most of their
+    variance in a few dozen directions); returns the raw vectors (GeM, sketch)."""
+    from engine.cnn import GemSettings
+    from engine.settings import SketchSettings
+    from engine.writer import IndexWriter
+
+    def features(seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        mix = np.random.default_rng(1234).normal(size=(48, dim))  # one space for every run
+        return (rng.normal(size=(n, 48)) @ mix + rng.normal(size=(n, dim)) * 0.05 + 4.0).astype(np.float32)
+
+    settings = SketchSettings()
+    gem, sketch = features(seed), features(seed + 100)
+    with IndexWriter(db, settings, image_settings=GemSettings().to_json(), image_dim=dim) as w:
+        w.add_arrays([f"/photos/{i:05d}.jpg" for i in range(start, start + n)], np.tile([640, 480, 400, 300, 0.625],
+                                                                                        (n, 1)),
+                     {"codes": np.zeros((n, settings.dim), np.int8),
+                      "inv_norms": np.ones((n, len(settings.scales), 3), np.float32),
+                      "gem": gem.astype(np.float16), "sketch": sketch.astype(np.float16)})
+        w.build_image_index()
+    return gem, sketch
+
+
+def test_a_run_folds_the_raw_vectors_into_int8_codes_that_score_like_them(tmp_path):
+    from engine.vectors import l2n
+
+    db = tmp_path / "db"
+    gem, sketch = synthetic_index(db, 600)
+    assert not list(db.glob("chunk-*.gem.npy")) and not list(db.glob("chunk-*.sketch.npy"))  # one copy: the codes
+    index = SketchIndex(db)
+    images = index.images()
+    g = images.generation
+    assert g.image_codes.dtype == np.int8 and g.image_codes.shape == (600, BASIS_DIM)
+    assert g.sketch_codes.dtype == np.int8 and g.sketch_codes.shape == (600, BASIS_DIM)
+    # the cosines of the codes are those of the float vectors (600 photos: no whitening, plain L2)
+    want = l2n(gem) @ l2n(gem[7])
+    got = images.image_scores(images.embed_raw(gem[7]), np.arange(600))
+    assert np.abs(got - want).max() < 0.01
+    assert np.argmax(got) == 7
+    mean = sketch.mean(axis=0)
+    q = l2n(sketch[11] - mean)
+    got = images.sketch_scores(q, np.arange(600))
+    assert np.abs(got - l2n(sketch - mean) @ q).max() < 0.01
+    rows, _ = images.sketch_top(q, 5, with_scores=True)
+    assert 11 in rows
+    # the decoded vectors are the float ones to int8 precision
+    assert np.abs(images.decoded("gem", [3, 1]) - l2n(gem[[3, 1]])).max() < 0.01
+    info = index.info()
+    assert info["bytes_per_image"] + info["rotation_bytes_per_image"] + info["image_bytes_per_image"] <= 1536
+
+
+def test_a_small_collection_learns_its_bases_again_a_large_one_keeps_them_and_the_codes(tmp_path, monkeypatch):
+    db = tmp_path / "db"
+    synthetic_index(db, 300)
+    first = SketchIndex(db).images().generation
+    assert first.image_basis.n == 300
+    synthetic_index(db, 100, seed=1, start=300)  # small: learned again on all 400
+    second = SketchIndex(db).images().generation
+    assert second.image_basis.n == 400
+    monkeypatch.setattr(imageindex, "RELEARN_SMALL", 0)  # as a large collection: kept until it doubles
+    synthetic_index(db, 100, seed=2, start=400)
+    third = SketchIndex(db).images().generation
+    np.testing.assert_array_equal(third.image_basis.components, second.image_basis.components)
+    np.testing.assert_array_equal(third.image_codes[:400], second.image_codes)  # the old photos' codes as they were
+    np.testing.assert_array_equal(third.sketch_codes[:400], second.sketch_codes)
+    synthetic_index(db, 400, seed=3, start=500)  # 900 >= 2 x 400: learned again
+    assert SketchIndex(db).images().generation.image_basis.n == 900
+    assert imageindex.needs_bases(None, 10, 0)
+    assert not imageindex.needs_bases(second.image_basis, 799, 399)
+    assert imageindex.needs_bases(second.image_basis, 800, 1)
+
+
+def test_a_run_killed_before_deleting_the_folded_raw_vectors_is_cleaned_up(indexed, tmp_path, monkeypatch):
+    from engine import writer
+
+    root, db = indexed_copy(indexed, tmp_path)
+    cv2.imwrite(str(root / "new.jpg"), scene(42))
+    real = writer.delete_owned
+
+    def killed(con, folder, names):
+        names = list(names)
+        if any(n.endswith((".gem.npy", ".sketch.npy")) for n in names):
+            raise KeyboardInterrupt
+        return real(con, folder, names)
+
+    monkeypatch.setattr(writer, "delete_owned", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index_folders([root], db, workers=1)
+    assert list(db.glob("chunk-*.gem.npy"))  # committed generation, raw vectors still there
+    assert SketchIndex(db).search_image(root / "new.jpg", top_k=1)[0].path.endswith("new.jpg")
+    monkeypatch.setattr(writer, "delete_owned", real)
+    cv2.imwrite(str(root / "newer.jpg"), scene(43))
+    index_folders([root], db, workers=1)
+    assert not list(db.glob("chunk-*.gem.npy"))
+    index = SketchIndex(db)
+    assert len(index) == 12 and len(index.images()) == 12
+    for name in ("new.jpg", "newer.jpg", "p4.jpg"):
+        assert index.search_image(root / name, top_k=1)[0].path.endswith(name)
+
+
+def test_the_rotation_descriptor_is_stored_as_int8_and_read_back_as_float(indexed):
+    index = SketchIndex(indexed[1])
+    assert np.load(next(indexed[1].glob("chunk-*.polar.npy"))).dtype == np.int8
+    row = index.polar[2]
+    assert row.dtype == np.float32 and row.shape == (index.polar.shape[1],)
+    np.testing.assert_array_equal(np.asarray(index.polar)[2], row)

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import torch
 
+from engine import search
 from engine.afm import FeatureLayout, database_descriptor, encode_query
 from engine.edges import EdgeMap
 from engine.search import QueryScorer, SearchOptions, rank
 from engine.settings import SketchSettings
-from engine.shifts import shift_descriptor, shift_values
+from engine.shifts import coarse_shift_values, shift_descriptor, shift_values
 
 
 @pytest.fixture(scope="module")
@@ -85,19 +86,39 @@ def test_smaller_shape_matches_a_smaller_query_scale(layout):
     assert al.scale == 0.6 and (al.dx, al.dy) == (36, -24)
 
 
-def brute_force_scores(layout, query, codes, inv, mirror=True):
-    """Max over every (scale, mirror, shift) of the cosine with the re-shifted query descriptor."""
+def brute_force_scores(layout, query, codes, inv, mirror=True, values=shift_values):
+    """Max over every (scale, mirror, shift) of the cosine with the re-shifted query descriptor (shifts: ``values``
+    of the settings and the scale)."""
     canonical = np.empty(codes.shape, np.float64)
     canonical[:, layout.storage_order] = codes
     best = np.full(len(codes), -np.inf)
     for k, s in enumerate(layout.settings.scales):
-        vals = shift_values(layout.settings, s)
+        vals = values(layout.settings, s)
         diag = layout.kernel_diag(k)
         for m in range(2 if mirror else 1):
             q = query.desc[k, m]
             qn = np.sqrt(q @ (diag * q))
             shifted = np.stack([diag * shift_descriptor(q, a, b, layout) for a in vals for b in vals], axis=1)
             best = np.maximum(best, (canonical @ shifted).max(axis=1) * inv[:, k, 0] / qn)
+    return best
+
+
+def brute_force_projection_scores(layout, query, codes, inv, axis):
+    """Max over every (scale, mirror, 1-D shift) of the cosine of the x (or y) projections, the query's moved along
+    that axis (the 1-D shortlist's score)."""
+    canonical = np.empty(codes.shape, np.float64)
+    canonical[:, layout.storage_order] = codes
+    index = layout.x_index if axis == "x" else layout.y_index
+    best = np.full(len(codes), -np.inf)
+    for k, s in enumerate(layout.settings.scales):
+        pdiag = layout.projection_diag(k)
+        for m in range(2):
+            p = query.desc[k, m][index]
+            moved = [shift_descriptor(query.desc[k, m], d, 0, layout) if axis == "x"
+                     else shift_descriptor(query.desc[k, m], 0, d, layout) for d in shift_values(layout.settings, s)]
+            shifted = np.stack([pdiag * v[index] for v in moved], axis=1)
+            cos = canonical[:, index] @ shifted / np.sqrt(p @ (pdiag * p))
+            best = np.maximum(best, cos.max(axis=1) * inv[:, k, 1 if axis == "x" else 2])
     return best
 
 
@@ -122,6 +143,56 @@ def test_score_2d_equals_brute_force(layout):
     np.testing.assert_allclose(scores, brute_force_scores(layout, query, codes, inv), rtol=2e-5, atol=2e-5)
     plain = QueryScorer(query, layout, mirror=False).score_2d(codes, inv)
     np.testing.assert_allclose(plain, brute_force_scores(layout, query, codes, inv, mirror=False), atol=2e-5)
+
+
+def test_numpy_kernels_equal_brute_force(any_layout):
+    """The numpy backend's products by frequency (1-D projections, exact and coarse 2-D grids) give the scores
+    of the shifted query descriptors, in both descriptor layouts, and the same scores (to rounding) one image at a
+    time."""
+    layout = any_layout
+    codes, inv = store(layout, random_photos(layout, 9, seed=5))
+    query = encode_query(sketch("L"), layout)
+    scorer = QueryScorer(query, layout, device="cpu", backend="numpy")
+    x, y = (brute_force_projection_scores(layout, query, codes, inv, axis) for axis in "xy")
+    np.testing.assert_allclose(scorer.score_1d(codes, inv, "x"), x, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(scorer.score_1d(codes, inv, "y"), y, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(scorer.score_1d(codes[:, :scorer.n_proj], inv, "xy"), x + y, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(scorer.score_2d(codes, inv), brute_force_scores(layout, query, codes, inv),
+                               rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(scorer.score_2d(codes, inv, coarse=True),
+                               brute_force_scores(layout, query, codes, inv, values=coarse_shift_values),
+                               rtol=2e-5, atol=2e-5)
+    one_by_one = np.concatenate([scorer.score_2d(codes[i:i + 1], inv[i:i + 1]) for i in range(len(codes))])
+    np.testing.assert_allclose(one_by_one, scorer.score_2d(codes, inv), rtol=1e-6, atol=1e-7)
+
+
+def test_fast_ranking_equals_the_brute_force_pipeline(layout, monkeypatch):
+    """``rank`` (S_x + S_y shortlist, exact 2-D re-rank), in many small blocks on two threads, keeps the
+    shortlist and the order that the brute-force scores give, with their scores; one thread gives the same."""
+    monkeypatch.setattr(search, "CHUNK_1D", 96)
+    monkeypatch.setattr(search, "CHUNK", 32)
+    rng = np.random.default_rng(12)
+    n, short = 700, 60
+    codes = rng.integers(-127, 128, (n, layout.settings.dim), dtype=np.int8)
+    inv = rng.uniform(0.5, 2.0, (n, len(layout.settings.scales), 3)).astype(np.float32) / 127.0
+    query = encode_query(sketch("triangle"), layout)
+    scorer = QueryScorer(query, layout, device="cpu", backend="numpy")
+    scorer.threads = 2
+    got = rank(scorer, codes, inv, SearchOptions(order="sum", shortlist=short), top_k=short, n_align=5)
+    first = (brute_force_projection_scores(layout, query, codes, inv, "x")
+             + brute_force_projection_scores(layout, query, codes, inv, "y"))
+    by_first = np.argsort(-first, kind="stable")
+    assert first[by_first[short - 1]] - first[by_first[short]] > 1e-4  # no near tie at the cut
+    exact = brute_force_scores(layout, query, codes[by_first[:short]], inv[by_first[:short]])
+    want = by_first[:short][np.argsort(-exact, kind="stable")]
+    assert got.n_exact == short and set(got.rows) == set(want)
+    np.testing.assert_allclose(got.scores, np.sort(exact)[::-1], rtol=2e-5, atol=2e-5)
+    gaps = np.diff(np.sort(exact)[::-1])
+    clear = np.r_[True, gaps < -1e-4] & np.r_[gaps < -1e-4, True]  # rows with no near tie either side
+    assert np.array_equal(got.rows[clear], want[clear])
+    scorer.threads = 1
+    alone = rank(scorer, codes, inv, SearchOptions(order="sum", shortlist=short), top_k=short, n_align=5)
+    assert np.array_equal(alone.rows, got.rows) and np.array_equal(alone.scores, got.scores)
 
 
 def test_binary_approximation_is_a_lower_bound_and_close(layout):
@@ -150,8 +221,11 @@ def test_fast_pipeline_agrees_with_exhaustive(layout, order):
 
 def test_rank_on_empty_database(layout):
     scorer = QueryScorer(encode_query(sketch("L"), layout), layout)
-    r = rank(scorer, np.zeros((0, 243), np.int8), np.zeros((0, 3, 3), np.float32), SearchOptions(), top_k=5)
+    codes, inv = np.zeros((0, 243), np.int8), np.zeros((0, 3, 3), np.float32)
+    r = rank(scorer, codes, inv, SearchOptions(), top_k=5)
     assert len(r.rows) == 0 and r.alignments == ()
+    assert scorer.score_1d(codes, inv, "xy").shape == scorer.score_2d(codes, inv).shape == (0,)
+    assert scorer.align(codes, inv) == []
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -86,6 +86,66 @@ def test_sharded_sketch_search_ranks_as_one_index(collection, kind):
     assert [sharded.lookup([h.row])[0][0] for h in a] == [h.path for h in a]
 
 
+@pytest.mark.parametrize("kind", ["fused", "expansion-off", "alignment-only"])
+def test_a_binding_shard_cap_keeps_the_top_results(collection, kind):
+    """Shards that send only the photos fewer than ``candidates * (top_k + seeds)`` others beat on both scores
+    (3 to 5 here, of shards of about 8 photos and of the single index's 24): the same hits as the whole
+    shortlists."""
+    tmp, _, _ = collection
+    single, sharded = SketchIndex(tmp / "single"), ShardedIndex(tmp / "photos.json")
+    kw = {"fused": {"expand": 2}, "expansion-off": {"expand": 0}, "alignment-only": {"fusion": False}}[kind]
+    capped, whole = SearchOptions(candidates=1), SearchOptions(candidates=None)
+    assert capped.shard_cap(3, 2) == 5 < max(len(ix) for ix in sharded.indexes)
+    for shape in ("house", "star", "ell", "arrow"):
+        want = single.search(sketch_of(shape), top_k=3, options=whole, **kw)
+        same_hits(sharded.search(sketch_of(shape), top_k=3, options=capped, **kw), want)
+        same_hits(single.search(sketch_of(shape), top_k=3, options=capped, **kw), want)
+
+
+def test_undominated_keeps_what_fewer_than_k_beat_on_both_scores():
+    """Against counting, for each row, the rows that beat it (ties: the smaller row first); rows without a global
+    score are kept and beat none; without global scores, the k best by alignment."""
+    from engine.shardsearch import undominated
+
+    rng = np.random.default_rng(3)
+    n = 700  # several blocks of the count
+    rows = rng.permutation(5 * n)[:n]
+    afm, glob = rng.integers(0, 40, n).astype(float), rng.integers(0, 40, n).astype(float)  # many ties
+    glob[rng.choice(n, 20, replace=False)] = np.nan
+    for k in (1, 7, 60):
+        known = ~np.isnan(glob)
+        beats = ((afm[:, None] >= afm[None, :]) & (glob[:, None] >= glob[None, :])
+                 & ((afm[:, None] > afm[None, :]) | (glob[:, None] > glob[None, :]) | (rows[:, None] < rows[None, :])))
+        beaten = (beats & known[:, None] & known[None, :]).sum(axis=0)
+        want = np.sort(rows[(beaten < k) | ~known])
+        assert np.array_equal(undominated(rows, afm, glob, k), want)
+        best = np.lexsort((rows, -afm))[:k]
+        assert np.array_equal(undominated(rows, afm, None, k), np.sort(rows[best]))
+
+
+def test_the_shard_cap_bounds_the_rows_a_shard_sends(tmp_path):
+    """5,000 photos (shortlist 1,000), cap 40: a shard sends its background and, of its shortlist, the 40 best by
+    alignment (the photos fewer than 40 others beat), whose scores are those of the whole shortlist."""
+    from engine.afm import encode_query
+    from engine.bench.synthetic import synthetic_index, synthetic_sketch
+    from engine.search import QueryScorer, rank
+    from engine.shardsearch import ShardSearcher
+
+    synthetic_index(tmp_path / "db", 5000)
+    shard = ShardSearcher(tmp_path / "db")
+    ix, sketch, options = shard.index, synthetic_sketch(), SearchOptions()
+    ranking = rank(QueryScorer(encode_query(sketch, ix.layout), ix.layout), ix.codes, ix.inv_norms, options,
+                   top_k=1000, n_align=0)
+    short, short_afm = ranking.rows[:ranking.n_exact], ranking.scores[:ranking.n_exact]
+    bg = np.arange(0, 5000, 50)  # 100 background rows
+    whole = shard.sketch_candidates("q0", sketch, options, None, bg, 20)
+    capped = shard.sketch_candidates("q1", sketch, options, None, bg, 20, None, 40)
+    assert len(short) == 1000 and len(whole.rows) > 1000 and len(capped.rows) <= 100 + 40
+    best = short[np.argsort(-short_afm)[:40]]
+    assert np.array_equal(capped.rows, np.union1d(bg, best)) and capped.core.all()
+    np.testing.assert_array_equal(capped.afm, whole.afm[np.searchsorted(whole.rows, capped.rows)])
+
+
 def test_sharded_image_search_ranks_as_one_index(collection):
     tmp, photos, _ = collection
     single, sharded = SketchIndex(tmp / "single"), ShardedIndex(tmp / "photos.json")
@@ -127,13 +187,17 @@ def test_the_shards_share_one_learned_image_space(collection):
     m = Manifest.load(tmp / "photos.json")
     assert m.learned and m.learned_path().is_file()
     single = SketchIndex(tmp / "single").images()
-    means = []
+    means, bases = [], []
     for i in range(3):
         rec = json.loads(SketchIndex(m.shard_path(i)).meta["image_index"])
         assert rec["learned"] == m.learned
-        means.append(SketchIndex(m.shard_path(i)).images().sketch_mean)
+        g = SketchIndex(m.shard_path(i)).images().generation
+        means.append(g.sketch_mean)
+        bases.append(g.image_basis)
     for mean in means:  # the collection's mean, not the shard's own
         np.testing.assert_allclose(mean, single.sketch_mean, rtol=1e-5, atol=1e-6)
+    for b in bases:  # one basis, learned on every shard's photos: the codes of all shards live in one space
+        assert b.n == len(single.index) and np.array_equal(b.components, bases[0].components)
 
 
 def test_background_sample_depends_on_the_photos_not_their_order(collection):

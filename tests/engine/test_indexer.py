@@ -1,0 +1,61 @@
+"""The indexer's describing jobs on the CPU: the CNN runs in each job (ONNX Runtime, one thread), in worker
+processes or, with one worker, in the caller's process, never in the writer."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import imageindex
+from engine.afm import FeatureLayout
+from engine.cnn import GemDescriber, GemSettings
+from engine.describe import describe_file, drawing_settings
+from engine.indexer import index_folders, run_jobs
+from engine.settings import SketchSettings
+
+DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
+#: the least cosine between a stored descriptor (float16) and the float torch describer's
+TOLERANCE = 0.9999
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return sorted((DEMO / "photos").glob("*.jpg"))[:6]
+
+
+def cosines(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_jobs_store_the_torch_descriptors(photos, workers):
+    """One worker (in this process) and two (worker processes) store the photo's and its drawing's
+    descriptors as the float torch describer computes them from the same network inputs."""
+    settings, gem = SketchSettings(), GemSettings()
+    results = {r.path: r for r in run_jobs([(str(p), None) for p in photos], settings, workers,
+                                           cnn_json=gem.to_json())}
+    assert sorted(results) == sorted(str(p) for p in photos)
+    assert all(r.net_input is None and r.record.gem.dtype == np.float16 for r in results.values())
+    layout = FeatureLayout.from_settings(settings)
+    inputs = [describe_file(p, layout, None, gem.max_side)[1] for p in photos]
+    ref = GemDescriber(gem, "cpu", backend="torch").describe([x[0] for x in inputs])
+    ref_sketch = GemDescriber(drawing_settings(gem.backbone), "cpu", backend="torch").describe(
+        [x[1] for x in inputs])
+    assert cosines([results[str(p)].record.gem for p in photos], ref).min() > TOLERANCE
+    assert cosines([results[str(p)].record.sketch for p in photos], ref_sketch).min() > TOLERANCE
+
+
+def test_one_worker_runs_the_cnn_in_its_jobs_not_in_the_writer(photos, tmp_path, monkeypatch):
+    """With one worker on the CPU the writer never runs the CNN (its threads, alternating with the edge code,
+    made one worker six times slower than two), and the caller's OpenCV threads are left as they were."""
+    monkeypatch.setattr(imageindex.Extractor, "describe",
+                        lambda *a, **k: pytest.fail("the writer ran the CNN"))
+    threads = cv2.getNumThreads()
+    root = tmp_path / "photos"
+    root.mkdir()
+    for p in photos:
+        (root / p.name).symlink_to(p)
+    s = index_folders([root], tmp_path / "db", workers=1, device="cpu")
+    assert s.indexed == s.described == len(photos)
+    assert cv2.getNumThreads() == threads
