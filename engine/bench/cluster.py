@@ -15,19 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from .metrics import median_seconds
 
 log = logging.getLogger(__name__)
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: first-call allocations, actors' first query
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def synthetic_manifest(path: Path, n_shards: int, n_per_shard: int, *, seed: int = 0) -> Path:
@@ -93,11 +83,11 @@ def bench_cluster_search(total: int, *, shards: int = 4, repeats: int = 5) -> li
                                    (f"{shards} shards of {total // shards:,}", "this process (one after another)",
                                     ShardedIndex(Path(tmp) / "c.json"))]:
             rows.append({"collection": name, "where": where,
-                         "seconds": round(_median_time(lambda ix=index: ix.search(sketch, top_k=20), repeats), 3)})
+                         "seconds": round(median_seconds(lambda ix=index: ix.search(sketch, top_k=20), repeats), 3)})
         with connect("local:2") as cluster:
             ix = ClusterIndex(Path(tmp) / "c.json", cluster, timeout=600)
             rows.append({"collection": f"{shards} shards of {total // shards:,}", "where": "Dask local:2 (actors)",
-                         "seconds": round(_median_time(lambda: ix.search(sketch, top_k=20), repeats), 3)})
+                         "seconds": round(median_seconds(lambda: ix.search(sketch, top_k=20), repeats), 3)})
     for r in rows:
         r["build_s"] = round(build, 1)
     return rows
@@ -117,7 +107,7 @@ def bench_cluster_overhead(*, shards: int = 4, repeats: int = 20) -> list[dict]:
         synthetic_manifest(Path(tmp) / "one.json", shards, 1)
         local = ShardedIndex(Path(tmp) / "one.json")
         rows.append({"what": f"sketch query, {shards} one-photo shards (5 steps)", "where": "this process",
-                     "ms": round(1000 * _median_time(lambda: local.search(sketch, top_k=20), repeats), 1)})
+                     "ms": round(1000 * median_seconds(lambda: local.search(sketch, top_k=20), repeats), 1)})
         with connect("local:2") as cluster:
             empty = ClusterIndex(Path(tmp) / "empty.json", cluster, timeout=60)
 
@@ -126,10 +116,10 @@ def bench_cluster_overhead(*, shards: int = 4, repeats: int = 20) -> list[dict]:
                 assert len(got) == shards
 
             rows.append({"what": f"one step to {shards} empty shards and back", "where": "Dask local:2",
-                         "ms": round(1000 * _median_time(step, repeats), 1)})
+                         "ms": round(1000 * median_seconds(step, repeats), 1)})
             one = ClusterIndex(Path(tmp) / "one.json", cluster, timeout=60)
             rows.append({"what": f"sketch query, {shards} one-photo shards (5 steps)", "where": "Dask local:2",
-                         "ms": round(1000 * _median_time(lambda: one.search(sketch, top_k=20), repeats), 1)})
+                         "ms": round(1000 * median_seconds(lambda: one.search(sketch, top_k=20), repeats), 1)})
     return rows
 
 

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -31,6 +31,7 @@ import numpy as np
 
 from ..collection import SketchIndex
 from .datasets import store_photos
+from .metrics import median_seconds
 from .speed import bench_indexing
 from .synthetic import synthetic_index, synthetic_sketch
 
@@ -39,17 +40,6 @@ QUICK_SIZES = (1_000, 10_000)
 TOP_K = 20
 COLOURS = ((200, 90, 30), (30, 120, 230), (60, 160, 60), (150, 60, 170))  # BGR, one per line of a panel
 PANEL = (400, 440)  # (width, height) of one panel: three side by side make a 1200 px wide figure
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall-clock seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def folder_bytes(folder: Path) -> int:
