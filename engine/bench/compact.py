@@ -90,14 +90,8 @@ def compare(gem: np.ndarray, sketch: np.ndarray, labels: np.ndarray, q: np.ndarr
 
 def bench_compact(*, data=None, quick: bool = False) -> dict:
     out: dict = {"tables": {}, "skipped": []}
-    root = ds.existing_root(data)
-    try:
-        sk = ds.load_sketchy(root) if root else None
-    except ds.DatasetMissing as e:
-        out["skipped"].append(f"compact descriptors: {e}")
-        return out
+    sk = ds.load_or_skip(ds.load_sketchy, data, out["skipped"], "compact descriptors")
     if sk is None:
-        out["skipped"].append("compact descriptors: no evaluation data (../shared/data)")
         return out
     keep = np.flatnonzero(sk.photo_class < (10 if quick else len(sk.class_names)))
     paths, labels = [sk.photo_paths[i] for i in keep], sk.photo_class[keep]

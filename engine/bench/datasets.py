@@ -65,6 +65,20 @@ def existing_root(data: str | os.PathLike | None = None) -> Path | None:
     return root if root.is_dir() else None
 
 
+def load_or_skip(load, data: str | os.PathLike | None, skipped: list[str], what: str):
+    """``load(root)`` of the evaluation data folder, or None with the reason appended to ``skipped`` (prefixed
+    with ``what``, the part of a benchmark that cannot run) where the folder or the data set is missing."""
+    root = existing_root(data)
+    if root is None:
+        skipped.append(f"{what}: no evaluation data (../shared/data)")
+        return None
+    try:
+        return load(root)
+    except DatasetMissing as e:
+        skipped.append(f"{what}: {e}")
+        return None
+
+
 def _dataset_dir(root: str | os.PathLike | None, name: str, markers: Sequence[str], layout: str) -> Path:
     """Resolve a data set folder: ``root/name``, or ``root`` itself when it already holds ``markers``."""
     base = data_root() if root is None else Path(root).expanduser()

@@ -45,14 +45,8 @@ def bench_region(*, data: str | os.PathLike | None = None, quick: bool = False, 
                  work: str | os.PathLike | None = None) -> dict:
     """The region query table; ``tables`` maps titles to rows, ``skipped`` lists what could not run."""
     out: dict = {"tables": {}, "skipped": []}
-    root = ds.existing_root(data)
-    try:
-        sysu = ds.load_sysu(root) if root else None
-    except ds.DatasetMissing as e:
-        out["skipped"].append(f"region queries: {e}")
-        return out
+    sysu = ds.load_or_skip(ds.load_sysu, data, out["skipped"], "region queries")
     if sysu is None:
-        out["skipped"].append("region queries: no evaluation data (../shared/data)")
         return out
     per_class = per_class or (10 if quick else 40)
     with tempfile.TemporaryDirectory() as tmp:

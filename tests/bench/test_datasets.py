@@ -94,3 +94,12 @@ def test_sysu_queries_real():
         assert d.image_class[q.source_index] == q.class_index
     again = ds.sysu_queries(d, per_class=5, seed=0)
     assert all(np.array_equal(a.image, b.image) for a, b in zip(qs, again, strict=True))
+
+
+def test_load_or_skip_says_why_a_part_cannot_run(tmp_path):
+    skipped: list[str] = []
+    assert ds.load_or_skip(ds.load_sysu, tmp_path / "absent", skipped, "region queries") is None
+    assert skipped == ["region queries: no evaluation data (../shared/data)"]
+    assert ds.load_or_skip(ds.load_sysu, tmp_path, skipped, "region queries") is None  # a folder without the data set
+    assert skipped[1].startswith("region queries: sysu-shapes data set not found")
+    assert ds.load_or_skip(lambda root: root, tmp_path, skipped, "x") == tmp_path and len(skipped) == 2
