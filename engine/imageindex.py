@@ -241,7 +241,7 @@ def previous_learned(previous: Generation | None) -> Learned | None:
     """The bases of a generation, as a :class:`Learned` to start from."""
     if previous is None or previous.image_basis is None:
         return None
-    return Learned(previous.whitening, previous.sketch_mean, "", previous.image_basis, previous.sketch_basis)
+    return Learned(None, None, "", previous.image_basis, previous.sketch_basis)
 
 
 def write_generation(db: Path, gen: str, files: dict[str, Path], vectors: PhotoVectors, ivf_threshold: int,
@@ -349,7 +349,7 @@ class Generation:
     ids: np.ndarray  # (N,) int64
     image_codes: np.ndarray  # (N, K) int8
     image_scale: np.ndarray  # (N,) float32
-    image_norm: np.ndarray  # (N,) float32
+    image_norm: np.ndarray | None  # (N,) float32 (None: opened without what a build derives)
     image_basis: Basis | None
     whitening: Whitening | None
     sketch_codes: np.ndarray | None  # (N, K) int8
@@ -377,8 +377,12 @@ class Generation:
                            b.components)
 
 
-def open_generation(db: Path, record: dict) -> Generation:
-    """Open and check one generation's files (IndexFormatError naming the file that is missing or damaged)."""
+def open_generation(db: Path, record: dict, *, derived: bool = True) -> Generation:
+    """Open and check one generation's files (IndexFormatError naming the file that is missing or damaged).
+
+    ``derived=False`` opens only what holds the photos' descriptors (ids, codes, scales, bases), not what the
+    next build computes again from them (norms, whitening, the sketch mean, the IVF-PQ index): those are left
+    None, so their damage costs a rebuild, never the photos."""
     from .errors import IndexFormatError, IndexNotFound
 
     files = generation_files(Path(db), record["gen"])
@@ -413,9 +417,10 @@ def open_generation(db: Path, record: dict) -> Generation:
     codes = array("image_codes.npy", 2, np.int8)
     if codes.shape[1] != img_basis.dim or img_basis.components.shape[1] != img_basis.mean.shape[0]:
         raise fail("basis.npz", f"a {img_basis.components.shape} basis for {codes.shape[1]}-D codes")
-    scale, norm = array("image_scale.npy", 1, np.float32), array("image_norm.npy", 1, np.float32)
+    scale = array("image_scale.npy", 1, np.float32)
+    norm = array("image_norm.npy", 1, np.float32) if derived else None
     whitening = None
-    if record["whitened"]:
+    if record["whitened"] and derived:
         try:
             whitening = Whitening.from_npz(files["whitening.npz"])
         except Exception as e:  # noqa: BLE001 -- any reading error of the file (zip, npy, keys) is damage
@@ -428,14 +433,18 @@ def open_generation(db: Path, record: dict) -> Generation:
         if sk_basis is None:
             raise fail("basis.npz", "no sketch basis")
         s_codes = array("sketch_codes.npy", 2, np.int8)
-        s_scale, s_norm = array("sketch_scale.npy", 1, np.float32), array("sketch_norm.npy", 1, np.float32)
-        mean = np.asarray(array("sketch_mean.npy", 1, rows=None))
-        if mean.shape != sk_basis.mean.shape or s_codes.shape[1] != sk_basis.dim:
-            raise fail("sketch_mean.npy", f"{mean.shape}, the sketch basis is {sk_basis.components.shape}")
+        s_scale = array("sketch_scale.npy", 1, np.float32)
+        if s_codes.shape[1] != sk_basis.dim:
+            raise fail("basis.npz", f"a {sk_basis.components.shape} sketch basis for {s_codes.shape[1]}-D codes")
+        if derived:
+            s_norm = array("sketch_norm.npy", 1, np.float32)
+            mean = np.asarray(array("sketch_mean.npy", 1, rows=None))
+            if mean.shape != sk_basis.mean.shape:
+                raise fail("sketch_mean.npy", f"{mean.shape}, the sketch basis is {sk_basis.components.shape}")
     else:
         sk_basis = None
     knn = None
-    if record.get("kind") == "ivfpq":
+    if record.get("kind") == "ivfpq" and derived:
         try:
             knn = VectorIndex.load(files["faiss"], device="cpu", nprobe=NPROBE)
         except (IndexNotFound, OSError, RuntimeError, ValueError) as e:
@@ -651,7 +660,7 @@ def shard_vectors(db: Path) -> PhotoVectors | None:
     previous = None
     if meta.get("image_index"):
         try:
-            previous = open_generation(db, json.loads(meta["image_index"]))
+            previous = open_generation(db, json.loads(meta["image_index"]), derived=False)
         except Exception as e:  # noqa: BLE001 -- a damaged generation: the writer drops its photos on opening
             log.warning("%s", e)
     a = np.array(rows, np.int64).reshape(-1, 3)

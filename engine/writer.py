@@ -257,8 +257,9 @@ class IndexWriter:
                 if all(os.path.lexists(chunk_path(self.db, c, a)) for a in IMAGE_ARRAYS)}
 
     def _drop_unreadable_folded(self) -> None:
-        """When the image index that holds the folded photos' image descriptors is missing or damaged, those
-        photos leave the catalog (their chunks' files go with the orphans), to be described again."""
+        """When the image index files that hold the folded photos' image descriptors (``open_generation`` with
+        ``derived=False``) are missing or damaged, those photos leave the catalog (their chunks' files go with the
+        orphans), to be described again.  Damage to what a build computes again only makes the index stale."""
         if "gem" not in self.arrays:
             return
         rec = self.con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
@@ -267,7 +268,7 @@ class IndexWriter:
         problem = None
         if rec is not None:
             try:
-                open_generation(self.db, json.loads(rec[0]))
+                open_generation(self.db, json.loads(rec[0]), derived=False)
             except (IndexFormatError, ValueError, KeyError) as e:
                 problem = str(e)
         raw = self.raw_chunks()
@@ -501,7 +502,7 @@ class IndexWriter:
         raw = self.raw_chunks()
         previous = self.con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
         try:
-            previous_gen = open_generation(db, json.loads(previous[0])) if previous else None
+            previous_gen = open_generation(db, json.loads(previous[0]), derived=False) if previous else None
         except IndexFormatError as e:  # its photos were dropped when this writer opened (_drop_unreadable_folded)
             log.warning("%s", e)
             previous_gen = None

@@ -459,9 +459,10 @@ def test_damaged_image_index_files_give_one_line_errors_and_are_rebuilt(with_ima
     one_line_error(err, str(db))
     rc, _, err = cli("search", "--db", db, "--sketch", photos / "p01.png")
     assert rc in (0, 2) and "Traceback" not in err
-    # the image index holds the only copy of the photos' image descriptors: they are described again
+    # what a build derives from the codes is rebuilt; the codes are the only copy of the photos' image
+    # descriptors: damaged, the photos are described again
     s = index_folders([photos], db, workers=1)
-    assert s.described == 4
+    assert s.described == (0 if part in ("sketch_mean.npy", "image_norm.npy", "faiss", "whitening.npz") else 4)
     assert SketchIndex(db).search_image(photos / "p01.png", top_k=1)[0].path == str(photos / "p01.png")
 
 
