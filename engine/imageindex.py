@@ -652,7 +652,8 @@ def shard_vectors(db: Path) -> PhotoVectors | None:
     """The :class:`PhotoVectors` of an index (read-only; None without image descriptors)."""
     with CatalogReader(db) as con:
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
+        # in path order: the bases learned on them do not depend on the order in which workers finished photos
+        rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY path").fetchall()
         chunk_ids = [c for (c,) in con.execute("SELECT id FROM chunks")]
     if not meta.get("image_settings"):
         return None

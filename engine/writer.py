@@ -497,7 +497,8 @@ class IndexWriter:
 
         con, db = self.con, self.db
         ivf_threshold = IVF_THRESHOLD if ivf_threshold is None else ivf_threshold
-        rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY chunk, slot").fetchall()
+        # in path order: the bases learned on them do not depend on the order in which workers finished photos
+        rows = con.execute("SELECT id, chunk, slot FROM files WHERE chunk IS NOT NULL ORDER BY path").fetchall()
         a = np.array(rows, np.int64).reshape(-1, 3)
         raw = self.raw_chunks()
         previous = self.con.execute("SELECT value FROM meta WHERE key = 'image_index'").fetchone()
