@@ -1269,6 +1269,7 @@ class MainWindow(QMainWindow):
         self.runner.cancel_all()
         self.runner.wait(60_000)
         self.thumb_runner.wait(10_000)
+        self._trim_timer.stop()
         super().closeEvent(event)
 
 
