@@ -266,7 +266,7 @@ def _print_hits(args, hits, angles, seconds: float, n: int, query: str | None = 
         for i, h in enumerate(hits):
             row = h.to_json()
             if angles is not None:  # --rotation any: how far the query was turned (counter-clockwise)
-                row["rotation"] = round(angles[i], 1)
+                row["rotation"] = round(angles[i], 1) % 360.0  # 359.96 reads 0.0, not 360.0
             if query is not None:
                 row = {"query": query, **row}
             print(json.dumps(row))

@@ -28,7 +28,7 @@ from .edges import edges_from_maps, get_detector, working_image
 from .errors import IndexFormatError, IndexNotFound, SketchSearchError
 from .fusion import drawing_input, load_params
 from .imageio import load_image, network_input
-from .rotation import polar_descriptor
+from .rotation import photo_polar_descriptor
 from .settings import SketchSettings
 
 
@@ -140,7 +140,7 @@ def describe_file(path: Path, layout: FeatureLayout, hash: str | None, net_side:
         return Deferred(work=work, scale=scale, **base), (net, None) if net_side else None
     strength, theta = get_detector(settings.detector)(work)
     edges = edges_from_maps(strength, theta, scale=scale, min_strength=settings.min_strength)
-    return _record(base, edges, layout), (net, drawn(edges)) if net_side else None
+    return _record(base, edges, layout, work), (net, drawn(edges)) if net_side else None
 
 
 @dataclass(frozen=True)
@@ -158,11 +158,11 @@ class Deferred:
     taken: float | None = None
 
 
-def _record(base: dict, edges, layout: FeatureLayout) -> PhotoRecord:
+def _record(base: dict, edges, layout: FeatureLayout, work: np.ndarray) -> PhotoRecord:
     desc = database_descriptor(edges, layout)
     return PhotoRecord(base["path"], base["size"], base["mtime"], base["hash"], base["width"], base["height"],
                        edges.width, edges.height, edges.scale, len(edges), desc.codes, desc.inv_norms,
-                       polar=polar_descriptor(edges).astype(np.float16), taken=base.get("taken"))
+                       polar=photo_polar_descriptor(edges, work).astype(np.float16), taken=base.get("taken"))
 
 
 def finish_deferred(items: list[Deferred], layout: FeatureLayout, detector,
@@ -177,7 +177,7 @@ def finish_deferred(items: list[Deferred], layout: FeatureLayout, detector,
         strength, theta = detector.from_probability(probs[i])
         d = items[i]
         edges = edges_from_maps(strength, theta, scale=d.scale, min_strength=min_strength)
-        return _record(dataclasses.asdict(d), edges, layout), (drawn(edges) if drawings else None)
+        return _record(dataclasses.asdict(d), edges, layout, d.work), (drawn(edges) if drawings else None)
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(finish, range(len(items))))

@@ -15,7 +15,9 @@ alone, so it only rotates the (cos n phi, sin n phi) pairs of ``X``:
     <X_delta | Y> = a_0 + sum_n a_n cos(n delta) + b_n sin(n delta),
     a_0 = <X_0|Y_0>,  a_n = <X_nc|Y_nc> + <X_ns|Y_ns>,  b_n = <X_ns|Y_nc> - <X_nc|Y_ns>,
 
-the similarity for every angle from 2N + 1 sub-vector products.  A mirror image (x -> -x) maps
+the similarity for every angle from 2N + 1 sub-vector products.  A photo is described about its content disc
+(:func:`content_disc`: the frame's, or that of a print pasted on a plain border), which makes it invariant to that
+rescaling as well.  A mirror image (x -> -x) maps
 ``phi -> pi - phi`` and ``theta - phi -> -(theta - phi)``: a fixed sign pattern on ``X``
 (:meth:`PolarLayout.mirror`).
 """
@@ -30,8 +32,8 @@ import numpy as np
 from .edges import EdgeMap
 from .featuremaps import feature_map, von_mises_coefficients, von_mises_kappa, von_mises_kernel
 
-__all__ = ["PolarLayout", "PolarSettings", "RotationCurve", "best_rotation", "curve_coefficients",
-           "descriptor_curve", "evaluate_curve", "polar_descriptor", "rotation_curve"]
+__all__ = ["PolarLayout", "PolarSettings", "RotationCurve", "best_rotation", "content_disc", "curve_coefficients",
+           "descriptor_curve", "evaluate_curve", "photo_polar_descriptor", "polar_descriptor", "rotation_curve"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,64 @@ def polar_points(edges: EdgeMap, *, centre: tuple[float, float] = (0.0, 0.0), ra
     phi = np.arctan2(dy[keep], dx[keep])
     return phi, r[keep] / radius, np.asarray(edges.theta, np.float64)[keep] - phi, \
         np.asarray(edges.w, np.float64)[keep]
+
+
+#: share of a photo's disc that its descriptor covers: the ring just inside the disc's edge is left out, where
+#: the outline of a print (its edge against the page) would add edges that the photo itself lacks
+INNER = 0.95
+
+
+def content_disc(image: np.ndarray, *, tolerance: float = 0.05, min_border: float = 0.6, min_fill: float = 0.9,
+                 min_area: float = 0.1) -> tuple[tuple[float, float], float]:
+    """(centre, radius) in working-frame coordinates of the disc that a photo's polar descriptor covers.
+
+    A photo is described about the centre of its frame, out to half its shorter side.  A *print on a page*
+    (the photo shrunk, turned and pasted on a plain border: a re-photographed or re-scanned print, a
+    letterboxed frame) is described about the centre of the print, out to half the print's shorter side: the
+    disc then holds the same content as the photo's own disc, at any size and angle, so the descriptor is
+    invariant to that rescaling too.  The print is found on the pixels: the frame's outermost ring is mostly
+    (``min_border``) of one colour (within ``tolerance``); the border is the region of that colour connected
+    to the frame's edge; what is left is a print where the convex hull of its largest part fills at least
+    ``min_fill`` of its smallest bounding rectangle, any angle, and ``min_area`` of the frame.
+
+    ``image``: (h, w, 3) float RGB in [0, 1] at the edge map's working resolution (``edges.working_image``).
+    """
+    import cv2
+
+    img = np.asarray(image, np.float32)
+    h, w = img.shape[:2]
+    frame = ((0.0, 0.0), min(w, h) / 2.0)
+    if img.ndim != 3 or h < 3 or w < 3:
+        return frame
+    ring = np.concatenate([img[0], img[-1], img[1:-1, 0], img[1:-1, -1]])
+    colour = np.median(ring, axis=0)
+    near = np.max(np.abs(img - colour), axis=2) <= tolerance
+    if np.concatenate([near[0], near[-1], near[1:-1, 0], near[1:-1, -1]]).mean() < min_border:
+        return frame
+    _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
+    outer = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    border = np.isin(labels, outer[outer > 0]) & near
+    contours, _ = cv2.findContours((~border).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return frame
+    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    area = cv2.contourArea(hull)
+    (cx, cy), (rw, rh), _ = cv2.minAreaRect(hull)
+    if area < min_area * w * h or area < min_fill * rw * rh:
+        return frame
+    radius = min(min(rw, rh) / 2.0, cx + 0.5, w - 0.5 - cx, cy + 0.5, h - 0.5 - cy)
+    if not radius > 1.0:
+        return frame
+    return (float(cx - (w - 1) / 2.0), float(cy - (h - 1) / 2.0)), float(radius)
+
+
+def photo_polar_descriptor(edges: EdgeMap, image: np.ndarray | None = None,
+                           layout: PolarLayout | None = None) -> np.ndarray:
+    """(dim,) polar descriptor of a photo as an index stores it: about the centre of :func:`content_disc`
+    (the frame's, or a print's on a plain border) out to :data:`INNER` of its radius.  ``image``: the working
+    image the edges were detected on (without it: the frame's disc)."""
+    centre, radius = content_disc(image) if image is not None else ((0.0, 0.0), min(edges.width, edges.height) / 2.0)
+    return polar_descriptor(edges, layout, centre=centre, radius=INNER * radius)
 
 
 def encode_polar(phi, rho, rel, w, layout: PolarLayout | None = None, *, normalise: bool = True) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Rotation in searches: the curve of a result, rotation-invariant image and sketch search, and
-near-duplicate groups (rotated, mirrored, rescaled, recompressed copies).
+near-duplicate groups (rotated, mirrored, rescaled, recompressed copies, and prints of a photo shrunk and turned on
+a plain page).
 
-Every indexed photo carries a polar descriptor about its centre (:mod:`engine.rotation`); with it the
+Every indexed photo carries a polar descriptor about the centre of its content disc (its frame's, or a print's on
+a plain border: :func:`engine.rotation.content_disc`); with it the
 similarity to a query at every rotation, mirrored or not, is a small polynomial per photo, and the
 rotation-invariant similarity of a whole collection is three matrix products.
 """
@@ -13,7 +15,7 @@ import math
 
 import numpy as np
 
-from .edges import EdgeMap, photo_edges
+from .edges import EdgeMap, edges_from_maps, get_detector, photo_edges, working_image
 from .imageio import ImageError, load_image
 from .rotation import (
     PolarLayout,
@@ -22,7 +24,7 @@ from .rotation import (
     curve_coefficients,
     evaluate_curve,
     fourier_basis,
-    polar_descriptor,
+    photo_polar_descriptor,
 )
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,10 @@ def image_query_descriptor(index, image) -> np.ndarray:
         except ImageError as e:
             raise QueryError(str(e)) from None
     s = index.settings
-    edges = photo_edges(image, detector=s.detector, max_side=s.max_side, min_strength=s.min_strength)
-    return polar_descriptor(edges, _layout())
+    work, scale = working_image(image, s.max_side)
+    strength, theta = get_detector(s.detector)(work)
+    edges = edges_from_maps(strength, theta, scale=scale, min_strength=s.min_strength)
+    return photo_polar_descriptor(edges, work, _layout())
 
 
 def invariant_scores(query: np.ndarray, photos: np.ndarray, *, mirror: bool = True, step: float = 2.0,
@@ -76,9 +80,10 @@ def invariant_scores(query: np.ndarray, photos: np.ndarray, *, mirror: bool = Tr
 
 
 def search_image_any_rotation(index, image, *, top_k: int = 20, mirror: bool = True, filt=None):
-    """Photos most similar to ``image`` at any rotation (and mirrored): rotated and mirrored copies come
-    first; with a filter (``engine.filters.PhotoFilter``), of the photos it lets through.  Returns (hits, angles,
-    mirrored): ``angles[i]`` rotates the query onto hit ``i``."""
+    """Photos most similar to ``image`` at any rotation (and mirrored): rotated and mirrored copies, and prints
+    of it shrunk and turned on a plain page (or the photo of such a print), come first; with a filter
+    (``engine.filters.PhotoFilter``), of the photos it lets through.  Returns (hits, angles, mirrored):
+    ``angles[i]`` rotates the query onto hit ``i``."""
     q = image_query_descriptor(index, image)
     sims, _, flags = invariant_scores(q, index.polar, mirror=mirror)
     allowed = index.allowed_mask(filt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 
 class JsonSettings:

@@ -50,6 +50,16 @@ def photo_with_shape(shape: str, box, *, size=(640, 480), seed: int = 0) -> np.n
     return img
 
 
+def on_white(img: np.ndarray, scale: float, degrees: float) -> np.ndarray:
+    """A re-photographed print: the photo shrunk by ``scale``, turned by ``degrees`` (counter-clockwise) and
+    pasted at the centre of a white canvas of its own size (corners that leave the canvas are cut)."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    m = cv2.getRotationMatrix2D(((small.shape[1] - 1) / 2, (small.shape[0] - 1) / 2), degrees, 1.0)
+    m[:, 2] += ((w - small.shape[1]) / 2, (h - small.shape[0]) / 2)
+    return cv2.warpAffine(small, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+
+
 def sketch_of(shape: str, *, size: int = 300, width: int = 3, seed: int = 0) -> np.ndarray:
     """A hand-drawn-looking outline of a shape: dark, slightly wobbly strokes on white, (H, W) uint8."""
     rng = np.random.default_rng(seed)

@@ -1,4 +1,5 @@
-"""Rotation in searches: rotated/mirrored copies found (duplicates, --rotation any), a result's curve."""
+"""Rotation in searches: rotated/mirrored/rescaled copies and re-photographed prints found (duplicates,
+--rotation any), a result's curve."""
 import json
 
 import cv2
@@ -10,7 +11,7 @@ from engine.collection import SketchIndex
 from engine.indexer import index_folders
 from engine.rotsearch import curve_for_hit, find_duplicates, search_image_any_rotation, search_sketch_any_rotation
 
-from .synth import photo_with_shape, sketch_of
+from .synth import on_white, photo_with_shape, sketch_of
 
 
 def turn(img, degrees):
@@ -26,11 +27,12 @@ def collection(tmp_path_factory):
     for i in range(8):
         x0, y0 = 60 + 25 * i, 40 + 10 * i
         cv2.imwrite(str(root / f"p{i}.jpg"), photo_with_shape(shapes[i % 4], (x0, y0, x0 + 260, y0 + 260), seed=i))
-    p1, p2, p3 = (cv2.imread(str(root / f"p{i}.jpg")) for i in (1, 2, 3))
+    p1, p2, p3, p4 = (cv2.imread(str(root / f"p{i}.jpg")) for i in (1, 2, 3, 4))
     cv2.imwrite(str(root / "copy_p1_rot57.jpg"), turn(p1, 57))
     cv2.imwrite(str(root / "copy_p2_mirror_rot200.jpg"), turn(np.ascontiguousarray(p2[:, ::-1]), 200))
     cv2.imwrite(str(root / "copy_p3_small.jpg"), cv2.resize(p3, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA),
                 [cv2.IMWRITE_JPEG_QUALITY, 50])
+    cv2.imwrite(str(root / "copy_p4_print37.jpg"), on_white(p4, 0.7, 37))  # a print of p4 on a page, re-photographed
     db = tmp_path_factory.mktemp("db") / "index"
     index_folders([root], db, workers=1)
     return root, db
@@ -44,7 +46,8 @@ def test_duplicates_groups_rotated_mirrored_and_rescaled_copies(collection, caps
     assert ["copy_p1_rot57.jpg", "p1.jpg"] in names
     assert ["copy_p2_mirror_rot200.jpg", "p2.jpg"] in names
     assert ["copy_p3_small.jpg", "p3.jpg"] in names
-    assert len(groups) == 3  # the other photos share shapes, not content
+    assert ["copy_p4_print37.jpg", "p4.jpg"] in names
+    assert len(groups) == 4  # the other photos share shapes, not content
     assert main(["duplicates", "--db", str(db), "--json", "--threshold", "0.93"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     mirrored = next(g for g in lines if any("mirror" in p["path"] for p in g["photos"]))
@@ -64,6 +67,21 @@ def test_image_search_at_any_rotation_finds_the_copy_with_its_angle(collection, 
     second = json.loads(capsys.readouterr().out.splitlines()[1])
     assert second["path"].endswith("copy_p2_mirror_rot200.jpg") and second["mirrored"]
     assert set(second) == {"rank", "path", "score", "box", "scale", "mirrored", "rotation"}
+
+
+def test_a_print_turned_by_37_degrees_and_shrunk_on_white_is_found_and_grouped_at_the_default_threshold(collection):
+    """A re-photographed print (70 %, turned by 37 deg, on a white page) and its photo find each other first with
+    --rotation any, at their angle, and ``duplicates`` groups them at its default threshold."""
+    root, db = collection
+    index = SketchIndex(db)
+    hits, angles, flags = search_image_any_rotation(index, root / "p4.jpg", top_k=3)
+    assert [h.path.rsplit("/", 1)[1] for h in hits[:2]] == ["p4.jpg", "copy_p4_print37.jpg"]
+    assert min(abs(angles[1] - 37), 360 - abs(angles[1] - 37)) < 3 and not flags[1] and hits[1].score > 0.95
+    hits, angles, _ = search_image_any_rotation(index, root / "copy_p4_print37.jpg", top_k=3)
+    assert [h.path.rsplit("/", 1)[1] for h in hits[:2]] == ["copy_p4_print37.jpg", "p4.jpg"]
+    assert min(abs(angles[1] - 323), 360 - abs(angles[1] - 323)) < 3
+    names = [sorted(index.lookup([m[0]])[0][0].rsplit("/", 1)[1] for m in g) for g in find_duplicates(index)]
+    assert ["copy_p4_print37.jpg", "p4.jpg"] in names
 
 
 def test_sketch_search_at_any_rotation_finds_a_turned_shape(tmp_path):
