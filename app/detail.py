@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .results import draw_box, format_hit, format_score, likely_cut, load_preview
+from .results import box_is_sure, draw_box, format_hit, format_score, likely_cut, load_preview
 from .workers import Runner, Task
 
 PREVIEW = 1024  # px, longer side of the photo shown
@@ -253,6 +253,7 @@ class PhotoView(RegionSelection, QWidget):
         self.image: QImage | None = None
         self.original_size = (0, 0)
         self.box = None
+        self.box_sure = True
         self.overlay: QImage | None = None
         self.overlay_angle = 0.0
         self.show_overlay = True
@@ -276,9 +277,12 @@ class PhotoView(RegionSelection, QWidget):
             self.max_height = px
             self.updateGeometry()
 
-    def set_photo(self, image: QImage | None, original_size, box, overlay: QImage | None, message: str = "") -> None:
-        """Show a photo (None: ``message`` in its place); any region selected on the previous one is cleared."""
+    def set_photo(self, image: QImage | None, original_size, box, overlay: QImage | None, message: str = "", *,
+                  box_sure: bool = True) -> None:
+        """Show a photo (None: ``message`` in its place) with a box (dashed where not ``box_sure``); any region
+        selected on the previous one is cleared."""
         self.image, self.original_size, self.box, self.overlay = image, original_size, box, overlay
+        self.box_sure = box_sure
         self.message = message
         self._band = None
         self.set_region(None)
@@ -348,7 +352,7 @@ class PhotoView(RegionSelection, QWidget):
         target = self.photo_rect()
         p.drawImage(target, self.image)
         if self.box is not None and self.original_size[0]:
-            rect = draw_box(p, target, self.box, self.original_size, width=3)
+            rect = draw_box(p, target, self.box, self.original_size, width=3, sure=self.box_sure)
             if self.show_overlay and self.overlay is not None:
                 p.save()
                 p.setOpacity(0.9)
@@ -643,6 +647,8 @@ class DetailPanel(QWidget):
             x0, y0, x1, y1 = hit.box
             where = (f"box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f}) · sketch at {hit.scale:.0%} of the "
                      "photo" + (" · mirrored" if hit.mirrored else ""))
+            if not box_is_sure(hit):
+                where += " · the box is a guess (dashed): the shape does not stand out in this photo"
             if kind == "region":  # two rankings fused: a rank score, not a probability
                 verdict = "the region's shape and image rankings fused (1: first in both), not a probability"
                 where = where.replace("sketch at", "region's shape at")
@@ -671,7 +677,7 @@ class DetailPanel(QWidget):
         if self.kind == "sketch" and self.sketch is not None:
             overlay = ink_overlay(self.sketch, mirrored=self.hit.mirrored)
         self.photo.show_overlay = self.overlay_box.isChecked()
-        self.photo.set_photo(image, size, box, overlay)
+        self.photo.set_photo(image, size, box, overlay, box_sure=box_is_sure(self.hit))
 
     def _region_changed(self, region) -> None:
         self.region_mode.setEnabled(region is not None)

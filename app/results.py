@@ -194,6 +194,7 @@ class ResultsModel(QAbstractListModel):
         super().__init__(parent)
         self.thumbs = thumbs
         self.kind = "sketch"
+        self._given: list = []  # as the engine ordered them
         self._all: list = []
         self.hits: list = []
         self.min_score = 0.0
@@ -210,7 +211,14 @@ class ResultsModel(QAbstractListModel):
         self.beginResetModel()
         self.kind = kind
         self.query_path = os.path.normcase(os.path.abspath(query_path)) if query_path else None
-        self._all = list(hits) if kind == "browse" else sorted(hits, key=lambda h: -h.score)
+        self._given = list(hits)
+        if kind == "browse":
+            self._all = self._given
+        elif kind == "sketch":  # the engine's order within each section (confirmed hits first: engine.fusion)
+            self._all = ([h for h in self._given if h.score >= self.likely]
+                         + [h for h in self._given if h.score < self.likely])
+        else:
+            self._all = sorted(self._given, key=lambda h: -h.score)
         self.hits = self._all if kind == "browse" else [h for h in self._all if h.score >= self.min_score]
         self.n_likely = sum(h.score >= self.likely for h in self.hits) if kind == "sketch" else 0
         self._rows_of = {}
@@ -220,16 +228,16 @@ class ResultsModel(QAbstractListModel):
 
     def set_min_score(self, value: float) -> None:
         self.min_score = float(value)
-        self.set_hits(self._all, self.kind, query_path=self.query_path)
+        self.set_hits(self._given, self.kind, query_path=self.query_path)
 
     def set_likely_cut(self, value: float) -> None:
         """The calibrated score from which a sketch hit is a likely match."""
         self.likely = float(value)
-        self.set_hits(self._all, self.kind, query_path=self.query_path)
+        self.set_hits(self._given, self.kind, query_path=self.query_path)
 
     def set_query_path(self, path: str | None) -> None:
         """Mark the query photo (an image query's file) among the current results."""
-        self.set_hits(self._all, self.kind, query_path=path)
+        self.set_hits(self._given, self.kind, query_path=path)
 
     def is_query(self, hit) -> bool:
         """Whether ``hit`` is the image (or region) query's own photo."""
@@ -255,12 +263,20 @@ class ResultsModel(QAbstractListModel):
         if not self._all:
             return []
         cut = f"{100 * self.likely:.0f}%"
-        likely = (Section(f"Likely matches ({self.n_likely})", 0, self.n_likely, f"match ≥ {cut}")
+
+        def note(first: int, count: int) -> str:  # where the engine put confirmed hits ahead of higher scores
+            scores = [h.score for h in self.hits[first:first + count]]
+            moved = any(a < b for a, b in zip(scores, scores[1:], strict=False))
+            return " · where the shape stands out first" if moved else ""
+
+        likely = (Section(f"Likely matches ({self.n_likely})", 0, self.n_likely,
+                          f"match ≥ {cut}" + note(0, self.n_likely))
                   if self.n_likely else Section("No likely matches", 0, 0, f"no photo scores ≥ {cut}"))
         out = [likely]
         if n > self.n_likely:
             out.append(Section(f"Other photos ({n - self.n_likely})", self.n_likely, n - self.n_likely,
-                               f"below {cut}: less likely to contain the shape"))
+                               f"below {cut}: less likely to contain the shape" + note(self.n_likely,
+                                                                                       n - self.n_likely)))
         return out
 
     def counts(self) -> tuple[int, int, int]:
@@ -381,7 +397,7 @@ class ResultDelegate(QStyledItemDelegate):
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             painter.drawImage(target, img)
             if self.model.kind in ("sketch", "region") and ow and oh:
-                draw_box(painter, target, hit.box, (ow, oh), width=2)
+                draw_box(painter, target, hit.box, (ow, oh), width=2, sure=box_is_sure(hit))
             if self.model.is_query(hit):
                 _badge(painter, target, "query", pal)
         painter.setPen(text_colour)
@@ -414,19 +430,30 @@ def _badge(painter: QPainter, target: QRectF, text: str, pal: QPalette) -> None:
     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
 
 
-def draw_box(painter: QPainter, target: QRectF, box, original_size: tuple[int, int], *, width: float = 2) -> QRectF:
-    """Draw a box given in the photo's original pixels onto the photo drawn at ``target``."""
+def draw_box(painter: QPainter, target: QRectF, box, original_size: tuple[int, int], *, width: float = 2,
+             sure: bool = True) -> QRectF:
+    """Draw a box given in the photo's original pixels onto the photo drawn at ``target``: solid where the
+    shape alignment stands out there (``sure``), dashed where it does not (the photo may be right for other
+    reasons, its box is a guess)."""
     ow, oh = original_size
     sx, sy = target.width() / ow, target.height() / oh
     x0, y0, x1, y1 = box
     rect = QRectF(target.left() + x0 * sx, target.top() + y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
     rect = rect.intersected(target)
     painter.setBrush(Qt.BrushStyle.NoBrush)
-    painter.setPen(QPen(QColor(0, 0, 0, 140), width + 2))
-    painter.drawRect(rect)
-    painter.setPen(QPen(BOX_COLOUR, width))
-    painter.drawRect(rect)
+    for colour, w in ((QColor(0, 0, 0, 140), width + 2), (BOX_COLOUR, width)):
+        pen = QPen(colour, w)
+        if not sure:  # the same dashes (6 px on, 6 off) for the outline and the colour, whatever their widths
+            pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+            pen.setDashPattern([6.0 / w, 6.0 / w])
+        painter.setPen(pen)
+        painter.drawRect(rect)
     return rect
+
+
+def box_is_sure(hit) -> bool:
+    """Whether a hit's box is drawn as sure (hits that do not say, e.g. from older scripts, are)."""
+    return getattr(hit, "box_sure", None) is not False
 
 
 @dataclass(frozen=True)

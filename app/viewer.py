@@ -25,7 +25,7 @@ from .detail import (
     region_mode_combo,
 )
 from .labels import ElidedLabel
-from .results import QUERY_SIMILARITY, draw_box, format_hit, load_preview, qimage_from_pixels
+from .results import QUERY_SIMILARITY, box_is_sure, draw_box, format_hit, load_preview, qimage_from_pixels
 from .workers import Runner, Task
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class PhotoCanvas(RegionSelection, QWidget):
         self.original_size = (0, 0)
         self.path: str | None = None  # the photo the image is of
         self.box = None
+        self.box_sure = True
         self.overlay: QImage | None = None
         self.show_overlay = True
         self.region = None
@@ -91,10 +92,12 @@ class PhotoCanvas(RegionSelection, QWidget):
         self.update()
         self.zoomChanged.emit()
 
-    def set_photo(self, image: QImage, original_size, path: str, box, overlay: QImage | None) -> None:
-        """Show a photo (fitted) with its ``box`` (original pixels; None: none) and ``overlay`` in the box."""
+    def set_photo(self, image: QImage, original_size, path: str, box, overlay: QImage | None, *,
+                  box_sure: bool = True) -> None:
+        """Show a photo (fitted) with its ``box`` (original pixels; None: none; dashed where not ``box_sure``) and
+        ``overlay`` in the box."""
         self.image, self.original_size, self.path = image, tuple(original_size), path
-        self.box, self.overlay = box, overlay
+        self.box, self.overlay, self.box_sure = box, overlay, box_sure
         self.message = ""
         self._zoom = None
         self._update_cursor()
@@ -302,7 +305,7 @@ class PhotoCanvas(RegionSelection, QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         if self.box is not None:
-            rect = draw_box(p, target, self.box, self.original_size, width=3)
+            rect = draw_box(p, target, self.box, self.original_size, width=3, sure=self.box_sure)
             if self.show_overlay and self.overlay is not None and not rect.isEmpty():
                 p.save()
                 p.setOpacity(0.9)
@@ -528,7 +531,7 @@ class PhotoViewer(QWidget):
         if self.kind == "sketch" and self.sketch is not None and box is not None:
             overlay = ink_overlay(self.sketch, mirrored=hit.mirrored)
         self.canvas.show_overlay = self.overlay_button.isChecked()
-        self.canvas.set_photo(image, size, path, box, overlay)
+        self.canvas.set_photo(image, size, path, box, overlay, box_sure=box_is_sure(hit))
 
     def _zoom_changed(self) -> None:
         c = self.canvas

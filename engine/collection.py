@@ -207,12 +207,12 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
             reference, options.device, filt))
     else:
         fused = fusion_steps.finish(stage)
-    final = fused.final
+    eligible = np.isfinite(fused.final)
     if len(barred):
-        final = np.where(np.isin(fused.rows, barred), -np.inf, final)
+        eligible &= ~np.isin(fused.rows, barred)
     if shards.missing:  # the best rows of the shards still answering (those of the others cannot be finished)
-        alive = ~np.isin(np.searchsorted(off, fused.rows, side="right") - 1, list(shards.missing))
-        final = np.where(alive, final, -np.inf)
+        eligible &= ~np.isin(np.searchsorted(off, fused.rows, side="right") - 1, list(shards.missing))
+    final = fusion_steps.confirmed_first(fused, params, n, eligible)
     order = top_positions(final, top_k)
     order = order[final[order] > -np.inf]
     top = fused.rows[order]
@@ -225,7 +225,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         path, geometry, al = m
         box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
         hits.append(Hit(len(hits) + 1, path, float(fused.score[j]), box, al.scale, al.mirrored, int(row),
-                        float(al.score)))
+                        float(al.score), box_sure=bool(fused.sure[j])))
     _warn(shards)
     return hits
 

@@ -13,6 +13,12 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   ``qe_n`` hits of ``z_afm + qe_w * z_global`` seed an alpha-weighted query expansion over the photos'
   image descriptors, and the score is ``z(base) + qe_v * z(image cosine) + qe_afm * z_afm``.
   The box always comes from the alignment (AFM).
+* **Confirmed first** (issue 20).  The photos that both the alignment and the fused score rank among their
+  best ``confirm_n`` (at most ``confirm_share`` of the collection) come first, in the alignment's order:
+  the two signals agree on them, and the alignment's box is the likeliest to be on the object there (the
+  fused score alone lifted photos of the right subject whose shape the alignment did not find, and their
+  boxes were wrong: ``confirmed_first``).  A box is *sure* where the alignment's own z-score is at least
+  ``sure_z`` (``Fused.sure``; the app draws the others dashed).
 * **Small collections** (issue 17; ``docs/calibration.md``).  Below ``ref_full`` photos every background
   statistic also pools a reference sample of photos shipped with the app (``engine.reference``), with
   ``reference_weight`` photos' worth of weight (weighted median and MAD, ``Stats.of``), and the expansion
@@ -29,6 +35,7 @@ Every weight is in ``engine/data/fusion.json``, written by ``python -m engine.be
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -46,6 +53,7 @@ __all__ = [
     "ReferenceScores",
     "Stats",
     "calibrate",
+    "confirmed_first",
     "standardise",
     "drawing",
     "drawing_input",
@@ -90,6 +98,12 @@ class FusionParams:
         cosine with the expansion built from the other seeds (``leave_one_out_cosines``): a seed is part of
         the expanded query, so its own cosine says little, and in a collection of 30 photos the 20 seeds
         would otherwise all stand out against the reference photos.
+    confirm_n, confirm_share : int, float
+        Confirmed first: the rows among both the alignment's and the fused score's best ``min(confirm_n,
+        confirm_share * collection size)`` (at least 3) are ranked first, in the alignment's order
+        (``confirmed_first``; ``confirm_n = 0`` switches it off).
+    sure_z : float
+        A hit's box is sure where its alignment z-score is at least this (``Fused.sure``).
     mirror : bool
         Default of ``SearchOptions.mirror`` for sketch queries (benchmark choice).
     side, p, thickness, border : int, float, int, float
@@ -113,6 +127,9 @@ class FusionParams:
     ref_full: int = 0
     likely: float = 0.5
     qe_loo: bool = False
+    confirm_n: int = 0
+    confirm_share: float = 0.05
+    sure_z: float = 2.0
     mirror: bool = True
     side: int = 224
     p: float = 5.0
@@ -253,6 +270,19 @@ class Fused:
     final: np.ndarray  # fused score (higher is better)
     z: np.ndarray  # its z over the background
     score: np.ndarray  # calibrated, in [0, 1]
+    za: np.ndarray  # the alignment's z over the background
+    sure_z: float = 2.0
+    rank: np.ndarray | None = None  # the ranking key where it differs from ``final`` (``confirmed_first``)
+
+    @property
+    def key(self) -> np.ndarray:
+        """What the results are ordered by (higher first): ``rank`` where set, else ``final``."""
+        return self.final if self.rank is None else self.rank
+
+    @property
+    def sure(self) -> np.ndarray:
+        """Whether each row's box is sure: its alignment stands out (z >= ``sure_z``)."""
+        return self.za >= self.sure_z
 
 
 @dataclass(frozen=True)
@@ -379,7 +409,7 @@ def finish(stage: Stage) -> Fused:
         final = stage.za + params.w * stage.s_glob.z(stage.glob)
         if stage.zg_ref is not None:
             ref_final = stage.za_ref + params.w * stage.zg_ref
-    return _calibrated(stage, stage.rows, final, ref_final)
+    return _calibrated(stage, stage.rows, final, ref_final, stage.za)
 
 
 def finish_expanded(stage: Stage, rows2: np.ndarray, cos: np.ndarray, afm2: np.ndarray, glob2: np.ndarray,
@@ -403,12 +433,41 @@ def finish_expanded(stage: Stage, rows2: np.ndarray, cos: np.ndarray, afm2: np.n
     ref_final = None
     if use_ref_cos:
         ref_final = s_base.z(base_ref) + params.qe_v * s_cos.z(ref_cos) + params.qe_afm * stage.za_ref
-    return _calibrated(stage, np.asarray(rows2, np.int64), final, ref_final)
+    return _calibrated(stage, np.asarray(rows2, np.int64), final, ref_final, za2)
 
 
-def _calibrated(stage: Stage, rows: np.ndarray, final: np.ndarray, ref_final: np.ndarray | None) -> Fused:
+def _calibrated(stage: Stage, rows: np.ndarray, final: np.ndarray, ref_final: np.ndarray | None,
+                za: np.ndarray) -> Fused:
     z = stage.stats(final[stage.bg], ref_final).z(final)
-    return Fused(rows, final, z, calibrate(z, stage.params.calibration))
+    return Fused(rows, final, z, calibrate(z, stage.params.calibration), za, stage.params.sure_z)
+
+
+def confirmed_first(fused: Fused, params: FusionParams, n_collection: int,
+                    eligible: np.ndarray | None = None) -> np.ndarray:
+    """The ranking key of a fused search: the fused score, except that the rows both the alignment z and the
+    fused score rank among their best ``m = max(3, min(confirm_n, confirm_share * n_collection))`` (of the
+    ``eligible`` rows) come first, in the alignment's order.  Ineligible rows get -inf.
+
+    Both signals agree on those photos, and the alignment found the shape there, so their boxes are the
+    likeliest to be right; on outline queries the fused score alone put photos of the right subject whose
+    shape the alignment did not find near the top, with wrong boxes (issue 20; ``engine.bench.fusion``)."""
+    final = np.asarray(fused.final, np.float64)
+    ok = np.isfinite(final) if eligible is None else np.asarray(eligible, bool) & np.isfinite(final)
+    key = np.where(ok, final, -np.inf)
+    if params.confirm_n <= 0 or not ok.any():
+        return key
+    m = int(max(3, min(params.confirm_n, round(params.confirm_share * n_collection))))
+    za = np.where(ok, fused.za, -np.inf)
+    both = np.zeros(len(key), bool)
+    by_afm = np.argsort(-za, kind="stable")[:m]
+    by_final = np.argsort(-key, kind="stable")[:m]
+    both[np.intersect1d(by_afm, by_final)] = True
+    both &= ok
+    if both.any():
+        top = key[ok].max()
+        key = key.copy()
+        key[both] = top + 1.0 + (za[both] - za[both].min())
+    return key
 
 
 def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndarray, params: FusionParams, *,
@@ -435,8 +494,13 @@ def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndar
     Returns
     -------
     Fused
+        With ``rank`` set (``confirmed_first``, the collection being ``rows``) where ``confirm_n`` > 0.
     """
     stage = begin(rows, afm, glob, bg, params, reference=reference)
     if image is None or not stage.expands:
-        return finish(stage)
-    return finish_expanded(stage, *image(seed_rows(stage)))
+        fused = finish(stage)
+    else:
+        fused = finish_expanded(stage, *image(seed_rows(stage)))
+    if params.confirm_n <= 0:
+        return fused
+    return dataclasses.replace(fused, rank=confirmed_first(fused, params, len(rows)))

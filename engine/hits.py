@@ -22,6 +22,7 @@ class Hit:
     row: int
     raw_score: float | None = None  # sketch queries: the alignment's cosine (``score`` is calibrated)
     taken: float | None = None  # browsing: the photo's date (EXIF DateTimeOriginal, else the file's time)
+    box_sure: bool | None = None  # sketch queries: the alignment stands out there (``fusion.Fused.sure``)
 
     def to_json(self) -> dict:
         out = {"rank": self.rank, "path": self.path, "score": round(self.score, 6),
@@ -30,6 +31,8 @@ class Hit:
             out["raw_score"] = round(self.raw_score, 6)
         if self.taken is not None:
             out["taken"] = round(self.taken, 3)
+        if self.box_sure is not None:
+            out["box_sure"] = self.box_sure
         return out
 
 

@@ -172,6 +172,9 @@ def test_search_region_json_contract(db, photos, capsys):
         assert 1 <= len(hits) <= 3 and [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
         assert set(hits[0]) >= {"rank", "path", "score", "box", "scale", "mirrored"}
         assert any(h["path"].endswith("house.jpg") for h in hits)
+        # the shape's hits say whether their box is sure; an image ranking has no box of its own to be sure of
+        assert all(("box_sure" in h) == ("raw_score" in h) for h in hits)
+        assert mode == "image" or any("box_sure" in h for h in hits)
 
 
 @pytest.mark.parametrize("args, words", [

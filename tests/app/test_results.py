@@ -64,6 +64,41 @@ def test_sketch_results_split_into_likely_matches_and_other_photos(grid):
     assert model.summary() == "0 likely matches · 2 other photos"
 
 
+def test_sketch_results_keep_the_engines_order_within_each_section(grid):
+    # the engine ranks the hits both signals confirm first (engine.fusion.confirmed_first), so a score may be
+    # lower than the next one's; the grid keeps that order inside each section instead of sorting by score
+    model, _, _ = grid
+    given = hits_with([0.62, 0.9, 0.2, 0.55, 0.35, 0.01])
+    model.set_hits(given, "sketch")
+    assert [h.score for h in model.hits] == [0.62, 0.9, 0.55, 0.2, 0.35, 0.01]
+    assert [s.note.endswith("where the shape stands out first") for s in model.sections()] == [True, True]
+    model.set_likely_cut(0.3)  # from the engine's order again, not from the previous split
+    assert [h.score for h in model.hits] == [0.62, 0.9, 0.55, 0.35, 0.2, 0.01]
+    model.set_min_score(0.3)
+    assert [h.score for h in model.hits] == [0.62, 0.9, 0.55, 0.35]
+
+
+def test_a_box_that_is_not_sure_is_drawn_dashed(qtbot):
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QImage, QPainter
+
+    from app.results import box_is_sure, draw_box
+
+    def ink(sure: bool) -> int:
+        img = QImage(100, 100, QImage.Format.Format_RGB32)
+        img.fill(0xFFFFFFFF)
+        p = QPainter(img)
+        draw_box(p, QRectF(0, 0, 100, 100), (10, 10, 90, 90), (100, 100), width=2, sure=sure)
+        p.end()
+        row = [img.pixelColor(x, 10).lightness() < 250 for x in range(15, 85)]  # along the top edge
+        return sum(row)
+
+    assert ink(True) == 70 and 15 < ink(False) < 60  # solid: every pixel; dashed: gaps
+    h = hits_with([0.5])[0]
+    assert box_is_sure(h)  # hits that do not say (older scripts) are drawn as sure
+    assert not box_is_sure(Hit(1, h.path, 0.5, h.box, 0.5, False, 0, 0.3, box_sure=False))
+
+
 def test_the_grid_draws_a_header_above_each_section(qtbot, grid):
     model, view, _ = grid
     view.resize(700, 900)

@@ -52,3 +52,14 @@ def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
            for r, p in zip(clus, (before, after), strict=True)]
     assert correct[1] > correct[0] + 0.03, correct
     assert ece[1] < ece[0], ece
+
+
+def test_the_expansion_keeps_the_alignments_sysu_measures_or_comes_closest():
+    from engine.bench.fusion import _choose_expansion
+
+    a, b, c = {"qe_v": 4.0}, {"qe_v": 6.0}, {"qe_v": 8.0}
+    # kept by two settings: the better Sketchy mAP of those two, however good the third one's mAP
+    assert _choose_expansion([(0.40, 0.01, a), (0.41, 0.0, b), (0.45, -0.02, c)]) == (b, True)
+    # kept by none: among the closest (worst margin within 0.005 of the best), the best mAP
+    assert _choose_expansion([(0.40, -0.010, a), (0.42, -0.013, b), (0.45, -0.05, c)]) == (b, False)
+    assert _choose_expansion([(0.40, -0.010, a), (0.42, -0.020, b), (0.45, -0.05, c)]) == (a, False)

@@ -184,10 +184,12 @@ def test_search_scores_are_calibrated_and_keep_the_raw_cosine(index):
     hits = index.search(sketch_of("star"), top_k=6)
     assert len(hits) == 6 and "star" in hits[0].path
     assert all(0.0 <= h.score <= 1.0 for h in hits)
-    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
     assert all(-1.0 <= h.raw_score <= 1.0 for h in hits)
     j = hits[0].to_json()
-    assert set(j) >= {"rank", "path", "score", "box", "scale", "mirrored", "raw_score"}
+    assert set(j) >= {"rank", "path", "score", "box", "scale", "mirrored", "raw_score", "box_sure"}
+    assert j["box_sure"] is True  # the star stands out where its box is
+    plain = index.search(sketch_of("star"), top_k=6, params=dataclasses.replace(load_params(), confirm_n=0))
+    assert all(a.score >= b.score for a, b in zip(plain, plain[1:], strict=False))  # without confirmation: by score
 
 
 def test_global_weight_zero_reproduces_the_alignment_ranking_through_the_index(index):
@@ -212,6 +214,7 @@ def test_search_json_through_the_cli(index, tmp_path, capsys):
                      *extra]) == 0
         rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert len(rows) == 2 and all(0 <= r["score"] <= 1 and "raw_score" in r for r in rows)
+        assert all(isinstance(r["box_sure"], bool) for r in rows)
         assert "house" in rows[0]["path"]
 
 
@@ -305,3 +308,54 @@ def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
     assert hits[0].score < load_params().likely, [(h.path, h.score) for h in hits]
 
 
+
+
+def _brute_confirmed_order(final, za, m, eligible):
+    """The confirmed-first order by its definition: rows both rankings put among their best m (of the eligible)
+    first, by alignment z; then the others by the fused score; ineligible rows left out."""
+    idx = [i for i in range(len(final)) if eligible[i]]
+    by_afm = sorted(idx, key=lambda i: (-za[i], i))[:m]
+    by_final = sorted(idx, key=lambda i: (-final[i], i))[:m]
+    both = set(by_afm) & set(by_final)
+    first = sorted(both, key=lambda i: (-za[i], i))
+    rest = sorted((i for i in idx if i not in both), key=lambda i: (-final[i], i))
+    return first + rest
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_confirmed_first_matches_its_definition(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    final = rng.normal(size=n)
+    za = 0.5 * final + rng.normal(size=n)
+    eligible = rng.random(n) > 0.1
+    params = dataclasses.replace(FusionParams(), confirm_n=20, confirm_share=0.05)
+    f = fusion.Fused(np.arange(n), final, final, calibrate(final, params.calibration), za)
+    key = fusion.confirmed_first(f, params, n, eligible)
+    m = max(3, min(20, round(0.05 * n)))
+    order = [i for i in np.argsort(-key, kind="stable") if np.isfinite(key[i])]
+    assert order == _brute_confirmed_order(final, za, m, eligible)
+    assert np.all(np.isneginf(key[~eligible]))
+    off = fusion.confirmed_first(f, dataclasses.replace(params, confirm_n=0), n, eligible)
+    np.testing.assert_array_equal(off, np.where(eligible, final, -np.inf))  # 0: the fused order itself
+
+
+def test_confirmed_first_puts_the_well_aligned_hit_before_one_the_fused_score_alone_lifted():
+    # rows 0 and 1 are the fused score's two best; row 1 is the alignment's best, row 0 barely aligns
+    final = np.array([9.0, 8.0, 1.0, 0.5, 0.0, -1.0, -2.0, 0.2])
+    za = np.array([-0.5, 6.0, 5.0, 0.0, 0.1, -0.3, 0.4, 0.2])
+    params = dataclasses.replace(FusionParams(), confirm_n=3, confirm_share=1.0)
+    f = fusion.Fused(np.arange(8), final, final, calibrate(final, params.calibration), za)
+    key = fusion.confirmed_first(f, params, 8)
+    order = np.argsort(-key, kind="stable")
+    assert order[:3].tolist() == [1, 2, 0]  # 1 and 2 are in both top-3 lists: first, by alignment; then 0
+    assert f.sure.tolist() == [False, True, True, False, False, False, False, False]  # z >= 2: sure boxes
+
+
+def test_alignment_only_search_order_is_unchanged_by_confirmation():
+    rng = np.random.default_rng(7)
+    afm = rng.random(200)
+    rows = np.arange(200)
+    params = dataclasses.replace(load_params(), confirm_n=20)
+    f = fuse(rows, afm, None, rows, params)
+    assert np.array_equal(np.argsort(-f.key, kind="stable"), np.argsort(-afm, kind="stable"))
