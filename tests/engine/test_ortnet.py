@@ -148,3 +148,30 @@ def test_an_unwritable_cache_folder_still_gives_descriptors(tmp_path, monkeypatc
     assert "built in memory" in caplog.text
     ref = GemDescriber(device="cpu", backend="torch").describe(inputs[0][:1])
     assert cosines(x, ref)[0] > TOLERANCE
+
+
+def test_queries_on_the_cpu_run_onnx_runtime_once_the_weights_are_cached(tmp_path, monkeypatch, inputs):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(cnn, "_ONNX", {})
+    first = GemDescriber(device="cpu", backend="auto")
+    ref = first.describe(inputs[0][:2])  # nothing cached yet: torch, which caches the weights
+    assert first._cpu_net() is None
+    d = GemDescriber(device="cpu", backend="auto")
+    assert isinstance(d._cpu_net(), ortnet.OrtNet) and not d.runs_numpy
+    x = d.describe(inputs[0][:2])
+    assert np.min(np.sum(x * ref, axis=1)) > 1 - 1e-5
+
+
+def test_queries_fall_back_on_numpy_where_onnx_runtime_cannot_run(tmp_path, monkeypatch, inputs, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(cnn, "_ONNX", {})
+    GemDescriber(device="cpu", backend="auto").describe(inputs[0][:1])  # caches the weights
+
+    def broken(*args, **kwargs):
+        raise ImportError("no onnxruntime here")
+
+    monkeypatch.setattr(cnn, "onnx_backbone", broken)
+    d = GemDescriber(device="cpu", backend="auto")
+    with caplog.at_level(logging.WARNING, logger="engine.cnn"):
+        assert d.runs_numpy
+    assert "ONNX Runtime not used" in caplog.text
