@@ -212,7 +212,7 @@ class ResultsModel(QAbstractListModel):
         self.kind = kind
         self.query_path = os.path.normcase(os.path.abspath(query_path)) if query_path else None
         self._given = list(hits)
-        if kind == "browse":
+        if kind in ("browse", "region"):  # region: the engine's order (a shape ranking confirms as a sketch's does)
             self._all = self._given
         elif kind == "sketch":  # the engine's order within each section (confirmed hits first: engine.fusion)
             self._all = ([h for h in self._given if h.score >= self.likely]

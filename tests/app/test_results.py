@@ -76,6 +76,9 @@ def test_sketch_results_keep_the_engines_order_within_each_section(grid):
     assert [h.score for h in model.hits] == [0.62, 0.9, 0.55, 0.35, 0.2, 0.01]
     model.set_min_score(0.3)
     assert [h.score for h in model.hits] == [0.62, 0.9, 0.55, 0.35]
+    model.set_min_score(0.0)
+    model.set_hits(given, "region")  # a region's shape ranking is ordered the same way
+    assert [h.score for h in model.hits] == [0.62, 0.9, 0.2, 0.55, 0.35, 0.01]
 
 
 def test_a_box_that_is_not_sure_is_drawn_dashed(qtbot):
