@@ -126,7 +126,11 @@ def date_sql(con: sqlite3.Connection) -> str:
 
 CHUNK_FILE = re.compile(r"^chunk-(\d+)\.(\w+)\.npy$")
 #: the catalog's own files, the lock and the marker: never in ``owned``, never deleted by a cleanup
-FIXED_FILES = frozenset({CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", f"{CATALOG}-journal", LOCK, MARKER})
+#: a new catalog is made under this name, complete with its schema and meta, then renamed to CATALOG (a run
+#: killed while making it leaves no catalog without its tables)
+NEW_CATALOG = f"{CATALOG}.new"
+FIXED_FILES = frozenset({CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", f"{CATALOG}-journal", LOCK, MARKER,
+                         NEW_CATALOG, f"{NEW_CATALOG}-wal", f"{NEW_CATALOG}-shm", f"{NEW_CATALOG}-journal"})
 #: what an operating system's file browser leaves in any folder
 LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 #: every name an index of this or an earlier format writes (checked before adopting a folder without a marker)
@@ -163,7 +167,7 @@ def connect_ro(db: Path) -> sqlite3.Connection:
     uri = _uri(db)
     try:
         con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
-        con.execute("SELECT 1 FROM meta LIMIT 1")
+        con.execute("SELECT count(*) FROM sqlite_master")  # reads the file (and the -wal): fails here when it must
         return con
     except sqlite3.OperationalError as e:
         if "readonly" not in str(e) and "unable to open" not in str(e):
@@ -250,6 +254,9 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
         own = con is None
         con = con or connect_ro(db)
         try:
+            if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                raise IndexNotFound(f"{db}: no photos indexed yet (the first run stopped before it began)",
+                                    hint=Hint("build", str(db)))
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         finally:
             if own:

@@ -24,6 +24,7 @@ from .catalog import (
     IMAGE_ARRAYS,
     IMAGE_INDEX_DIRTY,
     LAYOUT,
+    NEW_CATALOG,
     SCHEMA,
     SKETCH_ARRAYS,
     Lock,
@@ -64,6 +65,18 @@ class Known:
     hash: str | None
     status: str
     reason: str | None
+
+
+def _no_tables(db: Path) -> bool:
+    """Whether an index's catalog is an SQLite file without a single table (False where it cannot be read)."""
+    try:
+        con = connect_ro(db)
+        try:
+            return con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
 
 
 def _writes(method):
@@ -137,11 +150,16 @@ class IndexWriter:
             if (self.db / name).is_symlink():
                 raise IndexFormatError(f"{self.db / name}: a symbolic link, which sketchsearch does not make",
                                        hint=Hint("rebuild", str(self.db)))
+        if (self.db / CATALOG).exists() and _no_tables(self.db):  # left by a run of an earlier version killed
+            for suffix in ("", "-wal", "-shm"):                      # before it made its tables: nothing in it
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.db / f"{CATALOG}{suffix}")
         if (self.db / CATALOG).exists():
             self._check(read_meta(self.db))
         elif adopt:  # only the catalog made it an index; it is gone
             adopt = False
         with catalog_errors(self.db):
+            self._new_catalog(create=not (self.db / CATALOG).exists())
             self.con = sqlite3.connect(str(self.db / CATALOG), timeout=30)
             self.con.execute("PRAGMA journal_mode=WAL")
             self.con.execute("PRAGMA synchronous=NORMAL")
@@ -157,6 +175,37 @@ class IndexWriter:
             self._drop_damaged_chunks()
             self._drop_unreadable_folded()
             self._delete_orphans()
+
+    def _new_catalog(self, *, create: bool) -> None:
+        """Remove what a run killed while making a catalog left (``NEW_CATALOG``); with ``create``, make the
+        catalog: written complete (WAL mode, schema, meta) under ``NEW_CATALOG``, then renamed into place, so
+        that a catalog, once there, always has its tables."""
+        new = self.db / NEW_CATALOG
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{new}{suffix}")
+        if not create:
+            return
+        con = sqlite3.connect(str(new), timeout=30)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            with con:
+                con.executescript(SCHEMA)
+                migrate(con)
+                con.executemany("INSERT INTO meta VALUES (?, ?)", [
+                    ("format_version", str(FORMAT_VERSION)), ("settings", self.settings.to_json()),
+                    ("image_settings", self.image_settings or "")])
+        finally:
+            con.close()  # the last connection: its WAL is checkpointed into the file and removed
+        with open(new, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(new, self.db / CATALOG)
+        if hasattr(os, "O_DIRECTORY"):
+            fd = os.open(self.db, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _close_catalog(self) -> None:
         if self.con is not None:

@@ -296,6 +296,44 @@ def _committed(db) -> int:
         return 0
 
 
+def test_a_run_killed_while_making_the_catalog_leaves_no_catalog_without_its_tables(tmp_path, monkeypatch):
+    """The first run makes the catalog complete under another name and renames it into place: killed before
+    the rename, there is no catalog (no index yet), never one without its tables; the next run makes it."""
+    import sqlite3
+
+    from engine import writer
+    from engine.errors import IndexNotFound
+
+    db = tmp_path / "db"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for the kill between making the new catalog and renaming it
+
+    monkeypatch.setattr(writer.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        IndexWriter(db, SketchSettings())
+    monkeypatch.undo()
+    assert not (db / "catalog.sqlite3").exists() and (db / "catalog.sqlite3.new").exists()
+    with pytest.raises(IndexNotFound):
+        SketchIndex(db)
+    (db / "catalog.sqlite3.new").write_bytes(b"half of a catalog")
+    with IndexWriter(db, SketchSettings()):
+        pass
+    assert len(SketchIndex(db)) == 0
+    assert not [p.name for p in db.iterdir() if p.name.startswith("catalog.sqlite3.new")]
+    # a catalog an earlier version's killed run left without tables (an empty SQLite file): no index yet
+    # for a reader, and the next run starts it afresh
+    for name in ("catalog.sqlite3", "catalog.sqlite3-wal", "catalog.sqlite3-shm"):
+        (db / name).unlink(missing_ok=True)
+    sqlite3.connect(db / "catalog.sqlite3").execute("PRAGMA journal_mode=WAL").fetchall()
+    with pytest.raises(IndexNotFound, match="no photos indexed yet"):
+        SketchIndex(db)
+    photos = tmp_path / "p"
+    save(photos / "a.png", photo(1, size=(150, 200)))
+    index_folders([photos], db)
+    assert len(SketchIndex(db)) == 1
+
+
 @pytest.mark.slow
 def test_killed_runs_resume_with_nothing_lost_or_duplicated(tmp_path):
     d = tmp_path / "p"
