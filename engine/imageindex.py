@@ -538,11 +538,12 @@ class ImageSearcher:
 
     def describe_sketch(self, edges) -> np.ndarray:
         """A query sketch's global descriptor in the index's space (centred on the collection, L2)."""
+        from .adaptation import adapt_sketch
         from .fusion import drawing_input
 
         if self._drawer is None:
             self._drawer = GemDescriber(drawing_settings(self.settings.backbone), self.device, backend="auto")
-        raw = self._drawer.describe([drawing_input(edges, query=True)])[0]
+        raw = adapt_sketch(self._drawer.describe([drawing_input(edges, query=True)])[0], self.settings.backbone)
         v = raw - self.sketch_mean
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 

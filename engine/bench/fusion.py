@@ -74,7 +74,7 @@ def collect(index, sketches: list[EdgeMap], photo_paths: list[Path]) -> Signals:
     global sketch descriptor; columns reordered to ``photo_paths``."""
     from ..search import QueryScorer
 
-    cols = _columns(index, photo_paths)
+    cols = columns_of(index, photo_paths)
     images = index.images()
     n, q = len(cols), len(sketches)
     afm = np.zeros((q, n), np.float32)
@@ -195,14 +195,18 @@ def _queries(data_list, half: int):
     return edges, np.array(cls), np.array(target)
 
 
-def _choose_expansion(tried: list[tuple[float, float, dict]], *, tie: float = 0.005) -> tuple[dict, bool]:
-    """The expansion setting of the best Sketchy mAP among those that keep the alignment's SYSU measures
-    (``tried``: (Sketchy mAP, worst margin of SYSU mAP / box@1 / box@5 over the alignment alone, setting));
-    where none keeps them all, among those closest to keeping them (worst margin within ``tie`` of the best
-    one).  Returns (setting, whether the measures were kept)."""
+def _choose_expansion(tried: list[tuple[float, float, dict]], *, tie: float = 0.005, near: float = 0.01
+                      ) -> tuple[dict, bool]:
+    """The expansion setting (``tried``: (Sketchy mAP, worst margin of SYSU mAP / box@1 / box@5 over the
+    alignment alone, setting)).  Among the settings that keep the alignment's SYSU measures, those within
+    ``near`` (relative) of the best Sketchy mAP -- closer than the noise of a few hundred queries -- and of
+    those, the one that keeps them with the widest margin; where none keeps them, among those closest to
+    keeping them (worst margin within ``tie`` of the best one), the best Sketchy mAP.  Returns (setting,
+    whether the measures were kept)."""
     kept = [t for t in tried if t[1] >= -1e-9]
     if kept:
-        return max(kept, key=lambda t: t[0])[2], True
+        best = max(t[0] for t in kept)
+        return max((t for t in kept if t[0] >= (1 - near) * best), key=lambda t: (t[1], t[0]))[2], True
     best = max(t[1] for t in tried)
     return max((t for t in tried if t[1] >= best - tie), key=lambda t: t[0])[2], False
 
@@ -212,9 +216,9 @@ def fit_half(root: Path, work: Path, *, half: int = 0, sketch_indices=(1, 2, 3))
     odd positions of the sorted class list, and SYSU-Shapes' class of the same index (0: bicycle, 1: boat).
 
     * ``w`` (fused without expansion): best Sketchy mAP;
-    * the expansion and the confirmed-first depth: best Sketchy mAP among the settings that keep the SYSU
-      measures of the alignment alone (category mAP, top-1 and top-5 box rates) on the SYSU class, or where
-      none does, among those closest to keeping them (``_choose_expansion``);
+    * the expansion and the confirmed-first depth: among the settings that keep the SYSU measures of the
+      alignment alone (category mAP, top-1 and top-5 box rates) on the SYSU class and come within 1 % of the
+      best Sketchy mAP, the widest margin; where none keeps them, the closest (``_choose_expansion``);
     * the mirror default and the calibrations of the fused score and of the alignment alone.
 
     Returns the params (``fit`` records the data and figures) and the fit half's measurements."""
@@ -277,7 +281,8 @@ def fit(data: str | Path | None = None, *, out: Path = FUSION_FILE, sketch_indic
     old = load_params()
     with tempfile.TemporaryDirectory() as tmp:
         even, _ = fit_half(root, Path(tmp), half=0, sketch_indices=sketch_indices)
-        odd, _ = fit_half(root, Path(tmp), half=1, sketch_indices=sketch_indices)
+        with _direction(fitted_on=1):
+            odd, _ = fit_half(root, Path(tmp), half=1, sketch_indices=sketch_indices)
     keep = {k: getattr(old, k) for k in ("calibration_small", "ref_k", "ref_full", "likely", "qe_loo")}
     fit_info = dict(even.fit)
     fit_info["reverse"] = {**{k: getattr(odd, k) for k in REVERSE_FIELDS}, "fit": odd.fit}
@@ -293,6 +298,19 @@ def fit(data: str | Path | None = None, *, out: Path = FUSION_FILE, sketch_indic
 #: the fields of the reverse (odd-half) fit kept in ``fit.reverse``
 REVERSE_FIELDS = ("w", "qe_n", "qe_w", "qe_v", "qe_alpha", "qe_afm", "confirm_n", "mirror", "calibration",
                   "calibration_afm")
+
+
+def _direction(*, fitted_on: int):
+    """The learned parts of one class-disjoint direction in use: the shipped ones were fitted on the even half
+    (0); for the odd half (1), the sketch adaptation fitted on the odd classes (``engine.adaptation``, kept beside
+    the shipped map), so that the even classes are reported with nothing fitted on them."""
+    import contextlib
+
+    from ..adaptation import load_adaptation, use_adaptation
+
+    if fitted_on == 0:
+        return contextlib.nullcontext()
+    return use_adaptation(load_adaptation(reverse=True))
 
 
 def reverse_params(params: FusionParams) -> FusionParams | None:
@@ -363,7 +381,8 @@ def bench_fusion(*, data: str | Path | None = None, quick: bool = False, png: Pa
                 edges, cls, target = _queries([d], h)
                 if quick:
                     edges, cls, target = edges[::5], cls[::5], target[::5]
-                sig = collect(index, edges, d.photo_paths)
+                with _direction(fitted_on=1 - h):
+                    sig = collect(index, edges, d.photo_paths)
                 relevant = cls[:, None] == d.photo_class[None, :]
                 ranked = rank_variants(sig, by_half[h])
                 rows = [{"method": name, **_metrics(final, relevant, target)} for name, (final, _) in ranked.items()]
@@ -396,28 +415,30 @@ def bench_fusion(*, data: str | Path | None = None, quick: bool = False, png: Pa
                               "photos, a background of 250 so that the cap binds)"] = shard_cap_check(
                     index, edges[:10] if quick else edges[:60], params)
             out["tables"]["Sketchy, class-disjoint: mean of both directions"] = _mean_rows(halves)
-        try:
-            s = sysu_signals(root, Path(tmp), per_class=30 if quick else None)
-        except ds.DatasetMissing as e:
-            out["skipped"].append(str(e))
-        else:
-            out["tables"].update(_sysu_tables(s, by_half, "SYSU-Shapes (outline queries against its 420 photos)"))
-            if not quick:
-                try:
-                    m = sysu_signals(root, Path(tmp), distractors=True)
-                except ds.DatasetMissing as e:
-                    out["skipped"].append(str(e))
-                else:
-                    own = sum(len(np.asarray(g).reshape(-1, 4)) > 0 for g in m.gt)
-                    out["tables"].update(_sysu_tables(m, by_half, f"SYSU-Shapes outlines among the Sketchy photos "
-                                                                  f"({own} + {len(m.gt) - own} photos)"))
+        for distractors in (False, True) if not quick else (False,):
+            try:
+                signals = {}
+                for c in (1, 0):  # the boats with what was fitted on the even half, the bicycles with the odd's
+                    with _direction(fitted_on=1 - c):
+                        signals[c] = sysu_signals(root, Path(tmp), per_class=30 if quick else None,
+                                                  distractors=distractors)
+            except ds.DatasetMissing as e:
+                out["skipped"].append(str(e))
+                continue
+            m = signals[1]
+            own = sum(len(np.asarray(g).reshape(-1, 4)) > 0 for g in m.gt)
+            title = (f"SYSU-Shapes outlines among the Sketchy photos ({own} + {len(m.gt) - own} photos)" if distractors
+                     else "SYSU-Shapes (outline queries against its 420 photos)")
+            out["tables"].update(_sysu_tables(signals, by_half, title))
     return out
 
 
-def _sysu_tables(s: SysuSignals, by_half: dict, title: str) -> dict[str, list[dict]]:
-    """SYSU measures per class, each with the params fitted on the other class (and Sketchy half), and their mean."""
+def _sysu_tables(signals: dict, by_half: dict, title: str) -> dict[str, list[dict]]:
+    """SYSU measures per class, each with the params fitted on the other class (and Sketchy half; ``signals``:
+    class -> the signals computed with that direction's learned parts), and their mean."""
     tables, per = {}, []
     for c in (1, 0):
+        s = signals[c]
         sel = np.flatnonzero(s.query_class == c)
         rows = [{"method": name, **sysu_metrics(final, s, sel)}
                 for name, (final, _) in rank_variants(s.sig, by_half[c]).items()]
@@ -464,7 +485,7 @@ def sysu_signals(root: Path, work: Path, *, per_class: int | None = None, distra
         index = _sysu_index(data, work)
     edges = [sketch_edges(q.image) for q in queries]
     sig = collect(index, edges, paths)
-    cols = _columns(index, data.image_paths)
+    cols = columns_of(index, data.image_paths)
     geometry = index.geometry[cols]
     codes, inv = np.asarray(index.codes[cols]), np.asarray(index.inv_norms[cols])
     boxes = np.full((len(edges), len(paths), 4), np.nan)  # the distractors have no annotated box to meet
@@ -491,7 +512,7 @@ def sysu_metrics(final: np.ndarray, s: SysuSignals, sel: np.ndarray | None = Non
     return out
 
 
-def _columns(index, paths) -> np.ndarray:
+def columns_of(index, paths) -> np.ndarray:
     """Rows of ``index`` holding ``paths`` (in that order)."""
     where = {p: i for i, p in enumerate(index.paths)}
     return np.array([where.get(str(Path(p).resolve()), where.get(str(p), -1)) for p in paths], np.int64)
@@ -563,7 +584,7 @@ def collect_pool(index, sketches: list[EdgeMap], photo_paths: list[Path], *, rel
     from ..fusion import drawing_input
     from ..search import QueryScorer
 
-    cols = _columns(index, photo_paths)
+    cols = columns_of(index, photo_paths)
     images = index.images()
     drawer = GemDescriber(drawing_settings(GemSettings.from_json(index.image_settings).backbone))
     codes, inv = np.asarray(index.codes[cols]), np.asarray(index.inv_norms[cols])
@@ -589,12 +610,13 @@ def collect_pool(index, sketches: list[EdgeMap], photo_paths: list[Path], *, rel
 
 
 
-def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = True):
+def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = True, adaptation: bool = True):
     """The fused search of query ``qi`` in a collection of the photos ``sel`` (columns of the pool), as the
     product computes it there: the collection is its own background (``sel`` is at most
     ``params.background`` photos), its global sketch descriptors are centred on its own mean, its image
     vectors are plain L2 below the whitening's minimum (else the full index's whitened vectors), and the
-    reference sample joins the background with ``reference_weight(len(sel))``.  ``params``: one
+    reference sample joins the background with ``reference_weight(len(sel))``; the query's global descriptor is
+    adapted as the product adapts it (``adaptation``, ``engine.adaptation``).  ``params``: one
     FusionParams, or a list of them (the collection's arrays computed once).  Returns ``fusion.Fused`` (a
     list of them) with rows = positions in ``sel``."""
     from ..fusion import ReferenceScores, reference_weight
@@ -606,7 +628,13 @@ def simulate(pool: Pool, qi: int, sel: np.ndarray, params, *, reference: bool = 
     m = len(sel)
     afm = pool.afm[qi, sel].astype(np.float64)
     mu = pool.p_sketch[sel].mean(axis=0)
-    q = l2n(np.asarray(pool.q_sketch[qi] - mu, np.float32))
+    raw = pool.q_sketch[qi]
+    if adaptation:  # the query's learned adaptation, as the product applies it (engine.adaptation)
+        from ..adaptation import adapt_sketch
+        from ..cnn import GemSettings
+
+        raw = adapt_sketch(raw, GemSettings().backbone)
+    q = l2n(np.asarray(raw - mu, np.float32))
     glob = (l2n(np.asarray(pool.p_sketch[sel] - mu, np.float32)) @ q).astype(np.float64)
     big = m >= MIN_WHITENING_IMAGES and pool.whitening is not None
     vec = pool.vectors[sel] if big else l2n(np.asarray(pool.p_gem[sel], np.float32))
@@ -829,7 +857,7 @@ def fit_sizes_calibration(runs: SizeRuns, sizes=None, knot: float = 5.0) -> tupl
     return _fit_calibration(z, y, knot, w)
 
 
-def _pool(which: str, root: Path, work: Path, reference) -> Pool:
+def cached_pool(which: str, root: Path, work: Path, reference) -> Pool:
     """The Sketchy or SYSU pool with the reference sample scored (kept in the bench cache when one is set)."""
     import hashlib
 
@@ -889,7 +917,7 @@ def fit_sizes(data: str | Path | None = None, *, out: Path = FUSION_FILE, half: 
     root = ds.data_root() if data is None else Path(data)
     base = load_params()
     with tempfile.TemporaryDirectory() as tmp:
-        pool = _pool("sketchy", root, Path(tmp), load_reference())
+        pool = cached_pool("sketchy", root, Path(tmp), load_reference())
     fit_pool = pool.take(np.flatnonzero(pool.query_class % 2 == half))
     params, info = fit_sizes_on(fit_pool, base)
     fit = dict(base.fit)
@@ -935,32 +963,34 @@ def bench_sizes(data: str | Path | None = None, *, reps: int = 2, quick: bool = 
     out: dict = {"tables": {}, "skipped": []}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            pool = _pool("sketchy", root, Path(tmp), load_reference())
+            pool = cached_pool("sketchy", root, Path(tmp), load_reference())
         except ds.DatasetMissing as e:
             out["skipped"].append(str(e))
             pool = None
         if pool is not None:
             for h in (1, 0):
-                ph = pool.take(np.flatnonzero(pool.query_class % 2 == h))
-                if quick:
-                    ph = ph.take(np.arange(0, len(ph.afm), 5))
-                if h == 1:
-                    after = shipped
-                else:  # the other direction: fitted on the odd half
-                    other = pool.take(np.flatnonzero(pool.query_class % 2 == 1))
-                    after, _ = fit_sizes_on(other, before)
-                half = "odd" if h == 1 else "even"
-                runs_b, runs_a = size_runs(ph, [before, after], reps=reps)
-                clus_b, clus_a = size_runs(ph, [before, after], sizes=(30, 100, 300), reps=1, absent=False, share=1 / 3)
-                for name, p, r, c in (("before", before, runs_b, clus_b), ("after", after, runs_a, clus_a)):
-                    label = f"Sketchy {half} half, {name}"
-                    out["tables"].update(size_tables(r, p, label=label))
-                    t = size_tables(c, p, label=label + ", collections a third of one subject")
-                    out["tables"].update({k: v for k, v in t.items() if "calibration by" in k or "per score" in k})
-                out[f"params_{half}"] = {"ref_k": after.ref_k, "likely": after.likely,
-                                         "calibration_small": after.calibration_small}
+                with _direction(fitted_on=1 - h):  # the even half with what was fitted on the odd
+                    ph = pool.take(np.flatnonzero(pool.query_class % 2 == h))
+                    if quick:
+                        ph = ph.take(np.arange(0, len(ph.afm), 5))
+                    if h == 1:
+                        after = shipped
+                    else:  # the other direction: fitted on the odd half
+                        other = pool.take(np.flatnonzero(pool.query_class % 2 == 1))
+                        after, _ = fit_sizes_on(other, before)
+                    half = "odd" if h == 1 else "even"
+                    runs_b, runs_a = size_runs(ph, [before, after], reps=reps)
+                    clus_b, clus_a = size_runs(ph, [before, after], sizes=(30, 100, 300), reps=1, absent=False,
+                                               share=1 / 3)
+                    for name, p, r, c in (("before", before, runs_b, clus_b), ("after", after, runs_a, clus_a)):
+                        label = f"Sketchy {half} half, {name}"
+                        out["tables"].update(size_tables(r, p, label=label))
+                        t = size_tables(c, p, label=label + ", collections a third of one subject")
+                        out["tables"].update({k: v for k, v in t.items() if "calibration by" in k or "per score" in k})
+                    out[f"params_{half}"] = {"ref_k": after.ref_k, "likely": after.likely,
+                                             "calibration_small": after.calibration_small}
         try:
-            sysu = _pool("sysu", root, Path(tmp), load_reference())
+            sysu = cached_pool("sysu", root, Path(tmp), load_reference())
         except ds.DatasetMissing as e:
             out["skipped"].append(str(e))
             sysu = None

@@ -60,6 +60,8 @@ def test_the_expansion_keeps_the_alignments_sysu_measures_or_comes_closest():
     a, b, c = {"qe_v": 4.0}, {"qe_v": 6.0}, {"qe_v": 8.0}
     # kept by two settings: the better Sketchy mAP of those two, however good the third one's mAP
     assert _choose_expansion([(0.40, 0.01, a), (0.41, 0.0, b), (0.45, -0.02, c)]) == (b, True)
+    # two kept within 1 % of the best mAP: the one that keeps the alignment's measures by more
+    assert _choose_expansion([(0.408, 0.03, a), (0.41, 0.0, b), (0.45, -0.02, c)]) == (a, True)
     # kept by none: among the closest (worst margin within 0.005 of the best), the best mAP
     assert _choose_expansion([(0.40, -0.010, a), (0.42, -0.013, b), (0.45, -0.05, c)]) == (b, False)
     assert _choose_expansion([(0.40, -0.010, a), (0.42, -0.020, b), (0.45, -0.05, c)]) == (a, False)
