@@ -225,7 +225,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         path, geometry, al = m
         box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
         hits.append(Hit(len(hits) + 1, path, float(fused.score[j]), box, al.scale, al.mirrored, int(row),
-                        float(al.score), box_sure=bool(fused.sure[j])))
+                        float(al.score), box_sure=bool(fused.za[j] >= params.sure_z)))
     _warn(shards)
     return hits
 

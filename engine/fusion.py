@@ -17,8 +17,8 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   best ``confirm_n`` (at most ``confirm_share`` of the collection) come first, in the alignment's order:
   the two signals agree on them, and the alignment's box is the likeliest to be on the object there (the
   fused score alone lifted photos of the right subject whose shape the alignment did not find, and their
-  boxes were wrong: ``confirmed_first``).  A box is *sure* where the alignment's own z-score is at least
-  ``sure_z`` (``Fused.sure``; the app draws the others dashed).
+  boxes were wrong: ``confirmed_first``).  A box is *sure* where the alignment's own z-score (``Fused.za``) is
+  at least ``sure_z`` (the app draws the others dashed).
 * **Small collections** (issue 17; ``docs/calibration.md``).  Below ``ref_full`` photos every background
   statistic also pools a reference sample of photos shipped with the app (``engine.reference``), with
   ``reference_weight`` photos' worth of weight (weighted median and MAD, ``Stats.of``), and the expansion
@@ -103,7 +103,7 @@ class FusionParams:
         confirm_share * collection size)`` (at least 3) are ranked first, in the alignment's order
         (``confirmed_first``; ``confirm_n = 0`` switches it off).
     sure_z : float
-        A hit's box is sure where its alignment z-score is at least this (``Fused.sure``).
+        A hit's box is sure where its alignment z-score (``Fused.za``) is at least this.
     mirror : bool
         Default of ``SearchOptions.mirror`` for sketch queries (benchmark choice).
     side, p, thickness, border : int, float, int, float
@@ -270,19 +270,13 @@ class Fused:
     final: np.ndarray  # fused score (higher is better)
     z: np.ndarray  # its z over the background
     score: np.ndarray  # calibrated, in [0, 1]
-    za: np.ndarray  # the alignment's z over the background
-    sure_z: float = 2.0
+    za: np.ndarray  # the alignment's z over the background (a box is sure where it is >= ``FusionParams.sure_z``)
     rank: np.ndarray | None = None  # the ranking key where it differs from ``final`` (``confirmed_first``)
 
     @property
     def key(self) -> np.ndarray:
         """What the results are ordered by (higher first): ``rank`` where set, else ``final``."""
         return self.final if self.rank is None else self.rank
-
-    @property
-    def sure(self) -> np.ndarray:
-        """Whether each row's box is sure: its alignment stands out (z >= ``sure_z``)."""
-        return self.za >= self.sure_z
 
 
 @dataclass(frozen=True)
@@ -439,7 +433,7 @@ def finish_expanded(stage: Stage, rows2: np.ndarray, cos: np.ndarray, afm2: np.n
 def _calibrated(stage: Stage, rows: np.ndarray, final: np.ndarray, ref_final: np.ndarray | None,
                 za: np.ndarray) -> Fused:
     z = stage.stats(final[stage.bg], ref_final).z(final)
-    return Fused(rows, final, z, calibrate(z, stage.params.calibration), za, stage.params.sure_z)
+    return Fused(rows, final, z, calibrate(z, stage.params.calibration), za)
 
 
 def confirmed_first(fused: Fused, params: FusionParams, n_collection: int,
@@ -464,9 +458,7 @@ def confirmed_first(fused: Fused, params: FusionParams, n_collection: int,
     both[np.intersect1d(by_afm, by_final)] = True
     both &= ok
     if both.any():
-        top = key[ok].max()
-        key = key.copy()
-        key[both] = top + 1.0 + (za[both] - za[both].min())
+        key[both] = key[ok].max() + 1.0 + (za[both] - za[both].min())
     return key
 
 

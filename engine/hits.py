@@ -22,7 +22,7 @@ class Hit:
     row: int
     raw_score: float | None = None  # sketch queries: the alignment's cosine (``score`` is calibrated)
     taken: float | None = None  # browsing: the photo's date (EXIF DateTimeOriginal, else the file's time)
-    box_sure: bool | None = None  # sketch queries: the alignment stands out there (``fusion.Fused.sure``)
+    box_sure: bool | None = None  # sketch queries: the shape stands out there (alignment z >= sure_z)
 
     def to_json(self) -> dict:
         out = {"rank": self.rank, "path": self.path, "score": round(self.score, 6),

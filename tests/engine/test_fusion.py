@@ -349,7 +349,7 @@ def test_confirmed_first_puts_the_well_aligned_hit_before_one_the_fused_score_al
     key = fusion.confirmed_first(f, params, 8)
     order = np.argsort(-key, kind="stable")
     assert order[:3].tolist() == [1, 2, 0]  # 1 and 2 are in both top-3 lists: first, by alignment; then 0
-    assert f.sure.tolist() == [False, True, True, False, False, False, False, False]  # z >= 2: sure boxes
+    assert (f.za >= params.sure_z).tolist() == [False, True, True, False, False, False, False, False]  # sure boxes
 
 
 def test_alignment_only_search_order_is_unchanged_by_confirmation():
