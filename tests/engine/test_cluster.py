@@ -267,3 +267,17 @@ def test_cli_index_and_search_on_a_local_cluster(photos, tmp_path, capsys):
     assert [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()] == [r["path"] for r in rows]
     assert main(["search", "--db", str(tmp_path), "--cluster", "local:1", "--sketch", str(tmp_path / "s.png")]) == 2
     assert "--cluster searches a sharded collection" in capsys.readouterr().err
+
+
+def test_an_address_dask_trips_over_is_a_one_line_error(monkeypatch):
+    from engine import cluster
+    from engine.errors import SketchSearchError
+
+    class Tripping:
+        @staticmethod
+        def Client(*args, **kwargs):  # noqa: N802 -- Dask's name
+            raise AssertionError  # what Dask's address parsing once did on "http://[::1" under load
+
+    monkeypatch.setattr(cluster, "load_distributed", lambda: Tripping)
+    with pytest.raises(SketchSearchError, match="not a Dask scheduler address"):
+        cluster.connect("http://[::1")
