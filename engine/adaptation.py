@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,11 +124,3 @@ def adapt_sketch(raw: np.ndarray, backbone: str) -> np.ndarray:
         return raw
     return a(raw)
 
-
-def describe_log(path: Path | None = None) -> dict:
-    """The training log beside the shipped map (``sketch_adaptation.json``), or {}."""
-    p = path or ADAPTATION_FILE.with_suffix(".json")
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
