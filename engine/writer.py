@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .catalog import (
     CANNOT_READ,
     CATALOG,
@@ -186,20 +187,21 @@ class IndexWriter:
                 os.unlink(f"{new}{suffix}")
         if not create:
             return
-        con = sqlite3.connect(str(new), timeout=30)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            with con:
-                con.executescript(SCHEMA)
-                migrate(con)
-                con.executemany("INSERT INTO meta VALUES (?, ?)", [
-                    ("format_version", str(FORMAT_VERSION)), ("settings", self.settings.to_json()),
-                    ("image_settings", self.image_settings or "")])
-        finally:
-            con.close()  # the last connection: its WAL is checkpointed into the file and removed
-        with open(new, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(new, self.db / CATALOG)
+
+        def write(tmp: str) -> None:
+            con = sqlite3.connect(tmp, timeout=30)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                with con:
+                    con.executescript(SCHEMA)
+                    migrate(con)
+                    con.executemany("INSERT INTO meta VALUES (?, ?)", [
+                        ("format_version", str(FORMAT_VERSION)), ("settings", self.settings.to_json()),
+                        ("image_settings", self.image_settings or "")])
+            finally:
+                con.close()  # the last connection: its WAL is checkpointed into the file and removed
+
+        atomic_write(self.db / CATALOG, write, tmp=new)
         if hasattr(os, "O_DIRECTORY"):
             fd = os.open(self.db, os.O_RDONLY | os.O_DIRECTORY)
             try:
