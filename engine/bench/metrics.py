@@ -245,7 +245,7 @@ def _pad_boxes(boxes_per_image: Sequence[np.ndarray]) -> np.ndarray:
 
 def localization_counts(ranked_index: np.ndarray, ranked_boxes: np.ndarray,
                         gt_boxes_per_image: Sequence[np.ndarray], relevant: np.ndarray, *, k: int = 10,
-                        iou: float = 0.5) -> tuple[int, int]:
+                        iou: float = 0.5, skip_unannotated: bool = False) -> tuple[int, int]:
     """Count the correct-class top-``k`` hits and how many of them are well localised.
 
     Parameters
@@ -262,6 +262,9 @@ def localization_counts(ranked_index: np.ndarray, ranked_boxes: np.ndarray,
         Only the first ``k`` columns of the ranking are looked at.
     iou : float, keyword-only
         A hit is localised when its box has IoU >= ``iou`` with ANY ground-truth box of its image.
+    skip_unannotated : bool, keyword-only
+        Leave out the hits on images without a ground-truth box (their box can be neither right nor wrong:
+        distractor photos of the query's class); default: they count as misses.
 
     Returns
     -------
@@ -276,6 +279,9 @@ def localization_counts(ranked_index: np.ndarray, ranked_boxes: np.ndarray,
     valid = idx >= 0
     safe = np.where(valid, idx, 0)
     hit = valid & np.take_along_axis(rel, safe, axis=1)
+    if skip_unannotated:
+        annotated = np.array([len(b) > 0 for b in gt_boxes_per_image], bool)
+        hit &= annotated[safe]
     gt = _pad_boxes(gt_boxes_per_image)[safe]                     # (Q, K, M, 4)
     best = box_iou(pred[:, :, None, :], gt).max(axis=-1)          # (Q, K)
     return int((hit & (best >= iou)).sum()), int(hit.sum())
@@ -283,7 +289,7 @@ def localization_counts(ranked_index: np.ndarray, ranked_boxes: np.ndarray,
 
 def localization_rate(ranked_index: np.ndarray, ranked_boxes: np.ndarray,
                       gt_boxes_per_image: Sequence[np.ndarray], relevant: np.ndarray, *, k: int = 10,
-                      iou: float = 0.5) -> float:
+                      iou: float = 0.5, skip_unannotated: bool = False) -> float:
     """Fraction of the correct-class top-``k`` hits whose box has IoU >= ``iou`` with a ground-truth box.
 
     Parameters
@@ -308,7 +314,7 @@ def localization_rate(ranked_index: np.ndarray, ranked_boxes: np.ndarray,
         Pooled over all queries (each hit weighs the same); NaN when there is no correct-class hit.
     """
     n_loc, n_hit = localization_counts(ranked_index, ranked_boxes, gt_boxes_per_image, relevant, k=k,
-                                       iou=iou)
+                                       iou=iou, skip_unannotated=skip_unannotated)
     return n_loc / n_hit if n_hit else float("nan")
 
 

@@ -117,6 +117,8 @@ def test_localization_rate_constructed_case():
     rate = mt.localization_rate(ranked_index, ranked_boxes, gt, relevant, k=4, iou=0.9)
     assert rate == pytest.approx(1 / 5)
     assert np.isnan(mt.localization_rate(ranked_index, ranked_boxes, gt, np.zeros((2, 4), bool)))
+    # a hit on an image without gt boxes (a distractor of the query's class) left out instead of a miss
+    assert mt.localization_counts(ranked_index, ranked_boxes, gt, relevant, k=4, skip_unannotated=True) == (2, 4)
 
 
 def test_whole_image_box():
