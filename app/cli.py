@@ -281,6 +281,28 @@ def _print_hits(args, hits, angles, seconds: float, n: int, query: str | None = 
               f"{printable(h.path)}")
     if any(h.box_sure is False for h in hits):
         print("(box?: the shape does not stand out in that photo, its box is a guess)")
+    if any(h.likely is not None for h in hits):  # sketch queries
+        print(_likely_line(hits))
+
+
+def _likely_line(hits) -> str:
+    """Which ranks are likely matches (``engine.fusion``), or why none is."""
+    ranks = [h.rank for h in hits if h.likely]
+    if not ranks:
+        from engine.fusion import load_params
+
+        cut = load_params().likely
+        if any(h.score >= cut for h in hits):
+            return "no likely matches: none stands out from the look-alikes a collection this size holds"
+        return f"no likely matches: no photo scores >= {cut:.2f}"
+    spans: list[list[int]] = []
+    for r in ranks:
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"likely matches: rank{'s' if len(ranks) > 1 else ''} {text}"
 
 
 def read_sketch_list(path: Path) -> list[tuple[str, Path]]:

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .results import box_is_sure, draw_box, format_hit, format_score, likely_cut, load_preview
+from .results import box_is_sure, draw_box, format_hit, format_score, is_likely, likely_cut, load_preview
 from .workers import Runner, Task
 
 PREVIEW = 1024  # px, longer side of the photo shown
@@ -642,7 +642,13 @@ class DetailPanel(QWidget):
                                 + "<br>" + html.escape("Draw a shape, or drop a photo, to search"))
         elif kind in ("sketch", "region"):
             cut = likely_cut()
-            verdict = "a likely match" if hit.score >= cut else f"not a likely match (those score ≥ {cut:.0%})"
+            if is_likely(hit, cut):
+                verdict = "a likely match"
+            elif hit.score >= cut:  # the engine's stand-out test
+                verdict = "not a likely match: the best results do not stand out from the look-alikes a collection "\
+                          "this size holds"
+            else:
+                verdict = f"not a likely match (those score ≥ {cut:.0%})"
             shape = f" · shape alignment {hit.raw_score:.2f}" if hit.raw_score is not None else ""
             x0, y0, x1, y1 = hit.box
             where = (f"box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f}) · sketch at {hit.scale:.0%} of the "

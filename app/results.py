@@ -69,6 +69,16 @@ def likely_cut() -> float:
     return float(getattr(load_params(), "likely", 0.5))
 
 
+def is_likely(hit, cut: float | None = None) -> bool:
+    """Whether a sketch hit is a likely match: as the engine says (its calibrated score at or above the cut,
+    and the query's best hit standing out from what the best of as many photos without the shape reach:
+    ``engine.fusion``), else by the score alone (hits made before the engine said)."""
+    said = getattr(hit, "likely", None)
+    if said is not None:
+        return bool(said)
+    return hit.score >= (likely_cut() if cut is None else cut)
+
+
 def format_score(score: float, kind: str) -> str:
     """How a score reads: a calibrated sketch score is a probability (``match 73%``); an image query's
     cosine similarity is not, and reads ``similarity 0.87``; a region query's fused rank score (both rankings
@@ -215,16 +225,19 @@ class ResultsModel(QAbstractListModel):
         if kind in ("browse", "region"):  # region: the engine's order (a shape ranking confirms as a sketch's does)
             self._all = self._given
         elif kind == "sketch":  # the engine's order within each section (confirmed hits first: engine.fusion)
-            self._all = ([h for h in self._given if h.score >= self.likely]
-                         + [h for h in self._given if h.score < self.likely])
+            self._all = ([h for h in self._given if self._likely(h)]
+                         + [h for h in self._given if not self._likely(h)])
         else:
             self._all = sorted(self._given, key=lambda h: -h.score)
         self.hits = self._all if kind == "browse" else [h for h in self._all if h.score >= self.min_score]
-        self.n_likely = sum(h.score >= self.likely for h in self.hits) if kind == "sketch" else 0
+        self.n_likely = sum(self._likely(h) for h in self.hits) if kind == "sketch" else 0
         self._rows_of = {}
         for i, h in enumerate(self.hits):
             self._rows_of.setdefault(h.path, []).append(i)
         self.endResetModel()
+
+    def _likely(self, hit) -> bool:
+        return is_likely(hit, self.likely)
 
     def set_min_score(self, value: float) -> None:
         self.min_score = float(value)
@@ -269,14 +282,22 @@ class ResultsModel(QAbstractListModel):
             moved = any(a < b for a, b in zip(scores, scores[1:], strict=False))
             return " · where the shape stands out first" if moved else ""
 
-        likely = (Section(f"Likely matches ({self.n_likely})", 0, self.n_likely,
-                          f"match ≥ {cut}" + note(0, self.n_likely))
-                  if self.n_likely else Section("No likely matches", 0, 0, f"no photo scores ≥ {cut}"))
+        # the engine's stand-out test: scores at or above the cut that are not likely matches, because the best
+        # hit does not stand out from what the best of as many photos without the shape reach
+        look_alikes = any(h.score >= self.likely and not self._likely(h) for h in self._all)
+        if self.n_likely:
+            likely = Section(f"Likely matches ({self.n_likely})", 0, self.n_likely,
+                             f"match ≥ {cut}" + note(0, self.n_likely))
+        elif look_alikes:
+            likely = Section("No likely matches", 0, 0, "nothing stands out from the look-alikes a collection "
+                                                        "this size holds: the shape may not be in it")
+        else:
+            likely = Section("No likely matches", 0, 0, f"no photo scores ≥ {cut}")
         out = [likely]
         if n > self.n_likely:
+            why = ("" if look_alikes else f"below {cut}: ") + "less likely to contain the shape"
             out.append(Section(f"Other photos ({n - self.n_likely})", self.n_likely, n - self.n_likely,
-                               f"below {cut}: less likely to contain the shape" + note(self.n_likely,
-                                                                                       n - self.n_likely)))
+                               why + note(self.n_likely, n - self.n_likely)))
         return out
 
     def counts(self) -> tuple[int, int, int]:

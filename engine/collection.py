@@ -213,6 +213,10 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     if shards.missing:  # the best rows of the shards still answering (those of the others cannot be finished)
         eligible &= ~np.isin(np.searchsorted(off, fused.rows, side="right") - 1, list(shards.missing))
     final = fusion_steps.confirmed_first(fused, params, n, eligible)
+    # likely matches only where the hits stand out from what n photos without the shape show (engine.fusion)
+    stands_out = glob is None or not eligible.any() or params.stands_out(
+        n, whitened=whitened, best_z=float(fused.z[eligible].max()),
+        count=int((fused.score[eligible] >= params.likely).sum()))
     order = top_positions(final, top_k)
     order = order[final[order] > -np.inf]
     top = fused.rows[order]
@@ -225,7 +229,8 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         path, geometry, al = m
         box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
         hits.append(Hit(len(hits) + 1, path, float(fused.score[j]), box, al.scale, al.mirrored, int(row),
-                        float(al.score), box_sure=bool(fused.za[j] >= params.sure_z)))
+                        float(al.score), box_sure=bool(fused.za[j] >= params.sure_z),
+                        likely=bool(stands_out and fused.score[j] >= params.likely)))
     _warn(shards)
     return hits
 

@@ -29,6 +29,11 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   Sketchy (``engine.bench.fusion``): one for collections with whitened image vectors, one for smaller ones
   (``FusionParams.calibration_for``), so that a cut-off selects results of similar precision whatever the
   sketch and the collection's size.  ``FusionParams.likely`` is the likely-match cut on that score.
+* **Does the shape stand out at all** (issue 17).  However well calibrated each photo's score, the best of
+  N photos without the sketched shape climbs with N (more look-alikes to be the best).  A query's hits are
+  likely matches only where its best final z, or its number of hits at or above the cut, reaches what a
+  collection of that size *without* the shape reaches in 19 collections out of 20 (``FusionParams.stands_out``,
+  a table fitted on the fit half of Sketchy: ``engine.bench.fusion.fit_stand_out``); the ranking is unchanged.
 
 Every weight is in ``engine/data/fusion.json``, written by ``python -m engine.bench.fusion fit`` and
 ``python -m engine.bench.fusion fit-sizes``.
@@ -92,7 +97,13 @@ class FusionParams:
         weight, tapering linearly to none at a background of ``ref_full`` photos (``reference_weight``);
         ``ref_k = 0``: the collection's own statistics only.
     likely : float
-        Likely-match cut on the calibrated score: results at or above it are "likely matches".
+        Likely-match cut on the calibrated score: results at or above it are "likely matches" (where the
+        query's best hit stands out: ``stand_out_z``).
+    stand_out : dict
+        ``{"small": [[n, z, k], ...], "whitened": [[n, z, k], ...], "quantile": q}``: over collections of ``n``
+        photos without the sketched shape, the ``q``-quantile of their best final z and of their hits at or
+        above ``likely`` (plus one), for collections with plain L2 and with whitened image vectors
+        (``stands_out``); empty: no such test.
     qe_loo : bool
         Where the reference sample is in use (small collections), each expansion seed's image cosine is its
         cosine with the expansion built from the other seeds (``leave_one_out_cosines``): a seed is part of
@@ -126,6 +137,7 @@ class FusionParams:
     ref_k: float = 0.0
     ref_full: int = 0
     likely: float = 0.5
+    stand_out: dict = field(default_factory=dict)
     qe_loo: bool = False
     confirm_n: int = 0
     confirm_share: float = 0.05
@@ -145,6 +157,40 @@ class FusionParams:
         if not whitened and self.calibration_small is not None:
             return self.calibration_small
         return self.calibration
+
+    def stands_out(self, n: int, *, whitened: bool, best_z: float, count: int) -> bool:
+        """Whether a fused query's hits in a collection of ``n`` photos may be likely matches: its best final z
+        (``best_z``) or the number of its hits scoring at or above ``likely`` (``count``) reaches what
+        collections of that size *without* the sketched shape reach (``stand_out_z``, ``stand_out_count``).
+        The count is what a collection full of the subject shows (its photos' z are lower there, the
+        background being full of them); True where nothing is fitted."""
+        return best_z >= self.stand_out_z(n, whitened=whitened) or \
+            count >= self.stand_out_count(n, whitened=whitened)
+
+    def stand_out_z(self, n: int, *, whitened: bool) -> float:
+        """The best final z of a collection of ``n`` photos without the shape, at the fitted quantile: the
+        table of its regime (``stand_out``), linear in log n between the fitted sizes, the smallest size's
+        value below them, and above the largest growing like the maximum of n Gaussian draws
+        (``sqrt(log n)``: an assumption, the benchmark's collections stop at 1,250 photos); -inf where nothing
+        is fitted."""
+        return self._stand_out(n, whitened, 1, lambda v, x, x_last: v * math.sqrt(x / x_last), -math.inf)
+
+    def stand_out_count(self, n: int, *, whitened: bool) -> float:
+        """The hits at or above ``likely`` that a collection of ``n`` photos without the shape shows, at the
+        fitted quantile, plus one (interpolated as ``stand_out_z``; above the largest size, in proportion to
+        n); 0 where nothing is fitted."""
+        return self._stand_out(n, whitened, 2, lambda v, x, x_last: v * math.exp(x - x_last), 0.0)
+
+    def _stand_out(self, n: int, whitened: bool, column: int, beyond, nothing: float) -> float:
+        table = self.stand_out.get("whitened" if whitened else "small") or []
+        if not table:
+            return nothing
+        ns = np.log(np.array([t[0] for t in table], np.float64))
+        vs = np.array([t[column] for t in table], np.float64)
+        x = math.log(max(int(n), 2))
+        if x <= ns[-1]:
+            return float(np.interp(x, ns, vs))
+        return float(beyond(vs[-1], x, ns[-1]))
 
     def to_json(self) -> str:
         return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=1)

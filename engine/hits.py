@@ -23,6 +23,7 @@ class Hit:
     raw_score: float | None = None  # sketch queries: the alignment's cosine (``score`` is calibrated)
     taken: float | None = None  # browsing: the photo's date (EXIF DateTimeOriginal, else the file's time)
     box_sure: bool | None = None  # sketch queries: the shape stands out there (alignment z >= sure_z)
+    likely: bool | None = None  # sketch queries: a likely match (engine.fusion: the cut and the stand-out test)
 
     def to_json(self) -> dict:
         out = {"rank": self.rank, "path": self.path, "score": round(self.score, 6),
@@ -33,6 +34,8 @@ class Hit:
             out["taken"] = round(self.taken, 3)
         if self.box_sure is not None:
             out["box_sure"] = self.box_sure
+        if self.likely is not None:
+            out["likely"] = self.likely
         return out
 
 

@@ -215,3 +215,20 @@ def test_search_filters_narrow_before_the_cut(db, photos, tmp_path, capsys):
     assert main(["search", "--db", str(db), "--sketch", str(sketch), "--after", "2000-01-01", "--before",
                  "2100-01-01", "--json"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def test_the_table_says_which_ranks_are_likely_matches_or_why_none_is():
+    from app.cli import _likely_line
+    from engine.fusion import load_params
+    from engine.hits import Hit
+
+    cut = load_params().likely
+
+    def hits(*said):
+        return [Hit(i + 1, f"p{i}.jpg", score, (0, 0, 1, 1), 1.0, False, i, 0.5, likely=likely)
+                for i, (score, likely) in enumerate(said)]
+
+    assert _likely_line(hits((0.6, True), (0.6, True), (0.1, False), (0.5, True))) == "likely matches: ranks 1-2, 4"
+    assert _likely_line(hits((0.1, False), (0.6, True))) == "likely matches: rank 2"
+    assert "look-alikes" in _likely_line(hits((0.6, False), (0.1, False)))  # the stand-out test said no
+    assert _likely_line(hits((cut / 2, False))) == f"no likely matches: no photo scores >= {cut:.2f}"

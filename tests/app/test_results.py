@@ -64,6 +64,24 @@ def test_sketch_results_split_into_likely_matches_and_other_photos(grid):
     assert model.summary() == "0 likely matches · 2 other photos"
 
 
+def test_hits_the_engine_says_are_not_likely_stay_out_of_the_likely_matches(grid):
+    # the engine's stand-out test (engine.fusion.FusionParams.stand_out_z): in a collection whose best hit does
+    # not stand out from what the best of as many photos without the shape reach, no hit is a likely match,
+    # whatever its score; the grid says why instead of "no photo scores >= the cut"
+    import dataclasses
+
+    model, _, _ = grid
+    hits = [dataclasses.replace(h, likely=False) for h in hits_with([0.7, 0.55, 0.3])]
+    model.set_hits(hits, "sketch")
+    first, other = model.sections()
+    assert (first.title, first.count) == ("No likely matches", 0) and "stands out" in first.note
+    assert other.title == "Other photos (3)" and not other.note.startswith("below")
+    assert [h.score for h in model.hits] == [0.7, 0.55, 0.3]  # the ranking is unchanged
+    said = [dataclasses.replace(h, likely=i < 1) for i, h in enumerate(hits_with([0.7, 0.55, 0.3]))]
+    model.set_hits(said, "sketch")
+    assert model.counts()[:2] == (1, 2)
+
+
 def test_sketch_results_keep_the_engines_order_within_each_section(grid):
     # the engine ranks the hits both signals confirm first (engine.fusion.confirmed_first), so a score may be
     # lower than the next one's; the grid keeps that order inside each section instead of sorting by score

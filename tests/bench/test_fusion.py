@@ -52,16 +52,15 @@ def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
            for r, p in zip(clus, (before, after), strict=True)]
     assert correct[1] > correct[0] + 0.03, correct
     assert ece[1] < ece[0], ece
-
-
-def test_the_expansion_keeps_the_alignments_sysu_measures_or_comes_closest():
-    from engine.bench.fusion import _choose_expansion
-
-    a, b, c = {"qe_v": 4.0}, {"qe_v": 6.0}, {"qe_v": 8.0}
-    # kept by two settings: the better Sketchy mAP of those two, however good the third one's mAP
-    assert _choose_expansion([(0.40, 0.01, a), (0.41, 0.0, b), (0.45, -0.02, c)]) == (b, True)
-    # two kept within 1 % of the best mAP: the one that keeps the alignment's measures by more
-    assert _choose_expansion([(0.408, 0.03, a), (0.41, 0.0, b), (0.45, -0.02, c)]) == (a, True)
-    # kept by none: among the closest (worst margin within 0.005 of the best), the best mAP
-    assert _choose_expansion([(0.40, -0.010, a), (0.42, -0.013, b), (0.45, -0.05, c)]) == (b, False)
-    assert _choose_expansion([(0.40, -0.010, a), (0.42, -0.020, b), (0.45, -0.05, c)]) == (a, False)
+    # the stand-out table: the 0.95-quantiles of the best hit and of the hits at or above the cut of
+    # collections without the query's class, so that on the collections it was fitted on, at most a tenth
+    # of them show a likely match
+    table = fb.fit_stand_out(pool, after, sizes=(30,), reps=1)
+    assert [n for n, _, _ in table["small"]] == [30] and not table["whitened"] and table["quantile"] == 0.95
+    fitted = dataclasses.replace(after, stand_out=table)
+    runs = fb.size_runs(pool, fitted, sizes=(30,), reps=1)
+    assert len(runs.absent_best[30]) == len(pool.afm) and set(runs.absent_n[30]) == {30}
+    assert np.mean(runs.best[30] >= table["small"][0][1]) > 0.05  # a collection holding the shape stands out more
+    assert runs.absent_likely(30, fitted).mean() <= 0.1 + 1 / len(pool.afm)
+    shown = runs.likely(30, fitted)
+    assert shown.sum() <= (runs.calibrated(30, fitted) >= fitted.likely).sum()

@@ -218,6 +218,46 @@ def test_search_json_through_the_cli(index, tmp_path, capsys):
         assert "house" in rows[0]["path"]
 
 
+def test_stand_out_interpolates_in_log_size_and_grows_beyond_the_fitted_sizes():
+    p = FusionParams(stand_out={"small": [[30, 3.0, 2], [300, 6.0, 8]], "whitened": [[1000, 10.0, 20]],
+                                "quantile": 0.95})
+    assert p.stand_out_z(10, whitened=False) == 3.0  # below the smallest size: its value
+    assert p.stand_out_z(30, whitened=False) == pytest.approx(3.0)
+    assert p.stand_out_z(95, whitened=False) == pytest.approx(3.0 + 3.0 * np.log(95 / 30) / np.log(10))
+    assert p.stand_out_count(95, whitened=False) == pytest.approx(2 + 6 * np.log(95 / 30) / np.log(10))
+    assert p.stand_out_z(300, whitened=False) == pytest.approx(6.0)
+    # above the largest size: the best of n Gaussian draws (sqrt log n); the count in proportion to n
+    assert p.stand_out_z(900, whitened=False) == pytest.approx(6.0 * np.sqrt(np.log(900) / np.log(300)))
+    assert p.stand_out_count(900, whitened=False) == pytest.approx(24.0)
+    assert p.stand_out_z(10**6, whitened=True) == pytest.approx(10.0 * np.sqrt(np.log(1e6) / np.log(1000)))
+    # either test: a best hit that stands out, or more hits at or above the cut than such collections show
+    assert p.stands_out(300, whitened=False, best_z=6.0, count=0)
+    assert p.stands_out(300, whitened=False, best_z=5.9, count=8)
+    assert not p.stands_out(300, whitened=False, best_z=5.9, count=7)
+    assert FusionParams().stands_out(100, whitened=False, best_z=-5.0, count=0)  # nothing fitted: no test
+    shipped = load_params()  # fitted: rising with the size in each regime
+    for whitened, sizes in ((False, (30, 100, 300, 900)), (True, (1000, 10**4, 10**6))):
+        z = [shipped.stand_out_z(n, whitened=whitened) for n in sizes]
+        k = [shipped.stand_out_count(n, whitened=whitened) for n in sizes]
+        assert all(a < b for a, b in zip(z, z[1:], strict=False)), z
+        assert all(a <= b for a, b in zip(k, k[1:], strict=False)) and k[0] >= 1, k
+    assert shipped.stand_out["quantile"] == 0.95
+
+
+def test_likely_matches_only_where_the_hits_stand_out(index):
+    sketch = sketch_of("star")
+    p = load_params()
+    untested = index.search(sketch, top_k=6, params=dataclasses.replace(p, stand_out={}))
+    assert [h.likely for h in untested] == [h.score >= p.likely for h in untested]
+    assert untested[0].likely and untested[0].to_json()["likely"] is True
+    never = dataclasses.replace(p, stand_out={"small": [[2, 1e9, 1e9]], "whitened": [[2, 1e9, 1e9]]})
+    hits = index.search(sketch, top_k=6, params=never)
+    assert [h.path for h in hits] == [h.path for h in untested]  # the ranking is unchanged
+    assert not any(h.likely for h in hits) and hits[0].to_json()["likely"] is False
+    alone = index.search(sketch, top_k=6, fusion=False, params=never)  # fitted on the fused score only
+    assert [h.likely for h in alone] == [h.score >= p.likely for h in alone]
+
+
 def test_reference_fades_out_exactly_through_the_index(index):
     sketch = sketch_of("star")
     p = load_params()
@@ -306,6 +346,7 @@ def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
     _, small, _ = demo_grown
     hits = small.search(wine_glass(), top_k=3)
     assert hits[0].score < load_params().likely, [(h.path, h.score) for h in hits]
+    assert not any(h.likely for h in hits)
 
 
 
