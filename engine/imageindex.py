@@ -49,6 +49,7 @@ from .compact import AffineCodes, Basis, learn_basis
 from .describe import drawing_settings
 from .errors import Hint
 from .imagesearch import VectorIndex, Whitening, alpha_qe, learn_whitening
+from .search import cpu_threads
 from .vectors import l2n, top_positions
 
 log = logging.getLogger(__name__)
@@ -550,7 +551,7 @@ class ImageSearcher:
     def sketch_top(self, q: np.ndarray, k: int, *, with_scores: bool = False):
         """View rows of the ``k`` best global sketch cosines (one int8 matrix-vector product over the
         collection's codes); with ``with_scores``, (rows, their float32 scores)."""
-        scores = self.sketch.scores(np.asarray(q, np.float32))
+        scores = self.sketch.scores(np.asarray(q, np.float32), threads=cpu_threads())
         top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if k < len(scores) else np.arange(len(scores))
         rows = self.rows[top]
         ok = rows >= 0
@@ -618,7 +619,7 @@ class ImageSearcher:
         """Top ``top_k`` rows of this view (vectors of photos the view lacks are skipped): every code scored
         exactly, or for large collections IVF-PQ candidates re-ranked exactly."""
         if self.knn is None:
-            scores = self.image.scores(q[0])
+            scores = self.image.scores(q[0], threads=cpu_threads())
             scores[self.rows < 0] = -np.inf
             top = top_positions(scores, min(top_k, int((self.rows >= 0).sum())))
             return self.rows[top], scores[top].astype(np.float32)

@@ -26,6 +26,21 @@ def test_i8_matvec_equals_the_float_product(block):
     np.testing.assert_allclose(i8_matvec(codes, w, block=block), codes.astype(np.float64) @ w, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_i8_matvec_on_threads_gives_the_same_floats_as_on_one(threads, monkeypatch):
+    import engine.compact as compact
+
+    monkeypatch.setattr(compact, "MIN_ROWS_PER_THREAD", 700)  # small inputs still split (2,000-odd rows)
+    rng = np.random.default_rng(3)
+    codes = rng.integers(-127, 128, (2 * 1024 + 333, 40)).astype(np.int8)
+    w = rng.normal(size=40).astype(np.float32)
+    one = i8_matvec(codes, w, block=256)
+    many = i8_matvec(codes, w, block=256, threads=threads)
+    np.testing.assert_array_equal(many, one)  # the same blocks, each on one BLAS thread
+    np.testing.assert_allclose(many, codes.astype(np.float64) @ w, rtol=1e-5, atol=1e-3)
+    assert i8_matvec(codes[:0], w, threads=threads).shape == (0,)
+
+
 def test_a_basis_learned_on_few_vectors_decodes_them_to_int8_precision():
     x = np.random.default_rng(2).normal(size=(30, 200)).astype(np.float32)
     b = learn_basis(x, dim=256)
