@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_chunk ON files (chunk, slot);
 CREATE INDEX IF NOT EXISTS files_hash ON files (size, hash);
 CREATE INDEX IF NOT EXISTS files_background ON files (COALESCE(hash, path), path) WHERE status = 'indexed';
+CREATE INDEX IF NOT EXISTS files_skipped ON files (status) WHERE status = 'skipped';
 CREATE TABLE IF NOT EXISTS owned (name TEXT PRIMARY KEY);
 """
 

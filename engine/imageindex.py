@@ -485,7 +485,9 @@ class ImageSearcher:
             ids = self._load(json.loads(fresh))
         # rows of this view for the image index's ids (-1: not in this view)
         self.rows = np.full(len(ids), -1, np.int64)
-        if len(index.ids) and len(ids):
+        if len(index.ids) == len(ids) and np.array_equal(index.ids, ids):
+            self.rows = np.arange(len(ids), dtype=np.int64)  # the usual case: nothing changed since the build
+        elif len(index.ids) and len(ids):
             order = np.argsort(index.ids, kind="stable")
             pos = np.minimum(np.searchsorted(index.ids[order], ids), len(order) - 1)
             self.rows = np.where(index.ids[order][pos] == ids, order[pos], -1)
