@@ -216,7 +216,7 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     # likely matches only where the hits stand out from what n photos without the shape show (engine.fusion)
     stands_out = glob is None or not eligible.any() or params.stands_out(
         n, whitened=whitened, best_z=float(fused.z[eligible].max()),
-        count=int((fused.score[eligible] >= params.likely).sum()))
+        count=int(params.counted(fused.score, fused.za)[eligible].sum()))
     order = top_positions(final, top_k)
     order = order[final[order] > -np.inf]
     top = fused.rows[order]

@@ -31,9 +31,10 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   sketch and the collection's size.  ``FusionParams.likely`` is the likely-match cut on that score.
 * **Does the shape stand out at all** (issue 17).  However well calibrated each photo's score, the best of
   N photos without the sketched shape climbs with N (more look-alikes to be the best).  A query's hits are
-  likely matches only where its best final z, or its number of hits at or above the cut, reaches what a
-  collection of that size *without* the shape reaches in 19 collections out of 20 (``FusionParams.stands_out``,
-  a table fitted on the fit half of Sketchy: ``engine.bench.fusion.fit_stand_out``); the ranking is unchanged.
+  likely matches only where its best final z, or its number of hits at or above the cut
+  (``FusionParams.counted``), reaches what a collection of that size *without* the shape reaches in 19
+  collections out of 20 (``FusionParams.stands_out``, a table fitted on the fit half of Sketchy:
+  ``engine.bench.fusion.fit_stand_out``); the ranking is unchanged.
 
 Every weight is in ``engine/data/fusion.json``, written by ``python -m engine.bench.fusion fit`` and
 ``python -m engine.bench.fusion fit-sizes``.
@@ -100,10 +101,11 @@ class FusionParams:
         Likely-match cut on the calibrated score: results at or above it are "likely matches" (where the
         query's best hit stands out: ``stand_out_z``).
     stand_out : dict
-        ``{"small": [[n, z, k], ...], "whitened": [[n, z, k], ...], "quantile": q}``: over collections of ``n``
-        photos without the sketched shape, the ``q``-quantile of their best final z and of their hits at or
-        above ``likely`` (plus one), for collections with plain L2 and with whitened image vectors
-        (``stands_out``); empty: no such test.
+        ``{"small": [[n, z, k], ...], "whitened": [[n, z, k], ...], "quantile": q, "confirmed": bool}``: over
+        collections of ``n`` photos without the sketched shape, the ``q``-quantile of their best final z and of
+        their hits that count (plus one): at or above ``likely`` and, with ``confirmed``, whose box is sure
+        (``counted``), for collections with plain L2 and with whitened image vectors (``stands_out``); empty:
+        no such test.
     qe_loo : bool
         Where the reference sample is in use (small collections), each expansion seed's image cosine is its
         cosine with the expansion built from the other seeds (``leave_one_out_cosines``): a seed is part of
@@ -166,6 +168,17 @@ class FusionParams:
         background being full of them); True where nothing is fitted."""
         return best_z >= self.stand_out_z(n, whitened=whitened) or \
             count >= self.stand_out_count(n, whitened=whitened)
+
+    def counted(self, score: np.ndarray, za: np.ndarray) -> np.ndarray:
+        """Which hits count towards ``stand_out_count``: those scoring at or above ``likely`` and, where the
+        table says ``confirmed``, whose box is sure too (alignment z >= ``sure_z``: the shape itself was found
+        there; a collection full of look-alikes of another subject lifts many fused scores above the cut, the
+        expansion drawing them together, but not their alignment).  The shipped table counts every hit at or
+        above the cut: the sure-box rule also hid loose sketches' right matches (docs/calibration.md)."""
+        hit = np.asarray(score) >= self.likely
+        if self.stand_out.get("confirmed"):
+            hit &= np.asarray(za) >= self.sure_z
+        return hit
 
     def stand_out_z(self, n: int, *, whitened: bool) -> float:
         """The best final z of a collection of ``n`` photos without the shape, at the fitted quantile: the

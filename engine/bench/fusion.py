@@ -686,6 +686,8 @@ class SizeRuns:
     n: dict  # size -> (runs,) photos in the collection
     absent_n: dict  # size -> (runs,) photos in the collection without the query's class
     absent_top: dict  # size -> (runs, TOP_KEPT) its best final z, best first (-inf where fewer photos)
+    za: dict  # size -> (pairs,) the alignment's z (a hit's box is sure where it is >= ``sure_z``)
+    absent_top_za: dict  # size -> (runs, TOP_KEPT) the alignment's z of the rows of ``absent_top``
     whitened: dict  # size -> whether a collection of that size has whitened image vectors
 
     def calibrated(self, s: int, params: FusionParams, z: np.ndarray | None = None) -> np.ndarray:
@@ -698,13 +700,16 @@ class SizeRuns:
         """Which pairs of size ``s`` the product shows as likely matches: score at or above the cut, in a
         collection whose hits stand out (``FusionParams.stands_out``)."""
         n = self.n[s].astype(np.int64)
-        cut = self.calibrated(s, params) >= params.likely
-        count = np.bincount(np.repeat(np.arange(len(n)), n), weights=cut, minlength=len(n))
+        score = self.calibrated(s, params)
+        cut = score >= params.likely
+        count = np.bincount(np.repeat(np.arange(len(n)), n), weights=params.counted(score, self.za[s]),
+                            minlength=len(n))
         return cut & np.repeat(self.stands_out(s, params, self.best[s], count, n), n)
 
     def absent_counts(self, s: int, params: FusionParams) -> np.ndarray:
-        """Per collection without the query's class: its hits at or above the cut (at most ``TOP_KEPT``)."""
-        return (self.calibrated(s, params, self.absent_top[s]) >= params.likely).sum(axis=1)
+        """Per collection without the query's class: its hits that count towards the stand-out test
+        (``FusionParams.counted``; at most ``TOP_KEPT``)."""
+        return params.counted(self.calibrated(s, params, self.absent_top[s]), self.absent_top_za[s]).sum(axis=1)
 
     def absent_likely(self, s: int, params: FusionParams) -> np.ndarray:
         """Per collection without the query's class: whether its best hit shows as a likely match."""
@@ -732,7 +737,7 @@ def size_runs(pool: Pool, params, *, sizes=SIZES, reps: int = 3, seed: int = 0, 
     n_all = int((~pool.exclude[0]).sum()) if len(pool.exclude) else 0
     whitened = {s: pool.whitening is not None and (s if 0 < s < n_all else n_all) >= MIN_WHITENING_IMAGES
                 for s in sizes}
-    outs = [SizeRuns(*({s: [] for s in sizes} for _ in range(11)), whitened=dict(whitened)) for _ in plist]
+    outs = [SizeRuns(*({s: [] for s in sizes} for _ in range(13)), whitened=dict(whitened)) for _ in plist]
     for qi in range(len(pool.afm)):
         allowed = np.flatnonzero(~pool.exclude[qi])
         rel = pool.relevant[qi]
@@ -771,6 +776,7 @@ def size_runs(pool: Pool, params, *, sizes=SIZES, reps: int = 3, seed: int = 0, 
                 k = min(20, len(sel))
                 for j, (out, f) in enumerate(zip(outs, fs, strict=True)):
                     out.z[s].append(f.z[: len(sel)])
+                    out.za[s].append(f.za[: len(sel)])
                     out.relevant[s].append(r)
                     out.tracked[s].append(float(f.z[np.flatnonzero(sel == t)[0]]))
                     order = np.argsort(-f.key[: len(sel)], kind="stable")
@@ -784,12 +790,14 @@ def size_runs(pool: Pool, params, *, sizes=SIZES, reps: int = 3, seed: int = 0, 
                     if fas is not None:
                         out.absent_best[s].append(float(fas[j].z.max()))
                         out.absent_n[s].append(n_absent)
-                        top_z = np.full(TOP_KEPT, -np.inf)
-                        best_first = -np.sort(-fas[j].z)[:TOP_KEPT]
-                        top_z[: len(best_first)] = best_first
+                        top_z, top_za = np.full(TOP_KEPT, -np.inf), np.full(TOP_KEPT, -np.inf)
+                        best_first = np.argsort(-fas[j].z, kind="stable")[:TOP_KEPT]
+                        top_z[: len(best_first)] = fas[j].z[best_first]
+                        top_za[: len(best_first)] = fas[j].za[best_first]
                         out.absent_top[s].append(top_z)
+                        out.absent_top_za[s].append(top_za)
     for out in outs:
-        for d in (out.z, out.relevant):
+        for d in (out.z, out.za, out.relevant):
             for s in list(d):
                 d[s] = np.concatenate(d[s]) if d[s] else np.zeros(0)
         for d in (out.absent_best, out.tracked, out.ap, out.p20, out.best, out.n, out.absent_n):
@@ -798,6 +806,7 @@ def size_runs(pool: Pool, params, *, sizes=SIZES, reps: int = 3, seed: int = 0, 
         for s in list(out.top):
             out.top[s] = np.asarray(out.top[s]).reshape(-1, 10)
             out.absent_top[s] = np.asarray(out.absent_top[s]).reshape(-1, TOP_KEPT)
+            out.absent_top_za[s] = np.asarray(out.absent_top_za[s]).reshape(-1, TOP_KEPT)
     return outs if many else outs[0]
 
 
@@ -955,18 +964,21 @@ STAND_OUT_QUANTILE = 0.95  # each of the two tests (best z, count): about 9 in 1
 
 
 def fit_stand_out(pool: Pool, params: FusionParams, *, q: float = STAND_OUT_QUANTILE, sizes=STAND_OUT_SIZES,
-                  reps: int = 2) -> dict:
+                  reps: int = 2, confirmed: bool = False) -> dict:
     """``FusionParams.stand_out``: over collections of each size drawn without the query's class from ``pool``
-    (one half of the classes), the ``q``-quantile of their best final z and of their hits at or above the
-    likely-match cut (plus one), per regime (plain L2 image vectors below ``imageindex.MIN_WHITENING_IMAGES``
-    photos, whitened from there)."""
-    runs = size_runs(pool, dataclasses.replace(params, stand_out={}), sizes=sizes, reps=reps)
-    table: dict = {"small": [], "whitened": [], "quantile": q}
+    (one half of the classes), the ``q``-quantile of their best final z and of their hits that count
+    (``FusionParams.counted``: at or above the likely-match cut, and with ``confirmed`` whose box is sure) plus
+    one, per regime (plain L2 image vectors below ``imageindex.MIN_WHITENING_IMAGES`` photos, whitened from
+    there).  ``confirmed`` is not what ships: it hid every likely match of loose sketches whose alignment finds
+    no sure box, such as 16 penguins of 16 in a 300-photo collection (docs/calibration.md)."""
+    bare = dataclasses.replace(params, stand_out={"confirmed": confirmed})
+    runs = size_runs(pool, bare, sizes=sizes, reps=reps)
+    table: dict = {"small": [], "whitened": [], "quantile": q, "confirmed": confirmed}
     for s in sizes:
         if not len(runs.absent_best[s]):
             continue
         n = int(np.median(runs.absent_n[s]))
-        count = float(np.quantile(runs.absent_counts(s, params), q)) + 1
+        count = float(np.quantile(runs.absent_counts(s, bare), q)) + 1
         table["whitened" if runs.whitened[s] else "small"].append(
             [n, round(float(np.quantile(runs.absent_best[s], q)), 4), count])
     for k in ("small", "whitened"):  # the best of more photos reaches at least as far: non-decreasing in n

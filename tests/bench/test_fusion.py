@@ -57,10 +57,14 @@ def test_small_collection_scores_improve_on_a_slice_of_sketchy(tmp_path):
     # of them show a likely match
     table = fb.fit_stand_out(pool, after, sizes=(30,), reps=1)
     assert [n for n, _, _ in table["small"]] == [30] and not table["whitened"] and table["quantile"] == 0.95
+    assert table["confirmed"] is False  # every hit at or above the cut counts (the shipped rule)
     fitted = dataclasses.replace(after, stand_out=table)
     runs = fb.size_runs(pool, fitted, sizes=(30,), reps=1)
     assert len(runs.absent_best[30]) == len(pool.afm) and set(runs.absent_n[30]) == {30}
     assert np.mean(runs.best[30] >= table["small"][0][1]) > 0.05  # a collection holding the shape stands out more
     assert runs.absent_likely(30, fitted).mean() <= 0.1 + 1 / len(pool.afm)
+    confirmed = dataclasses.replace(fitted, stand_out={**table, "confirmed": True})  # the rule tried, not shipped
+    assert (runs.absent_counts(30, confirmed) <= runs.absent_counts(30, fitted)).all()
+    assert runs.absent_counts(30, confirmed).sum() < runs.absent_counts(30, fitted).sum()
     shown = runs.likely(30, fitted)
     assert shown.sum() <= (runs.calibrated(30, fitted) >= fitted.likely).sum()

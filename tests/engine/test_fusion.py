@@ -258,6 +258,26 @@ def test_likely_matches_only_where_the_hits_stand_out(index):
     assert [h.likely for h in alone] == [h.score >= p.likely for h in alone]
 
 
+def test_only_hits_whose_shape_was_found_count_where_the_table_says_confirmed(index):
+    p = FusionParams(likely=0.3, sure_z=2.0)
+    score, za = np.array([0.5, 0.5, 0.2, 0.9]), np.array([3.0, 1.0, 5.0, 2.0])
+    assert p.counted(score, za).tolist() == [True, True, False, True]  # the cut alone
+    confirmed = dataclasses.replace(p, stand_out={"confirmed": True})
+    assert confirmed.counted(score, za).tolist() == [True, False, False, True]
+    # through the index: a count threshold that the hits at or above the cut reach, the sure ones not
+    sketch = sketch_of("star")
+    shipped = load_params()
+    plain = index.search(sketch, top_k=len(index), params=dataclasses.replace(shipped, stand_out={}))
+    cut = sum(h.score >= shipped.likely for h in plain)
+    sure = sum(h.score >= shipped.likely and h.box_sure for h in plain)
+    assert cut > sure >= 1
+    flat = [[2, 1e9, cut], [10**7, 1e9, cut]]  # the best z never stands out; the count needed: ``cut``
+    table = {"small": flat, "whitened": flat}
+    by_cut = index.search(sketch, top_k=6, params=dataclasses.replace(shipped, stand_out=table))
+    by_sure = index.search(sketch, top_k=6, params=dataclasses.replace(shipped, stand_out={**table, "confirmed": True}))
+    assert by_cut[0].likely and not any(h.likely for h in by_sure)
+
+
 def test_reference_fades_out_exactly_through_the_index(index):
     sketch = sketch_of("star")
     p = load_params()
