@@ -276,11 +276,11 @@ def _print_hits(args, hits, angles, seconds: float, n: int, query: str | None = 
     print(f"{len(hits)} of {n} photos, {seconds * 1000:.0f} ms")
     print(f"{'rank':>4}  {'score':>6}  {'scale':>5}  {'mir':>3}  {'box (x0 y0 x1 y1) ':>23}  path")
     for h in hits:
-        box = " ".join(f"{v:.0f}" for v in h.box) + ("?" if h.box_sure is False else " ")  # ?: the box is a guess
+        box = " ".join(f"{v:.0f}" for v in h.box) + ("?" if h.box_sure is False else " ")  # ?: the box is uncertain
         print(f"{h.rank:>4}  {h.score:6.3f}  {h.scale:5.2f}  {'yes' if h.mirrored else 'no':>3}  {box:>23}  "
               f"{printable(h.path)}")
     if any(h.box_sure is False for h in hits):
-        print("(box?: the shape does not stand out in that photo, its box is a guess)")
+        print("(box?: the drawn outline was not clearly found in that photo: its box is uncertain)")
     if any(h.likely is not None for h in hits):  # sketch queries
         print(_likely_line(hits))
 

@@ -654,7 +654,7 @@ class DetailPanel(QWidget):
             where = (f"box {x1 - x0:.0f}×{y1 - y0:.0f} at ({x0:.0f}, {y0:.0f}) · sketch at {hit.scale:.0%} of the "
                      "photo" + (" · mirrored" if hit.mirrored else ""))
             if not box_is_sure(hit):
-                where += " · the box is a guess (dashed): the shape does not stand out in this photo"
+                where += " · the box is uncertain (dashed): the drawn outline was not clearly found in this photo"
             if kind == "region":  # two rankings fused: a rank score, not a probability
                 verdict = "the region's shape and image rankings fused (1: first in both), not a probability"
                 where = where.replace("sketch at", "region's shape at")

@@ -455,7 +455,7 @@ def draw_box(painter: QPainter, target: QRectF, box, original_size: tuple[int, i
              sure: bool = True) -> QRectF:
     """Draw a box given in the photo's original pixels onto the photo drawn at ``target``: solid where the
     shape alignment stands out there (``sure``), dashed where it does not (the photo may be right for other
-    reasons, its box is a guess)."""
+    reasons, its box is uncertain)."""
     ow, oh = original_size
     sx, sy = target.width() / ow, target.height() / oh
     x0, y0, x1, y1 = box

@@ -195,6 +195,18 @@ def test_a_small_panel_lays_out_without_overlap(qtbot, panel, size):
     assert body.height() > panel.scroll.viewport().height() and panel.scroll.verticalScrollBar().maximum() > 0
 
 
+def test_a_likely_match_with_an_uncertain_box_says_so_without_contradicting_itself(panel):
+    import dataclasses
+
+    hit = dataclasses.replace(a_hit(score=0.6), likely=True, box_sure=False)
+    panel.show_hit(hit, kind="sketch")
+    text = panel.scores.text()
+    assert "a likely match" in text and "box is uncertain (dashed)" in text
+    assert "does not stand out" not in text  # the photo is a likely match: only its box is in doubt
+    panel.show_hit(dataclasses.replace(hit, box_sure=True), kind="sketch")
+    assert "uncertain" not in panel.scores.text()
+
+
 def test_scores_and_names_are_shown_as_text_never_as_markup(panel):
     odd = a_hit(score=0.004)
     panel.show_hit(odd, kind="sketch")
