@@ -504,7 +504,7 @@ def cmd_gui(args) -> int:
         from .main import run_gui
     except ImportError as e:
         raise SketchSearchError(f"the app needs PySide6: pip install 'sketchsearch[app]' ({e})") from None
-    return run_gui(args.db, folder=args.index)
+    return run_gui(args.db, folder=args.index, qt_args=getattr(args, "qt_args", []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -619,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gui", action="store_true", help="print the results only, even where there is a screen")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("gui", help="open the app (draw a sketch or drop a photo; index folders)")
+    p = sub.add_parser("gui", help="open the app (draw a sketch or drop a photo; index folders)",
+                       epilog="Qt's own options (-style fusion, -platform xcb, -reverse...) are passed to Qt.")
     p.add_argument("--db", type=Path, default=None, help="index to open (default: the last one)")
     p.add_argument("--index", type=Path, default=None, metavar="FOLDER", help="index this photo folder")
     p.set_defaults(func=cmd_gui)
@@ -732,7 +733,12 @@ def main(argv: list[str] | None = None) -> int:
     import functools
     import warnings
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # Qt's own options, for the app only (single dash: a mistyped --option of ours is an error)
+        if args.command != "gui" or not extra[0].startswith("-") or any(a.startswith("--") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.qt_args = extra
     handler = logging.StreamHandler()
     handler.setFormatter(_LogFormat("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])

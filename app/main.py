@@ -91,8 +91,9 @@ def follow_colour_scheme(app) -> None:
 
 
 def run_gui(db: str | os.PathLike | None = None, *, folder: str | os.PathLike | None = None,
-            sketch: str | os.PathLike | None = None) -> int:
-    """Open the window (on ``db``, or the last collection; ``folder``: index it), run the event loop.
+            sketch: str | os.PathLike | None = None, qt_args: list[str] | None = None) -> int:
+    """Open the window (on ``db``, or the last collection; ``folder``: index it; ``qt_args``: Qt's own
+    command-line options, such as ``-style fusion``), run the event loop.
 
     Raises
     ------
@@ -106,7 +107,7 @@ def run_gui(db: str | os.PathLike | None = None, *, folder: str | os.PathLike | 
         raise SketchSearchError(problem)
     from .mainwindow import MainWindow
 
-    app = make_app()
+    app = make_app([sys.argv[0], *qt_args] if qt_args else None)
     win = MainWindow(db=db)
     win.show()
     if folder is not None:

@@ -232,3 +232,31 @@ def test_the_table_says_which_ranks_are_likely_matches_or_why_none_is():
     assert _likely_line(hits((0.1, False), (0.6, True))) == "likely matches: rank 2"
     assert "look-alikes" in _likely_line(hits((0.6, False), (0.1, False)))  # the stand-out test said no
     assert _likely_line(hits((cut / 2, False))) == f"no likely matches: no photo scores >= {cut:.2f}"
+
+
+def test_gui_passes_qt_options_to_qt_and_other_commands_refuse_unknown_ones(monkeypatch, tmp_path, capsys):
+    import app.main
+
+    seen = {}
+    monkeypatch.setattr(app.main, "display_problem", lambda: None)
+    monkeypatch.setattr(app.main, "make_app", lambda argv=None: seen.setdefault("argv", argv) and None)
+
+    class Stop(Exception):
+        pass
+
+    def window(db=None):
+        seen["db"] = db
+        raise Stop  # the window itself is not what this checks (main reports it as an error)
+
+    import app.mainwindow
+
+    monkeypatch.setattr(app.mainwindow, "MainWindow", window)
+    main(["gui", "--db", str(tmp_path / "c"), "-style", "fusion", "-reverse"])  # stops at the window
+    assert seen["argv"][1:] == ["-style", "fusion", "-reverse"] and seen["db"] == tmp_path / "c"
+    seen.clear()
+    main(["gui"])
+    assert seen["argv"] is None  # no options: Qt gets the program name alone
+    for argv in (["gui", "--dbb", "x"], ["gui", "-style", "fusion", "--typo"], ["info", "--db", "x", "-style", "y"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
