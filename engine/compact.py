@@ -57,8 +57,8 @@ def i8_matvec(codes: np.ndarray, w: np.ndarray, *, block: int = 1024, threads: i
     threads : int
         Threads that share the rows out in contiguous parts (OpenCV and the BLAS release the GIL), each
         converting and multiplying its blocks on one BLAS thread; a pass over 1,000,000 x 256 codes takes
-        about 48 ms on one thread and 25 ms on two (AMD EPYC).  Fewer than ``MIN_ROWS_PER_THREAD`` rows per
-        thread: fewer threads.
+        about 45 ms on one thread and 25-40 ms on two (AMD EPYC, a shared VM).  Fewer than
+        ``MIN_ROWS_PER_THREAD`` rows per thread: fewer threads.
 
     Returns
     -------
