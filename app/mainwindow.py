@@ -304,7 +304,9 @@ class MainWindow(QMainWindow):
         self.cutoff.setToolTip("Hide results below this score")
         self.cutoff.valueChanged.connect(self._cutoff_changed)
         self.expand_box = QCheckBox("Include similar photos")
-        self.expand_box.setToolTip("Also find photos that look like the best sketch hits (image descriptors)")
+        self.expand_box.setToolTip("Rank and score with the photos that look like the best sketch hits too (the "
+                                   "query expansion): most sketches find more of their subject with it; off, the "
+                                   "ranking and the scores come from the sketch alone")
         self.expand_box.setChecked(True)  # on by default: it helps most sketches (README, sketch search quality)
         self.expand_box.toggled.connect(lambda _on: self.search_now())
         head = QHBoxLayout()

@@ -285,9 +285,13 @@ class ResultsModel(QAbstractListModel):
         # the engine's stand-out test: scores at or above the cut that are not likely matches, because the best
         # hit does not stand out from what the best of as many photos without the shape reach
         look_alikes = any(h.score >= self.likely and not self._likely(h) for h in self._all)
+        hidden_likely = sum(self._likely(h) for h in self._all) - self.n_likely  # below the score cut-off
         if self.n_likely:
             likely = Section(f"Likely matches ({self.n_likely})", 0, self.n_likely,
                              f"match ≥ {cut}" + note(0, self.n_likely))
+        elif hidden_likely:
+            likely = Section("No likely matches shown", 0, 0, f"{hidden_likely} hidden by the score cut-off "
+                                                              f"(≥ {self.min_score:.2f})")
         elif look_alikes:
             likely = Section("No likely matches", 0, 0, "nothing stands out from the look-alikes a collection "
                                                         "this size holds: the shape may not be in it")

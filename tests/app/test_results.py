@@ -82,6 +82,21 @@ def test_hits_the_engine_says_are_not_likely_stay_out_of_the_likely_matches(grid
     assert model.counts()[:2] == (1, 2)
 
 
+def test_likely_matches_hidden_by_the_score_cut_off_are_not_called_absent(grid):
+    # with "score >= 0.90", likely matches at 0.6 are hidden: the grid says so, never "no photo scores >= 25%"
+    model, _, _ = grid
+    assert model.likely < 0.6
+    model.set_hits(hits_with([0.62, 0.61, 0.6, 0.01]), "sketch")
+    assert model.counts()[0] == 3
+    model.set_min_score(0.9)
+    (first,) = model.sections()
+    assert first.title == "No likely matches shown" and "3 hidden by the score cut-off (≥ 0.90)" in first.note
+    assert "4 below 0.90 hidden" in model.summary()
+    model.set_min_score(0.605)
+    (first,) = model.sections()
+    assert first.title == "Likely matches (2)"  # some shown: the summary line counts the hidden ones
+
+
 def test_sketch_results_keep_the_engines_order_within_each_section(grid):
     # the engine ranks the hits both signals confirm first (engine.fusion.confirmed_first), so a score may be
     # lower than the next one's; the grid keeps that order inside each section instead of sorting by score
