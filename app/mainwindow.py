@@ -823,18 +823,23 @@ class MainWindow(QMainWindow):
             self.results.set_empty_text("This collection has no photos yet: File → Index a Photo Folder.")
         else:
             self.results.set_empty_text("No results.")
+        first = 0  # the result selected: the first, or the one the viewer stays on
         if self.pages.currentIndex() == VIEWER:
             shown = self.viewer.current_hit()
             rows = [i for i, h in enumerate(self.model.hits) if shown is not None and h.path == shown.path]
             if rows:  # e.g. the collection refreshed while indexing: stay on the photo
-                self.viewer.set_results(self.model.hits, rows[0], kind=self.model.kind, sketch=self._shown_sketch,
+                first = rows[0]
+                self.viewer.set_results(self.model.hits, first, kind=self.model.kind, sketch=self._shown_sketch,
                                         query_path=self.query_path if self.query_kind != "sketch" else None)
             else:
                 self.close_viewer()
         self.time_label.setText(f"search {1000 * seconds:.0f} ms")
         self.detail.show_hit(None)
         if n:
-            self.results.setCurrentIndex(self.model.index(0))
+            # cleared first: where the view kept that row current through the model's reset, setting it again
+            # signals no change, and the detail panel would stay empty beside a highlighted result
+            self.results.selectionModel().clearCurrentIndex()
+            self.results.setCurrentIndex(self.model.index(first))
         self._trim_later()
         self.searchFinished.emit(n)
 

@@ -230,3 +230,25 @@ def test_a_sketch_from_the_history_while_viewing_a_region_result_searches_the_sk
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):  # drawing on: a new entry; the recalled one stays
         draw(window.canvas, [(0.1, 0.9), (0.9, 0.9)])
     assert sketch in window.history.entries and window.history.entries[0] is not sketch
+
+
+def test_a_search_that_ends_while_viewing_keeps_the_grid_and_the_detail_on_the_viewers_photo(qtbot, window):
+    # found under Xvfb: the viewer stayed on its photo while the grid and the detail panel showed result 1,
+    # and after some searches the detail panel said "Select a result" beside a highlighted result
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    assert window.detail.hit is window.model.hits[0]  # the first result, shown
+    window.results.setCurrentIndex(window.model.index(3))
+    shown = window.model.hits[3]
+    window.view_photo(shown)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):  # the same sketch again: new results, same photo
+        window.search_now()
+    assert window.pages.currentIndex() == VIEWER
+    row = window.viewer.current_row
+    assert window.model.hits[row].path == shown.path
+    assert window.results.currentIndex().row() == row and window.detail.hit.path == shown.path
+    qtbot.keyClick(window.viewer, Qt.Key.Key_Escape)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.search_now()
+    assert window.results.currentIndex().row() == 0 and window.detail.hit is window.model.hits[0]
