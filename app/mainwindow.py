@@ -845,6 +845,13 @@ class MainWindow(QMainWindow):
 
     def _search_failed(self, gen: int, message: str) -> None:
         if gen == self._generation:
+            # the grid says so too: the previous query's results under "No results" read as this query's
+            kind = self.model.kind if self.query_kind != "region" else "region"
+            self.model.set_hits([], kind)
+            self.detail.show_hit(None)
+            if self.pages.currentIndex() == VIEWER:
+                self.close_viewer()
+            self.results.set_empty_text(f"No results: {message}")
             self.count_label.setText("No results")
             self.error(message, dialog=False)
             self._trim_later()

@@ -252,3 +252,18 @@ def test_a_search_that_ends_while_viewing_keeps_the_grid_and_the_detail_on_the_v
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):
         window.search_now()
     assert window.results.currentIndex().row() == 0 and window.detail.hit is window.model.hits[0]
+
+
+def test_a_search_that_fails_leaves_no_earlier_results_under_its_no_results(qtbot, window):
+    # found under Xvfb: a region without edges said "No results" above the previous query's grid
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    assert window.model.rowCount() > 0
+    window.view_photo(window.model.hits[0])
+    photo = str((DEMO / "photos" / "gen_cup_1.jpg").resolve())
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000) as found:
+        window.search_region(photo, (2.0, 2.0, 14.0, 14.0), "shape")  # a corner of plain background: no edges
+    assert found.args[0] == 0 and window.count_label.text() == "No results"
+    assert window.model.rowCount() == 0 and window.detail.hit is None and window.pages.currentIndex() == GRID
+    assert window.results.empty_text.startswith("No results: ") and "edges" in window.results.empty_text
