@@ -453,8 +453,9 @@ class RotationPlot(QWidget):
     def set_kind(self, kind: str) -> None:
         """"sketch" (0° is the overlay as drawn; the overlay can be shown turned) or "image"."""
         self.kind = kind
-        self.heading.setText("Match versus turning the sketch (0° = as drawn on the photo)" if kind == "sketch"
-                             else "Similarity versus turning the query photo (0° = upright)")
+        self.heading.setText("Rotation similarity versus turning the sketch (0° = as drawn on the photo; its own "
+                             "measure, not the shape alignment above)" if kind == "sketch"
+                             else "Rotation similarity versus turning the query photo (0° = upright)")
 
     def set_curve(self, curve) -> None:
         """``curve``: a :class:`engine.rotation.RotationCurve` of the shown hit; None: none (yet)."""

@@ -268,11 +268,10 @@ class ResultsModel(QAbstractListModel):
                 if n else []
         if self.kind == "browse":
             return [Section(f"The collection, newest first ({n})", 0, n,
-                            "by the date taken (EXIF), else the file's date; draw or drop a photo to search")] \
+                            "date taken (EXIF), else the file's date")] \
                 if n else []
         if self.kind == "region":
-            return [Section(f"Region matches ({n})", 0, n, "its shape and its look, both rankings fused; "
-                            "not a probability")] if n else []
+            return [Section(f"Region matches ({n})", 0, n, "shape and look fused; not a probability")] if n else []
         if not self._all:
             return []
         cut = f"{100 * self.likely:.0f}%"
@@ -293,8 +292,8 @@ class ResultsModel(QAbstractListModel):
             likely = Section("No likely matches shown", 0, 0, f"{hidden_likely} hidden by the score cut-off "
                                                               f"(≥ {self.min_score:.2f})")
         elif look_alikes:
-            likely = Section("No likely matches", 0, 0, "nothing stands out from the look-alikes a collection "
-                                                        "this size holds: the shape may not be in it")
+            likely = Section("No likely matches", 0, 0, "nothing stands out from the look-alikes: the shape "
+                                                        "may not be here")
         else:
             likely = Section("No likely matches", 0, 0, f"no photo scores ≥ {cut}")
         out = [likely]
