@@ -846,8 +846,7 @@ class MainWindow(QMainWindow):
     def _search_failed(self, gen: int, message: str) -> None:
         if gen == self._generation:
             # the grid says so too: the previous query's results under "No results" read as this query's
-            kind = self.model.kind if self.query_kind != "region" else "region"
-            self.model.set_hits([], kind)
+            self.model.set_hits([], self.model.kind)
             self.detail.show_hit(None)
             if self.pages.currentIndex() == VIEWER:
                 self.close_viewer()
