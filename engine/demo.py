@@ -43,7 +43,8 @@ def run_demo(*, db: Path | None = None, top: int = 5, out=sys.stdout) -> int:
         for h in hits:
             box = ", ".join(f"{v:.0f}" for v in h.box)
             print(f"  {h.rank}. {h.score:.3f}  {Path(h.path).name:<28} box [{box}]"
-                  f"{' (a guess)' if h.box_sure is False else ''}{'  mirrored' if h.mirrored else ''}", file=out)
+                  f"{' (uncertain)' if h.box_sure is False else ''}{'  mirrored' if h.mirrored else ''}"
+                  f"{'  likely match' if h.likely else ''}", file=out)
     _image_query(index, photos / "lomiri_sunset.jpg", top, out)
     print(f"\nsearch your own sketch: sketchsearch search --db {db} --sketch YOUR.png", file=out)
     print(f"search by image:        sketchsearch search --db {db} --image YOUR.jpg", file=out)

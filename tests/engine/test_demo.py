@@ -51,6 +51,9 @@ def test_demo_prints_an_image_query_that_finds_its_photo(tmp_path):
     text = out.getvalue()
     block = text[text.index("image query: lomiri_sunset.jpg"):]
     assert block.splitlines()[1].strip().endswith("lomiri_sunset.jpg"), block
+    house = text[text.index("sketch house.png"):].splitlines()[1]  # the first house: a likely match
+    assert house.split()[2].startswith("gen_house_") and house.endswith("likely match"), house
+    assert "a guess" not in text
 
 
 def test_the_demo_rebuilds_only_its_own_cache_folder(monkeypatch, tmp_path):
