@@ -1280,6 +1280,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/splitter", self.splitter.saveState())
         self.cancel_indexing()
         self.runner.cancel_all()
+        self.hide()  # gone at once: a task under way (a rotation curve, a decode) can take a second or two to end
         self.runner.wait(60_000)
         self.thumb_runner.wait(10_000)
         self._trim_timer.stop()

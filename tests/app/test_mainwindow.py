@@ -441,3 +441,12 @@ def test_a_status_message_with_line_breaks_shows_on_one_line(qtbot):
     label.setText("No application opens a.jpg; its path is copied:\n/photos/a.jpg")
     assert "\n" not in QLabel.text(label) and "copied: /photos/a.jpg" in QLabel.text(label)
     assert label.text() == label.toolTip() == "No application opens a.jpg; its path is copied:\n/photos/a.jpg"
+
+
+def test_closing_hides_the_window_before_waiting_for_tasks_under_way(window, monkeypatch):
+    # found under Xvfb: the window stayed on screen for about 2 s after it was asked to close
+    seen = []
+    wait = window.runner.wait
+    monkeypatch.setattr(window.runner, "wait", lambda ms: (seen.append(window.isVisible()), wait(ms))[1])
+    window.close()
+    assert seen == [False]
