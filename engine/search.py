@@ -311,9 +311,9 @@ class QueryScorer:
         # made from them where they are used
         self._w2_parts, self._c1_parts = w2, c1
         # float32, as both backends multiply (numpy casts: torch.as_tensor of float64 is far slower on CPU)
-        self._w2 = _f32(np.concatenate(w2, axis=1))  # (D, scales * mirrors * Dx^2) coefficients
+        self.w2 = _f32(np.concatenate(w2, axis=1))  # (D, scales * mirrors * Dx^2) coefficients
         # the numpy backend's products, by frequency (``_grouped_2d``, ``_grouped_1d``)
-        self._g2_rows, self._g2_w, self._g2_perm = _grouped_2d(self._w2, layout, len(self.scales), len(self.mirrors))
+        self._g2_rows, self._g2_w, self._g2_perm = _grouped_2d(self.w2, layout, len(self.scales), len(self.mirrors))
         self._g1_w = {axis: _grouped_1d(np.stack(c1[axis]), layout, len(self.scales), len(self.mirrors))
                       for axis in ("x", "y")}
         self._t1 = [_f32(trig_terms(layout.freqs_xy, g)) for g in self.values]
@@ -322,22 +322,26 @@ class QueryScorer:
         dphi = layout.dims[2]
         self._g1_columns = {"x": [(0, len(layout.x_columns))],
                             "y": [(0, dphi), (len(layout.x_columns), self.n_proj)]}  # stored, in (a, c) order
-        self._torch = _TorchScorer(self) if self.backend == "torch" else None
+        self._torch = None
+        if self.backend == "torch":
+            from .torchscore import TorchScorer
+
+            self._torch = TorchScorer(self)
 
     # -- the dense products (binary; the torch backend) -------------------------------------------------
     @functools.cached_property
-    def _t2(self) -> list[np.ndarray]:
+    def t2(self) -> list[np.ndarray]:
         """Each scale's 2-D grid terms (Dx^2, g^2), float32."""
         return [_f32(grid_terms(self.layout.freqs_xy, g)) for g in self.values]
 
     @functools.cached_property
-    def _q2t(self) -> np.ndarray:
+    def q2t(self) -> np.ndarray:
         """(scales * mirrors * shifts, D) float32: the query moved to every placement.  Transposed: scores come
         out (shifts, n), so the max over a scale's shifts reduces over contiguous rows."""
         return self._placements(self.values)
 
     @functools.cached_property
-    def _qct(self) -> np.ndarray:
+    def qct(self) -> np.ndarray:
         """``_q2t`` of the coarse grid."""
         return self._placements(self.coarse_values)
 
@@ -347,7 +351,7 @@ class QueryScorer:
                                     for i, w in enumerate(self._w2_parts)], axis=1).T)
 
     @functools.cached_property
-    def _q1t(self) -> dict[str, np.ndarray]:
+    def q1t(self) -> dict[str, np.ndarray]:
         """The 1-D projections moved to every 1-D shift, (scales * mirrors * shifts, columns) float32: ``x`` reads
         the first Dx * Dphi stored columns, ``y`` the first ``n_proj``, ``xy`` stacks both (the x rows padded to
         ``n_proj`` columns with zeros: S_x + S_y from one product)."""
@@ -389,8 +393,8 @@ class QueryScorer:
         with blas_threads(1):  # small products: see _chunked
             if binary:
                 x = codes.astype(np.float32)
-                coef = (x @ self._w2).reshape(x.shape[0], len(self.scales), len(self.mirrors), -1)
-                for k, t in enumerate(self._t2):
+                coef = (x @ self.w2).reshape(x.shape[0], len(self.scales), len(self.mirrors), -1)
+                for k, t in enumerate(self.t2):
                     s = self._refine_binary(coef[:, k], t, len(self.values[k]))
                     np.maximum(best, s * inv[:, k, 0], out=best)
             else:
@@ -462,6 +466,10 @@ class QueryScorer:
                 better = val > best
                 best = np.where(better, val, best)
                 info[better] = np.stack([np.full_like(arg, k), arg], axis=1)[better]
+        return self.alignments(best, info)
+
+    def alignments(self, best: np.ndarray, info: np.ndarray) -> list[Alignment]:
+        """The alignments of best scores (n,) and their (scale, placement column) (n, 2)."""
         out = []
         for score, (k, j) in zip(best, info, strict=True):
             g = self.values[k]
@@ -511,100 +519,8 @@ class QueryScorer:
         return out.reshape(len(axes), len(self.layout.freqs_xy), 2 * dphi, -1)
 
 
-class _TorchScorer:
-    """The torch backend of a :class:`QueryScorer`: its matrices as tensors on its device, the same steps."""
-
-    def __init__(self, scorer: QueryScorer) -> None:
-        import torch
-
-        self.torch = torch
-        self.scorer = scorer
-        self.device = torch.device(str(scorer.device))
-        self.w2 = self._tensor(scorer._w2)
-        self.t2 = [self._tensor(t) for t in scorer._t2]
-        self.q2t = self._tensor(scorer._q2t)
-        self.qct = self._tensor(scorer._qct)
-        self.q1t = {k: self._tensor(v) for k, v in scorer._q1t.items()}
-
-    def _tensor(self, a: np.ndarray):
-        return self.torch.from_numpy(a).to(self.device)
-
-    def _codes(self, codes: np.ndarray):
-        return self.torch.from_numpy(_writable(codes)).to(self.device).to(self.torch.float32)
-
-    def _inv(self, inv_norms: np.ndarray):
-        return self.torch.from_numpy(_writable(inv_norms)).to(self.device, self.torch.float32)
-
-    def score_2d(self, codes: np.ndarray, inv_norms: np.ndarray, *, binary: bool, coarse: bool) -> np.ndarray:
-        torch, sc = self.torch, self.scorer
-        x = self._codes(codes)
-        inv = self._inv(inv_norms)
-        best = torch.full((x.shape[0],), -torch.inf, device=self.device)
-        if binary:
-            coef = (x @ self.w2).view(x.shape[0], len(sc.scales), len(sc.mirrors), -1)
-            for k, t in enumerate(self.t2):
-                s = self._refine_binary(coef[:, k], t, len(sc.values[k]))
-                best = torch.maximum(best, s * inv[:, k, 0])
-        else:
-            q, segments = (self.qct, sc.segments2c) if coarse else (self.q2t, sc.segments2)
-            s = q @ x.T
-            for k, (a, b) in enumerate(segments):
-                best = torch.maximum(best, s[a:b].amax(dim=0) * inv[:, k, 0])
-        return best.cpu().numpy()
-
-    def _refine_binary(self, ck, t, g: int):
-        torch = self.torch
-        approx = torch.sign(ck) @ torch.sign(t)  # (n, m, g*g)
-        arg = approx.argmax(dim=2)
-        ix, iy = arg // g, arg % g
-        off = torch.arange(-1, 2, device=self.device)
-        nx = (ix[..., None, None] + off[:, None]).clamp(0, g - 1)
-        ny = (iy[..., None, None] + off[None, :]).clamp(0, g - 1)
-        cols = (nx * g + ny).flatten(2)  # (n, m, 9)
-        terms = t.T[cols]  # (n, m, 9, Dx^2)
-        return torch.einsum("nmk,nmjk->nmj", ck, terms).amax(dim=(1, 2))
-
-    def align(self, codes: np.ndarray, inv_norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n,) best scores and (n, 2) (scale, column) of each image."""
-        torch, sc = self.torch, self.scorer
-        x = self._codes(codes)
-        inv = self._inv(inv_norms)
-        s = x @ self.q2t.T
-        n = x.shape[0]
-        best = torch.full((n,), -torch.inf, device=self.device)
-        info = torch.zeros((n, 2), dtype=torch.long, device=self.device)
-        for k, (a, b) in enumerate(sc.segments2):
-            val, arg = (s[:, a:b] * inv[:, k, 0, None]).max(dim=1)
-            better = val > best
-            best = torch.where(better, val, best)
-            info = torch.where(better[:, None], torch.stack([torch.full_like(arg, k), arg], dim=1), info)
-        return best.cpu().numpy(), info.cpu().numpy()
-
-    def score_1d(self, codes: np.ndarray, inv_norms: np.ndarray, axes: str) -> np.ndarray:
-        torch, sc = self.torch, self.scorer
-        q = self.q1t[axes]
-        x = self._codes(codes[:, : q.shape[1]])
-        inv = self._inv(inv_norms)
-        s = q @ x.T
-        total = torch.zeros((x.shape[0],), device=self.device)
-        rows_per_axis = sc.segments1[-1][1]
-        for i, axis in enumerate(axes):
-            col, off = (1 if axis == "x" else 2), i * rows_per_axis
-            best = torch.full((x.shape[0],), -torch.inf, device=self.device)
-            for k, (a, b) in enumerate(sc.segments1):
-                best = torch.maximum(best, s[off + a:off + b].amax(dim=0) * inv[:, k, col])
-            total += best
-        return total.cpu().numpy()
-
-
 def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _writable(a: np.ndarray) -> np.ndarray:
-    """A contiguous array torch may wrap (blocks of read-only memory maps are copied)."""
-    a = np.ascontiguousarray(a)
-    return a if a.flags.writeable else a.copy()
 
 
 def _segment(previous: list[tuple[int, int]], size: int) -> tuple[int, int]:
@@ -754,12 +670,15 @@ def score_rows(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, ro
     -------
     (len(rows),) float32 ndarray
     """
+    if scorer._torch is not None:
+        return scorer._torch.score_rows(codes, inv_norms, rows)
     return _chunked(lambda c, i: scorer.score_2d(c, i), codes, inv_norms, np.asarray(rows, np.int64),
                     threads=scorer.threads)
 
 
 def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options: SearchOptions,
-         *, top_k: int, n_align: int | None = None, timings: dict[str, float] | None = None) -> Ranking:
+         *, top_k: int, n_align: int | None = None, timings: dict[str, float] | None = None,
+         subset: np.ndarray | None = None) -> Ranking:
     """Rank stored descriptors for a prepared query and align the top ``top_k``.
 
     Parameters
@@ -775,12 +694,26 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
         Number of leading results that get an alignment (default ``min(top_k, MAX_ALIGN)``).
     timings : dict, optional
         Filled with the seconds spent per stage (for the benchmark's profile).
+    subset : (m,) int64 ndarray, optional
+        Rank only these rows of ``codes`` (a filter's); the ranking's rows are then positions in ``subset``.
+        The torch backend keeps the whole collection on its device (``torchscore.resident``) and ranks
+        there.
 
     Returns
     -------
     Ranking
     """
     clock = _Clock(timings)
+    n_align = MAX_ALIGN if n_align is None else n_align
+    if scorer._torch is not None:
+        if (len(codes) if subset is None else len(subset)) == 0 or top_k <= 0:
+            return Ranking(np.zeros(0, np.int64), np.zeros(0, np.float32), 0, ())
+        rows, scores, n_exact, best, info = scorer._torch.rank(codes, inv_norms, options, top_k=top_k,
+                                                               n_align=n_align, subset=subset, clock=clock)
+        return Ranking(rows, scores, n_exact, tuple(scorer.alignments(best, info)))
+    if subset is not None:
+        subset = np.asarray(subset, np.int64)
+        codes, inv_norms = codes[subset], inv_norms[subset]
     n = codes.shape[0]
     if n == 0 or top_k <= 0:
         return Ranking(np.zeros(0, np.int64), np.zeros(0, np.float32), 0, ())
@@ -834,7 +767,7 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
         rows = np.concatenate([short[by_fine], pre[s:]])[:top_k]
         ranked_scores = np.concatenate([fine[by_fine], stage1[s:]])[:top_k]
         n_exact = min(s, len(rows))
-    head = rows[: min(len(rows), MAX_ALIGN if n_align is None else n_align)]  # n_align may exceed MAX_ALIGN
+    head = rows[: min(len(rows), n_align)]  # n_align may exceed MAX_ALIGN
     alignments = []
     for start in range(0, len(head), 256):
         block = np.asarray(head[start:start + 256])

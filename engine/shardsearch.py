@@ -218,8 +218,8 @@ class ShardSearcher:
             ranking = rank(scorer, ix.codes, ix.inv_norms, options, top_k=options.shortlist_size(n), n_align=0)
             short = ranking.rows[: ranking.n_exact]
         else:
-            ranking = rank(scorer, ix.codes[allowed], ix.inv_norms[allowed], options,
-                           top_k=options.shortlist_size(len(allowed)), n_align=0)
+            ranking = rank(scorer, ix.codes, ix.inv_norms, options, top_k=options.shortlist_size(len(allowed)),
+                           n_align=0, subset=allowed)
             short = allowed[ranking.rows[: ranking.n_exact]]
         q.keep(short, ranking.scores[: ranking.n_exact])
         bg_rows = np.asarray(bg_rows, np.int64)

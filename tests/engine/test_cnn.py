@@ -133,6 +133,18 @@ def test_batching_does_not_change_descriptors(photos):
     assert np.allclose(one, many, atol=1e-4)
 
 
+def test_padded_batches_do_not_change_descriptors(photos):
+    """On CUDA each batch is padded to the batch size (one input shape for cuDNN); the padding is cut off."""
+    plain = GemDescriber(GemSettings(), "cpu", batch_size=4)
+    padded = GemDescriber(GemSettings(), "cpu", batch_size=4)
+    assert not plain.pad_batches
+    padded.pad_batches = True
+    imgs = list(photos.values())[:3]
+    a, b = plain.describe(imgs), padded.describe(imgs)
+    assert b.shape == (3, plain.dim)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_uint8_and_grey_inputs_are_converted(describer, photos):
     rgb = photos["skimage_coffee.jpg"]
     u8 = np.round(rgb * 255).astype(np.uint8)

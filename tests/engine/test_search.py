@@ -342,3 +342,164 @@ def test_scoring_backend_defaults_and_checks():
     assert QueryScorer(query, layout, device="cpu").backend == "numpy"
     with pytest.raises(ValueError, match="unknown scoring backend"):
         QueryScorer(query, layout, device="cpu", backend="jax")
+
+
+# ------------------------------------------------------------------------- the torch backend's whole-query path
+
+def _random_collection(layout, n, seed):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-127, 128, (n, layout.settings.dim), dtype=np.int8)
+    inv = rng.uniform(0.5, 2.0, (n, len(layout.settings.scales), 3)).astype(np.float32) / 127.0
+    return codes, inv
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+ALL_OPTIONS = (SearchOptions(mode="exhaustive"), SearchOptions(shortlist=40), SearchOptions(order="sum", shortlist=40),
+               SearchOptions(order="discriminative", shortlist=40), SearchOptions(binary=True, shortlist=40))
+
+
+def test_a_subset_ranks_as_its_rows_alone():
+    layout = FeatureLayout.from_settings(SketchSettings())
+    codes, inv = _random_collection(layout, 300, seed=5)
+    subset = np.sort(np.random.default_rng(1).choice(300, 120, replace=False))
+    query = encode_query(sketch("L"), layout)
+    for backend in ("numpy", "torch"):
+        scorer = QueryScorer(query, layout, device="cpu", backend=backend)
+        for opts in ALL_OPTIONS:
+            a = rank(scorer, codes, inv, opts, top_k=25, subset=subset)
+            b = rank(scorer, codes[subset], inv[subset], opts, top_k=25)
+            assert list(a.rows) == list(b.rows) and a.n_exact == b.n_exact
+            np.testing.assert_array_equal(a.scores, b.scores)
+            assert [x.score for x in a.alignments] == [x.score for x in b.alignments]
+        empty = rank(scorer, codes, inv, SearchOptions(), top_k=5, subset=np.zeros(0, np.int64))
+        assert len(empty.rows) == 0 and empty.alignments == ()
+
+
+def test_torch_score_rows_equal_numpy_score_rows():
+    layout = FeatureLayout.from_settings(SketchSettings())
+    codes, inv = _random_collection(layout, 200, seed=6)
+    codes, inv = _read_only(codes), _read_only(inv)  # an opened index's memory maps: kept on the device
+    query = encode_query(sketch("triangle"), layout)
+    rows = np.array([150, 3, 77, 3, 199])
+    a = search.score_rows(QueryScorer(query, layout, device="cpu", backend="numpy"), codes, inv, rows)
+    b = search.score_rows(QueryScorer(query, layout, device="cpu", backend="torch"), codes, inv, rows)
+    np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
+    assert b[1] == b[3]
+
+
+def test_resident_codes_are_uploaded_once_per_unchanging_array():
+    from engine import torchscore
+
+    layout = FeatureLayout.from_settings(SketchSettings())
+    codes, inv = _random_collection(layout, 50, seed=8)
+    ro_codes, ro_inv = _read_only(codes), _read_only(inv)
+    dev = torch.device("cpu")
+    torchscore.forget_resident()
+    x1, i1 = torchscore.resident(ro_codes, ro_inv, dev)
+    x2, i2 = torchscore.resident(ro_codes, ro_inv, dev)
+    assert x1 is x2 and i1 is i2  # kept
+    assert torch.equal(x1, torch.from_numpy(codes)) and torch.equal(i1, torch.from_numpy(inv))
+    w1, _ = torchscore.resident(codes, inv, dev)
+    codes[0, 0] = -codes[0, 0] - 1  # a writable array may change: uploaded at each call, never stale
+    w2, _ = torchscore.resident(codes, inv, dev)
+    assert w1 is not w2 and int(w2[0, 0]) == int(codes[0, 0])
+    others = [(_read_only(codes), _read_only(inv)) for _ in range(torchscore.MAX_RESIDENT)]
+    for c, i in others:
+        torchscore.resident(c, i, dev)
+    x3, _ = torchscore.resident(ro_codes, ro_inv, dev)
+    assert x3 is not x1  # the least recently used was dropped
+    torchscore.forget_resident()
+
+
+def test_resident_codes_of_several_blocks():
+    from engine import torchscore
+    from engine.catalog import RowBlocks
+
+    layout = FeatureLayout.from_settings(SketchSettings())
+    codes, inv = _random_collection(layout, 90, seed=9)
+    blocks_c = RowBlocks([_read_only(codes[:40]), _read_only(codes[40:])])
+    blocks_i = RowBlocks([_read_only(inv[:40]), _read_only(inv[40:])])
+    x, i = torchscore.resident(blocks_c, blocks_i, torch.device("cpu"))
+    assert torch.equal(x, torch.from_numpy(codes)) and torch.equal(i, torch.from_numpy(inv))
+    assert torchscore.resident(blocks_c, blocks_i, torch.device("cpu"))[0] is x
+    torchscore.forget_resident()
+
+
+def test_torch_top_positions_equal_numpy_with_ties():
+    from engine import torchscore
+    from engine.vectors import top_positions
+
+    rng = np.random.default_rng(2)
+    for n, k in ((1000, 10), (1000, 400), (7, 7), (7, 20)):
+        s = rng.integers(0, 30, n).astype(np.float32)  # many ties
+        assert list(torchscore.top_positions(torch.from_numpy(s), k).numpy()) == list(top_positions(s, k))
+
+
+def test_split_query_matrix_keeps_float32_accuracy_under_tf32():
+    """On CUDA each query matrix is hi + lo with hi exact in TF32; TF32 products of both (emulated here by
+    cutting each operand to 10 mantissa bits) give the float32 product to about 2^-21 of |q|, where one TF32
+    product is off by about 2^-11."""
+    from engine.torchscore import TorchScorer
+
+    def tf32(a):
+        return (np.ascontiguousarray(a, np.float32).view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+
+    layout = FeatureLayout.from_settings(SketchSettings())
+    scorer = QueryScorer(encode_query(sketch("L"), layout), layout, device="cpu", backend="torch")
+    ts = TorchScorer.__new__(TorchScorer)
+    ts.split, ts.device = True, torch.device("cpu")
+    hi, lo = (t.numpy() for t in ts._pair(scorer.q2t))
+    assert np.array_equal(hi + lo, scorer.q2t) and np.array_equal(tf32(hi), hi)
+    codes, _ = _random_collection(layout, 100, seed=3)
+    x = codes.astype(np.float64)
+    exact = scorer.q2t.astype(np.float64) @ x.T
+    two = tf32(hi).astype(np.float64) @ x.T + tf32(lo).astype(np.float64) @ x.T
+    one = tf32(scorer.q2t).astype(np.float64) @ x.T
+    scale = np.abs(scorer.q2t).astype(np.float64) @ np.abs(x).T
+    assert np.max(np.abs(two - exact) / scale) < 2 ** -19
+    assert np.max(np.abs(one - exact) / scale) > 2 ** -14
+
+
+def test_exhaustive_float16_first_pass_then_exact():
+    """CUDA's exhaustive mode (every photo in float16, the best re-scored exactly), run here on the CPU: the same
+    rows and exact scores as the numpy backend's exhaustive ranking."""
+    layout = FeatureLayout.from_settings(SketchSettings())
+    codes, inv = _random_collection(layout, 400, seed=13)
+    query = encode_query(sketch("L"), layout)
+    cpu = QueryScorer(query, layout, device="cpu", backend="numpy")
+    half = QueryScorer(query, layout, device="cpu", backend="torch")
+    half._torch.q2h = half._torch.q2t[0].to(torch.float16)
+    opts = SearchOptions(mode="exhaustive", min_shortlist=60)
+    a, b = rank(cpu, codes, inv, opts, top_k=20), rank(half, codes, inv, opts, top_k=20)
+    assert b.n_exact == 20
+    np.testing.assert_allclose(a.scores, b.scores, atol=2e-5, rtol=1e-5)
+    gaps = np.diff(a.scores)
+    clear = np.r_[True, gaps < -1e-4] & np.r_[gaps < -1e-4, True]
+    assert np.array_equal(a.rows[clear], b.rows[clear])
+    approx = half._torch.s2_half(torch.from_numpy(codes), torch.from_numpy(inv)).numpy()
+    assert np.abs(approx - cpu.score_2d(codes, inv)).max() < 5e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_rankings_equal_cpu_rankings():
+    """The whole query on CUDA (codes kept there, TF32 split products) against the numpy backend."""
+    layout = FeatureLayout.from_settings(SketchSettings())
+    codes, inv = _random_collection(layout, 3000, seed=12)
+    codes, inv = _read_only(codes), _read_only(inv)
+    query = encode_query(sketch("triangle"), layout)
+    cpu = QueryScorer(query, layout, device="cpu", backend="numpy")
+    gpu = QueryScorer(query, layout, device="cuda")
+    for opts in ALL_OPTIONS:
+        a, b = rank(cpu, codes, inv, opts, top_k=30), rank(gpu, codes, inv, opts, top_k=30)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5, rtol=1e-5)
+        gaps = np.diff(a.scores[: a.n_exact])
+        clear = np.r_[True, gaps < -1e-4] & np.r_[gaps < -1e-4, True]
+        assert np.array_equal(a.rows[: a.n_exact][clear[: a.n_exact]], b.rows[: b.n_exact][clear[: b.n_exact]])
+    rows = np.arange(0, 3000, 7)
+    np.testing.assert_allclose(search.score_rows(gpu, codes, inv, rows), search.score_rows(cpu, codes, inv, rows),
+                               atol=1e-5, rtol=1e-5)
