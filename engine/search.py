@@ -155,8 +155,9 @@ class SearchOptions:
     Parameters
     ----------
     mode : {"fast", "exhaustive"}
-        ``exhaustive`` scores every image with the 2-D polynomial; ``fast`` ranks everything by the 1-D
-        projections first and re-ranks a shortlist with the 2-D polynomial.
+        ``exhaustive`` scores every image with the 2-D polynomial (on CUDA in float16, then the best
+        ``shortlist_size`` exactly: ``engine.torchscore``); ``fast`` ranks everything by the 1-D projections first
+        and re-ranks a shortlist with the 2-D polynomial.
     order : {"auto", "coarse", "sum", "discriminative"}
         Fast mode's shortlist: ``sum`` scores both 1-D projections on everything (S_x + S_y);
         ``discriminative`` scores the projection along which the sketch spreads more on everything,
