@@ -403,8 +403,9 @@ class GemDescriber:
         if backend in ("numpy", "onnx") and self.device.type != "cpu":
             raise ValueError(f"the {backend} backend runs on the CPU only, not on {self.device}")
         self.batch_size = int(batch_size)
-        #: on CUDA every batch is padded to ``batch_size`` (the network sees each image on its own: the padding
-        #: changes no descriptor): cuDNN prepares its kernels for each input shape it meets (``CUDNN_AFTER``)
+        #: on CUDA every batch is padded to a power of two (the network sees each image on its own: the padding
+        #: changes no descriptor; a query's single image stays one): cuDNN prepares its kernels for each input
+        #: shape it meets, batch size included (``CUDNN_AFTER``)
         self.pad_batches = self.device.type == "cuda"
         self._shape_images: dict[tuple[int, int], int] = {}  # images of each input shape described (CUDNN_AFTER)
         self.num_threads = num_threads
@@ -514,8 +515,9 @@ class GemDescriber:
                     for b0 in range(0, len(idx), self.batch_size):
                         chunk = idx[b0:b0 + self.batch_size]
                         batch = np.stack([_resize(imgs[i], shape) for i in chunk])
-                        if self.pad_batches and len(chunk) < self.batch_size:
-                            pad = np.zeros((self.batch_size - len(chunk), *batch.shape[1:]), batch.dtype)
+                        size = min(self.batch_size, 1 << (len(chunk) - 1).bit_length())  # next power of two
+                        if self.pad_batches and len(chunk) < size:
+                            pad = np.zeros((size - len(chunk), *batch.shape[1:]), batch.dtype)
                             batch = np.concatenate([batch, pad])
                         per_scale[chunk, si] = self._describe_scale(batch)[:len(chunk)]
         # combine the L2-normalised per-scale vectors with GeM (same p), then L2

@@ -134,15 +134,20 @@ def test_batching_does_not_change_descriptors(photos):
 
 
 def test_padded_batches_do_not_change_descriptors(photos):
-    """On CUDA each batch is padded to the batch size (one input shape for cuDNN); the padding is cut off."""
-    plain = GemDescriber(GemSettings(), "cpu", batch_size=4)
-    padded = GemDescriber(GemSettings(), "cpu", batch_size=4)
+    """On CUDA each batch is padded to a power of two (few input shapes for cuDNN); the padding is cut off."""
+    plain = GemDescriber(GemSettings(), "cpu", batch_size=8)
+    padded = GemDescriber(GemSettings(), "cpu", batch_size=8)
     assert not plain.pad_batches
     padded.pad_batches = True
-    imgs = list(photos.values())[:3]
+    imgs = [photos["lomiri_fig.jpg"]] * 3  # one shape: one batch of three per scale
+    sizes = []
+    run = padded._describe_scale
+    padded._describe_scale = lambda batch: (sizes.append(len(batch)), run(batch))[1]
     a, b = plain.describe(imgs), padded.describe(imgs)
-    assert b.shape == (3, plain.dim)
+    assert b.shape == (3, plain.dim) and sizes == [4, 4, 4]
     np.testing.assert_allclose(a, b, atol=1e-5)
+    padded.describe(imgs[:1])
+    assert sizes[3:] == [1, 1, 1]  # a query's one image is not padded
 
 
 def test_uint8_and_grey_inputs_are_converted(describer, photos):
