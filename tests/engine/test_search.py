@@ -390,7 +390,8 @@ def test_torch_score_rows_equal_numpy_score_rows():
     b = search.score_rows(QueryScorer(query, layout, device="cpu", backend="torch"), codes, inv, rows)
     np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-5)
     assert b[1] == b[3]
-    writable = search.score_rows(QueryScorer(query, layout, device="cpu", backend="torch"), codes.copy(), inv.copy(), rows)
+    torch_scorer = QueryScorer(query, layout, device="cpu", backend="torch")
+    writable = search.score_rows(torch_scorer, codes.copy(), inv.copy(), rows)
     np.testing.assert_array_equal(writable, b)  # arrays that may change: only the rows go to the device
 
 
