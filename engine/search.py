@@ -706,18 +706,16 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
     """
     clock = _Clock(timings)
     n_align = MAX_ALIGN if n_align is None else n_align
+    n = codes.shape[0] if subset is None else len(subset)
+    if n == 0 or top_k <= 0:
+        return Ranking(np.zeros(0, np.int64), np.zeros(0, np.float32), 0, ())
     if scorer._torch is not None:
-        if (len(codes) if subset is None else len(subset)) == 0 or top_k <= 0:
-            return Ranking(np.zeros(0, np.int64), np.zeros(0, np.float32), 0, ())
         rows, scores, n_exact, best, info = scorer._torch.rank(codes, inv_norms, options, top_k=top_k,
                                                                n_align=n_align, subset=subset, clock=clock)
         return Ranking(rows, scores, n_exact, tuple(scorer.alignments(best, info)))
     if subset is not None:
         subset = np.asarray(subset, np.int64)
         codes, inv_norms = codes[subset], inv_norms[subset]
-    n = codes.shape[0]
-    if n == 0 or top_k <= 0:
-        return Ranking(np.zeros(0, np.int64), np.zeros(0, np.float32), 0, ())
     binary = options.binary
 
     def two_d(c, i):

@@ -174,18 +174,24 @@ class TorchScorer:
         with torch.inference_mode():
             return self.s1(self._codes(np.asarray(codes)[:, :n_cols]), self._inv(inv_norms), axes).cpu().numpy()
 
+    def _rows(self, codes, inv_norms, rows: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codes and inverse norms of the given rows (None: all) on the device: gathered there from the
+        collection kept there (:func:`resident`), or, for arrays that may change, only those rows uploaded."""
+        if rows is not None and not (_unchanging(codes) and _unchanging(inv_norms)):
+            rows = np.asarray(rows, np.int64)
+            return self._codes(codes[rows]), self._inv(inv_norms[rows])
+        x, inv = resident(codes, inv_norms, self.device)
+        if rows is None:
+            return x, inv
+        idx = torch.as_tensor(np.asarray(rows, np.int64), device=self.device)
+        return x[idx], inv[idx]
+
     def score_rows(self, codes, inv_norms, rows: np.ndarray) -> np.ndarray:
         """Exact 2-D scores of the given rows of a collection (kept on the device: :func:`resident`)."""
-        rows = np.asarray(rows, np.int64)
         with torch.inference_mode():
-            if _unchanging(codes) and _unchanging(inv_norms):
-                x, inv = resident(codes, inv_norms, self.device)
-                idx = torch.as_tensor(rows, device=self.device)
-            else:  # arrays that may change are not kept: only the rows asked for go to the device
-                x, inv = self._codes(codes[rows]), self._inv(inv_norms[rows])
-                idx = torch.arange(len(rows), device=self.device)
-            return self._by_blocks(lambda a, b: self.s2(x[idx[a:b]], inv[idx[a:b]], binary=False, coarse=False),
-                                   len(idx), self.q2t[0].shape[0]).cpu().numpy()
+            x, inv = self._rows(codes, inv_norms, rows)
+            return self._by_blocks(lambda a, b: self.s2(x[a:b], inv[a:b], binary=False, coarse=False),
+                                   x.shape[0], self.q2t[0].shape[0]).cpu().numpy()
 
     # -- tensors in, tensors out --------------------------------------------------------------------------
     def s2(self, x: torch.Tensor, inv: torch.Tensor, *, binary: bool, coarse: bool) -> torch.Tensor:
@@ -269,14 +275,7 @@ class TorchScorer:
         scores, how many lead with exact 2-D scores, and the best score and (scale, placement column) of the
         first ``n_align`` (``QueryScorer.alignments``)."""
         with torch.inference_mode():
-            if subset is not None and not (_unchanging(codes) and _unchanging(inv_norms)):
-                subset = np.asarray(subset, np.int64)  # arrays that may change: only the subset goes to the device
-                x, inv = self._codes(codes[subset]), self._inv(inv_norms[subset])
-            else:
-                x, inv = resident(codes, inv_norms, self.device)
-                if subset is not None:
-                    idx = torch.as_tensor(np.asarray(subset, np.int64), device=self.device)
-                    x, inv = x[idx], inv[idx]
+            x, inv = self._rows(codes, inv_norms, subset)
             clock("upload")
             rows, scores, n_exact = self._rank(x, inv, options, top_k, clock)
             head = rows[: min(len(rows), n_align)]

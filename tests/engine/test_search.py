@@ -368,10 +368,11 @@ def test_a_subset_ranks_as_its_rows_alone():
     codes, inv = _random_collection(layout, 300, seed=5)
     subset = np.sort(np.random.default_rng(1).choice(300, 120, replace=False))
     query = encode_query(sketch("L"), layout)
-    for backend in ("numpy", "torch"):
+    for backend, kept in (("numpy", False), ("torch", False), ("torch", True)):
         scorer = QueryScorer(query, layout, device="cpu", backend=backend)
+        stored = (_read_only(codes), _read_only(inv)) if kept else (codes, inv)  # kept on the device, or not
         for opts in ALL_OPTIONS:
-            a = rank(scorer, codes, inv, opts, top_k=25, subset=subset)
+            a = rank(scorer, *stored, opts, top_k=25, subset=subset)
             b = rank(scorer, codes[subset], inv[subset], opts, top_k=25)
             assert list(a.rows) == list(b.rows) and a.n_exact == b.n_exact
             np.testing.assert_array_equal(a.scores, b.scores)
