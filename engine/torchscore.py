@@ -295,11 +295,10 @@ class TorchScorer:
         r2, r1 = self.q2t[0].shape[0], self.q1t["xy"][0].shape[0]
 
         def two_d(rows: torch.Tensor | None = None, *, coarse: bool = False) -> torch.Tensor:
+            xs, invs = (x, inv) if rows is None else (x[rows], inv[rows])
             binary = options.binary and not coarse
-            if rows is None:
-                return self._by_blocks(lambda a, b: self.s2(x[a:b], inv[a:b], binary=binary, coarse=coarse), n, r2)
-            return self._by_blocks(lambda a, b: self.s2(x[rows[a:b]], inv[rows[a:b]], binary=binary, coarse=coarse),
-                                   len(rows), r2)
+            return self._by_blocks(lambda a, b: self.s2(xs[a:b], invs[a:b], binary=binary, coarse=coarse),
+                                   xs.shape[0], r2)
 
         if options.mode == "exhaustive":
             if self.q2h is None:
