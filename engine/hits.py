@@ -27,7 +27,7 @@ class Hit:
 
     def to_json(self) -> dict:
         out = {"rank": self.rank, "path": self.path, "score": round(self.score, 6),
-               "box": [round(v, 1) for v in self.box], "scale": self.scale, "mirrored": self.mirrored}
+               "box": [round(v, 1) for v in self.box], "scale": round(self.scale, 4), "mirrored": self.mirrored}
         if self.raw_score is not None:
             out["raw_score"] = round(self.raw_score, 6)
         if self.taken is not None:

@@ -41,6 +41,12 @@ CHUNK_1D = 2048
 MAX_ALIGN = 1000
 #: scoring backends of :class:`QueryScorer`
 BACKENDS = ("numpy", "torch")
+#: temperature (cosine units) of the soft placement a box is drawn from: the mean scale and shift over every
+#: placement, weighted ``exp((score - best) / BOX_SOFTNESS)`` (0: the best placement alone).  Fitted on
+#: SYSU-Shapes' bicycles by ``engine.bench.fusion.fit_box_softness`` (the other class's figures in
+#: docs/benchmarks.md): one placement's score singles out the right scale and shift for 86 % of the correct top-5
+#: hits while a placement of IoU >= 0.5 is among the 20 best for 93 %
+BOX_SOFTNESS = 0.03
 
 
 @dataclass(frozen=True)
@@ -272,10 +278,16 @@ class QueryScorer:
         None: CUDA when available, else the CPU (``pick_device``).
     backend : {"numpy", "torch"}, optional
         None: numpy on the CPU, torch elsewhere (``default_backend``); numpy runs on the CPU only.
+    box_softness : float
+        Temperature of the soft placement that :meth:`align` reports (``BOX_SOFTNESS``; 0: the best placement).
     """
 
     def __init__(self, query: SketchQuery, layout: FeatureLayout, *, mirror: bool = True,
-                 device: str | Device | None = None, backend: str | None = None) -> None:
+                 device: str | Device | None = None, backend: str | None = None,
+                 box_softness: float = BOX_SOFTNESS) -> None:
+        if not box_softness >= 0:
+            raise ValueError(f"box_softness must be >= 0, got {box_softness}")
+        self.box_softness = float(box_softness)
         self.layout = layout
         self.device = pick_device(device)
         self.backend = default_backend(self.device) if backend is None else backend
@@ -446,31 +458,57 @@ class QueryScorer:
         terms = np.ascontiguousarray(t.T)[cols]  # (n, m, 9, Dx^2)
         return (terms @ ck[..., None])[..., 0].max(axis=(1, 2))
 
-    def align(self, codes: np.ndarray, inv_norms: np.ndarray) -> list[Alignment]:
-        """Best (score, scale, mirror, shift) of each image of a (small) block."""
+    def placement_scores(self, codes: np.ndarray, inv_norms: np.ndarray) -> np.ndarray:
+        """Cosine of every placement of each image of a (small) block: (n, P) float32, columns as
+        :attr:`placement_table`'s rows."""
+        if self._torch is not None:
+            return self._torch.placement_scores(codes, inv_norms)
+        codes = np.asarray(codes)
+        inv = np.asarray(inv_norms, np.float32)
+        n = codes.shape[0]
+        with blas_threads(1):
+            grids = list(self._grids_2d(codes, self._t1))
+        # each scale's columns (mirror, x, y shift), as ``_placements`` orders them
+        return np.concatenate([s.transpose(3, 2, 0, 1).reshape(n, -1) * inv[:, k, 0, None]
+                               for k, s in enumerate(grids)], axis=1)
+
+    @functools.cached_property
+    def placement_table(self) -> np.ndarray:
+        """(P, 4) float64: scale index, mirror index, x shift, y shift of each placement (scales, then mirrors,
+        then x shifts, then y shifts)."""
+        parts = []
+        for k, g in enumerate(self.values):
+            m, ix, iy = np.meshgrid(np.arange(len(self.mirrors)), g, g, indexing="ij")
+            parts.append(np.stack([np.full(m.size, k), m.ravel(), ix.ravel(), iy.ravel()], axis=1))
+        return np.concatenate(parts).astype(np.float64)
+
+    def align(self, codes: np.ndarray, inv_norms: np.ndarray, *, softness: float | None = None) -> list[Alignment]:
+        """Where the sketch sits in each image of a (small) block: the best placement's score and mirror, and the
+        scale and shift of the soft placement (``softness``, default ``box_softness``: the mean over every
+        placement weighted by ``exp((score - best) / softness)``; 0: the best placement's)."""
         if not len(codes):
             return []
-        if self._torch is not None:
-            best, info = self._torch.align(codes, inv_norms)
+        return self.alignments_of(self.placement_scores(codes, inv_norms),
+                                  self.box_softness if softness is None else softness)
+
+    def alignments_of(self, scores: np.ndarray, softness: float = 0.0) -> list[Alignment]:
+        """The alignments of placement scores (n, P) (:meth:`placement_scores`), see :meth:`align`."""
+        scores = np.asarray(scores, np.float64)
+        arg = scores.argmax(axis=1)  # the first of equal scores: the larger scale, as ``rank``'s strict max
+        best = scores[np.arange(len(scores)), arg]
+        table = self.placement_table
+        if softness > 0:
+            w = np.exp((scores - best[:, None]) / softness)
+            scale_of = np.asarray(self.scales, np.float64)[table[:, 0].astype(np.int64)]
+            where = (w @ np.stack([scale_of, table[:, 2], table[:, 3]], axis=1)) / w.sum(axis=1)[:, None]
         else:
-            codes = np.asarray(codes)
-            inv = np.asarray(inv_norms, np.float32)
-            n = codes.shape[0]
-            best = np.full(n, -np.inf, np.float32)
-            info = np.zeros((n, 2), np.int64)
-            with blas_threads(1):
-                grids = list(self._grids_2d(codes, self._t1))
-            for k, s in enumerate(grids):
-                v = s.transpose(3, 2, 0, 1).reshape(n, -1) * inv[:, k, 0, None]  # columns (mirror, x, y shift)
-                arg = v.argmax(axis=1)
-                val = v[np.arange(n), arg]
-                better = val > best
-                best = np.where(better, val, best)
-                info[better] = np.stack([np.full_like(arg, k), arg], axis=1)[better]
-        return self.alignments(best, info)
+            where = np.stack([np.asarray(self.scales)[table[arg, 0].astype(np.int64)], table[arg, 2], table[arg, 3]],
+                             axis=1)
+        return [Alignment(float(b), float(sc), self.mirrors[int(table[a, 1])], float(dx), float(dy))
+                for b, a, (sc, dx, dy) in zip(best.astype(np.float32), arg, where, strict=True)]
 
     def alignments(self, best: np.ndarray, info: np.ndarray) -> list[Alignment]:
-        """The alignments of best scores (n,) and their (scale, placement column) (n, 2)."""
+        """The alignments of best scores (n,) and their (scale, placement column) (n, 2): the best placements."""
         out = []
         for score, (k, j) in zip(best, info, strict=True):
             g = self.values[k]
@@ -712,7 +750,12 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
     if scorer._torch is not None:
         rows, scores, n_exact, best, info = scorer._torch.rank(codes, inv_norms, options, top_k=top_k,
                                                                n_align=n_align, subset=subset, clock=clock)
-        return Ranking(rows, scores, n_exact, tuple(scorer.alignments(best, info)))
+        if scorer.box_softness > 0:  # the soft placements of the aligned rows (few: one product)
+            head = rows[: min(len(rows), n_align)]
+            aligned = _align_rows(scorer, codes, inv_norms, head if subset is None else np.asarray(subset)[head])
+        else:
+            aligned = scorer.alignments(best, info)
+        return Ranking(rows, scores, n_exact, tuple(aligned))
     if subset is not None:
         subset = np.asarray(subset, np.int64)
         codes, inv_norms = codes[subset], inv_norms[subset]
@@ -766,14 +809,19 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
         rows = np.concatenate([short[by_fine], pre[s:]])[:top_k]
         ranked_scores = np.concatenate([fine[by_fine], stage1[s:]])[:top_k]
         n_exact = min(s, len(rows))
-    head = rows[: min(len(rows), n_align)]  # n_align may exceed MAX_ALIGN
-    alignments = []
-    for start in range(0, len(head), 256):
-        block = np.asarray(head[start:start + 256])
+    alignments = _align_rows(scorer, codes, inv_norms, rows[: min(len(rows), n_align)])  # n_align may exceed MAX_ALIGN
+    clock("align")
+    return Ranking(np.asarray(rows, np.int64), np.asarray(ranked_scores, np.float32), n_exact, tuple(alignments))
+
+
+def _align_rows(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, rows: np.ndarray) -> list[Alignment]:
+    """``scorer.align`` of the given rows, in their order (read in row order, blocks of 256)."""
+    out = []
+    for start in range(0, len(rows), 256):
+        block = np.asarray(rows[start:start + 256], np.int64)
         srt = np.argsort(block)
         al = scorer.align(codes[block[srt]], inv_norms[block[srt]])
         back = np.empty(len(block), np.int64)
         back[srt] = np.arange(len(block))
-        alignments.extend(al[j] for j in back)
-    clock("align")
-    return Ranking(np.asarray(rows, np.int64), np.asarray(ranked_scores, np.float32), n_exact, tuple(alignments))
+        out.extend(al[j] for j in back)
+    return out

@@ -164,10 +164,14 @@ class TorchScorer:
         with torch.inference_mode():
             return self.s2(self._codes(codes), self._inv(inv_norms), binary=binary, coarse=coarse).cpu().numpy()
 
-    def align(self, codes: np.ndarray, inv_norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def placement_scores(self, codes: np.ndarray, inv_norms: np.ndarray) -> np.ndarray:
+        """``QueryScorer.placement_scores``: (n, P) float32."""
         with torch.inference_mode():
-            best, info = self.best_placement(self._codes(codes), self._inv(inv_norms))
-            return best.cpu().numpy(), info.cpu().numpy()
+            x, inv = self._codes(codes), self._inv(inv_norms)
+            s = self._mm(self.q2t, x.to(torch.float32)).T
+            for k, (a, b) in enumerate(self.scorer.segments2):
+                s[:, a:b] *= inv[:, k, 0, None]
+            return s.cpu().numpy()
 
     def score_1d(self, codes: np.ndarray, inv_norms: np.ndarray, axes: str) -> np.ndarray:
         n_cols = self.q1t[axes][0].shape[1]

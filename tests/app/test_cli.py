@@ -39,7 +39,7 @@ def test_search_json_contract(db, tmp_path, capsys):
     hits = [json.loads(line) for line in lines]
     assert set(hits[0]) >= {"rank", "path", "score", "box", "scale", "mirrored"}
     assert hits[0]["rank"] == 1 and hits[0]["path"].endswith("star.png")
-    assert len(hits[0]["box"]) == 4 and hits[0]["scale"] in (1.0, 0.8, 0.6)
+    assert len(hits[0]["box"]) == 4 and 0.6 <= hits[0]["scale"] <= 1.0  # the soft placement's scale
     assert isinstance(hits[0]["mirrored"], bool) and hits[0]["score"] >= hits[1]["score"]
 
 

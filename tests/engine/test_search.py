@@ -63,16 +63,19 @@ def test_shifted_copy_scores_its_maximum_at_the_true_shift(layout, dx, dy):
     photo = edge_map(x + dx, y + dy, t)
     codes, inv = store(layout, [photo])
     scorer = QueryScorer(encode_query(sketch("L"), layout), layout)
-    (al,) = scorer.align(codes, inv)
+    (al,) = scorer.align(codes, inv, softness=0)
     assert (al.scale, al.mirrored, al.dx, al.dy) == (1.0, False, dx, dy)
     assert al.score == pytest.approx(1.0, abs=0.02)
+    (soft,) = scorer.align(codes, inv)  # the soft placement: the same score and mirror, about the same place
+    assert (soft.score, soft.mirrored) == (al.score, al.mirrored)
+    assert soft.scale == pytest.approx(1.0, abs=0.05) and abs(soft.dx - dx) < 5 and abs(soft.dy - dy) < 5
 
 
 def test_mirrored_copy_is_found_mirrored(layout):
     x, y, t = outline("L", size=400)
     photo = edge_map(-x, y, np.mod(np.pi - t, np.pi))
     codes, inv = store(layout, [photo])
-    (al,) = QueryScorer(encode_query(sketch("L"), layout), layout).align(codes, inv)
+    (al,) = QueryScorer(encode_query(sketch("L"), layout), layout).align(codes, inv, softness=0)
     assert al.mirrored and al.scale == 1.0 and al.score > 0.97
     (plain,) = QueryScorer(encode_query(sketch("L"), layout), layout, mirror=False).align(codes, inv)
     assert not plain.mirrored and plain.score < al.score - 0.05
@@ -82,7 +85,7 @@ def test_smaller_shape_matches_a_smaller_query_scale(layout):
     x, y, t = outline("L", size=400)
     photo = edge_map(0.6 * x + 36, 0.6 * y - 24, t)
     codes, inv = store(layout, [photo])
-    (al,) = QueryScorer(encode_query(sketch("L"), layout), layout).align(codes, inv)
+    (al,) = QueryScorer(encode_query(sketch("L"), layout), layout).align(codes, inv, softness=0)
     assert al.scale == 0.6 and (al.dx, al.dy) == (36, -24)
 
 
@@ -311,11 +314,14 @@ def test_numpy_and_torch_score_1d_agree(both_backends, axes):
 
 def test_numpy_and_torch_alignments_agree(both_backends):
     np_scorer, torch_scorer, codes, inv = both_backends
-    a, b = np_scorer.align(codes[:20], inv[:20]), torch_scorer.align(codes[:20], inv[:20])
+    a, b = np_scorer.align(codes[:20], inv[:20], softness=0), torch_scorer.align(codes[:20], inv[:20], softness=0)
     for x, y in zip(a, b, strict=True):
         assert x.score == pytest.approx(y.score, abs=2e-5)
         if abs(x.score - y.score) < 1e-6:  # a tie between placements may go either way in float32
             assert (x.scale, x.mirrored, x.dx, x.dy) == (y.scale, y.mirrored, y.dx, y.dy)
+    soft_a, soft_b = np_scorer.align(codes[:20], inv[:20]), torch_scorer.align(codes[:20], inv[:20])
+    for x, y in zip(soft_a, soft_b, strict=True):  # the soft placement is smooth in the scores
+        assert (x.scale, x.dx, x.dy) == pytest.approx((y.scale, y.dx, y.dy), abs=1e-3)
 
 
 def test_numpy_and_torch_rankings_agree_on_random_codes():
@@ -507,3 +513,49 @@ def test_cuda_rankings_equal_cpu_rankings():
     rows = np.arange(0, 3000, 7)
     np.testing.assert_allclose(search.score_rows(gpu, codes, inv, rows), search.score_rows(cpu, codes, inv, rows),
                                atol=1e-5, rtol=1e-5)
+
+
+def brute_force_soft_placement(layout, query, codes, inv, softness):
+    """Mean (scale, dx, dy) over every placement, weighted exp((cosine - best) / softness), each cosine from the
+    re-shifted query descriptor (METHOD.md section 5), for one image."""
+    canonical = np.empty(codes.shape, np.float64)
+    canonical[:, layout.storage_order] = codes
+    cos, where = [], []
+    for k, s in enumerate(layout.settings.scales):
+        vals = shift_values(layout.settings, s)
+        diag = layout.kernel_diag(k)
+        for m in range(2):
+            q = query.desc[k, m]
+            qn = np.sqrt(q @ (diag * q))
+            for a in vals:
+                for b in vals:
+                    cos.append(float(canonical[0] @ (diag * shift_descriptor(q, a, b, layout)) * inv[0, k, 0] / qn))
+                    where.append((s, a, b))
+    cos = np.array(cos)
+    w = np.exp((cos - cos.max()) / softness)
+    return (w @ np.array(where)) / w.sum(), cos.max()
+
+
+@pytest.mark.parametrize("softness", [0.01, 0.03, 0.2])
+def test_soft_placement_is_the_score_weighted_mean_of_every_placement(layout, softness):
+    photos = random_photos(layout, 3, seed=5)
+    codes, inv = store(layout, photos)
+    query = encode_query(sketch("triangle"), layout)
+    scorer = QueryScorer(query, layout, box_softness=softness)
+    for i, al in enumerate(scorer.align(codes, inv)):
+        (scale, dx, dy), best = brute_force_soft_placement(layout, query, codes[i:i + 1], inv[i:i + 1], softness)
+        assert al.score == pytest.approx(best, abs=2e-5)
+        assert (al.scale, al.dx, al.dy) == pytest.approx((scale, dx, dy), abs=2e-3)
+
+
+def test_soft_placement_tends_to_the_best_placement(layout):
+    codes, inv = store(layout, random_photos(layout, 6, seed=8))
+    scorer = QueryScorer(encode_query(sketch("ellipse"), layout), layout)
+    best = scorer.align(codes, inv, softness=0)
+    for a, b in zip(scorer.align(codes, inv, softness=1e-6), best, strict=True):
+        assert (a.scale, a.dx, a.dy, a.mirrored, a.score) == pytest.approx((b.scale, b.dx, b.dy, b.mirrored, b.score))
+
+
+def test_box_softness_must_not_be_negative(layout):
+    with pytest.raises(ValueError, match="box_softness"):
+        QueryScorer(encode_query(sketch("L"), layout), layout, box_softness=-0.1)
