@@ -81,6 +81,10 @@ class IndexWriteError(SketchSearchError):
     kept and the next run goes on from there."""
 
 
+class WorkerError(SketchSearchError):
+    """A worker process could not get ready to describe photos (its describer failed to load)."""
+
+
 class DamagedIndexWarning(UserWarning):
     """Part of an index is missing or damaged: it is left out (searches answer from the rest) until the next
     index run describes it again (``hint``: repair)."""

@@ -34,7 +34,7 @@ from .describe import (
     resolve_settings,
 )
 from .edges import get_detector
-from .errors import Cancelled, Hint, IndexNotFound
+from .errors import Cancelled, Hint, IndexNotFound, WorkerError
 from .imageio import IMAGE_EXTENSIONS, ImageError
 from .settings import SketchSettings
 from .writer import NOT_REGULAR, TOO_LARGE, IndexWriter
@@ -198,10 +198,28 @@ _worker_net_side: int | None = None
 _worker_cnn = None
 _worker_draw = None
 _worker_defer_edges = False
+_worker_failed: str | None = None  # why this worker process could not get ready (its jobs raise WorkerError)
 
 
 def _init_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
                  cnn_json: str | None = None, defer_edges: bool = False) -> None:
+    """``_set_up_worker`` in a worker process (``single_thread``), where a failure is kept for the jobs to raise:
+    an initializer that raises makes ``multiprocessing.Pool`` start new workers for ever, and the run would hang;
+    in the caller's process it raises."""
+    global _worker_failed
+    if not single_thread:
+        _set_up_worker(settings_json, single_thread, net_side, cnn_json, defer_edges)
+        return
+    try:
+        _set_up_worker(settings_json, single_thread, net_side, cnn_json, defer_edges)
+        _worker_failed = None
+    except Exception as e:
+        log.exception("a describing worker could not start")
+        _worker_failed = f"{type(e).__name__}: {e}"
+
+
+def _set_up_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
+                   cnn_json: str | None = None, defer_edges: bool = False) -> None:
     """Per-process state of the describing jobs.  ``single_thread``: one OpenCV thread (a worker process; not
     for jobs run in the caller's process, whose setting stays); ``net_side``: return the CNN input for the
     writer to describe (batched on a GPU); ``cnn_json``: run the CNN here, on the CPU, in ONNX Runtime on one
@@ -226,6 +244,8 @@ def _init_worker(settings_json: str, single_thread: bool = True, net_side: int |
 
 
 def _describe_job(job: tuple[str, str | None]) -> JobResult:
+    if _worker_failed is not None:  # not a bad file: every job would fail the same way
+        raise WorkerError(f"a worker process could not start describing photos: {_worker_failed}")
     path, old_hash = job
     size, mtime = 0, 0.0
     try:

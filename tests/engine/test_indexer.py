@@ -59,3 +59,30 @@ def test_one_worker_runs_the_cnn_in_its_jobs_not_in_the_writer(photos, tmp_path,
     s = index_folders([root], tmp_path / "db", workers=1, device="cpu")
     assert s.indexed == s.described == len(photos)
     assert cv2.getNumThreads() == threads
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_an_error_not_a_hang(tmp_path):
+    """multiprocessing.Pool starts a new worker for ever when its initializer raises: the failure is kept and the
+    first job raises it (a one-line WorkerError) instead."""
+    import threading
+
+    from engine.errors import WorkerError
+
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.full((64, 64, 3), 255, np.uint8))
+    jobs = [(str(photo), None)] * 4
+    out: dict = {}
+
+    def run():
+        try:
+            list(run_jobs(jobs, SketchSettings(), workers=2, cnn_json='{"no such setting": 1}'))
+        except Exception as e:  # noqa: BLE001 - the test looks at what came out
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "the run hung"
+    assert isinstance(out.get("error"), WorkerError) and "no such setting" in str(out["error"])
+    with pytest.raises(ValueError, match="no such setting"):  # in the caller's process it raises at once
+        list(run_jobs(jobs[:1], SketchSettings(), workers=1, cnn_json='{"no such setting": 1}'))
