@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import cnn, ortnet
+from engine import cnn, npnet, ortnet
 from engine.cnn import GemDescriber, GemSettings, get_backbone, numpy_weights_path, onnx_backbone
 from engine.describe import drawing_settings, drawn
 from engine.edges import edges_from_maps, get_detector, working_image
@@ -175,3 +175,25 @@ def test_queries_fall_back_on_numpy_where_onnx_runtime_cannot_run(tmp_path, monk
     with caplog.at_level(logging.WARNING, logger="engine.cnn"):
         assert d.runs_numpy
     assert "ONNX Runtime not used" in caplog.text
+
+
+def test_a_cached_graph_opens_without_reading_the_numpy_weights(tmp_path, monkeypatch, inputs):
+    """A query's first sketch: the session is made from the cached graph, and the numpy weights (40-60 ms to read)
+    are read only where ONNX Runtime cannot run."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(cnn, "_ONNX", {})
+    monkeypatch.setattr(cnn, "_NUMPY", {})
+    onnx_backbone(NAME, 1)  # caches the weights and the graph
+    monkeypatch.setattr(cnn, "_ONNX", {})
+    monkeypatch.setattr(cnn, "_NUMPY", {})
+    real_load = npnet.load
+    monkeypatch.setattr(npnet, "load", lambda path: pytest.fail("the numpy weights were read"))
+    d = GemDescriber(device="cpu", backend="auto")
+    assert isinstance(d._cpu_net(), ortnet.OrtNet) and not d.runs_numpy
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no session here")
+
+    monkeypatch.setattr(npnet, "load", real_load)
+    monkeypatch.setattr(cnn, "onnx_backbone", broken)
+    assert GemDescriber(device="cpu", backend="auto").runs_numpy  # the numpy fallback, graph cached or not
