@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -495,27 +495,26 @@ class QueryScorer:
         """The alignments of placement scores (n, P) (:meth:`placement_scores`), see :meth:`align`."""
         scores = np.asarray(scores, np.float64)
         arg = scores.argmax(axis=1)  # the first of equal scores: the larger scale, as ``rank``'s strict max
-        best = scores[np.arange(len(scores)), arg]
+        best = scores[np.arange(len(scores)), arg].astype(np.float32)
+        out = self._at_placements(best, arg)
+        if softness <= 0:
+            return out
         table = self.placement_table
-        if softness > 0:
-            w = np.exp((scores - best[:, None]) / softness)
-            scale_of = np.asarray(self.scales, np.float64)[table[:, 0].astype(np.int64)]
-            where = (w @ np.stack([scale_of, table[:, 2], table[:, 3]], axis=1)) / w.sum(axis=1)[:, None]
-        else:
-            where = np.stack([np.asarray(self.scales)[table[arg, 0].astype(np.int64)], table[arg, 2], table[arg, 3]],
-                             axis=1)
-        return [Alignment(float(b), float(sc), self.mirrors[int(table[a, 1])], float(dx), float(dy))
-                for b, a, (sc, dx, dy) in zip(best.astype(np.float32), arg, where, strict=True)]
+        w = np.exp((scores - best[:, None]) / softness)
+        scale_of = np.asarray(self.scales, np.float64)[table[:, 0].astype(np.int64)]
+        where = (w @ np.stack([scale_of, table[:, 2], table[:, 3]], axis=1)) / w.sum(axis=1)[:, None]
+        return [replace(a, scale=float(sc), dx=float(dx), dy=float(dy))
+                for a, (sc, dx, dy) in zip(out, where, strict=True)]
 
     def alignments(self, best: np.ndarray, info: np.ndarray) -> list[Alignment]:
         """The alignments of best scores (n,) and their (scale, placement column) (n, 2): the best placements."""
-        out = []
-        for score, (k, j) in zip(best, info, strict=True):
-            g = self.values[k]
-            m, rest = divmod(int(j), len(g) ** 2)
-            ix, iy = divmod(rest, len(g))
-            out.append(Alignment(float(score), self.scales[k], self.mirrors[m], float(g[ix]), float(g[iy])))
-        return out
+        return self._at_placements(best, [self.segments2[k][0] + j for k, j in np.asarray(info).tolist()])
+
+    def _at_placements(self, best, columns) -> list[Alignment]:
+        """Alignments with scores ``best`` at the placements of ``columns`` (:attr:`placement_table`'s rows)."""
+        table = self.placement_table[np.asarray(columns, np.int64)]
+        return [Alignment(float(b), self.scales[int(k)], self.mirrors[int(m)], float(dx), float(dy))
+                for b, (k, m, dx, dy) in zip(best, table, strict=True)]
 
     # -- 1-D projections -----------------------------------------------------------------------------------
     def score_1d(self, codes: np.ndarray, inv_norms: np.ndarray, axes: str) -> np.ndarray:
