@@ -747,9 +747,11 @@ def rank(scorer: QueryScorer, codes: np.ndarray, inv_norms: np.ndarray, options:
     if n == 0 or top_k <= 0:
         return Ranking(np.zeros(0, np.int64), np.zeros(0, np.float32), 0, ())
     if scorer._torch is not None:
+        soft = scorer.box_softness > 0  # the device aligns only best placements; soft ones come from ``align``
         rows, scores, n_exact, best, info = scorer._torch.rank(codes, inv_norms, options, top_k=top_k,
-                                                               n_align=n_align, subset=subset, clock=clock)
-        if scorer.box_softness > 0:  # the soft placements of the aligned rows (few: one product)
+                                                               n_align=0 if soft else n_align, subset=subset,
+                                                               clock=clock)
+        if soft:  # the soft placements of the aligned rows (few: one product)
             head = rows[: min(len(rows), n_align)]
             aligned = _align_rows(scorer, codes, inv_norms, head if subset is None else np.asarray(subset)[head])
         else:
