@@ -17,7 +17,11 @@ calibrated scores (issue "sketch search quality"; METHOD.md sections 6 and 9).
   best ``confirm_n`` (at most ``confirm_share`` of the collection) come first, in the alignment's order:
   the two signals agree on them, and the alignment's box is the likeliest to be on the object there (the
   fused score alone lifted photos of the right subject whose shape the alignment did not find, and their
-  boxes were wrong: ``confirmed_first``).  A box is *sure* where the alignment's own z-score (``Fused.za``) is
+  boxes were wrong: ``confirmed_first``).  Next come the other hits scoring at or above the likely cut
+  (``likely_by_drawing``), ordered by how closely each follows the drawing itself -- the expansion's base
+  score, alignment z + global z -- rather than by the expanded score: the expansion ranks photos of the
+  sketched *subject*, and among those the drawing's own evidence finds the photo that was drawn (issue 20,
+  item 4).  A box is *sure* where the alignment's own z-score (``Fused.za``) is
   at least ``sure_z`` (the app draws the others dashed).
 * **Small collections** (issue 17; ``docs/calibration.md``).  Below ``ref_full`` photos every background
   statistic also pools a reference sample of photos shipped with the app (``engine.reference``), with
@@ -115,6 +119,10 @@ class FusionParams:
         Confirmed first: the rows among both the alignment's and the fused score's best ``min(confirm_n,
         confirm_share * collection size)`` (at least 3) are ranked first, in the alignment's order
         (``confirmed_first``; ``confirm_n = 0`` switches it off).
+    likely_by_drawing : bool
+        The rows scoring at or above ``likely`` that are not confirmed come next, ordered by the
+        expansion's base score (alignment z + ``qe_w`` global z: how closely each follows the drawing itself)
+        instead of the fused score (``confirmed_first``).
     sure_z : float
         A hit's box is sure where its alignment z-score (``Fused.za``) is at least this.
     mirror : bool
@@ -143,6 +151,7 @@ class FusionParams:
     qe_loo: bool = False
     confirm_n: int = 0
     confirm_share: float = 0.05
+    likely_by_drawing: bool = False
     sure_z: float = 2.0
     mirror: bool = True
     side: int = 224
@@ -331,6 +340,7 @@ class Fused:
     score: np.ndarray  # calibrated, in [0, 1]
     za: np.ndarray  # the alignment's z over the background (a box is sure where it is >= ``FusionParams.sure_z``)
     rank: np.ndarray | None = None  # the ranking key where it differs from ``final`` (``confirmed_first``)
+    base: np.ndarray | None = None  # how closely each row follows the drawing: alignment z + ``qe_w`` global z
 
     @property
     def key(self) -> np.ndarray:
@@ -462,7 +472,7 @@ def finish(stage: Stage) -> Fused:
         final = stage.za + params.w * stage.s_glob.z(stage.glob)
         if stage.zg_ref is not None:
             ref_final = stage.za_ref + params.w * stage.zg_ref
-    return _calibrated(stage, stage.rows, final, ref_final, stage.za)
+    return _calibrated(stage, stage.rows, final, ref_final, stage.za, stage.za if stage.base is None else stage.base)
 
 
 def finish_expanded(stage: Stage, rows2: np.ndarray, cos: np.ndarray, afm2: np.ndarray, glob2: np.ndarray,
@@ -486,34 +496,49 @@ def finish_expanded(stage: Stage, rows2: np.ndarray, cos: np.ndarray, afm2: np.n
     ref_final = None
     if use_ref_cos:
         ref_final = s_base.z(base_ref) + params.qe_v * s_cos.z(ref_cos) + params.qe_afm * stage.za_ref
-    return _calibrated(stage, np.asarray(rows2, np.int64), final, ref_final, za2)
+    return _calibrated(stage, np.asarray(rows2, np.int64), final, ref_final, za2, base2)
 
 
 def _calibrated(stage: Stage, rows: np.ndarray, final: np.ndarray, ref_final: np.ndarray | None,
-                za: np.ndarray) -> Fused:
+                za: np.ndarray, base: np.ndarray) -> Fused:
     z = stage.stats(final[stage.bg], ref_final).z(final)
-    return Fused(rows, final, z, calibrate(z, stage.params.calibration), za)
+    return Fused(rows, final, z, calibrate(z, stage.params.calibration), za, base=base)
 
 
 def confirmed_first(fused: Fused, params: FusionParams, n_collection: int,
                     eligible: np.ndarray | None = None) -> np.ndarray:
-    """The ranking key of a fused search: the fused score, except that the rows both the alignment z and the
-    fused score rank among their best ``m = max(3, min(confirm_n, confirm_share * n_collection))`` (of the
-    ``eligible`` rows) come first, in the alignment's order.  Ineligible rows get -inf.
+    """The ranking key of a fused search (higher first; ineligible rows get -inf):
 
-    Both signals agree on those photos, and the alignment found the shape there, so their boxes are the
-    likeliest to be right; on outline queries the fused score alone put photos of the right subject whose
-    shape the alignment did not find near the top, with wrong boxes (issue 20; ``engine.bench.fusion``)."""
+    1. the rows both the alignment z and the fused score rank among their best ``m = max(3, min(confirm_n,
+       confirm_share * n_collection))`` (of the ``eligible`` rows), in the alignment's order;
+    2. with ``likely_by_drawing``, the other rows scoring at or above the likely cut (``likely``; whether or not
+       the query's hits stand out), ordered by ``Fused.base``;
+    3. the rest, by the fused score.
+
+    The first: both signals agree on those photos, and the alignment found the shape there, so their boxes are
+    the likeliest to be right; on outline queries the fused score alone put photos of the right subject whose
+    shape the alignment did not find near the top, with wrong boxes (issue 20; ``engine.bench.fusion``).  The
+    second: the expansion's score ranks photos of the sketched subject, and among those that are likely
+    matches, the drawing's own evidence (alignment and global descriptor, before the expansion) finds the photo
+    that was drawn: a sketch of one photo brings that photo up (``docs/benchmarks.md``, instance retrieval).
+    """
     final = np.asarray(fused.final, np.float64)
     ok = np.isfinite(final) if eligible is None else np.asarray(eligible, bool) & np.isfinite(final)
     key = np.where(ok, final, -np.inf)
-    if params.confirm_n <= 0 or not ok.any():
+    if not ok.any():
+        return key
+    if params.likely_by_drawing and fused.base is not None:
+        likely = ok & (np.asarray(fused.score) >= params.likely)
+        if likely.any():
+            base = np.asarray(fused.base, np.float64)[likely]
+            key[likely] = key[ok].max() + 1.0 + (base - base.min())
+    if params.confirm_n <= 0:
         return key
     m = int(max(3, min(params.confirm_n, round(params.confirm_share * n_collection))))
     za = np.where(ok, fused.za, -np.inf)
     both = np.zeros(len(key), bool)
     by_afm = np.argsort(-za, kind="stable")[:m]
-    by_final = np.argsort(-key, kind="stable")[:m]
+    by_final = np.argsort(-np.where(ok, final, -np.inf), kind="stable")[:m]
     both[np.intersect1d(by_afm, by_final)] = True
     both &= ok
     if both.any():
@@ -545,13 +570,15 @@ def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndar
     Returns
     -------
     Fused
-        With ``rank`` set (``confirmed_first``, the collection being ``rows``) where ``confirm_n`` > 0.
+        With ``rank`` set (``confirmed_first``, the collection being ``rows``) where ``confirm_n`` > 0 or
+        ``likely_by_drawing``.
     """
     stage = begin(rows, afm, glob, bg, params, reference=reference)
     if image is None or not stage.expands:
         fused = finish(stage)
     else:
         fused = finish_expanded(stage, *image(seed_rows(stage)))
-    if params.confirm_n <= 0:
+    if params.confirm_n <= 0 and not params.likely_by_drawing:
         return fused
     return dataclasses.replace(fused, rank=confirmed_first(fused, params, len(rows)))
+

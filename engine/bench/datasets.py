@@ -104,8 +104,8 @@ class SketchyData:
     photo_ids : list of str
         (N,) photo ids (file stems), e.g. ``"n02694662_10014"``.
     query_paths : list of Path
-        (Q,) sketch files ``sketch/<class>/<photo-id>-<k>.png`` with ``k == sketch_index``, sorted by class
-        name, then photo id.
+        (Q,) sketch files ``sketch/<class>/<photo-id>-<k>.png`` with ``k == sketch_index`` (any ``k`` where it
+        is None), sorted by class name, then photo id.
     query_class : (Q,) int64 ndarray
         Class index of each sketch.
     query_photo : (Q,) int64 ndarray
@@ -133,16 +133,16 @@ class SketchyData:
         return self.query_class[:, None] == self.photo_class[None, :]
 
 
-def load_sketchy(root: str | os.PathLike | None = None, *, sketch_index: int = 1) -> SketchyData:
+def load_sketchy(root: str | os.PathLike | None = None, *, sketch_index: int | None = 1) -> SketchyData:
     """Load the Sketchy subset's file lists and ground truth (no pixels are read).
 
     Parameters
     ----------
     root : path-like, optional
         The data root (holding ``sketchy/``) or the ``sketchy`` folder itself; default :func:`data_root`.
-    sketch_index : int, keyword-only
+    sketch_index : int or None, keyword-only
         Which sketch of each family becomes the query: ``<photo-id>-<sketch_index>.png``.  Photos with no
-        such sketch contribute no query.
+        such sketch contribute no query.  None: every sketch of every family (by photo id, then file name).
 
     Returns
     -------
@@ -177,7 +177,7 @@ def load_sketchy(root: str | os.PathLike | None = None, *, sketch_index: int = 1
         found: list[tuple[str, Path]] = []
         for s in sketch_dir.glob("*.png"):
             pid, sep, k = s.stem.rpartition("-")
-            if sep and k.isdigit() and int(k) == sketch_index:
+            if sep and k.isdigit() and (sketch_index is None or int(k) == sketch_index):
                 found.append((pid, s))
         for pid, s in sorted(found):
             if pid not in index:

@@ -401,6 +401,82 @@ def test_confirmed_first_matches_its_definition(seed):
     np.testing.assert_array_equal(off, np.where(eligible, final, -np.inf))  # 0: the fused order itself
 
 
+def _brute_order(final, za, score, base, m, eligible, cut):
+    """The ranking by its definition with ``likely_by_drawing``: the confirmed rows first, by alignment z; then
+    the other rows scoring at or above the likely cut, by the drawing's own evidence (``base``); then the rest by
+    the fused score; ineligible rows left out."""
+    confirmed = _brute_confirmed_order(final, za, m, eligible)
+    idx = [i for i in range(len(final)) if eligible[i]]
+    by_afm = sorted(idx, key=lambda i: (-za[i], i))[:m]
+    by_final = sorted(idx, key=lambda i: (-final[i], i))[:m]
+    both = set(by_afm) & set(by_final)
+    first = confirmed[: len(both)]
+    likely = sorted((i for i in idx if i not in both and score[i] >= cut), key=lambda i: (-base[i], i))
+    rest = sorted((i for i in idx if i not in both and score[i] < cut), key=lambda i: (-final[i], i))
+    return first + likely + rest
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_likely_hits_in_the_order_of_the_drawing_match_their_definition(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(5, 400))
+    final = 3 * rng.normal(size=n)
+    za = 0.3 * final + rng.normal(size=n)
+    base = za + rng.normal(size=n)
+    eligible = rng.random(n) > 0.1
+    params = dataclasses.replace(FusionParams(), confirm_n=int(rng.choice([0, 20])), confirm_share=0.05,
+                                 likely=0.25, likely_by_drawing=True, calibration=(-4.0, 1.0, 0.0, 5.0))
+    score = calibrate(final, params.calibration)
+    assert 0 < (score >= params.likely).sum() < n  # some rows on either side of the cut
+    f = fusion.Fused(np.arange(n), final, final, score, za, base=base)
+    key = fusion.confirmed_first(f, params, n, eligible)
+    m = max(3, min(20, round(0.05 * n))) if params.confirm_n else 0
+    order = [i for i in np.argsort(-key, kind="stable") if np.isfinite(key[i])]
+    assert order == _brute_order(final, za, score, base, m, eligible, params.likely)
+    assert np.all(np.isneginf(key[~eligible]))
+    off = fusion.confirmed_first(f, dataclasses.replace(params, likely_by_drawing=False), n, eligible)
+    order_off = [i for i in np.argsort(-off, kind="stable") if np.isfinite(off[i])]
+    if params.confirm_n:
+        assert order_off == _brute_confirmed_order(final, za, m, eligible)
+    else:
+        np.testing.assert_array_equal(off, np.where(eligible, final, -np.inf))
+
+
+def test_a_likely_hit_that_follows_the_drawing_comes_before_one_the_expansion_alone_lifts():
+    # rows 0-2 score above the cut; row 2 is the drawn photo: the expansion puts it third, the drawing first
+    final = np.array([9.0, 8.5, 8.0, 1.0, 0.5, 0.0])
+    za = np.array([0.5, 0.4, 1.5, 0.2, 0.0, 0.1])
+    base = np.array([1.0, 0.5, 4.0, 0.8, 0.1, 0.0])  # alignment z + global z
+    params = dataclasses.replace(FusionParams(), confirm_n=0, likely=0.25, likely_by_drawing=True,
+                                 calibration=(-4.0, 1.0, 0.0, 5.0))
+    f = fusion.Fused(np.arange(6), final, final, calibrate(final, params.calibration), za, base=base)
+    assert np.argsort(-fusion.confirmed_first(f, params, 6), kind="stable").tolist() == [2, 0, 1, 3, 4, 5]
+    # row 3 has the best drawing evidence of the rest, but scores below the cut: it stays in the fused order
+    off = dataclasses.replace(params, likely_by_drawing=False)
+    assert np.argsort(-fusion.confirmed_first(f, off, 6), kind="stable").tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_fused_base_is_the_drawing_evidence_before_the_expansion():
+    rng = np.random.default_rng(3)
+    n = 300
+    rows = np.arange(n)
+    afm, glob = rng.random(n), rng.random(n)
+    vec = rng.normal(size=(n, 16))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    params = dataclasses.replace(load_params(), qe_n=5, qe_w=0.5, ref_k=0.0)
+
+    def image(seeds):
+        return rows, vec @ vec[seeds].mean(axis=0), afm, glob, None
+
+    f = fuse(rows, afm, glob, rows, params, image=image)
+    za = fusion.standardise(afm, afm)
+    zg = fusion.standardise(glob, glob)
+    np.testing.assert_allclose(f.base, za + 0.5 * zg, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fuse(rows, afm, glob, rows, dataclasses.replace(params, qe_n=0)).base, za + 0.5 * zg,
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fuse(rows, afm, None, rows, params).base, za, rtol=1e-9, atol=1e-9)  # alignment alone
+
+
 def test_confirmed_first_puts_the_well_aligned_hit_before_one_the_fused_score_alone_lifted():
     # rows 0 and 1 are the fused score's two best; row 1 is the alignment's best, row 0 barely aligns
     final = np.array([9.0, 8.0, 1.0, 0.5, 0.0, -1.0, -2.0, 0.2])
