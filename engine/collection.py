@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
@@ -96,6 +98,18 @@ class Shards:
                 return got[i]
         raise QueryError("no shard answered: " + "; ".join(f"{self.names[i]}: {w}" for i, w in self.missing.items()))
 
+    def soon(self, step: Callable, *args) -> Future:
+        """``first(step, *args)`` as a future: computed here at once; shards in this process compute it on a
+        thread while the client goes on (``LocalShards``)."""
+        fut: Future = Future()
+        fut.set_result(self.first(step, *args))
+        return fut
+
+    def sent(self, fut: Future | None):
+        """What the shards' steps are given for a value computed with :meth:`soon`: the value itself (shards in
+        another process); ``LocalShards`` give them the future, which they await where they need the value."""
+        return None if fut is None else fut.result()
+
     def _call(self, step: Callable, args: dict[int, tuple]) -> tuple[dict[int, object], dict[int, str]]:
         raise NotImplementedError
 
@@ -135,6 +149,28 @@ class LocalShards(Shards):
     def _call(self, step, args):
         return {i: step(self.searchers[i], *a) for i, a in args.items()}, {}
 
+    def soon(self, step: Callable, *args) -> Future:
+        """``first(step, *args)`` on a thread: a sketch's global descriptor (the CNN, 7-10 ms; at a collection's
+        first query, also its network's and image index's loading) is computed while the shards rank the
+        alignment's shortlist, on the other core (``docs/benchmarks.md``)."""
+        return _pool().submit(self.first, step, *args)
+
+    def sent(self, fut: Future | None):
+        return fut
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads that compute a query's descriptors beside its alignment (``LocalShards.soon``)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(2, thread_name_prefix="sketchsearch-query")
+        return _POOL
+
 
 def _neutral(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Rows without a descriptor (added since the image index was built) get the background mean."""
@@ -167,12 +203,14 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
     s = options.shortlist_size(n)
     extra_k = min(s, max(4 * top_k, 200))  # rows the global descriptor and the expansion add
     qid = uuid.uuid4().hex
-    q_glob = shards.first(ShardSearcher.describe_sketch, edges, options.device) if images else None
     bg = shards.background(params.background)
+    # the sketch's global descriptor is computed while the shards rank the alignment's shortlist (in this process)
+    q_soon = shards.soon(ShardSearcher.describe_sketch, edges, options.device) if images else None
     cap = options.shard_cap(top_k, params.qe_n if images else 0)  # the shortlist rows a shard sends
     got: dict[int, Candidates] = shards.call(ShardSearcher.sketch_candidates, {
-        i: (qid, edges, options, q_glob, bg.get(i, np.zeros(0, np.int64)), extra_k, filt, cap)
+        i: (qid, edges, options, shards.sent(q_soon), bg.get(i, np.zeros(0, np.int64)), extra_k, filt, cap)
         for i in range(len(shards)) if shards.sizes[i]})
+    q_glob = q_soon.result() if q_soon is not None else None
     if not got:
         _warn(shards)
         return []

@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import warnings
 from collections.abc import Sequence
 from functools import cached_property
@@ -30,6 +31,9 @@ from .compact import Dequantised
 from .errors import DamagedIndexWarning, Hint, IndexFormatError
 from .rotation import POLAR_DIM
 from .settings import FORMAT_VERSION, SketchSettings
+
+#: loads of a view's image searcher (``IndexView.images``), one at a time
+_IMAGES_LOCK = threading.Lock()
 
 
 class IndexView:
@@ -281,13 +285,16 @@ class IndexView:
         return keys[:size], np.array(rows[:size], np.int64)
 
     def images(self, device=None):
-        """The image searcher of this view (loaded on first use; QueryError when the index has none)."""
+        """The image searcher of this view (loaded on first use, once, whichever thread asks first: a sketch query
+        describes its sketch on a thread while the alignment runs; QueryError when the index has none)."""
         key = str(device)
         cache = self.__dict__.setdefault("_images", {})
         if key not in cache:
-            from .imageindex import ImageSearcher
+            with _IMAGES_LOCK:
+                if key not in cache:
+                    from .imageindex import ImageSearcher
 
-            cache[key] = ImageSearcher(self, device)
+                    cache[key] = ImageSearcher(self, device)
         return cache[key]
 
     def info(self) -> dict:

@@ -17,7 +17,8 @@ Rows: shard ``i``'s local row ``r`` is the collection row ``offsets[i] + r``.
 
 Steps of a sketch query (``sketch_search``), ``i`` over the shards:
 
-1. ``describe_sketch`` (one shard): the query's global descriptor.
+1. ``describe_sketch`` (one shard): the query's global descriptor (``Shards.soon``: with shards in this process,
+   on a thread, while step 2 ranks the alignment's shortlist; the shards await it before their global pass).
 2. ``sketch_candidates`` (all): each shard's alignment shortlist (exact 2-D scores) -- of it, the photos that
    fewer than ``SearchOptions.shard_cap`` others beat on both scores (``undominated``) --, its part of the
    background sample and its best global-descriptor rows, with both scores.
@@ -34,6 +35,7 @@ import dataclasses
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -189,9 +191,11 @@ class ShardSearcher:
     def _images(self, options):
         return self._images_for(options.device)
 
-    def sketch_candidates(self, qid: str, edges: EdgeMap, options, q_glob: np.ndarray | None,
+    def sketch_candidates(self, qid: str, edges: EdgeMap, options, q_glob: np.ndarray | Future | None,
                           bg_rows: np.ndarray, extra_k: int, filt=None, cap: int | None = None) -> Candidates:
-        """Step 2: candidates of this shard with their alignment and global scores.  With a filter
+        """Step 2: candidates of this shard with their alignment and global scores (``q_glob``: the sketch's
+        global descriptor, or, from a client in this process, the future of it, awaited once the alignment's
+        shortlist is ranked: ``Shards.soon``).  With a filter
         (``engine.filters.PhotoFilter``) the shortlist and the best global rows are of the photos it lets
         through; the background sample stays the whole shard's (it standardises the scores).
 
@@ -207,7 +211,7 @@ class ShardSearcher:
         ix = self.index
         scorer = QueryScorer(encode_query(edges, ix.layout), ix.layout, mirror=options.mirror,
                              device=pick_device(options.device))
-        q = _Query(scorer, q_glob)
+        q = _Query(scorer, None)
         with self._lock:
             self._queries[qid] = q
             while len(self._queries) > MAX_OPEN_QUERIES:
@@ -222,6 +226,9 @@ class ShardSearcher:
                            n_align=0, subset=allowed)
             short = allowed[ranking.rows[: ranking.n_exact]]
         q.keep(short, ranking.scores[: ranking.n_exact])
+        if isinstance(q_glob, Future):  # in this process: the client described the sketch while the alignment ran
+            q_glob = q_glob.result()
+        q.q_glob = q_glob
         bg_rows = np.asarray(bg_rows, np.int64)
         images = self._images(options) if q_glob is not None else None
         gtop = gtop_scores = np.zeros(0)

@@ -327,3 +327,78 @@ def test_browsing_pages_photos_of_one_date_once_each_in_path_order(tmp_path):
     for ix in (SketchIndex(tmp_path / "single"), ShardedIndex(tmp_path / "photos.json")):
         pages = [h.path for off in (0, 4, 8) for h in ix.browse(limit=4, offset=off)]
         assert pages == expected
+
+
+def test_the_sketch_is_described_on_a_thread_beside_the_alignment_with_the_same_hits(collection, monkeypatch):
+    """In this process the sketch's global descriptor is computed on another thread while the shards rank the
+    alignment's shortlist (``LocalShards.soon``): the same hits as computing it first, one index or shards."""
+    import threading
+
+    from engine.collection import LocalShards, Shards
+    from engine.shardsearch import ShardSearcher
+
+    tmp, _, _ = collection
+    threads = []
+    describe = ShardSearcher.describe_sketch
+
+    def recorded(self, edges, device=None):
+        threads.append(threading.current_thread().name)
+        return describe(self, edges, device)
+
+    monkeypatch.setattr(ShardSearcher, "describe_sketch", recorded)
+    for path in (tmp / "single", tmp / "photos.json"):
+        ix = SketchIndex(path) if path.is_dir() else ShardedIndex(path)
+        beside = [ix.search(sketch_of(s), top_k=10) for s in ("star", "ell")]
+        assert threads and all(t.startswith("sketchsearch-query") for t in threads)
+        threads.clear()
+        with monkeypatch.context() as m:  # first the descriptor, then the shards (as for shards in other processes)
+            m.setattr(LocalShards, "soon", Shards.soon)
+            m.setattr(LocalShards, "sent", Shards.sent)
+            first = [ix.search(sketch_of(s), top_k=10) for s in ("star", "ell")]
+        assert threads == [threading.main_thread().name] * 2
+        threads.clear()
+        for a, b in zip(beside, first, strict=True):
+            assert [h.to_json() for h in a] == [h.to_json() for h in b]
+
+
+def test_a_sketch_that_cannot_be_described_fails_the_search_and_the_next_one_works(collection, monkeypatch):
+    from engine.errors import QueryError
+    from engine.shardsearch import ShardSearcher
+
+    tmp, _, _ = collection
+    ix = SketchIndex(tmp / "single")
+
+    def broken(self, edges, device=None):
+        raise QueryError("the sketch network is broken")
+
+    with monkeypatch.context() as m:
+        m.setattr(ShardSearcher, "describe_sketch", broken)
+        with pytest.raises(QueryError, match="sketch network is broken"):
+            ix.search(sketch_of("star"), top_k=5)
+    assert len(ix.search(sketch_of("star"), top_k=5)) == 5
+
+
+def test_a_views_image_searcher_is_loaded_once_when_two_threads_ask_at_once(collection, monkeypatch):
+    import threading
+    import time
+
+    from engine import imageindex
+
+    tmp, _, _ = collection
+    view = SketchIndex(tmp / "single")
+    made = []
+    init = imageindex.ImageSearcher.__init__
+
+    def slow(self, *a, **kw):
+        made.append(1)
+        time.sleep(0.2)  # both threads ask while the first load runs
+        init(self, *a, **kw)
+
+    monkeypatch.setattr(imageindex.ImageSearcher, "__init__", slow)
+    got = []
+    ts = [threading.Thread(target=lambda: got.append(view.images())) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert len(made) == 1 and len(got) == 2 and got[0] is got[1]
