@@ -172,6 +172,16 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool() -> None:
+    """In a child made by ``fork``: the parent's threads do not exist here, so the child makes its own."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _neutral(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Rows without a descriptor (added since the image index was built) get the background mean."""
     return np.where(np.isnan(x), np.nanmean(ref) if np.isfinite(ref).any() else 0.0, x)

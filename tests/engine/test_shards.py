@@ -402,3 +402,25 @@ def test_a_views_image_searcher_is_loaded_once_when_two_threads_ask_at_once(coll
     for t in ts:
         t.join()
     assert len(made) == 1 and len(got) == 2 and got[0] is got[1]
+
+
+def _search_in_child(path: str, conn) -> None:
+    conn.send(len(SketchIndex(path).search(sketch_of("star"), top_k=5)))
+
+
+def test_a_process_forked_after_a_search_searches_on_its_own_threads(collection):
+    """The threads that describe sketches (``LocalShards.soon``) are not copied by ``fork``: a child made after a
+    search makes its own instead of waiting on its parent's for ever."""
+    import multiprocessing as mp
+
+    tmp, _, _ = collection
+    assert len(SketchIndex(tmp / "single").search(sketch_of("star"), top_k=5)) == 5  # the parent's threads exist
+    ctx = mp.get_context("fork")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=_search_in_child, args=(str(tmp / "single"), there))
+    child.start()
+    child.join(120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's search hung")
+    assert child.exitcode == 0 and here.poll(5) and here.recv() == 5
