@@ -554,7 +554,7 @@ class ImageSearcher:
         """View rows of the ``k`` best global sketch cosines (one int8 matrix-vector product over the
         collection's codes); with ``with_scores``, (rows, their float32 scores)."""
         scores = self.sketch.scores(np.asarray(q, np.float32), threads=cpu_threads())
-        top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top_positions(scores, k) if k < len(scores) else np.arange(len(scores))
         rows = self.rows[top]
         ok = rows >= 0
         return (rows[ok], scores[top][ok]) if with_scores else rows[ok]
