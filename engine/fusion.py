@@ -581,4 +581,3 @@ def fuse(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.ndar
     if params.confirm_n <= 0 and not params.likely_by_drawing:
         return fused
     return dataclasses.replace(fused, rank=confirmed_first(fused, params, len(rows)))
-

@@ -423,4 +423,8 @@ def test_a_process_forked_after_a_search_searches_on_its_own_threads(collection)
     if child.is_alive():
         child.kill()
         pytest.fail("the forked child's search hung")
-    assert child.exitcode == 0 and here.poll(5) and here.recv() == 5
+    try:
+        assert child.exitcode == 0 and here.poll(5) and here.recv() == 5
+    finally:
+        here.close()
+        there.close()
