@@ -480,10 +480,17 @@ class SysuSignals:
     sig: Signals
     relevant: np.ndarray  # (Q, N)
     exclude: np.ndarray  # (Q, N) the query's own photo
-    boxes: np.ndarray  # (Q, N, 4) the alignment's box (mirror on) in original pixels, as the search draws it
     gt: list  # ground-truth boxes per photo
     query_class: np.ndarray  # (Q,) 0 bicycle, 1 boat (``datasets.SYSU_CLASSES``)
-    soft_boxes: dict  # box softness (``SOFTNESS_GRID``) -> (Q, N, 4) the boxes of that softness
+    soft_boxes: dict  # box softness (``SOFTNESS_GRID`` and the search's) -> (Q, N, 4) the boxes of that softness
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(Q, N, 4) the alignment's box (mirror on) in original pixels, as the search draws it
+        (``engine.search.BOX_SOFTNESS``)."""
+        from ..search import BOX_SOFTNESS
+
+        return self.soft_boxes[BOX_SOFTNESS]
 
 
 def sysu_signals(root: Path, work: Path, *, per_class: int | None = None, distractors: bool = False) -> SysuSignals:
@@ -522,8 +529,7 @@ def sysu_signals(root: Path, work: Path, *, per_class: int | None = None, distra
         for t, boxes in soft_boxes.items():
             for j, a in enumerate(scorer.alignments_of(placements, t)):
                 boxes[qi, j] = photo_box(geometry[j], e.width * a.scale, e.height * a.scale, a.dx, a.dy)
-    return SysuSignals(sig, relevant, exclude, soft_boxes[BOX_SOFTNESS], gt, np.array([q.class_index for q in queries]),
-                       soft_boxes)
+    return SysuSignals(sig, relevant, exclude, gt, np.array([q.class_index for q in queries]), soft_boxes)
 
 
 def sysu_metrics(final: np.ndarray, s: SysuSignals, sel: np.ndarray | None = None, *,

@@ -371,16 +371,19 @@ def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
 
 
 
-def _brute_confirmed_order(final, za, m, eligible):
-    """The confirmed-first order by its definition: rows both rankings put among their best m (of the eligible)
-    first, by alignment z; then the others by the fused score; ineligible rows left out."""
+def _brute_confirmed_order(final, za, m, eligible, score=None, base=None, cut=None):
+    """The ranking by its definition: rows both rankings put among their best m (of the eligible) first, by
+    alignment z; then, where a likely cut is given (``likely_by_drawing``), the other rows scoring at or above it,
+    by the drawing's own evidence (``base``); then the others by the fused score; ineligible rows left out."""
     idx = [i for i in range(len(final)) if eligible[i]]
     by_afm = sorted(idx, key=lambda i: (-za[i], i))[:m]
     by_final = sorted(idx, key=lambda i: (-final[i], i))[:m]
     both = set(by_afm) & set(by_final)
     first = sorted(both, key=lambda i: (-za[i], i))
-    rest = sorted((i for i in idx if i not in both), key=lambda i: (-final[i], i))
-    return first + rest
+    others = [i for i in idx if i not in both]
+    likely = [] if cut is None else sorted((i for i in others if score[i] >= cut), key=lambda i: (-base[i], i))
+    rest = sorted((i for i in others if i not in likely), key=lambda i: (-final[i], i))
+    return first + likely + rest
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -401,21 +404,6 @@ def test_confirmed_first_matches_its_definition(seed):
     np.testing.assert_array_equal(off, np.where(eligible, final, -np.inf))  # 0: the fused order itself
 
 
-def _brute_order(final, za, score, base, m, eligible, cut):
-    """The ranking by its definition with ``likely_by_drawing``: the confirmed rows first, by alignment z; then
-    the other rows scoring at or above the likely cut, by the drawing's own evidence (``base``); then the rest by
-    the fused score; ineligible rows left out."""
-    confirmed = _brute_confirmed_order(final, za, m, eligible)
-    idx = [i for i in range(len(final)) if eligible[i]]
-    by_afm = sorted(idx, key=lambda i: (-za[i], i))[:m]
-    by_final = sorted(idx, key=lambda i: (-final[i], i))[:m]
-    both = set(by_afm) & set(by_final)
-    first = confirmed[: len(both)]
-    likely = sorted((i for i in idx if i not in both and score[i] >= cut), key=lambda i: (-base[i], i))
-    rest = sorted((i for i in idx if i not in both and score[i] < cut), key=lambda i: (-final[i], i))
-    return first + likely + rest
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_likely_hits_in_the_order_of_the_drawing_match_their_definition(seed):
     rng = np.random.default_rng(100 + seed)
@@ -432,7 +420,7 @@ def test_likely_hits_in_the_order_of_the_drawing_match_their_definition(seed):
     key = fusion.confirmed_first(f, params, n, eligible)
     m = max(3, min(20, round(0.05 * n))) if params.confirm_n else 0
     order = [i for i in np.argsort(-key, kind="stable") if np.isfinite(key[i])]
-    assert order == _brute_order(final, za, score, base, m, eligible, params.likely)
+    assert order == _brute_confirmed_order(final, za, m, eligible, score, base, params.likely)
     assert np.all(np.isneginf(key[~eligible]))
     off = fusion.confirmed_first(f, dataclasses.replace(params, likely_by_drawing=False), n, eligible)
     order_off = [i for i in np.argsort(-off, kind="stable") if np.isfinite(off[i])]
