@@ -62,6 +62,51 @@ def test_to_rgb_alpha_composited_on_white():
     assert np.allclose(to_rgb(la), [[[1, 1, 1], [0, 0, 0]]])
 
 
+def _former_to_rgb(array) -> np.ndarray:
+    """to_rgb as it was written before float samples already in [0, 1] skipped nan_to_num and clip."""
+    from engine.imageio import _scale_integers
+
+    a = np.asarray(array)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.dtype == bool:
+        f = a.astype(np.float32)
+    elif np.issubdtype(a.dtype, np.integer):
+        f = _scale_integers(a)
+    else:
+        f = np.clip(np.nan_to_num(a.astype(np.float32), nan=0.0), 0.0, 1.0)
+    if f.shape[2] in (2, 4):
+        alpha = f[:, :, -1:]
+        f = f[:, :, :-1] * alpha + (1.0 - alpha)
+    if f.shape[2] == 1:
+        f = np.repeat(f, 3, axis=2)
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+def test_to_rgb_equals_its_former_formulation():
+    rng = np.random.default_rng(3)
+    arrays = []
+    for shape in ((1, 1), (1, 1, 1), (5, 7), (5, 7, 1), (5, 7, 2), (5, 7, 3), (5, 7, 4), (64, 48, 3)):
+        unit = rng.random(shape).astype(np.float32)
+        unit.flat[0] = 0.0
+        arrays += [unit, unit.astype(np.float64), unit.astype(np.float16), np.asfortranarray(unit),
+                   (rng.integers(0, 256, shape)).astype(np.uint8), rng.integers(0, 65536, shape).astype(np.uint16),
+                   rng.integers(0, 256, shape).astype(np.int32), rng.integers(0, 65536, shape).astype(np.int32),
+                   rng.random(shape) < 0.5, rng.uniform(-0.5, 1.5, shape).astype(np.float32)]
+        for special in (-0.0, 1.0, np.nextafter(np.float32(1), np.float32(2)), np.float32(1e-40), -1e-40, np.nan,
+                        np.inf, -np.inf):
+            a = unit.copy()
+            a.flat[-1] = special
+            arrays.append(a)
+        arrays.append(np.full(shape, np.nan, np.float32))
+        arrays.append(np.float64(1.0) + 1e-12 * unit)  # rounds to 1 in float32
+    arrays.append(np.ones((6, 6, 3), np.float32)[::2, ::-2])  # a strided view
+    for a in arrays:
+        new, former = to_rgb(a), _former_to_rgb(a)
+        assert new.dtype == former.dtype and new.shape == former.shape and new.tobytes() == former.tobytes(), a
+        assert new.flags.c_contiguous and not np.shares_memory(new, a)
+
+
 @pytest.mark.parametrize("shape", [(4,), (4, 4, 5), (0, 4), (2, 2, 2, 2)])
 def test_to_rgb_rejects_bad_shapes(shape):
     with pytest.raises(ValueError):
