@@ -167,10 +167,19 @@ def get_detector(name: str) -> EdgeDetector:
 # Building blocks (public: a learned detector can reuse them)
 
 
+_PI32 = np.float32(np.pi)  # float32's pi, a little above pi: what ``np.mod`` of a float32 array by ``np.pi`` uses
+
+
 def wrap_pi(angle: np.ndarray) -> np.ndarray:
-    """Angles -> float32 in [0, pi) (float32 rounding can otherwise land exactly on pi)."""
-    a = np.mod(angle, np.pi).astype(np.float32)
-    a[a >= np.float32(np.pi)] = 0.0
+    """Angles -> float32 in [0, pi) (float32 rounding can otherwise land exactly on pi); a new array."""
+    a = np.asarray(angle)
+    if a.dtype == np.float32 and a.size and a.min() >= 0.0 and a.max() < _PI32:
+        # Already wrapped (a detector's orientation, wrapped again by edges_from_maps): np.mod (float32, by
+        # float32's pi) would return every value as it is but -0.0, which it makes +0.0, as adding +0.0 does
+        # -- at a tenth of its cost (NaN fails the test).
+        return a + np.float32(0.0)
+    a = np.mod(a, np.pi).astype(np.float32)
+    a[a >= _PI32] = 0.0
     return a
 
 
@@ -270,7 +279,7 @@ def hysteresis(strength: np.ndarray, low: float, high: float, *, min_length: int
     weak = (strength >= low).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     keep = np.zeros(n, bool)
-    keep[np.unique(labels[strength >= high])] = True
+    keep[labels[strength >= high]] = True  # repeated labels just set True again (np.unique would sort them)
     keep[0] = False
     if min_length > 1:
         keep &= stats[:, cv2.CC_STAT_AREA] >= min_length
@@ -434,20 +443,6 @@ def _resize_factor(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=interp)  # degenerate sliver: size wins
 
 
-def _edge_map(strength: np.ndarray, theta: np.ndarray, mask: np.ndarray, *, scale: float,
-              origin: tuple[float, float]) -> EdgeMap:
-    h, w = mask.shape
-    rows, cols = np.nonzero(mask)  # row-major order
-    return EdgeMap(
-        x=(cols - (w - 1) / 2.0).astype(np.float32),
-        y=(rows - (h - 1) / 2.0).astype(np.float32),
-        theta=np.ascontiguousarray(theta[rows, cols], np.float32),
-        w=np.ascontiguousarray(strength[rows, cols], np.float32),
-        width=int(w), height=int(h), scale=float(scale),
-        origin=(float(origin[0]), float(origin[1])),
-    )
-
-
 def photo_edges(image, *, detector="classical", max_side: int = 400,
                 min_strength: float = 0.2) -> EdgeMap:
     """Edge map of a photo at the working resolution.
@@ -506,7 +501,16 @@ def edges_from_maps(strength: np.ndarray, theta: np.ndarray, *, scale: float, mi
     if strength.shape != theta.shape or strength.ndim != 2:
         raise ValueError(f"detector {name!r} returned shapes {strength.shape}, {theta.shape}")
     mask = (strength >= min_strength) & (strength > 0)
-    return _edge_map(np.minimum(strength, 1.0), wrap_pi(theta), mask, scale=scale, origin=(0.0, 0.0))
+    h, w = mask.shape
+    rows, cols = np.nonzero(mask)  # row-major order
+    # clipped and wrapped at the points only (elementwise: the same values as over the whole maps)
+    return EdgeMap(
+        x=(cols - (w - 1) / 2.0).astype(np.float32),
+        y=(rows - (h - 1) / 2.0).astype(np.float32),
+        theta=wrap_pi(theta[rows, cols]),
+        w=np.ascontiguousarray(np.minimum(strength[rows, cols], 1.0), np.float32),
+        width=int(w), height=int(h), scale=float(scale),
+    )
 
 
 def render_edges(edge_map: EdgeMap) -> np.ndarray:

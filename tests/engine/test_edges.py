@@ -425,3 +425,97 @@ def test_sketch_edges_do_not_import_scipy():
             "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('scipy', 'skimage')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert not [m for m in out if m.startswith("scipy") or m in ("skimage", "skimage.morphology")], out
+
+
+# ------------------------------------------------------------------ the faster formulations equal the former ones
+
+
+def _former_wrap_pi(angle):
+    a = np.mod(angle, np.pi).astype(np.float32)
+    a[a >= np.float32(np.pi)] = 0.0
+    return a
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same dtype, shape and bytes (so -0.0 differs from 0.0 and NaNs match)."""
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _angles(rng, shape=(31, 17)) -> list[np.ndarray]:
+    pi32 = np.float32(np.pi)
+    wrapped = rng.uniform(0, np.pi, shape).astype(np.float32)
+    wrapped[wrapped >= pi32] = 0.0
+    wrapped.flat[:4] = [0.0, -0.0, np.nextafter(pi32, np.float32(0)), np.float32(1e-40)]
+    edge = wrapped.copy()
+    edge.flat[5] = pi32  # exactly float32's pi
+    out = [wrapped, edge, rng.uniform(-10, 10, shape).astype(np.float32), rng.uniform(-10, 10, shape),
+           wrapped.astype(np.float64), np.float64(np.pi) * np.ones(shape), wrapped.astype(np.float16),
+           np.zeros(shape, np.float32), -np.zeros(shape, np.float32), np.zeros((0,), np.float32),
+           wrapped[:1, :1], wrapped[:, ::2], np.arange(-5, 6), [0.5, 4.0]]
+    for special in (np.nan, np.inf, -np.inf, -1e-7):
+        a = wrapped.copy()
+        a.flat[7] = special
+        out.append(a)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in remainder:RuntimeWarning")
+def test_wrap_pi_equals_its_former_formulation():
+    for a in _angles(np.random.default_rng(11)):
+        new = E.wrap_pi(a)
+        assert _same(new, _former_wrap_pi(a)), a
+        assert new is not a and not np.shares_memory(new, np.asarray(a))  # a new array, as before
+
+
+def _former_edges_from_maps(strength, theta, *, scale, min_strength=0.2):
+    mask = (strength >= min_strength) & (strength > 0)
+    strength, theta = np.minimum(strength, 1.0), _former_wrap_pi(theta)
+    h, w = mask.shape
+    rows, cols = np.nonzero(mask)
+    return EdgeMap(x=(cols - (w - 1) / 2.0).astype(np.float32), y=(rows - (h - 1) / 2.0).astype(np.float32),
+                   theta=np.ascontiguousarray(theta[rows, cols], np.float32),
+                   w=np.ascontiguousarray(strength[rows, cols], np.float32), width=int(w), height=int(h),
+                   scale=float(scale), origin=(0.0, 0.0))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in remainder:RuntimeWarning")
+def test_edges_from_maps_equals_its_former_formulation():
+    rng = np.random.default_rng(12)
+    for theta in _angles(rng):
+        theta = np.asarray(theta)
+        if theta.ndim != 2:
+            continue
+        for strength in (rng.random(theta.shape).astype(np.float32) * 1.5, rng.random(theta.shape),
+                         np.zeros(theta.shape, np.float32)):
+            strength.flat[:3] = [np.nan, np.inf, 1.0]
+            for min_strength in (0.2, 0.0, -1.0):
+                new = E.edges_from_maps(strength, theta, scale=0.25, min_strength=min_strength)
+                former = _former_edges_from_maps(strength, theta, scale=0.25, min_strength=min_strength)
+                for name in ("x", "y", "theta", "w"):
+                    assert _same(getattr(new, name), getattr(former, name)), name
+                assert (new.width, new.height, new.scale, new.origin) == \
+                       (former.width, former.height, former.scale, former.origin)
+    # a photo's own maps
+    strength, theta = get_detector("classical")(_square(120, 90, (20, 30, 70, 100)))
+    new, former = E.edges_from_maps(strength, theta, scale=1.0), _former_edges_from_maps(strength, theta, scale=1.0)
+    assert len(new) > 100
+    assert all(_same(getattr(new, name), getattr(former, name)) for name in ("x", "y", "theta", "w"))
+
+
+def test_hysteresis_equals_its_former_formulation():
+    def former(strength, low, high, min_length=0):
+        n, labels, stats, _ = cv2.connectedComponentsWithStats((strength >= low).astype(np.uint8), connectivity=8)
+        keep = np.zeros(n, bool)
+        keep[np.unique(labels[strength >= high])] = True
+        keep[0] = False
+        if min_length > 1:
+            keep &= stats[:, cv2.CC_STAT_AREA] >= min_length
+        return keep[labels]
+
+    rng = np.random.default_rng(13)
+    for shape in ((1, 1), (3, 2), (64, 80)):
+        strength = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 1.5)
+        strength.flat[0] = np.nan
+        for low, high, min_length in ((0.3, 0.6, 0), (0.45, 0.5, 4), (0.0, 2.0, 0), (0.5, 0.0, 16)):
+            assert np.array_equal(E.hysteresis(strength, low, high, min_length=min_length),
+                                  former(strength, low, high, min_length))
