@@ -194,3 +194,96 @@ def test_a_print_turned_by_37_degrees_and_shrunk_to_70_percent_on_white_matches_
                                           max_side=300)) for im in (photo, copy)]
     assert invariant(*frame)[1] < 0.9  # rotation-invariant, not scale-invariant: the problem this disc solves
     assert INNER < 1.0
+
+
+# ------------------------------------------------------------------ the faster formulations equal the former ones
+
+
+def _former_content_disc(image, *, tolerance=0.05, min_border=0.6, min_fill=0.9, min_area=0.1):
+    """content_disc as it was written before its numpy reductions were replaced (np.max over the channels,
+    np.isin)."""
+    img = np.asarray(image, np.float32)
+    h, w = img.shape[:2]
+    frame = ((0.0, 0.0), min(w, h) / 2.0)
+    if img.ndim != 3 or h < 3 or w < 3:
+        return frame
+    ring = np.concatenate([img[0], img[-1], img[1:-1, 0], img[1:-1, -1]])
+    colour = np.median(ring, axis=0)
+    near = np.max(np.abs(img - colour), axis=2) <= tolerance
+    if np.concatenate([near[0], near[-1], near[1:-1, 0], near[1:-1, -1]]).mean() < min_border:
+        return frame
+    _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
+    outer = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    border = np.isin(labels, outer[outer > 0]) & near
+    contours, _ = cv2.findContours((~border).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return frame
+    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    area = cv2.contourArea(hull)
+    (cx, cy), (rw, rh), _ = cv2.minAreaRect(hull)
+    if area < min_area * w * h or area < min_fill * rw * rh:
+        return frame
+    radius = min(min(rw, rh) / 2.0, cx + 0.5, w - 0.5 - cx, cy + 0.5, h - 0.5 - cy)
+    if not radius > 1.0:
+        return frame
+    return (float(cx - (w - 1) / 2.0), float(cy - (h - 1) / 2.0)), float(radius)
+
+
+def test_the_near_pixels_are_those_of_the_former_channel_maximum():
+    from engine.rotation import _near
+
+    rng = np.random.default_rng(5)
+    for channels in (1, 2, 3, 4, 5):
+        for h, w in ((1, 1), (2, 3), (37, 51)):
+            img = rng.random((h, w, channels)).astype(np.float32)
+            colour = img.reshape(-1, channels)[0].copy()
+            img[rng.random(img.shape) < 0.3] = colour[0]  # exact ties
+            img[rng.random(img.shape) < 0.3] += np.float32(0.05)  # on the tolerance
+            img.flat[rng.integers(0, img.size, 3)] = [np.nan, np.inf, -np.inf]
+            img.flat[rng.integers(0, img.size, 2)] = [-0.0, 1e-40]  # a negative zero, a subnormal
+            for c in (colour, np.full(channels, np.nan, np.float32)):
+                for tol in (0.05, 0.0, 0.5):
+                    former = np.max(np.abs(img - c), axis=2) <= tol
+                    assert np.array_equal(_near(img, c, tol), former), (channels, h, w, c, tol)
+
+
+def test_content_disc_equals_its_former_formulation():
+    rng = np.random.default_rng(6)
+    images = [photo_scene(0)[..., ::-1].astype(np.float32) / 255]
+    for scale, degrees in ((0.7, 37.0), (0.6, 300.0), (0.8, 90.0), (0.3, 10.0)):
+        images.append(on_white(photo_scene(1), scale, degrees)[..., ::-1].astype(np.float32) / 255)
+    off = np.full((300, 400, 3), 1.0, np.float32)
+    off[40:250, 30:240] = rng.random((210, 210, 3))
+    images += [off, off[..., :1], off[..., :2], np.dstack([off, np.ones((300, 400, 1), np.float32)]),
+               np.dstack([off, off[..., :2]])]
+    noisy = off.copy()
+    noisy[0, :5, 0] = [np.nan, np.inf, -np.inf, -0.0, 2.0]
+    images += [noisy, np.full((300, 300, 3), 0.6, np.float32), rng.random((3, 3, 3)).astype(np.float32),
+               np.ones((3, 4, 3), np.float32), np.ones((2, 5, 3), np.float32), np.ones((4, 4), np.float32)]
+    mask = np.zeros((200, 150, 3), np.float32)
+    mask[20:180, 30:120] = 1.0  # a white print on black
+    images.append(mask)
+    for img in images:
+        for kw in ({}, {"tolerance": 0.0}, {"min_border": 0.0, "min_fill": 0.0, "min_area": 0.0}):
+            assert content_disc(img, **kw) == _former_content_disc(img, **kw), (img.shape, kw)
+
+
+def test_encode_polar_equals_the_former_einsum():
+    from engine.featuremaps import feature_map
+
+    lay = PolarLayout()
+    s = lay.settings
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 5, 3000):
+        phi = rng.uniform(-np.pi, np.pi, n)
+        rho, rel, w = rng.random(n), rng.uniform(-4, 4, n), rng.random(n)
+        fp = feature_map(phi, np.arange(s.n_phi), np.sqrt(lay.gamma_phi))
+        fr = feature_map(np.pi * rho, np.arange(s.n_rho), np.sqrt(lay.gamma_rho))
+        ft = feature_map(2 * rel, np.arange(s.n_theta), np.sqrt(lay.gamma_theta))
+        former = np.einsum("pi,pj,pk->ijk", fp * w[:, None], fr, ft, optimize=True).ravel()
+        x = encode_polar(phi, rho, rel, w, lay, normalise=False)
+        assert x.shape == (lay.dim,) and x.dtype == np.float64
+        np.testing.assert_allclose(x, former, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(former).max()))
+        n_former = np.linalg.norm(former)
+        normalised = former / n_former if n_former > 0 else former
+        np.testing.assert_allclose(encode_polar(phi, rho, rel, w, lay), normalised, rtol=1e-12, atol=1e-14)
