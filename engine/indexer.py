@@ -218,6 +218,33 @@ def _init_worker(settings_json: str, single_thread: bool = True, net_side: int |
         _worker_failed = f"{type(e).__name__}: {e}"
 
 
+def _keep_freed_memory(mmap_threshold: int = 16 << 20, trim_threshold: int = 32 << 20) -> bool:
+    """Let this process's allocator keep the memory it frees (glibc's ``mallopt``); True where it did.
+
+    Describing a photo allocates and frees a few dozen arrays of 0.1 to 2 MB.  glibc hands the free top of its
+    heap back to the system as soon as it exceeds twice the largest block freed so far, and each page it takes
+    back later is faulted in and zeroed again: 2,800 page faults and 6 ms of system time per 12-megapixel
+    JPEG, 45 ms in all (one core, Zen 4).  Blocks below ``mmap_threshold`` taken from the heap and up to
+    ``trim_threshold`` of free heap kept: no fault, 39 ms, and the same peak memory (83 MB).  For the describing
+    worker processes (a process of their own); elsewhere (not glibc: macOS, Windows, musl) nothing changes."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):  # musl's mallopt does nothing
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    # the mmap threshold first: setting either one ends glibc's own adjustment of both
+    return bool(mallopt(m_mmap_threshold, int(mmap_threshold))) and bool(mallopt(m_trim_threshold, int(trim_threshold)))
+
+
 def _set_up_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
                    cnn_json: str | None = None, defer_edges: bool = False) -> None:
     """Per-process state of the describing jobs.  ``single_thread``: one OpenCV thread (a worker process; not
@@ -231,6 +258,7 @@ def _set_up_worker(settings_json: str, single_thread: bool = True, net_side: int
         import cv2
 
         cv2.setNumThreads(1)
+        _keep_freed_memory()
     _worker_layout = FeatureLayout.from_settings(SketchSettings.from_json(settings_json))
     _worker_net_side = net_side
     _worker_cnn = None
