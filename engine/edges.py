@@ -277,13 +277,15 @@ def hysteresis(strength: np.ndarray, low: float, high: float, *, min_length: int
         The kept pixels.
     """
     weak = (strength >= low).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    # the chains' pixel counts by np.bincount: connectedComponentsWithStats's boxes and centroids cost 6 times
+    # the labelling
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
     keep = np.zeros(n, bool)
     keep[labels[strength >= high]] = True  # repeated labels just set True again (np.unique would sort them)
     keep[0] = False
     if min_length > 1:
-        keep &= stats[:, cv2.CC_STAT_AREA] >= min_length
-    return keep[labels]
+        keep &= np.bincount(labels.ravel(), minlength=n) >= min_length
+    return np.take(keep, labels)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -513,9 +513,18 @@ def test_hysteresis_equals_its_former_formulation():
         return keep[labels]
 
     rng = np.random.default_rng(13)
-    for shape in ((1, 1), (3, 2), (64, 80)):
+    maps = []
+    for shape in ((1, 1), (3, 2), (64, 80), (300, 400)):
         strength = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 1.5)
         strength.flat[0] = np.nan
-        for low, high, min_length in ((0.3, 0.6, 0), (0.45, 0.5, 4), (0.0, 2.0, 0), (0.5, 0.0, 16)):
-            assert np.array_equal(E.hysteresis(strength, low, high, min_length=min_length),
-                                  former(strength, low, high, min_length))
+        maps.append(strength)
+    det = get_detector("classical")
+    scene = cv2.GaussianBlur(rng.random((240, 320, 3)).astype(np.float32), (0, 0), 3.0)  # a textured photo
+    c, theta = det.contrast_map(scene / scene.max())
+    maps.append(1.0 - np.exp(-E.non_max_suppression(c, theta) / det.contrast))  # what the detector thresholds
+    for strength in maps:
+        for low, high, min_length in ((0.3, 0.6, 0), (0.45, 0.5, 4), (0.0, 2.0, 0), (0.5, 0.0, 16),
+                                      (det.low, det.high, det.min_length), (0.01, 0.02, 16)):
+            new = E.hysteresis(strength, low, high, min_length=min_length)
+            assert new.dtype == bool and np.array_equal(new, former(strength, low, high, min_length))
+    assert E.hysteresis(maps[-1], 0.01, 0.02, min_length=16).any()
