@@ -152,6 +152,37 @@ def test_drawing_is_black_strokes_on_white_with_a_border():
     assert cc.min() > pad - 3 and rr.min() > pad * (e.height / e.width) - 3  # the white border
 
 
+
+def test_drawing_equals_its_former_three_channel_resize():
+    """The drawing resized as one grey channel and repeated: the bytes of the former resize of three equal
+    channels, shrinking (area) and enlarging (bilinear), with and without a border."""
+    from engine.edges import EdgeMap
+    from engine.imageio import network_input
+
+    def former(edges, thickness, border, side):
+        h, w = edges.height, edges.width
+        pad = int(round(border * max(h, w)))
+        ink = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
+        cols = np.rint(edges.x + (w - 1) / 2.0).astype(np.intp) + pad
+        rows = np.rint(edges.y + (h - 1) / 2.0).astype(np.intp) + pad
+        ink[rows, cols] = 1.0
+        if thickness > 1:
+            ink = cv2.dilate(ink, np.ones((thickness, thickness), np.uint8))
+        return network_input(np.repeat((1.0 - ink)[:, :, None], 3, axis=2), side)
+
+    rng = np.random.default_rng(8)
+    for w, h in ((400, 300), (300, 400), (400, 400), (448, 224), (37, 16), (1, 1), (123, 401)):
+        n = max(1, w * h // 20)
+        cols, rows = rng.integers(0, w, n), rng.integers(0, h, n)
+        e = EdgeMap(x=(cols - (w - 1) / 2.0).astype(np.float32), y=(rows - (h - 1) / 2.0).astype(np.float32),
+                    theta=np.zeros(n, np.float32), w=np.ones(n, np.float32), width=w, height=h)
+        for thickness, border, side in ((2, 0.0, 224), (2, 0.1, 224), (1, 0.0, 112), (3, 0.05, 500)):
+            d = fusion.drawing(e, thickness=thickness, border=border, side=side)
+            ref = former(e, thickness, border, side)
+            assert d.dtype == ref.dtype and d.shape == ref.shape and d.flags.c_contiguous
+            assert np.array_equal(d, ref), (w, h, thickness, border, side)
+
+
 # --------------------------------------------------------------------------------------------------
 # Through an index
 
