@@ -14,11 +14,17 @@ The network runs in torch (:mod:`engine.torchnet`; CUDA), in ONNX Runtime on the
 ``GemDescriber(backend="auto")``, the query path, takes ONNX Runtime, else numpy, on the CPU.  The last two run
 from weights that the torch network caches the first time it is built.  This module imports neither torch nor ONNX
 Runtime: the query path stays free of torch's seconds of import once those weights are cached.
+
+The indexer's CPU workers describe the photos in ONNX Runtime's int8 graph (``backend="onnx-int8"``, about twice
+as fast again); the edge drawings and every query stay in float.  The int8 descriptors are within the tolerance that
+the calibration's log (``engine/data/efficientnet-lite0-int8.json``) records of the float ones.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
+import json
 import logging
 import math
 import threading
@@ -42,12 +48,18 @@ __all__ = [
     "BACKBONES",
     "DESCRIBER_BACKENDS",
     "GemDescriber",
+    "INT8_RANGES",
     "GemSettings",
     "backbone_channels",
     "get_backbone",
+    "has_int8",
+    "int8_agrees",
+    "int8_ranges",
     "numpy_backbone",
+    "numpy_network",
     "numpy_weights_path",
     "onnx_backbone",
+    "scale_inputs",
 ]
 
 
@@ -89,9 +101,16 @@ _CHANNELS: dict[str, int] = {
     "efficientnet-lite0": 1280,
 }
 
+#: backbone name -> the activation ranges of its int8 graph (``scripts/calibrate_int8.py``, :func:`int8_ranges`)
+INT8_RANGES: dict[str, Path] = {
+    "efficientnet-lite0": Path(__file__).parent / "data" / "efficientnet-lite0-int8.json",
+}
+
 _CACHE: dict[tuple[str, str], object] = {}
 _NUMPY: dict[Path, npnet.EfficientNetLite] = {}  # by weights file
 _ONNX: dict[tuple[Path, int | None], object] = {}  # engine.ortnet.OrtNet by graph file and thread count
+_RANGES: dict[str, tuple[dict, str]] = {}  # int8_ranges by backbone
+_AGREES: dict[str, bool] = {}  # int8_agrees by backbone
 _CACHE_LOCK = threading.Lock()
 
 
@@ -189,7 +208,7 @@ def numpy_backbone(name: str) -> npnet.EfficientNetLite | None:
     return net
 
 
-def _numpy_network(name: str) -> npnet.EfficientNetLite:
+def numpy_network(name: str) -> npnet.EfficientNetLite:
     """The named backbone in numpy: :func:`numpy_backbone`, built (and cached) through torch where its weights
     are not cached yet, and from the torch network's weights in memory where the cache cannot be written."""
     net = numpy_backbone(name)
@@ -223,7 +242,89 @@ def _auto_cpu_network(name: str, num_threads: int | None = None):
         return numpy_backbone(name)
 
 
-def onnx_backbone(name: str, num_threads: int | None = None):
+def int8_ranges(name: str) -> tuple[dict[str, list[float]], str]:
+    """The calibrated activation ranges of a backbone's int8 graph (:func:`engine.ortnet.model_bytes`) and a
+    digest of them (part of the cached graph's name).
+
+    Raises
+    ------
+    SketchSearchError
+        Where the backbone has no int8 calibration, or its file cannot be read.
+    """
+    with _CACHE_LOCK:
+        got = _RANGES.get(name)
+    if got is not None:
+        return got
+    path = INT8_RANGES.get(name)
+    if path is None:
+        raise SketchSearchError(f"the {name} network has no int8 calibration")
+    try:
+        text = path.read_bytes()
+        ranges = json.loads(text)["ranges"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SketchSearchError(f"cannot read the int8 calibration {path}: {e}") from e
+    got = ranges, hashlib.blake2b(text, digest_size=6).hexdigest()
+    with _CACHE_LOCK:
+        return _RANGES.setdefault(name, got)
+
+
+def has_int8(name: str) -> bool:
+    """Whether a backbone has an int8 graph (its calibration ships with the package)."""
+    return name in INT8_RANGES and INT8_RANGES[name].is_file()
+
+
+#: the least cosine between the int8 and the float graph's GeM vectors of a generated image for the int8 graph to
+#: be used (:func:`int8_agrees`; where it was calibrated: 0.997)
+INT8_AGREEMENT = 0.98
+
+
+def _check_image(size: int = 224) -> np.ndarray:
+    """A generated (size, size, 3) float32 RGB image in [0, 1]: smooth colour gradients under filled and outlined
+    shapes and fine noise -- the edges, flat areas and textures that photos have, the same on every machine."""
+    rng = np.random.default_rng(20261205)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    image = np.stack([x, y, 1 - (x + y) / 2], axis=2) * 180 + 40
+    for _ in range(12):
+        colour = tuple(float(c) for c in rng.integers(0, 256, 3))
+        centre = tuple(int(c) for c in rng.integers(0, size, 2))
+        radius = int(rng.integers(size // 16, size // 4))
+        thickness = -1 if rng.random() < 0.5 else int(rng.integers(1, 4))
+        if rng.random() < 0.5:
+            cv2.circle(image, centre, radius, colour, thickness)
+        else:
+            cv2.rectangle(image, centre, (centre[0] + radius, centre[1] + radius // 2), colour, thickness)
+    image += rng.normal(0, 6, image.shape).astype(np.float32)
+    return np.clip(image / 255.0, 0, 1).astype(np.float32)
+
+
+def int8_agrees(name: str) -> bool:
+    """Whether the backbone's int8 graph computes on this machine what it did where it was calibrated: the GeM
+    vector of a generated image (:func:`_check_image`) within :data:`INT8_AGREEMENT` of the float graph's.
+    ONNX Runtime's integer products differ between CPUs (x86 without VNNI sums pairs of uint8 x int8 products
+    in 16 bits, which can saturate); where they do not agree the indexer runs the float graph.  Once per
+    process; False where the backbone has no int8 graph or it cannot be built."""
+    with _CACHE_LOCK:
+        got = _AGREES.get(name)
+    if got is not None:
+        return got
+    agrees = False
+    if has_int8(name):
+        try:
+            image = _check_image()[None]
+            fast = npnet.gem(onnx_backbone(name, 1, int8=True).features(image)[0])
+            ref = npnet.gem(onnx_backbone(name, 1).features(image)[0])
+            cos = float(fast @ ref / (np.linalg.norm(fast) * np.linalg.norm(ref)))
+            agrees = cos >= INT8_AGREEMENT
+            if not agrees:
+                log.warning("the int8 %s network does not agree with the float one on this CPU (cosine %.3f); "
+                            "indexing runs the float network", name, cos)
+        except Exception as e:  # noqa: BLE001 -- ONNX Runtime's errors are plain Exceptions; float is the fallback
+            log.warning("the int8 %s network cannot be used (%s); indexing runs the float network", name, e)
+    with _CACHE_LOCK:
+        return _AGREES.setdefault(name, agrees)
+
+
+def onnx_backbone(name: str, num_threads: int | None = None, *, int8: bool = False):
     """The named backbone in ONNX Runtime on the CPU (:class:`engine.ortnet.OrtNet`), opened once per process
     and thread count.
 
@@ -238,10 +339,20 @@ def onnx_backbone(name: str, num_threads: int | None = None):
         A key of :data:`BACKBONES`.
     num_threads : int, optional
         Threads of one forward pass; None: ONNX Runtime's default (the physical cores).
+    int8 : bool
+        The int8 graph (weights and activations; the indexer's, :func:`int8_ranges`): about twice as fast,
+        its descriptors within the tolerance that ``engine/data/<backbone>-int8.json`` records of the float
+        graph's (``tests/engine/test_ortnet.py``).
+
+    Raises
+    ------
+    SketchSearchError
+        For ``int8`` where the backbone has no int8 calibration.
     """
     from . import ortnet
 
-    path = ortnet.cached_model_path(numpy_weights_path(name))
+    ranges, tag = int8_ranges(name) if int8 else (None, None)
+    path = ortnet.cached_model_path(numpy_weights_path(name), None if tag is None else f"int8-{tag}")
     key = (path, num_threads)
     with _CACHE_LOCK:
         net = _ONNX.get(key)
@@ -256,7 +367,7 @@ def onnx_backbone(name: str, num_threads: int | None = None):
         with contextlib.suppress(OSError):
             path.unlink()
     if net is None:
-        model = ortnet.model_bytes(_numpy_network(name))
+        model = ortnet.model_bytes(numpy_network(name), ranges)
         try:
             ortnet.save(path, model)
             log.info("network graph cached for ONNX Runtime: %s", path)
@@ -338,6 +449,12 @@ def _resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def scale_inputs(image: np.ndarray, settings: GemSettings) -> list[np.ndarray]:
+    """The network's inputs of one (H, W, 3) float32 RGB image at each of the settings' scales, as
+    :meth:`GemDescriber.describe` makes them."""
+    return [_resize(image, _target_shape(image.shape[0], image.shape[1], side)) for side in settings.sides()]
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
     """Run with ``torch.set_num_threads(n)`` and restore the previous value; None: leave it alone."""
@@ -355,7 +472,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 
 #: backends of :class:`GemDescriber`
-DESCRIBER_BACKENDS = ("torch", "numpy", "onnx", "auto")
+DESCRIBER_BACKENDS = ("torch", "numpy", "onnx", "onnx-int8", "auto")
 
 
 #: On CUDA, images of one input shape (batch included) that run without cuDNN before it is used for that shape.
@@ -381,12 +498,14 @@ class GemDescriber:
     num_threads : int, optional
         Threads while describing: torch's intra-op threads (set and restored around each call), or ONNX
         Runtime's (its session's); None: torch's setting, ONNX Runtime's default.
-    backend : {"torch", "numpy", "onnx", "auto"}
+    backend : {"torch", "numpy", "onnx", "onnx-int8", "auto"}
         Where the network runs: ``torch`` (batches, threads, CUDA); ``onnx``: ONNX Runtime on the CPU
-        (indexing: :func:`onnx_backbone`, the same descriptors within float rounding, 2.7 times faster than
-        torch); ``numpy`` on the CPU (``engine.npnet``: the same descriptors within float rounding, without
-        importing torch once the weights are cached; built through torch the first time); ``auto``: numpy
-        on the CPU where the weights are cached (:func:`numpy_backbone`), torch otherwise (queries).
+        (:func:`onnx_backbone`, the same descriptors within float rounding, 2.7 times faster than torch);
+        ``onnx-int8``: its int8 graph (indexing, where the backbone has one: :func:`has_int8`; about twice
+        as fast again, within the tolerance its calibration records); ``numpy`` on the CPU
+        (``engine.npnet``: the same descriptors within float rounding, without importing torch once the
+        weights are cached; built through torch the first time); ``auto``: ONNX Runtime, else numpy, on
+        the CPU where the weights are cached (:func:`_auto_cpu_network`), torch otherwise (queries).
 
     Raises
     ------
@@ -406,7 +525,7 @@ class GemDescriber:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         if backend not in DESCRIBER_BACKENDS:
             raise ValueError(f"unknown backend {backend!r} ({', '.join(DESCRIBER_BACKENDS)})")
-        if backend in ("numpy", "onnx") and self.device.type != "cpu":
+        if backend in ("numpy", "onnx", "onnx-int8") and self.device.type != "cpu":
             raise ValueError(f"the {backend} backend runs on the CPU only, not on {self.device}")
         self.batch_size = int(batch_size)
         #: on CUDA every batch is padded to a power of two (the network sees each image on its own: the padding
@@ -439,9 +558,11 @@ class GemDescriber:
             if self.backend == "auto" and self.device.type == "cpu":
                 self._net = _auto_cpu_network(name, self.num_threads)
             elif self.backend == "numpy":
-                self._net = _numpy_network(name)
+                self._net = numpy_network(name)
             elif self.backend == "onnx":
                 self._net = onnx_backbone(name, self.num_threads)
+            elif self.backend == "onnx-int8":
+                self._net = onnx_backbone(name, self.num_threads, int8=True)
             self._chosen = True
         return self._net
 

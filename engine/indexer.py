@@ -202,16 +202,16 @@ _worker_failed: str | None = None  # why this worker process could not get ready
 
 
 def _init_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
-                 cnn_json: str | None = None, defer_edges: bool = False) -> None:
+                 cnn_json: str | None = None, defer_edges: bool = False, int8: bool = True) -> None:
     """``_set_up_worker`` in a worker process (``single_thread``), where a failure is kept for the jobs to raise:
     an initializer that raises makes ``multiprocessing.Pool`` start new workers for ever, and the run would hang;
     in the caller's process it raises."""
     global _worker_failed
     if not single_thread:
-        _set_up_worker(settings_json, single_thread, net_side, cnn_json, defer_edges)
+        _set_up_worker(settings_json, single_thread, net_side, cnn_json, defer_edges, int8)
         return
     try:
-        _set_up_worker(settings_json, single_thread, net_side, cnn_json, defer_edges)
+        _set_up_worker(settings_json, single_thread, net_side, cnn_json, defer_edges, int8)
         _worker_failed = None
     except Exception as e:
         log.exception("a describing worker could not start")
@@ -246,11 +246,13 @@ def _keep_freed_memory(mmap_threshold: int = 16 << 20, trim_threshold: int = 32 
 
 
 def _set_up_worker(settings_json: str, single_thread: bool = True, net_side: int | None = None,
-                   cnn_json: str | None = None, defer_edges: bool = False) -> None:
+                   cnn_json: str | None = None, defer_edges: bool = False, int8: bool = True) -> None:
     """Per-process state of the describing jobs.  ``single_thread``: one OpenCV thread (a worker process; not
     for jobs run in the caller's process, whose setting stays); ``net_side``: return the CNN input for the
     writer to describe (batched on a GPU); ``cnn_json``: run the CNN here, on the CPU, in ONNX Runtime on one
-    thread (each worker process takes one core; jobs run in the caller's process are one worker too);
+    thread (the photos' GeM in its int8 graph where ``int8`` and the backbone has one that agrees with the float
+    one here: ``cnn.int8_agrees``; the edge drawings in float, as the queries' drawings are described; each
+    worker process takes one core; jobs run in the caller's process are one worker too);
     ``defer_edges``: leave the edge detection to the writer (batched on a GPU)."""
     global _worker_layout, _worker_net_side, _worker_cnn, _worker_draw, _worker_defer_edges
     _worker_defer_edges = defer_edges
@@ -263,10 +265,14 @@ def _set_up_worker(settings_json: str, single_thread: bool = True, net_side: int
     _worker_net_side = net_side
     _worker_cnn = None
     if cnn_json:
-        from .cnn import GemDescriber, GemSettings
+        from .cnn import GemDescriber, GemSettings, int8_agrees
 
         gem = GemSettings.from_json(cnn_json)
-        _worker_cnn = GemDescriber(gem, "cpu", num_threads=1, backend="onnx")
+        photos = "onnx-int8" if int8 and int8_agrees(gem.backbone) else "onnx"
+        _worker_cnn = GemDescriber(gem, "cpu", num_threads=1, backend=photos)
+        # The drawings stay in float: the expansion of the fused sketch search is anchored on the best hit of
+        # the global sketch score, and int8 drawings moved it enough to cost 3-5 % of its mAP on held classes
+        # (docs/benchmarks.md), where int8 photos cost nothing measurable.
         _worker_draw = GemDescriber(drawing_settings(gem.backbone), "cpu", num_threads=1, backend="onnx")
         _worker_net_side = gem.max_side
 
@@ -335,7 +341,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                   progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None, edges: str | None = None,
                   only: Callable[[str], bool] | None = None, image_index: bool = True, rebuild: bool = False,
-                  follow_links: bool = False) -> IndexSummary:
+                  follow_links: bool = False, int8: bool = True) -> IndexSummary:
     """Add every image under ``folders`` to the index folder ``db`` (created if needed).
 
     Unchanged files (same path, size and mtime) keep their descriptors, as do files whose bytes are
@@ -364,6 +370,9 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
     rebuild : rebuild an index of another format version, or one whose catalog is damaged, from scratch
         (default: refuse it with IndexFormatError)
     follow_links : also follow links to folders outside ``folders`` (default: only links inside them)
+    int8 : on the CPU, describe the photos with the network's int8 graph where it agrees with the float one on
+        this machine (``cnn.int8_agrees``; about twice as fast, descriptors within cosine 0.99); False: the
+        float graph
 
     Raises
     ------
@@ -418,7 +427,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         described, same = 0, 0
         pending = _Pending(w, extractor if batched else None, layout, detector)
         try:
-            for res in run_jobs(todo, settings, workers, net_side, cnn_json, defer):
+            for res in run_jobs(todo, settings, workers, net_side, cnn_json, defer, int8=int8):
                 if res.same:
                     pending.touched.append((res.path, res.size, res.mtime))
                     same += 1
@@ -599,11 +608,11 @@ def _use_pool(workers: int | None, n_jobs: int) -> bool:
 
 def run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, workers: int | None,
               net_side: int | None = None, cnn_json: str | None = None,
-              defer_edges: bool = False) -> Iterator[JobResult]:
-    """Describe files in worker processes (results in completion order)."""
+              defer_edges: bool = False, *, int8: bool = True) -> Iterator[JobResult]:
+    """Describe files in worker processes (results in completion order); ``int8``: as in ``index_folders``."""
     if not _use_pool(workers, len(jobs)):
         _init_worker(settings.to_json(), single_thread=False, net_side=net_side, cnn_json=cnn_json,
-                     defer_edges=defer_edges)
+                     defer_edges=defer_edges, int8=int8)
         yield from map(_describe_job, jobs)
         return
     workers = max(1, workers or os.cpu_count() or 1)
@@ -613,7 +622,7 @@ def run_jobs(jobs: list[tuple[str, str | None]], settings: SketchSettings, worke
     os.environ.update(dict.fromkeys(_THREAD_VARS, "1"))
     try:
         pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings.to_json(), True, net_side, cnn_json,
-                                                                         defer_edges))
+                                                                         defer_edges, int8))
     finally:
         for k, v in saved.items():
             if v is None:

@@ -17,6 +17,7 @@ the numpy weights (:func:`cached_model_path`) and opens one session per process 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,43 +35,113 @@ OPSET = 17
 _IR_VERSION = 8
 
 
-def cached_model_path(weights: Path) -> Path:
+def cached_model_path(weights: Path, variant: str | None = None) -> Path:
     """The cache file of the ONNX graph built from the numpy weights cached at ``weights``
-    (``engine.npnet.cached_weights_path``): the same name, suffixed with this module's format."""
-    return weights.with_name(f"{weights.stem}-ort{FORMAT}.onnx")
+    (``engine.npnet.cached_weights_path``): the same name, suffixed with this module's format and the
+    variant's name (the int8 graph's: ``int8-<digest of its ranges>``)."""
+    return weights.with_name(f"{weights.stem}-ort{FORMAT}{'-' + variant if variant else ''}.onnx")
 
 
-def model_bytes(net: EfficientNetLite) -> bytes:
+def model_bytes(net: EfficientNetLite, ranges: Mapping[str, Sequence[float]] | None = None, *,
+                probe: bool = False) -> bytes:
     """The serialised ONNX model of a numpy network: input ``image`` (N, 3, H, W) float32 RGB in [0, 1],
-    output ``features`` (N, K, ceil(H / 32), ceil(W / 32)), any N, H, W."""
+    output ``features`` (N, K, ceil(H / 32), ceil(W / 32)), any N, H, W.
+
+    Parameters
+    ----------
+    net : engine.npnet.EfficientNetLite
+        The float network.
+    ranges : mapping of str to (low, high), optional
+        The int8 graph (``engine.cnn.int8_ranges``): every activation (each convolution's output and each
+        residual sum; the ones :func:`activation_ranges` measures) is quantised to uint8 over
+        its calibrated range (:func:`activation_ranges`), every convolution's weights to int8 with one
+        symmetric scale per output channel, its bias to int32 (the input's scale times the weights'), as
+        ONNX Runtime's own static quantiser writes it (QDQ), so that it runs integer convolutions.  ReLU6
+        is the quantisation's clamp (the range of a ReLU6 output lies in [0, 6]).  The network's input
+        range is exact, not calibrated.
+    probe : bool
+        Float graph whose every activation that the int8 graph quantises is an output too (the calibration).
+    """
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes, weights = [], []
+    nodes, weights, probes = [], [], []
+    quantised = ranges is not None
+    scales: dict[str, float] = {}  # the uint8 scale of each quantised activation
 
-    def constant(name: str, value) -> str:
-        weights.append(numpy_helper.from_array(np.ascontiguousarray(value, np.float32), name))
+    def constant(name: str, value, dtype=np.float32) -> str:
+        weights.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype), name))
         return name
 
+    def activation(x: str, low: float, high: float) -> str:
+        """``x`` as the next layers read it: itself, or quantised to uint8 over [low, high] and back."""
+        if probe:
+            probes.append(x)
+        if not quantised:
+            return x
+        low, high = min(float(low), 0.0), max(float(high), 0.0)
+        scale = max(high - low, 1e-8) / 255.0
+        zero = int(np.clip(round(-low / scale), 0, 255))
+        scales[x] = scale
+        args = [constant(f"{x}.q.scale", np.float32(scale)), constant(f"{x}.q.zero", np.uint8(zero), np.uint8)]
+        nodes.append(helper.make_node("QuantizeLinear", [x, *args], [f"{x}.q"], name=f"{x}.q"))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{x}.q", *args], [f"{x}.dq"], name=f"{x}.dq"))
+        return f"{x}.dq"
+
+    def calibrated(x: str) -> tuple[float, float]:
+        if not quantised:
+            return 0.0, 0.0
+        try:
+            low, high = ranges[x]
+        except KeyError:
+            raise ValueError(f"no calibrated range for the activation {x!r}") from None
+        return float(low), float(high)
+
     def conv(x: str, w: np.ndarray, b: np.ndarray, stride: int, relu6: bool, groups: int = 1) -> str:
-        """(C_out, C_in / groups, k, k) convolution of ``x`` plus bias, then ReLU6; the output's name."""
-        y = f"conv{len(nodes)}"
-        nodes.append(helper.make_node("Conv", [x, constant(f"{y}.w", w), constant(f"{y}.b", b)], [y], name=y,
-                                      auto_pad="SAME_UPPER", strides=[stride, stride], group=groups,
-                                      kernel_shape=list(w.shape[2:])))
-        if not relu6:
-            return y
-        nodes.append(helper.make_node("Clip", [y, "zero", "six"], [f"{y}.relu6"], name=f"{y}.relu6"))
-        return f"{y}.relu6"
+        """(C_out, C_in / groups, k, k) convolution of ``x`` (as the next layers read it) plus bias, then
+        ReLU6; the name of its output as the next layers read it."""
+        y = f"layer{sum(n.op_type == 'Conv' for n in nodes)}"
+        w = np.asarray(w, np.float32)
+        b = np.asarray(b, np.float32)
+        if quantised:
+            x_scale = scales[x.removesuffix(".dq")]
+            # one scale per output channel; at least one that keeps the int32 bias in range (a channel of
+            # almost nothing: weights of 1e-11 become 0)
+            w_scale = np.maximum(np.abs(w).reshape(len(w), -1).max(axis=1) / 127.0,
+                                 np.abs(b) / (x_scale * 2.0 ** 30))
+            w_scale = np.where(w_scale > 0, w_scale, 1.0).astype(np.float32)
+            codes = np.clip(np.rint(w / w_scale[:, None, None, None]), -127, 127)
+            b_scale = (x_scale * w_scale).astype(np.float32)
+            w_in = f"{y}.w.dq"
+            nodes.append(helper.make_node(
+                "DequantizeLinear", [constant(f"{y}.w", codes, np.int8), constant(f"{y}.w.scale", w_scale),
+                                     constant(f"{y}.w.zero", np.zeros(len(w), np.int8), np.int8)], [w_in], axis=0))
+            b_in = f"{y}.b.dq"
+            nodes.append(helper.make_node(
+                "DequantizeLinear", [constant(f"{y}.b", np.rint(b / b_scale), np.int32),
+                                     constant(f"{y}.b.scale", b_scale),
+                                     constant(f"{y}.b.zero", np.zeros(len(b), np.int32), np.int32)], [b_in], axis=0))
+        else:
+            w_in, b_in = constant(f"{y}.w", w), constant(f"{y}.b", b)
+        out = y if quantised or not relu6 else f"{y}.linear"
+        nodes.append(helper.make_node("Conv", [x, w_in, b_in], [out], name=out, auto_pad="SAME_UPPER",
+                                      strides=[stride, stride], group=groups, kernel_shape=list(w.shape[2:])))
+        if relu6 and not quantised:
+            nodes.append(helper.make_node("Clip", [out, "zero", "six"], [y], name=y))
+        low, high = calibrated(y)
+        return activation(y, 0.0 if relu6 else low, min(high, 6.0) if relu6 else high)
 
     def pointwise(w: np.ndarray) -> np.ndarray:  # (C_in, C_out) -> (C_out, C_in, 1, 1)
         return w.T[:, :, None, None]
 
-    constant("zero", np.float32(0.0))
-    constant("six", np.float32(6.0))
+    if not quantised:
+        constant("zero", np.float32(0.0))
+        constant("six", np.float32(6.0))
     nodes.append(helper.make_node("Sub", ["image", constant("input.mean", np.float32(net.mean))], ["centred"]))
     nodes.append(helper.make_node("Mul", ["centred", constant("input.scale", np.float32(net.scale))], ["input"]))
+    ends = sorted(float((v - np.float32(net.mean)) * np.float32(net.scale)) for v in (0.0, 1.0))
+    x = activation("input", *ends) if quantised else "input"  # exact: images lie in [0, 1]
     k = net.stem_k
-    x = conv("input", net.stem_w.reshape(k, k, 3, -1).transpose(3, 2, 0, 1), net.stem_b, net.stem_stride, True)
+    x = conv(x, net.stem_w.reshape(k, k, 3, -1).transpose(3, 2, 0, 1), net.stem_b, net.stem_stride, True)
     for expand, dw_w, dw_b, stride, proj_w, proj_b, skip in net.blocks:
         inputs = x
         if expand is not None:
@@ -78,18 +149,36 @@ def model_bytes(net: EfficientNetLite) -> bytes:
         x = conv(x, dw_w.transpose(2, 0, 1)[:, None], dw_b, stride, True, groups=dw_w.shape[2])
         x = conv(x, pointwise(proj_w), proj_b, 1, False)
         if skip:
-            nodes.append(helper.make_node("Add", [x, inputs], [f"{x}.skip"], name=f"{x}.skip"))
-            x = f"{x}.skip"
+            name = f"{x.removesuffix('.dq')}.skip"
+            nodes.append(helper.make_node("Add", [x, inputs], [name], name=name))
+            x = activation(name, *calibrated(name))
     x = conv(x, pointwise(net.head_w), net.head_b, 1, True)
     nodes.append(helper.make_node("Identity", [x], ["features"]))
+    outputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT,
+                                             ["batch", net.channels, "rows", "columns"])]
+    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in probes]
     graph = helper.make_graph(
         nodes, "efficientnet-lite",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", net.channels, "rows", "columns"])],
-        weights)
+        outputs, weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sketchsearch")
     model.ir_version = _IR_VERSION
     return model.SerializeToString()
+
+
+def activation_ranges(net: EfficientNetLite, images: Iterable[np.ndarray]) -> dict[str, list[float]]:
+    """The range (least, greatest value) of every activation that the int8 graph quantises, over the images
+    (each a (H, W, 3) float32 RGB array in [0, 1], any size): the calibration of :func:`model_bytes`."""
+    session = OrtNet(model_bytes(net, probe=True), num_threads=None).session
+    names = [o.name for o in session.get_outputs()][1:]
+    low = dict.fromkeys(names, np.inf)
+    high = dict.fromkeys(names, -np.inf)
+    for image in images:
+        x = np.ascontiguousarray(np.asarray(image, np.float32).transpose(2, 0, 1)[None])
+        for name, value in zip(names, session.run(names, {"image": x}), strict=True):
+            low[name] = min(low[name], float(value.min()))
+            high[name] = max(high[name], float(value.max()))
+    return {name: [low[name], high[name]] for name in names}
 
 
 def save(path: Path, model: bytes) -> None:

@@ -2,7 +2,8 @@
 
 The index keeps each photo's image descriptor and global sketch descriptor as int8 codes in PCA bases
 learned on the collection (``engine.compact``, ``engine.imageindex``).  This benchmark describes the Sketchy
-photos and sketches once, in float, and scores them twice -- as the float vectors, and as the index keeps
+photos as the indexer's workers do (the photos in the network's int8 graph, their edge drawings in float) and the
+sketches as a query is described (float), and scores them twice -- as the float vectors, and as the index keeps
 them (the bases, codes and whitening learned on the collection by ``imageindex.learn``, then decoded) -- on
 each half of the classes as its own collection (class-disjoint: nothing is fitted on the other half) and on
 all of them:
@@ -10,6 +11,9 @@ all of them:
 * photo -> photo category mAP, each photo against the rest (whitened where the collection has the
   1,000 photos the whitening needs, as the index does);
 * sketch -> photo category mAP of the global sketch descriptor alone (centred on the collection's mean).
+
+A second table compares the photos described by the int8 graph with the same photos described by the float one,
+each as the index keeps them: the cosine of the raw vectors and photo -> photo mAP.
 
 The fused sketch ranking and the near-duplicates use these vectors through the product; their tables are
 ``--only fusion`` and ``--only rotation``.
@@ -35,12 +39,13 @@ from . import datasets as ds
 from . import metrics as mt
 
 
-def describe_photos(paths: list[Path], backbone: str = DEFAULT_BACKBONE) -> tuple[np.ndarray, np.ndarray]:
+def describe_photos(paths: list[Path], backbone: str = DEFAULT_BACKBONE, *,
+                    int8: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(N, G) float32 raw GeM of the photos and of their edge maps drawn, as the indexer's workers compute
-    them (float16)."""
+    them (float16; ``int8``: as in ``indexer.index_folders``)."""
     gem = gem_settings(backbone)
     got = {}
-    for res in run_jobs([(str(p), None) for p in paths], SketchSettings(), None, cnn_json=gem.to_json()):
+    for res in run_jobs([(str(p), None) for p in paths], SketchSettings(), None, cnn_json=gem.to_json(), int8=int8):
         if res.record is None:
             raise RuntimeError(f"{res.path}: {res.reason}")
         got[res.path] = (res.record.gem, res.record.sketch)
@@ -88,6 +93,15 @@ def compare(gem: np.ndarray, sketch: np.ndarray, labels: np.ndarray, q: np.ndarr
     return rows
 
 
+def kept_photo_map(gem: np.ndarray, sketch: np.ndarray, labels: np.ndarray) -> float:
+    """Photo -> photo mAP of a collection's photos as the index keeps them (codes in its bases, whitened where it
+    has enough photos)."""
+    x = l2n(gem)
+    learned = learn(x, sketch, sketch.astype(np.float64).sum(axis=0), len(x))
+    cx = as_kept(learned.image_basis, x)
+    return photo_map(learned.whitening.apply(cx) if learned.whitening is not None else cx, labels)
+
+
 def bench_compact(*, data=None, quick: bool = False) -> dict:
     out: dict = {"tables": {}, "skipped": []}
     sk = ds.load_or_skip(ds.load_sketchy, data, out["skipped"], "compact descriptors")
@@ -98,6 +112,7 @@ def bench_compact(*, data=None, quick: bool = False) -> dict:
     qkeep = np.flatnonzero(np.isin(sk.query_class, np.unique(labels)))
     t0 = time.perf_counter()
     gem, sketch = describe_photos(paths)
+    gem_float, sketch_float = describe_photos(paths, int8=False)
     q = describe_sketches([sk.query_paths[i] for i in qkeep])
     qcls = sk.query_class[qkeep]
     out["describe_seconds"] = round(time.perf_counter() - t0, 1)
@@ -110,4 +125,23 @@ def bench_compact(*, data=None, quick: bool = False) -> dict:
     out["rows"] = rows
     out["tables"]["Compact descriptors (int8 codes in bases learned on the collection) against the float "
                   "vectors, Sketchy; each collection its own bases"] = rows
+    from ..cnn import int8_agrees
+
+    out["int8_network"] = int8_agrees(gem_settings(DEFAULT_BACKBONE).backbone)
+    out["drawings_same"] = bool(np.array_equal(sketch, sketch_float))  # the drawings stay in float
+    cos = np.sum(l2n(gem) * l2n(gem_float), axis=1)
+    net_rows = []
+    for name, sel in (("even classes", labels % 2 == 0), ("odd classes", labels % 2 == 1),
+                      ("all classes", np.ones(len(labels), bool))):
+        f = kept_photo_map(gem_float[sel], sketch[sel], labels[sel])
+        i = kept_photo_map(gem[sel], sketch[sel], labels[sel])
+        net_rows.append({"collection": f"{name} ({int(sel.sum())} photos)",
+                         "cosine mean": round(float(cos[sel].mean()), 4),
+                         "cosine least": round(float(cos[sel].min()), 4),
+                         "photo -> photo mAP, float network": round(f, 4), "int8 network": round(i, 4),
+                         "change %": round(100 * (i - f) / f, 2)})
+    out["network_rows"] = net_rows
+    used = "int8" if out["int8_network"] else "float (the int8 graph does not agree with it on this CPU)"
+    out["tables"][f"The photos' network: {used} against float, each as the index keeps it (Sketchy; the edge "
+                  f"drawings in float both times: {'the same' if out['drawings_same'] else 'NOT the same'})"] = net_rows
     return out
