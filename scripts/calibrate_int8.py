@@ -34,8 +34,8 @@ PER_CLASS = 2
 CHECK_PER_CLASS = 4
 
 
-def network_inputs(paths: list[Path]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(the photos' network inputs at 384 px, their edges drawn), uint8, as the indexer's workers make them."""
+def network_inputs(paths: list[Path], side: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(the photos' network inputs at ``side`` px, their edges drawn), uint8, as the indexer's workers make them."""
     from engine.afm import FeatureLayout
     from engine.describe import describe_file
     from engine.settings import SketchSettings
@@ -43,7 +43,7 @@ def network_inputs(paths: list[Path]) -> tuple[list[np.ndarray], list[np.ndarray
     layout = FeatureLayout.from_settings(SketchSettings())
     photos, drawings = [], []
     for path in paths:
-        _, (photo, drawing) = describe_file(path, layout, None, 384)
+        _, (photo, drawing) = describe_file(path, layout, None, side)
         photos.append(photo)
         drawings.append(drawing)
     return photos, drawings
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i in np.flatnonzero(data.photo_class == c)[:k]]
 
     t0 = time.perf_counter()
-    fit, _ = network_inputs(photos_of(0, PER_CLASS))
+    fit, _ = network_inputs(photos_of(0, PER_CLASS), gem.max_side)
     net = numpy_network(backbone)
     ranges = ortnet.activation_ranges(net, (image for photo in fit for image in scale_inputs(to_rgb(photo), gem)))
     seconds = time.perf_counter() - t0
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     path = INT8_RANGES[backbone]
     path.write_text(json.dumps(out, indent=1) + "\n")  # what backend="onnx-int8" reads
 
-    photos, drawings = network_inputs(photos_of(1, CHECK_PER_CLASS))
+    photos, drawings = network_inputs(photos_of(1, CHECK_PER_CLASS), gem.max_side)
     check = {}
     for kind, settings, images in (("photos", gem, photos), ("drawings", drawing_settings(backbone), drawings)):
         got = {}

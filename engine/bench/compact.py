@@ -72,15 +72,22 @@ def sketch_map(q: np.ndarray, p: np.ndarray, centre: np.ndarray, qcls: np.ndarra
     return mt.mean_average_precision(s, qcls[:, None] == pcls[None, :])
 
 
+def kept_images(gem: np.ndarray, sketch: np.ndarray):
+    """What the index learns on a collection (``imageindex.learn``: bases, whitening) from its photos' raw vectors,
+    and its photos' image vectors as the index keeps them: codes in its basis, decoded, whitened where it has the
+    photos the whitening needs."""
+    x = l2n(gem)
+    learned = learn(x, sketch, sketch.astype(np.float64).sum(axis=0), len(x))
+    cx = as_kept(learned.image_basis, x)
+    return learned, learned.whitening.apply(cx) if learned.whitening is not None else cx
+
+
 def compare(gem: np.ndarray, sketch: np.ndarray, labels: np.ndarray, q: np.ndarray, qcls: np.ndarray) -> list[dict]:
     """Float and compact rows of one collection (its photos' raw vectors, its queries)."""
-    n = len(gem)
     x = l2n(gem)
     white = learn_whitening(x, dim=WHITEN_DIM, min_images=MIN_WHITENING_IMAGES)
     fl_img = white.apply(x) if white is not None else x
-    learned = learn(x, sketch, sketch.astype(np.float64).sum(axis=0), n)
-    cx = as_kept(learned.image_basis, x)
-    co_img = learned.whitening.apply(cx) if learned.whitening is not None else cx
+    learned, co_img = kept_images(gem, sketch)
     mean = sketch.mean(axis=0)
     co_sketch = as_kept(learned.sketch_basis, sketch)
     rows = []
@@ -94,12 +101,8 @@ def compare(gem: np.ndarray, sketch: np.ndarray, labels: np.ndarray, q: np.ndarr
 
 
 def kept_photo_map(gem: np.ndarray, sketch: np.ndarray, labels: np.ndarray) -> float:
-    """Photo -> photo mAP of a collection's photos as the index keeps them (codes in its bases, whitened where it
-    has enough photos)."""
-    x = l2n(gem)
-    learned = learn(x, sketch, sketch.astype(np.float64).sum(axis=0), len(x))
-    cx = as_kept(learned.image_basis, x)
-    return photo_map(learned.whitening.apply(cx) if learned.whitening is not None else cx, labels)
+    """Photo -> photo mAP of a collection's photos as the index keeps them (:func:`kept_images`)."""
+    return photo_map(kept_images(gem, sketch)[1], labels)
 
 
 def bench_compact(*, data=None, quick: bool = False) -> dict:
@@ -127,7 +130,7 @@ def bench_compact(*, data=None, quick: bool = False) -> dict:
                   "vectors, Sketchy; each collection its own bases"] = rows
     from ..cnn import int8_agrees
 
-    out["int8_network"] = int8_agrees(gem_settings(DEFAULT_BACKBONE).backbone)
+    out["int8_network"] = int8_agrees(DEFAULT_BACKBONE)
     out["drawings_same"] = bool(np.array_equal(sketch, sketch_float))  # the drawings stay in float
     cos = np.sum(l2n(gem) * l2n(gem_float), axis=1)
     net_rows = []
