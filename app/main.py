@@ -105,16 +105,28 @@ def run_gui(db: str | os.PathLike | None = None, *, folder: str | os.PathLike | 
     problem = display_problem()
     if problem:
         raise SketchSearchError(problem)
-    from .mainwindow import MainWindow
-
     app = make_app([sys.argv[0], *qt_args] if qt_args else None)
-    win = MainWindow(db=db)
+    start_window(db, folder=folder, sketch=sketch)
+    return app.exec()
+
+
+def start_window(db: str | os.PathLike | None = None, *, folder: str | os.PathLike | None = None,
+                 sketch: str | os.PathLike | None = None, settings=None):
+    """The main window as ``sketchsearch gui`` shows it (:func:`run_gui`'s arguments; ``settings``: a
+    ``QSettings`` in place of the user's, for tests).
+
+    With ``folder`` and a ``db`` that does not exist yet, the run creates ``db``: the window does not open it
+    first (that was a "no such index" dialog) nor the last collection (its opening would race the run's)."""
+    from .mainwindow import MainWindow, is_collection
+
+    new_db = folder is not None and db is not None and not is_collection(db)
+    win = MainWindow(db=None if new_db else db, settings=settings, open_last=not new_db)
     win.show()
     if folder is not None:
         win.index_folder(folder, db)
     if sketch is not None:
         win.canvas.load_image(sketch)
-    return app.exec()
+    return win
 
 
 if __name__ == "__main__":

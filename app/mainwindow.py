@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
     exportFinished = Signal(object)  # the ExportReport of File → Export (tests)
 
     def __init__(self, *, db: str | os.PathLike | None = None, settings: QSettings | None = None,
-                 restore: bool = True, history: QueryHistory | None = None) -> None:
+                 restore: bool = True, history: QueryHistory | None = None, open_last: bool = True) -> None:
         super().__init__()
         self.settings = settings or QSettings()
         self.history = history if history is not None else QueryHistory(history_folder())
@@ -197,7 +197,7 @@ class MainWindow(QMainWindow):
         self.resize(1360, 820)
         if restore:
             self._restore_state()
-        if db is None and restore and self.settings.value("collection/db"):
+        if db is None and restore and open_last and self.settings.value("collection/db"):
             last = Path(str(self.settings.value("collection/db")))
             db = last if is_collection(last) else None
         if db is not None:
@@ -659,6 +659,8 @@ class MainWindow(QMainWindow):
         db = Path(db)
         self.settings.setValue("collection/folder", str(folder))
         if db != self.db:  # the collection written is the one shown: results come from it as it grows
+            if self.warming_up:  # a collection still being opened is not shown: its result is dropped
+                self._warming = None
             self.index, self.db = None, db
             self.model.set_hits([])
             self.detail.show_hit(None)

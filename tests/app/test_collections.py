@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -203,4 +204,66 @@ def test_a_collection_with_damaged_parts_says_so_in_words(qtbot, tmp_path, folde
         shown.clear()
         assert win.open_index(db)
     assert shown and str(db) in shown[-1] and "left out" in shown[-1]
+    settle(qtbot, win)
+
+
+
+def last_collection_settings(tmp_path, db) -> QSettings:
+    s = QSettings(str(tmp_path / "last.ini"), QSettings.Format.IniFormat)
+    s.setValue("collection/db", str(db))
+    return s
+
+
+def test_gui_db_index_into_a_new_collection_shows_no_error_and_opens_nothing_else(qtbot, tmp_path, folders,
+                                                                                  monkeypatch):
+    """``sketchsearch gui --db NEW --index FOLDER``: NEW is made by the run. The window used to open NEW as
+    well (a "no such index" dialog) while the run started; the last collection is not opened either."""
+    from app.main import start_window
+
+    root, a, b = folders
+    db_b = tmp_path / "last-B"
+    index_folders([b], db_b, backbone="none", workers=1)
+    opened, errors = [], []
+    real = mainwindow.open_and_warm
+    monkeypatch.setattr(mainwindow, "open_and_warm", lambda db: (opened.append(db), real(db))[1])
+    monkeypatch.setattr(MainWindow, "error", lambda self, text, **k: errors.append(text))
+    new = tmp_path / "made-by-the-run"
+    win = start_window(new, folder=a, settings=last_collection_settings(tmp_path, db_b))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.indexingFinished, timeout=180_000) as done:
+        pass
+    assert done.args[0] == "done" and errors == [] and opened == []
+    assert win.db == new and len(win.index) == 4 and len(open_collection(db_b)) == 2
+    assert win.settings.value("collection/db") == str(new)
+    settle(qtbot, win)
+
+
+def test_a_run_into_another_collection_drops_the_opening_of_the_last(qtbot, tmp_path, folders, monkeypatch):
+    """The last collection opens in the background at start-up; a run into another collection started before
+    it is open must not have that collection shown (searched) as the one being written."""
+    root, a, b = folders
+    db_b = tmp_path / "opening-B"
+    index_folders([b], db_b, backbone="none", workers=1)
+    opened = []
+    real = mainwindow.open_and_warm
+
+    def slow_open(db):
+        index = real(db)
+        time.sleep(0.5)  # the run has started by now
+        opened.append(db)
+        return index
+
+    monkeypatch.setattr(mainwindow, "open_and_warm", slow_open)
+    win = MainWindow(settings=last_collection_settings(tmp_path, db_b))
+    win.index_workers = 1
+    qtbot.addWidget(win)
+    assert win.warming_up and win.db == db_b
+    new = tmp_path / "the-run's"
+    with qtbot.waitSignal(win.indexingFinished, timeout=180_000) as done:
+        assert win.index_folder(a, new)
+        qtbot.waitUntil(lambda: bool(opened), timeout=60_000)
+        qtbot.wait(200)  # the opening's result is delivered (and dropped)
+        assert win.db == new
+        assert win.index is None or {Path(n).parent for n in win.index.paths} == {a}
+    assert done.args[0] == "done" and win.db == new and len(win.index) == 4
     settle(qtbot, win)
