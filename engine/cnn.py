@@ -324,6 +324,13 @@ def int8_agrees(name: str) -> bool:
         return _AGREES.setdefault(name, agrees)
 
 
+def photo_backend(name: str, int8: bool = True) -> str:
+    """The backend the indexer's CPU workers describe photos with (a :class:`GemDescriber` ``backend``): the
+    backbone's int8 graph where ``int8`` and it agrees with the float one on this machine (:func:`int8_agrees`),
+    else the float graph.  The edge drawings and every query are described in float."""
+    return "onnx-int8" if int8 and int8_agrees(name) else "onnx"
+
+
 def onnx_backbone(name: str, num_threads: int | None = None, *, int8: bool = False):
     """The named backbone in ONNX Runtime on the CPU (:class:`engine.ortnet.OrtNet`), opened once per process
     and thread count.

@@ -265,11 +265,10 @@ def _set_up_worker(settings_json: str, single_thread: bool = True, net_side: int
     _worker_net_side = net_side
     _worker_cnn = None
     if cnn_json:
-        from .cnn import GemDescriber, GemSettings, int8_agrees
+        from .cnn import GemDescriber, GemSettings, photo_backend
 
         gem = GemSettings.from_json(cnn_json)
-        photos = "onnx-int8" if int8 and int8_agrees(gem.backbone) else "onnx"
-        _worker_cnn = GemDescriber(gem, "cpu", num_threads=1, backend=photos)
+        _worker_cnn = GemDescriber(gem, "cpu", num_threads=1, backend=photo_backend(gem.backbone, int8))
         # The drawings stay in float: the expansion of the fused sketch search is anchored on the best hit of
         # the global sketch score, and int8 drawings moved it enough to cost 3-5 % of its mAP on held classes
         # (docs/benchmarks.md), where int8 photos cost nothing measurable.

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..afm import FeatureLayout
-from ..cnn import Device, GemDescriber, GemSettings
+from ..cnn import Device, GemDescriber, GemSettings, photo_backend
 from ..describe import DEFAULT_BACKBONE, gem_settings
 from ..edges import sketch_edges
 from ..imageindex import ALPHA, NPROBE, RERANK, WHITEN_DIM
@@ -46,7 +46,8 @@ EXPANSIONS = (3, 10)
 
 def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = DEFAULT_BACKBONE,
                   device: str | None = None) -> tuple[Described, np.ndarray, float]:
-    """AFM descriptors and raw GeM vectors of photos, decoded once as the indexer does.
+    """AFM descriptors and raw GeM vectors of photos, decoded and described as the indexer does (on the CPU,
+    the photos' network in the int8 graph where the indexer's workers use it: ``cnn.photo_backend``).
 
     Returns the collection, the (N, d) float32 raw GeM vectors and the GeM extraction's images/s
     (network only: the photos are already decoded and resized).
@@ -61,6 +62,8 @@ def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = D
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
     coll = Described(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
     describer = GemDescriber(gem, device)
+    if describer.device.type == "cpu":
+        describer = GemDescriber(gem, "cpu", backend=photo_backend(gem.backbone))
     net = [inputs[str(p)] for p in paths]
     t0 = time.perf_counter()
     raw = np.concatenate([describer.describe(net[i:i + 16]) for i in range(0, len(net), 16)])

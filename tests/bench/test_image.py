@@ -16,3 +16,23 @@ def test_extraction_speed_is_positive():
     assert extraction_speed(n=2, device="cpu", size=(120, 160)) > 0
 
 
+
+
+def test_the_bench_describes_photos_as_the_indexer_does():
+    """The photo -> photo figures are those of the vectors the index stores: on the CPU the photos' network in the
+    int8 graph where the indexer's workers use it (``cnn.photo_backend``), not the float one."""
+    from pathlib import Path
+
+    from engine.bench.image import describe_both
+    from engine.describe import DEFAULT_BACKBONE, gem_settings
+    from engine.indexer import run_jobs
+    from engine.settings import SketchSettings
+
+    photos = sorted((Path(__file__).resolve().parents[2] / "resources" / "demo" / "photos").glob("*.jpg"))[:6]
+    settings, gem = SketchSettings(), gem_settings(DEFAULT_BACKBONE)
+    _, raw, _ = describe_both(photos, settings, device="cpu")
+    stored = {r.path: r.record.gem.astype(np.float32)
+              for r in run_jobs([(str(p), None) for p in photos], settings, 2, cnn_json=gem.to_json())}
+    for p, v in zip(photos, raw, strict=True):
+        s = stored[str(p)]
+        assert float(v @ s / (np.linalg.norm(v) * np.linalg.norm(s))) > 0.9999

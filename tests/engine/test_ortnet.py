@@ -389,11 +389,13 @@ def test_the_int8_graph_is_used_only_where_it_agrees_with_the_float_one(monkeypa
     """A CPU whose integer products differ (x86 without VNNI can saturate them) indexes with the float graph."""
     monkeypatch.setattr(cnn, "_AGREES", {})
     assert cnn.int8_agrees(NAME)  # this machine
+    assert cnn.photo_backend(NAME) == "onnx-int8" and cnn.photo_backend(NAME, int8=False) == "onnx"
     monkeypatch.setattr(cnn, "_AGREES", {})
     monkeypatch.setattr(cnn, "INT8_AGREEMENT", 1.01)  # as if its descriptors were off
     with caplog.at_level(logging.WARNING, logger="engine.cnn"):
         assert not cnn.int8_agrees(NAME)
     assert "does not agree" in caplog.text
+    assert cnn.photo_backend(NAME) == "onnx"
     monkeypatch.setattr(cnn, "_AGREES", {})
     monkeypatch.setattr(cnn, "INT8_RANGES", {})
     assert not cnn.int8_agrees(NAME)
