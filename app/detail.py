@@ -658,9 +658,12 @@ class DetailPanel(QWidget):
                 where += " · the box is uncertain (dashed): the drawn outline was not clearly found in this photo"
             if kind == "region":  # two rankings fused: a rank score, not a probability
                 verdict = "the region's shape and image rankings fused (1: first in both), not a probability"
+            same = query_path is not None and os.path.abspath(query_path) == os.path.abspath(hit.path)
+            if kind == "region" or query_path is not None:  # a region (its shape alone: "sketch" with its photo)
                 where = where.replace("sketch at", "region's shape at")
             self.scores.setText(html.escape(f"{format_score(hit.score, kind)}: {verdict}{shape}") + "<br>"
-                                + html.escape(where))
+                                + html.escape(where)
+                                + ("<br><b>This is the query photo itself: the box is the region.</b>" if same else ""))
         else:
             same = (query_path is not None and os.path.abspath(query_path) == os.path.abspath(hit.path)) \
                 or hit.score >= 0.995

@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         self._region_crop: np.ndarray | None = None  # its pixels
         self._generation = 0
         self._search_started = 0.0
+        self._failed_message = ""  # the status bar's words of the last failed search (cleared by the next result)
         self._indexing: Task | None = None
         self._last_refresh = 0.0
         self._shown_sketch: np.ndarray | None = None
@@ -793,8 +794,7 @@ class MainWindow(QMainWindow):
                 kind = "browse"
             else:
                 sketch = self.canvas.to_image()
-                self._shown_sketch = sketch
-                self._remember_sketch(sketch)
+                self._shown_sketch = sketch  # remembered in the history once it is searched (not a dot, say)
                 task = Task(self.index.search, sketch, top_k=self.top_k,
                             expand=EXPAND if self.expand_box.isChecked() else 0, filt=filt)
                 kind = "sketch"
@@ -806,6 +806,11 @@ class MainWindow(QMainWindow):
     def _search_done(self, gen: int, kind: str, hits, seconds: float) -> None:
         if gen != self._generation:
             return  # a newer search started meanwhile
+        if kind == "sketch" and self._shown_sketch is not None:
+            self._remember_sketch(self._shown_sketch)
+        if self._failed_message and self.message_label.text() == self._failed_message:
+            self.message_label.setText("")  # the last query's failure is not this one's
+        self._failed_message = ""
         self.model.set_hits(hits, kind, query_path=self.query_path if self.query_kind != "sketch" else None)
         n = self.model.rowCount()
         text = self.model.summary()
@@ -855,6 +860,7 @@ class MainWindow(QMainWindow):
             self.results.set_empty_text(f"No results: {message}")
             self.count_label.setText("No results")
             self.error(message, dialog=False)
+            self._failed_message = self.message_label.text()
             self._trim_later()
             self.searchFinished.emit(0)
 

@@ -253,8 +253,9 @@ class ResultsModel(QAbstractListModel):
         self.set_hits(self._given, self.kind, query_path=path)
 
     def is_query(self, hit) -> bool:
-        """Whether ``hit`` is the image (or region) query's own photo."""
-        if self.kind not in ("image", "region"):
+        """Whether ``hit`` is the image (or region) query's own photo (a region searched as a shape: "sketch"
+        hits with a ``query_path``)."""
+        if self.kind == "browse":
             return False
         if self.query_path is not None and os.path.normcase(os.path.abspath(hit.path)) == self.query_path:
             return True

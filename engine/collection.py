@@ -530,7 +530,7 @@ class Collection:
         Raises QueryError for a region outside the photo or of zero area, an unknown mode, a region without
         edges ("shape"), or a collection without image descriptors ("image", "both").
         """
-        from .region import MODES, fuse_rankings, region_pixels, region_sketch
+        from .region import MODES, boxed_on_the_region, fuse_rankings, region_pixels, region_sketch
 
         if mode not in MODES:
             raise QueryError(f"region mode {mode!r} is not one of {', '.join(MODES)}")
@@ -543,7 +543,8 @@ class Collection:
             s = self.settings
             try:
                 edges = region_sketch(pixels, detector=s.detector, max_side=s.max_side, min_strength=s.min_strength)
-                shape = self.search(edges, top_k=depth, options=options, params=params, filt=filt)
+                shape = boxed_on_the_region(self.search(edges, top_k=depth, options=options, params=params,
+                                                        filt=filt), image, box)
             except QueryError as e:
                 if mode == "shape":
                     raise

@@ -606,6 +606,18 @@ def zhang_suen():
     return skeletonize
 
 
+#: a sketch whose thickest stroke is at least this fraction of its ink's longer side is a dot or a filled blob,
+#: not an outline (a dot: 1; a filled disc: 1; a ring six stroke widths across: 0.17; a dash twice as long as
+#: it is wide: 0.5)
+BLOB_THICKNESS = 0.5
+
+
+def _thickest(mask: np.ndarray) -> float:
+    """Largest stroke width of a binary ink mask, in px: twice the largest distance of an ink pixel to paper."""
+    padded = np.pad(mask.astype(np.uint8), 1)  # the crop's border is paper
+    return float(cv2.distanceTransform(padded, cv2.DIST_L2, 3).max())
+
+
 def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     """Edge map of a sketch: strokes binarised, cropped, resized, thinned; ``w = 1``.
 
@@ -627,7 +639,8 @@ def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     Raises
     ------
     ValueError
-        ``"sketch is empty: no strokes found"`` when nothing but paper (and specks) is found.
+        ``"sketch is empty: no strokes found"`` when nothing but paper (and specks) is found; ``"the sketch
+        is only a dot ..."`` for a dot or a filled blob (:data:`BLOB_THICKNESS`).
     """
     ink = _ink(image)
     mask = _binarise(ink)
@@ -640,6 +653,10 @@ def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     cols = np.flatnonzero(mask.any(axis=0))
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     crop = mask[y0:y1, x0:x1].astype(np.float32)
+    if 2.0 * _thickest(mask[y0:y1, x0:x1]) >= BLOB_THICKNESS * max(y1 - y0, x1 - x0):
+        # a dot, or a filled blob: no outline to look for (it thins to its medial axis, a point or a few lines
+        # that some edges of every photo fit: a click was a 72 % match in the app)
+        raise ValueError("the sketch is only a dot or a filled blob: draw the outline of a shape")
     factor = max_side / max(y1 - y0, x1 - x0)
     cover = _resize_factor(crop, factor)
     # a one-pixel stroke covers about `factor` of a working pixel when shrinking
@@ -652,7 +669,7 @@ def sketch_edges(image, *, max_side: int = 400) -> EdgeMap:
     rows, cols = rows - pad, cols - pad
     # The ink's bounding box grows with the stroke width; the frame is the centre lines' bounding box,
     # the points rescaled (by a few per cent) so that its longer side is again max_side.  The stretch is
-    # capped: a dot or a filled blob thins to a few points, which must not be blown up to the whole frame.
+    # capped: what is left of a small blob must not be blown up to the whole frame.
     r0, c0 = int(rows.min()), int(cols.min())
     extent_c, extent_r = int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1
     g = min(max_side / max(extent_c, extent_r), 1.25)

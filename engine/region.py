@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -18,7 +19,8 @@ from .errors import QueryError
 from .hits import Hit
 from .imageio import ImageError, image_size, load_image
 
-__all__ = ["MODES", "RRF_K", "fuse_rankings", "parse_region", "region_pixels", "region_sketch"]
+__all__ = ["MODES", "RRF_K", "boxed_on_the_region", "fuse_rankings", "parse_region", "region_pixels",
+           "region_sketch"]
 
 MODES = ("both", "shape", "image")
 RRF_K = 60  # reciprocal rank fusion's constant (the paper's; not fitted)
@@ -88,6 +90,29 @@ def region_sketch(pixels: np.ndarray, *, detector: str, max_side: int, min_stren
         return sketch_edges(np.where(ink, 0.0, 1.0).astype(np.float32), max_side=max_side)
     except ValueError as e:
         raise QueryError(f"the region's edges do not make a shape ({e})") from None
+
+
+def boxed_on_the_region(hits: list[Hit], image, box) -> list[Hit]:
+    """The query photo's own hit among a region's shape hits boxed on the region itself (``image``: the photo's
+    path; anything else changes nothing): the shape is there by construction, and the alignment, whose
+    placements keep the sketch at 60-100 % of a photo, put a smaller region's box elsewhere in its own photo."""
+    if not isinstance(image, str | os.PathLike) or not hits:
+        return hits
+    own = os.path.realpath(image)
+    mine = [i for i, h in enumerate(hits) if os.path.realpath(h.path) == own]
+    if not mine:
+        return hits
+    try:
+        full_w, full_h = image_size(image)
+    except ImageError:
+        return hits
+    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(full_w)), min(y1, float(full_h))
+    scale = max(x1 - x0, y1 - y0) / max(full_w, full_h)
+    out = list(hits)
+    for i in mine:
+        out[i] = dataclasses.replace(out[i], box=(x0, y0, x1, y1), scale=scale, mirrored=False, box_sure=True)
+    return out
 
 
 def fuse_rankings(shape: list[Hit], image: list[Hit], top_k: int, *, k: int = RRF_K) -> list[Hit]:

@@ -244,7 +244,7 @@ def test_gui_passes_qt_options_to_qt_and_other_commands_refuse_unknown_ones(monk
     class Stop(Exception):
         pass
 
-    def window(db=None):
+    def window(db=None, **_):
         seen["db"] = db
         raise Stop  # the window itself is not what this checks (main reports it as an error)
 

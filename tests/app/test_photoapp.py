@@ -2,6 +2,7 @@
 history of queries, filters, acting on results, the welcome panel."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -95,6 +96,11 @@ def test_a_region_of_a_photo_is_a_query_and_is_remembered(qtbot, window):
     with qtbot.waitSignal(window.searchFinished, timeout=60_000):  # the toggle picks shape only
         window.region_mode.setCurrentIndex(window.region_mode.findData("shape"))
     assert window.model.kind == "sketch" and window.query_region[2] == "shape"
+    own = [h for h in window.model.hits if h.path == photo]  # the query photo, marked, boxed on the region
+    assert len(own) == 1 and window.model.is_query(own[0]) and own[0].box == (30.0, 40.0, 390.0, 380.0)
+    window.detail.show_hit(own[0], kind="sketch", query_path=photo)
+    words = html.unescape(window.detail.scores.text())
+    assert "query photo itself" in words and "region's shape at" in words
     window.search_region(photo, (0, 0, 0, 10))  # no area: said in the status bar, the query kept
     qtbot.waitUntil(lambda: "no area" in window.message_label.text(), timeout=10_000)
     assert window.query_region[2] == "shape"
@@ -121,6 +127,21 @@ def test_a_drawing_is_one_history_entry_and_a_click_runs_it_again(qtbot, window)
         window.search_image_file(photo)
     assert [e.kind for e in window.history.entries][:2] == ["image", "sketch"]
 
+
+
+def test_a_click_is_not_searched_as_a_shape_nor_remembered(qtbot, window):
+    """A single click drew a dot that was searched as a shape (a 72 % match, a blob in the history); now the
+    grid says to draw an outline, and only sketches that were searched go into the history."""
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000) as done:
+        draw(window.canvas, [(0.5, 0.5), (0.5, 0.5)])
+    assert done.args[0] == 0 and window.model.rowCount() == 0
+    assert "only a dot" in window.results.empty_text and "draw the outline" in window.message_label.text()
+    assert [e for e in window.history.entries if e.kind == "sketch"] == []
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000) as done:
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    assert done.args[0] > 0 and len([e for e in window.history.entries if e.kind == "sketch"]) == 1
+    assert "only a dot" not in window.message_label.text()  # the failure is not this search's
 
 def test_filters_narrow_every_query(qtbot, window):
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):

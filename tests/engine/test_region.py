@@ -133,3 +133,23 @@ def test_both_falls_back_to_the_image_for_a_region_without_edges(collection):
     hits = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="both", top_k=3)
     image = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="image", top_k=3)
     assert [h.path for h in hits] == [h.path for h in image] and [h.rank for h in hits] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["shape", "both"])
+def test_the_query_photo_is_boxed_on_the_region_itself(collection, mode):
+    """Searched by its shape, a region's own photo comes back boxed on the region (the alignment keeps a sketch
+    at 60-100 % of a photo: a smaller region was boxed elsewhere in its own photo); the other hits are the shape
+    ranking's; pixels instead of a file leave every box to the alignment."""
+    root, db = collection
+    ix = SketchIndex(db)
+    query = root / "star_3.jpg"
+    w, h = Image.open(query).size
+    region = (-20.0, 100.0, 300.0, 330.0)  # part of the star, past the photo's left edge
+    hits = ix.search_region(query, region, mode=mode, top_k=12)  # all: the own photo among them
+    own = [x for x in hits if x.path.endswith("star_3.jpg")]
+    assert len(own) == 1 and own[0].box == (0.0, 100.0, 300.0, 330.0) and own[0].box_sure
+    assert own[0].scale == pytest.approx(300 / max(w, h)) and not own[0].mirrored
+    plain = {x.path: x for x in ix.search_region(np.asarray(Image.open(query), np.float32) / 255, region,
+                                                 mode=mode, top_k=12)}
+    assert all(x.box == plain[x.path].box for x in hits if x is not own[0] and x.path in plain)
+    assert own[0].path in plain and plain[own[0].path].box != own[0].box
