@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -70,8 +70,28 @@ GRID, WELCOME, VIEWER = 0, 1, 2  # the pages of the middle pane
 TRIM_IDLE_MS = 1500  # the heap's free memory goes back to the system once the person pauses this long
 
 
+#: opacity of a disabled icon: the style's grey version of an icon was as bright as the enabled icons on the
+#: dark scheme's buttons (undo looked clickable with nothing to undo)
+DISABLED_OPACITY = 0.3
+
+
 def icon(name: str) -> QIcon:
-    return QIcon(str(ICONS / f"{name}.svg"))
+    """An icon of the app's own set, its disabled look the enabled one faded (any colour scheme): rendered from
+    the SVG at a range of sizes (an SVG icon keeps one added pixmap per mode, of one size)."""
+    svg = QIcon(str(ICONS / f"{name}.svg"))
+    ic = QIcon()
+    for side in (16, 20, 24, 32, 40, 48, 64, 96, 128, 256):
+        normal = svg.pixmap(side, side)
+        faint = QPixmap(normal.size())
+        faint.setDevicePixelRatio(normal.devicePixelRatio())
+        faint.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(faint)
+        painter.setOpacity(DISABLED_OPACITY)
+        painter.drawPixmap(0, 0, normal)
+        painter.end()
+        ic.addPixmap(normal, QIcon.Mode.Normal)
+        ic.addPixmap(faint, QIcon.Mode.Disabled)
+    return ic
 
 
 def collections_folder() -> Path:
@@ -420,9 +440,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = f.addMenu("&Recent Collections")
         f.addSeparator()
         f.addAction(self._action("Open a &Sketch…", self.choose_sketch, None, "sketch"))
-        f.addAction(self._action("Search by &Image…", self.choose_image, "Ctrl+I", "image"))
-        f.addAction(self._action("Save the Sketch &As…", self.save_sketch, "Ctrl+S", "save"))
-        f.addAction(self._action("Save the &Results…", lambda: self.save_results(), "Ctrl+Shift+S"))
+        f.addAction(self._action("Search by I&mage…", self.choose_image, "Ctrl+I", "image"))
+        f.addAction(self._action("Sa&ve the Sketch As…", self.save_sketch, "Ctrl+S", "save"))
+        f.addAction(self._action("Save the Res&ults…", lambda: self.save_results(), "Ctrl+Shift+S"))
         f.addAction(self._action("E&xport the Selected Photos…", lambda: self.export_selection(), "Ctrl+E"))
         f.addSeparator()
         self.skipped_action = self._action("Show S&kipped Files…", self.show_skipped)
@@ -442,7 +462,7 @@ class MainWindow(QMainWindow):
         e.addSeparator()
         e.addAction(self._action("&Paste an Image to Search", self.paste_image, QKeySequence.StandardKey.Paste))
         e.addSeparator()
-        copy = QAction("&Copy the Selected Photos' Paths", self)
+        copy = QAction("C&opy the Selected Photos' Paths", self)
         copy.setShortcut(QKeySequence.StandardKey.Copy)
         copy.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # the grid's own Ctrl+C; the menu says it
         copy.triggered.connect(self.results.copy_selection)
@@ -967,11 +987,23 @@ class MainWindow(QMainWindow):
 
     def save_sketch(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the sketch", "sketch.png", "PNG (*.png)")
+        path = self._typed_suffix(path, ".png", "Save the sketch") if path else None
         if path:
             try:
                 self.canvas.save_png(path)
             except OSError as e:
                 self.error(str(e))
+
+    def _typed_suffix(self, path: str, suffix: str, title: str) -> str | None:
+        """A file name typed in a save dialog without a suffix, with ``suffix``; where that file exists, asked
+        before it is replaced (the dialog asked of the name without it).  None: not to be written."""
+        if Path(path).suffix:
+            return path
+        path += suffix
+        if os.path.exists(path) and QMessageBox.question(
+                self, title, f"{os.path.basename(path)} exists. Replace it?") != QMessageBox.StandardButton.Yes:
+            return None
+        return path
 
     def paste_image(self) -> None:
         cb = QGuiApplication.clipboard()
@@ -1127,14 +1159,11 @@ class MainWindow(QMainWindow):
         if path is None:
             path, chosen = QFileDialog.getSaveFileName(self, "Save the results", "results.json",
                                                        "JSON (*.json);;CSV (*.csv)")
+            # a name typed without its suffix: the type chosen in the dialog
+            path = path and self._typed_suffix(path, ".csv" if chosen.startswith("CSV") else ".json",
+                                               "Save the results")
             if not path:
                 return False
-            if not Path(path).suffix:  # a name typed without its suffix: the type chosen in the dialog
-                path += ".csv" if chosen.startswith("CSV") else ".json"
-                if os.path.exists(path) and QMessageBox.question(
-                        self, "Save the results", f"{os.path.basename(path)} exists. Replace it?") \
-                        != QMessageBox.StandardButton.Yes:  # the dialog asked of the name without it
-                    return False
         query: dict = {"kind": self.query_kind, "collection": str(self.db) if self.db else None, "top": self.top_k}
         if self.query_kind == "image":
             query["image"] = self.query_path

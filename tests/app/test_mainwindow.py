@@ -450,3 +450,20 @@ def test_closing_hides_the_window_before_waiting_for_tasks_under_way(window, mon
     monkeypatch.setattr(window.runner, "wait", lambda ms: (seen.append(window.isVisible()), wait(ms))[1])
     window.close()
     assert seen == [False]
+
+
+def test_a_disabled_icon_is_faint_on_any_colour_scheme(qtbot):
+    """The style's grey version of an icon was as bright as the enabled icons on the dark scheme's buttons: the
+    disabled undo looked clickable.  Disabled icons are the enabled ones faded."""
+    from PySide6.QtGui import QIcon
+
+    from app.mainwindow import DISABLED_OPACITY, icon
+
+    for name in ("undo", "redo", "clear"):
+        ic = icon(name)
+        for side in (16, 22, 24, 40, 56):
+            on = ic.pixmap(side, side).toImage()
+            off = ic.pixmap(side, side, QIcon.Mode.Disabled).toImage()
+            alpha_on = sum(on.pixelColor(x, y).alphaF() for x in range(on.width()) for y in range(on.height()))
+            alpha_off = sum(off.pixelColor(x, y).alphaF() for x in range(off.width()) for y in range(off.height()))
+            assert alpha_on > 0 and alpha_off == pytest.approx(DISABLED_OPACITY * alpha_on, rel=0.15), (name, side)

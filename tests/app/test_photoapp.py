@@ -225,7 +225,7 @@ def test_save_results_adds_the_chosen_type_to_a_bare_name(qtbot, window, tmp_pat
     target = tmp_path / "mine"
     monkeypatch.setattr(mainwindow.QFileDialog, "getSaveFileName",
                         staticmethod(lambda *a, **k: (str(target), "CSV (*.csv)")))
-    action = next(a for a in window.actions() if a.text() == "Save the &Results…")
+    action = next(a for a in window.actions() if a.text() == "Save the Res&ults…")
     action.trigger()  # the menu's action (its triggered(bool) must not be taken for a path)
     assert (tmp_path / "mine.csv").read_text().startswith("rank,path,score")
     (tmp_path / "mine.csv").write_text("mine")  # the name typed again: the file there is not replaced unasked
@@ -234,6 +234,30 @@ def test_save_results_adds_the_chosen_type_to_a_bare_name(qtbot, window, tmp_pat
     assert not window.save_results()
     assert (tmp_path / "mine.csv").read_text() == "mine"
 
+
+
+def test_save_the_sketch_adds_png_to_a_bare_name(qtbot, window, tmp_path, monkeypatch):
+    for stroke in HOUSE:
+        draw(window.canvas, stroke)
+    monkeypatch.setattr(mainwindow.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(tmp_path / "hex"), "PNG (*.png)")))
+    next(a for a in window.actions() if a.text() == "Sa&ve the Sketch As…").trigger()
+    assert (tmp_path / "hex.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "hex").exists()
+    (tmp_path / "hex.png").write_bytes(b"mine")
+    monkeypatch.setattr(mainwindow.QMessageBox, "question",
+                        staticmethod(lambda *a, **k: mainwindow.QMessageBox.StandardButton.No))
+    window.save_sketch()
+    assert (tmp_path / "hex.png").read_bytes() == b"mine"
+
+
+def test_every_menu_letter_picks_one_item(window):
+    """Alt+F then a letter picks one item: no two items of a menu share their underlined letter."""
+    for menu_action in window.menuBar().actions():
+        menu = menu_action.menu()
+        letters = [a.text().replace("&&", "").split("&")[1][0].lower() for a in menu.actions()
+                   if not a.isSeparator() and "&" in a.text().replace("&&", "")]
+        assert len(letters) == len(set(letters)), (menu.title(), letters)
+        assert len(letters) == len([a for a in menu.actions() if not a.isSeparator()]), menu.title()
 
 def test_a_sketch_from_the_history_while_viewing_a_region_result_searches_the_sketch(qtbot, window):
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):
