@@ -488,7 +488,7 @@ class HistoryStrip(QListWidget):
         self.clear_action.triggered.connect(self.clear_history)
         self.addAction(self.clear_action)
         self.clicked.connect(self._choose)
-        self.refresh()
+        self.refresh(newest_current=False)
 
     def isEmpty(self) -> bool:  # noqa: N802 - Qt's naming
         return self.count() == 0
@@ -497,8 +497,9 @@ class HistoryStrip(QListWidget):
         """The entry shown in ``row`` (None beyond them)."""
         return self._shown[row] if 0 <= row < len(self._shown) else None
 
-    def refresh(self) -> None:
-        """Show the history's entries as they are now, the newest (the query shown) current."""
+    def refresh(self, *, newest_current: bool = True) -> None:
+        """Show the history's entries as they are now, the newest (the query shown) current (``newest_current``
+        False: none, as when the strip is made: no query is shown yet)."""
         self.clear()
         self._shown = self.history.entries
         fallback = {k: QIcon(str(ICONS / f"{'sketch' if k == 'sketch' else 'image'}.svg")) for k in KINDS}
@@ -511,8 +512,9 @@ class HistoryStrip(QListWidget):
             item.setData(Qt.ItemDataRole.AccessibleTextRole, tip.replace("\n", ", "))
             item.setSizeHint(self.gridSize())
             self.addItem(item)
-        if self._shown:  # the newest: the query shown now (a query run again moves to the front)
-            self.setCurrentRow(0)
+        # the newest: the query shown now (a query run again moves to the front); else none (the view makes the
+        # first row current as rows come, unasked)
+        self.setCurrentRow(0 if self._shown and newest_current else -1)
         self.clear_action.setEnabled(bool(self._shown))
         self.viewport().update()
         if self._was_empty is not self.isEmpty():

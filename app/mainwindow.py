@@ -860,7 +860,7 @@ class MainWindow(QMainWindow):
                                         query_path=self.query_path if self.query_kind != "sketch" else None)
             else:
                 self.close_viewer()
-        self.time_label.setText(f"search {1000 * seconds:.0f} ms")
+        self.time_label.setText(f"{'listed in' if kind == 'browse' else 'search'} {1000 * seconds:.0f} ms")
         self.detail.show_hit(None)
         if n:
             # cleared first: where the view kept that row current through the model's reset, setting it again
@@ -1311,10 +1311,15 @@ class MainWindow(QMainWindow):
         split = self.settings.value("window/splitter")
         if isinstance(split, QByteArray | bytes):
             self.splitter.restoreState(split)
+        try:  # the pen as it was left
+            self.width_slider.setValue(int(self.settings.value("canvas/pen_width", self.width_slider.value())))
+        except (TypeError, ValueError):
+            pass
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/splitter", self.splitter.saveState())
+        self.settings.setValue("canvas/pen_width", self.width_slider.value())
         self.cancel_indexing()
         self.runner.cancel_all()
         self.hide()  # gone at once: a task under way (a rotation curve, a decode) can take a second or two to end

@@ -186,6 +186,9 @@ def strip(qtbot, tmp_path):
 
 def test_the_strip_shows_the_entries_and_a_click_chooses_one(qtbot, strip):
     assert strip.count() == 5 and not strip.isEmpty() and strip.height() == 80
+    fresh = HistoryStrip(strip.history)  # made with no query shown (the app's start): none is current
+    qtbot.addWidget(fresh)
+    assert fresh.count() == 5 and fresh.currentRow() == -1 and not fresh.selectedItems()
     assert "Photo p.jpg" in strip.item(0).toolTip()
     assert strip.item(1).toolTip().startswith("Sketch")
     target = strip.history.entries[2]

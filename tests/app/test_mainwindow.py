@@ -467,3 +467,14 @@ def test_a_disabled_icon_is_faint_on_any_colour_scheme(qtbot):
             alpha_on = sum(on.pixelColor(x, y).alphaF() for x in range(on.width()) for y in range(on.height()))
             alpha_off = sum(off.pixelColor(x, y).alphaF() for x in range(off.width()) for y in range(off.height()))
             assert alpha_on > 0 and alpha_off == pytest.approx(DISABLED_OPACITY * alpha_on, rel=0.15), (name, side)
+
+
+def test_the_pen_width_is_kept_across_restarts(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "pen.ini"), QSettings.Format.IniFormat)
+    first = MainWindow(settings=settings, restore=True)
+    qtbot.addWidget(first)
+    first.width_slider.setValue(17)
+    first.close()
+    again = MainWindow(settings=settings, restore=True)
+    qtbot.addWidget(again)
+    assert again.width_slider.value() == 17 and again.canvas.pen_width == 17
