@@ -451,11 +451,13 @@ class RotationPlot(QWidget):
         self.set_curve(None)
 
     def set_kind(self, kind: str) -> None:
-        """"sketch" (0° is the overlay as drawn; the overlay can be shown turned) or "image"."""
+        """"sketch" (0° is the overlay as drawn; the overlay can be shown turned), "image" or "region" (of a
+        photo, turned as an image)."""
         self.kind = kind
+        query = "region" if kind == "region" else "photo"
         self.heading.setText("Rotation similarity versus turning the sketch (0° = as drawn on the photo; its own "
                              "measure, not the shape alignment above)" if kind == "sketch"
-                             else "Rotation similarity versus turning the query photo (0° = upright)")
+                             else f"Rotation similarity versus turning the query {query} (0° = upright)")
 
     def set_curve(self, curve) -> None:
         """``curve``: a :class:`engine.rotation.RotationCurve` of the shown hit; None: none (yet)."""
@@ -625,7 +627,8 @@ class DetailPanel(QWidget):
         self.overlay_box.setVisible(kind == "sketch" and sketch is not None and hit is not None)
         self.note.setVisible(False)
         # the polar plot: of the sketch, or of the query photo (or region) as an image; none when browsing
-        self.rotation.set_kind("sketch" if kind == "sketch" and sketch is not None else "image")
+        region = kind == "region" or (kind == "sketch" and sketch is None and query_path is not None)  # its shape
+        self.rotation.set_kind("sketch" if kind == "sketch" and sketch is not None else "region" if region else "image")
         self.rotation.setVisible(kind != "browse")
         if hit is None:
             self.title.setText("")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from pathlib import Path
 
@@ -107,9 +108,14 @@ def default_db_for(folder: str | os.PathLike, root: str | os.PathLike | None = N
 
 
 def collection_name(db: str | os.PathLike) -> str:
-    """A short name of a collection for menus and the status bar (its folder's or manifest's name)."""
+    """A short name of a collection for menus and the status bar (its folder's or manifest's name; for a
+    collection the app made of a photo folder, :func:`default_db_for`, the photo folder's name without the tag
+    that keeps folders of the same name apart: "photos", not "photos-bd3eb606c5bf")."""
     p = Path(db)
-    return p.stem if p.suffix == ".json" else p.name
+    if p.suffix == ".json":
+        return p.stem
+    name, _, tag = p.name.rpartition("-")
+    return name if name and re.fullmatch(r"[0-9a-f]{12}", tag) else p.name
 
 
 def is_collection(db: str | os.PathLike) -> bool:

@@ -97,7 +97,8 @@ def test_a_folder_goes_to_its_own_collection_not_the_open_one(qtbot, tmp_path, f
     assert str(own_a) in where
     assert seen[1] == own_a and win.db == own_a
     assert len(open_collection(db_b)) == 2 and len(open_collection(own_a)) == 4  # B untouched
-    assert len(win.index) == 4 and "A-" in win.collection_label.text()
+    assert len(win.index) == 4 and win.collection_label.text().startswith("A ·")  # its folder's name, no tag
+    assert mainwindow.collection_name(own_a) == "A" and mainwindow.collection_name(db_b) == "B-collection"
 
     win.switch_collection(db_b)  # back to B: indexing A again still does not touch B
     seen.clear()

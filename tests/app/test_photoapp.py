@@ -101,6 +101,7 @@ def test_a_region_of_a_photo_is_a_query_and_is_remembered(qtbot, window):
     window.detail.show_hit(own[0], kind="sketch", query_path=photo)
     words = html.unescape(window.detail.scores.text())
     assert "query photo itself" in words and "region's shape at" in words
+    assert "turning the query region" in window.detail.rotation.heading.text()
     window.search_region(photo, (0, 0, 0, 10))  # no area: said in the status bar, the query kept
     qtbot.waitUntil(lambda: "no area" in window.message_label.text(), timeout=10_000)
     assert window.query_region[2] == "shape"
