@@ -659,6 +659,8 @@ class DetailPanel(QWidget):
                      "photo" + (" · mirrored" if hit.mirrored else ""))
             if not box_is_sure(hit):
                 where += " · the box is uncertain (dashed): the drawn outline was not clearly found in this photo"
+                if is_likely(hit, cut):  # likely all the same: said, so the two do not read as a contradiction
+                    where += "; the match rests on the photo's likeness to the drawing as a whole"
             if kind == "region":  # two rankings fused: a rank score, not a probability
                 verdict = "the region's shape and image rankings fused (1: first in both), not a probability"
             same = query_path is not None and os.path.abspath(query_path) == os.path.abspath(hit.path)

@@ -3,6 +3,7 @@ turned), the overlay drawn turned on request, no "-0°", no radial labels over t
 folder" that cannot open says so; a narrow, short panel lays out without overlap."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import cv2
@@ -203,6 +204,9 @@ def test_a_likely_match_with_an_uncertain_box_says_so_without_contradicting_itse
     text = panel.scores.text()
     assert "a likely match" in text and "box is uncertain (dashed)" in text
     assert "does not stand out" not in text  # the photo is a likely match: only its box is in doubt
+    assert "rests on the photo's likeness to the drawing as a whole" in html.unescape(text)  # why it is likely
+    panel.show_hit(dataclasses.replace(hit, likely=False, score=0.1), kind="sketch")
+    assert "box is uncertain" in panel.scores.text() and "rests on" not in panel.scores.text()
     panel.show_hit(dataclasses.replace(hit, box_sure=True), kind="sketch")
     assert "uncertain" not in panel.scores.text()
 
