@@ -69,18 +69,35 @@ def printable(text) -> str:
     return "".join(out)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+#: the largest count or size an option takes (a 64-bit number reached SQLite as an OverflowError)
+MAX_COUNT = 2**31 - 1
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {'at least 1' if least else '0 or more'}, got {value}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT:,}, got {value}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _whole(text, 1)
 
 
 def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole(text, 0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options in one line, naming the command and its --help (argparse printed its usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _seconds(text: str) -> float:
@@ -508,8 +525,7 @@ def cmd_gui(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sketchsearch",
-                                     description="Find the photos that contain a drawn shape.")
+    parser = _Parser(prog="sketchsearch", description="Find the photos that contain a drawn shape.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -729,6 +745,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll's POLLERR on its end; False where that
+    cannot be told)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor (a test's capture)
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     import functools
     import warnings
@@ -749,6 +778,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sketchsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError as e:
+        if not _stdout_closed():  # another pipe (a cluster's connection, say): a failure like any other
+            message, status = describe_failure(e, getattr(args, "db", None))
+            print(f"sketchsearch: error: {message}", file=sys.stderr)
+            return status
+        # the reader of the output went away (`| head`): quiet, as a command killed by SIGPIPE; what is left in
+        # the buffer goes nowhere instead of failing again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:
         if os.environ.get("SKETCHSEARCH_DEBUG") and not isinstance(e, SketchSearchError):
             raise

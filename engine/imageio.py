@@ -6,6 +6,7 @@ line, so that callers (indexer, app) can report and skip it.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from dataclasses import dataclass
 
@@ -292,7 +293,10 @@ def _decode(path, max_pixels: int | None, body) -> LoadedImage:
     try:
         if os.path.isdir(path):
             raise ImageError(path, "is a directory, not an image file")
-        if os.path.getsize(path) == 0:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device: its size says nothing (and it may never end)
+            raise ImageError(path, "not a regular file")
+        if st.st_size == 0:
             raise ImageError(path, "empty file (0 bytes)")
         with _open(path, max_pixels) as im:
             exif = im.getexif()

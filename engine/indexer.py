@@ -102,7 +102,10 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
     skipped: list[tuple[str, str]] = []
     unreadable: list[str] = []
     visited: set[tuple[int, int]] = set()
-    folders = [Path(f).expanduser() for f in folders]
+    typed = [Path(f).expanduser() for f in folders]
+    # absolute (links kept): what is skipped is recorded as the photos are, whatever the working folder was
+    # (relative, a broken link was listed again under each way of typing its folder, and never dropped)
+    folders = [Path(os.path.abspath(f)) for f in typed]
     roots = [os.path.realpath(f) for f in folders if f.is_dir()]
 
     def cannot_read(e: OSError) -> None:
@@ -124,9 +127,9 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
             return None
         return st
 
-    for root in folders:
+    for root, as_typed in zip(folders, typed, strict=True):
         if not root.exists():
-            raise FileNotFoundError(f"{root}: no such folder")
+            raise FileNotFoundError(f"{as_typed}: no such folder")
         if not root.is_dir():
             if regular(root) is not None:
                 found.add(root.resolve())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from .datasets import indexing_photos, store_photos
 from .report import machine, report, table
@@ -26,6 +27,42 @@ PARTS = ("kernels", "edges", "quality", "fusion", "speed", "store", "image", "co
          "cluster", "scaling")
 
 
+def is_result(path: Path) -> bool:
+    """Whether ``path`` holds what a benchmark run writes (a JSON object with its ``machine`` and ``date``)."""
+    try:
+        if path.stat().st_size > 256 << 20:
+            return False
+        got = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(got, dict) and "machine" in got and "date" in got
+
+
+def check_outputs(out: Path, parts: set[str]) -> None:
+    """Refuse, before anything runs, an ``--out`` that would overwrite a file the benchmark did not write (a photo
+    given as ``--out`` was replaced by JSON), or a folder; and the plots written beside it (``reliability.png``,
+    ``cost.png``) where they exist and ``--out`` is not an earlier result of the benchmark.
+
+    Raises
+    ------
+    SketchSearchError
+        One line naming the path.
+    """
+    from ..errors import SketchSearchError
+
+    if out.is_dir():
+        raise SketchSearchError(f"{out}: is a folder; --out names the JSON file the results go to")
+    ours = is_result(out)
+    if out.exists() and not ours:
+        raise SketchSearchError(f"{out}: exists and is not a result of sketchsearch bench; choose another --out "
+                                f"(nothing was written)")
+    plots = [name for part, name in (("fusion", "reliability.png"), ("scaling", "cost.png")) if part in parts]
+    for name in plots:
+        if (out.parent / name).exists() and not ours:
+            raise SketchSearchError(f"{out.parent / name}: exists, and the plot would replace it; choose an --out in "
+                                    f"a folder of its own (nothing was written)")
+
+
 def main(args, *, app: Callable[[bool], dict] | None = None) -> int:
     """Entry point of ``sketchsearch bench``: the parts in ``args.only`` (all by default).
 
@@ -33,6 +70,7 @@ def main(args, *, app: Callable[[bool], dict] | None = None) -> int:
     ``"tables"``); None where the app is not installed.
     """
     parts = set(args.only or PARTS)
+    check_outputs(args.out, parts)
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     out = []
     if "kernels" in parts:

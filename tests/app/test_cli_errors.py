@@ -91,6 +91,34 @@ def test_counts_are_not_negative(db, sketch, capsys, option, value):
     argparse_error(capsys, ["search", "--db", db, "--sketch", sketch, option, value], option)
 
 
+@pytest.mark.parametrize("option, value, words", [("--min-side", "9223372036854775808", "at most"),  # SQLite overflowed
+                                                   ("--top", "abc", "expected a whole number, got 'abc'"),
+                                                   ("--workers", "2.5", "expected a whole number")])
+def test_bad_option_values_are_one_line_naming_the_option(db, sketch, capsys, option, value, words):
+    """argparse printed its usage block first, and named its type function ("invalid _positive value")."""
+    args = (["index", sketch, "--db", db] if option == "--workers" else ["search", "--db", db, "--sketch", sketch])
+    last = argparse_error(capsys, [*args, option, value], option, words, "--help")
+    assert "_positive" not in last
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--db", str(db), "--sketch", str(sketch), "--topp", "3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "--topp" in err
+
+
+def test_output_piped_into_a_reader_that_goes_away_ends_quietly(db, sketch, capsys, monkeypatch):
+    """`search ... | head -2` said "error: INDEX: Broken pipe", naming the index as if it were at fault."""
+    for argv in (["search", "--db", db, "--sketch", sketch], ["search", "--db", db, "--sketch", sketch, "--json"],
+                 ["info", "--db", db]):
+        r, w = os.pipe()
+        os.close(r)  # the reader is gone before the first line
+        with open(w, "w", buffering=1) as out:  # line-buffered: the first line written meets the closed pipe
+            capsys.readouterr()
+            monkeypatch.setattr(sys, "stdout", out)
+            assert main([str(a) for a in argv]) == 141
+            monkeypatch.undo()
+        assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("value", ["nan", "-1", "0", "1.5", "inf", "x"])
 def test_duplicates_threshold_must_be_in_0_1(db, capsys, value):
     argparse_error(capsys, ["duplicates", "--db", db, "--threshold", value], "--threshold")
@@ -215,6 +243,16 @@ def test_sketch_list_refuses_what_is_not_a_regular_file(db, tmp_path, capsys):
     os.mkfifo(fifo)  # opening it must not wait for a writer
     one_line_error(capsys, ["search", "--db", db, "--sketch-list", fifo], str(fifo), "not a regular file")
 
+
+
+def test_a_query_file_that_is_not_a_regular_file_says_so(db, tmp_path, capsys):
+    """A FIFO or a link to /dev/zero as the query was called "empty file (0 bytes)"."""
+    fifo = tmp_path / "q.png"
+    os.mkfifo(fifo)
+    zero = tmp_path / "z.jpg"
+    os.symlink("/dev/zero", zero)
+    for option, path in (("--sketch", fifo), ("--sketch", zero)):
+        one_line_error(capsys, ["search", "--db", db, option, path], str(path), "not a regular file")
 
 def test_sketch_list_has_a_size_limit(db, tmp_path, capsys):
     big = tmp_path / "big.txt"

@@ -20,6 +20,25 @@ def test_bench_kernels_and_speed(tmp_path, capsys):
     assert "Sketch query latency" in capsys.readouterr().out
 
 
+
+def test_bench_never_writes_over_a_file_it_did_not_write(tmp_path, capsys):
+    """``--out photo.jpg`` replaced the photo by JSON; a folder failed only after the whole run.  Both are refused
+    before anything runs, as are plots that would replace files beside ``--out``; an earlier result is replaced."""
+    photo = tmp_path / "victim.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 a photo")
+    for out, words in ((photo, "is not a result of sketchsearch bench"), (tmp_path, "is a folder")):
+        assert main(["bench", "--quick", "--only", "kernels", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1 and "Spatial kernel" not in err
+    assert photo.read_bytes() == b"\xff\xd8\xff\xe0 a photo"
+    (tmp_path / "cost.png").write_bytes(b"mine")
+    assert main(["bench", "--quick", "--only", "scaling", "--out", str(tmp_path / "new.json")]) == 2
+    assert "cost.png: exists" in capsys.readouterr().err and (tmp_path / "cost.png").read_bytes() == b"mine"
+    again = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "kernels", "--out", str(again)]) == 0
+    assert main(["bench", "--quick", "--only", "kernels", "--out", str(again)]) == 0  # its own result: replaced
+    assert "kernels" in json.loads(again.read_text())
+
 def _bench_on_data(tmp_path, *parts: str) -> dict:
     """``bench --quick`` of these parts, skipped where the evaluation data are absent; its JSON."""
     try:

@@ -723,6 +723,24 @@ def test_info_lists_what_the_run_skipped_and_forgets_what_vanished(tmp_path, mon
     assert sorted(Path(p).name for p, _ in SketchIndex(db).skipped) == ["bad?.png", "empty.png"]
 
 
+
+def test_what_is_skipped_is_listed_once_whatever_way_its_folder_was_typed(tmp_path, monkeypatch):
+    """A broken link or a FIFO was recorded under the folder as typed: indexed as ``ph`` and as its absolute
+    path, it was listed twice ("skipped 4" for two problems), and never dropped once it was gone."""
+    d = make_photos(tmp_path / "ph", 1)
+    os.symlink("nowhere.jpg", d / "dangling.jpg")
+    os.mkfifo(d / "fifo.jpg")
+    db = tmp_path / "db"
+    monkeypatch.chdir(tmp_path)
+    for folder in ("ph", str(d), "./ph/../ph"):
+        index_folders([folder], db, workers=1, backbone="none")
+        listed = SketchIndex(db).skipped
+        assert sorted(Path(p).name for p, _ in listed) == ["dangling.jpg", "fifo.jpg"], listed
+        assert all(os.path.isabs(p) for p, _ in listed)
+    (d / "dangling.jpg").unlink()
+    index_folders(["ph"], db, workers=1, backbone="none")
+    assert [Path(p).name for p, _ in SketchIndex(db).skipped] == ["fifo.jpg"]
+
 # -- fuzz: every index file damaged in turn ------------------------------------------------------------------
 
 CORRUPTIONS = ["truncate", "zero", "garbage", "delete"]
