@@ -459,6 +459,17 @@ def cmd_info(args) -> int:
     index = open_collection(args.db)
     info = index.info()
     info["skipped_files"] = [{"path": p, "reason": r} for p, r in index.skipped]
+    from engine.collection import SketchIndex
+
+    if info.get("image_index") and isinstance(index, SketchIndex):  # its files opened and checked, as a search does
+        from engine.errors import ImageIndexDamaged
+
+        try:
+            index.images()
+        except ImageIndexDamaged as e:
+            info["image_index_damaged"] = str(e)
+            print(f"sketchsearch: warning: {e}; searches rank by the shape alone until `sketchsearch index` "
+                  f"rebuilds it", file=sys.stderr)
     if args.json:
         print(json.dumps(info))
         return 0

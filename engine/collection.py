@@ -18,7 +18,7 @@ import numpy as np
 from . import fusion as fusion_steps
 from .afm import FeatureLayout
 from .edges import EdgeMap, sketch_edges
-from .errors import Hint, IndexFormatError, QueryError
+from .errors import DamagedIndexWarning, Hint, ImageIndexDamaged, IndexFormatError, QueryError
 from .fusion import FusionParams, ReferenceScores, leave_one_out_cosines, load_params, reference_weight
 from .hits import Hit, photo_box
 from .imageio import ImageError, load_image, load_sketch
@@ -472,8 +472,17 @@ class Collection:
 
         params = params or load_params()
         options = options or SearchOptions(mirror=params.mirror)
-        return sketch_search(self.shards, self.sketch_query(sketch), options, top_k=top_k, params=params,
-                             expand=expand, fusion=fusion, filt=filt)
+        edges = self.sketch_query(sketch)
+        try:
+            return sketch_search(self.shards, edges, options, top_k=top_k, params=params, expand=expand,
+                                 fusion=fusion, filt=filt)
+        except ImageIndexDamaged as e:  # the image part is lost until the next run rebuilds it: the shape is not
+            if not fusion:
+                raise
+            warnings.warn(DamagedIndexWarning(f"{e}: this search ranked by the shape alone", hint=e.hint),
+                          stacklevel=2)
+            return sketch_search(self.shards, edges, options, top_k=top_k, params=params, expand=expand,
+                                 fusion=False, filt=filt)
 
     def hits_of(self, found) -> list[Hit]:
         """Hits of (collection row, score) pairs found by whole-photo similarity (box: the whole photo)."""

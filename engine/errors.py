@@ -60,6 +60,11 @@ class IndexFormatError(SketchSearchError):
     """The index was written by another format version or with other settings."""
 
 
+class ImageIndexDamaged(IndexFormatError):
+    """A file of the image index (the image and global sketch descriptors) is missing or damaged: the next index
+    run rebuilds it (``hint``: repair); a sketch search meanwhile ranks by the shape alone."""
+
+
 class IndexLocked(SketchSearchError):
     """Another process is writing the index."""
 

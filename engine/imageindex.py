@@ -384,14 +384,14 @@ def open_generation(db: Path, record: dict, *, derived: bool = True) -> Generati
     ``derived=False`` opens only what holds the photos' descriptors (ids, codes, scales, bases), not what the
     next build computes again from them (norms, whitening, the sketch mean, the IVF-PQ index): those are left
     None, so their damage costs a rebuild, never the photos."""
-    from .errors import IndexFormatError, IndexNotFound
+    from .errors import ImageIndexDamaged, IndexNotFound
 
     files = generation_files(Path(db), record["gen"])
     n = record["n"]
 
-    def fail(part: str, why) -> IndexFormatError:
-        return IndexFormatError(f"{db}: image index file {files[part].name} is missing or damaged ({why})",
-                                hint=Hint("repair", str(db)))
+    def fail(part: str, why) -> ImageIndexDamaged:
+        return ImageIndexDamaged(f"{db}: image index file {files[part].name} is missing or damaged ({why})",
+                                 hint=Hint("repair", str(db)))
 
     def array(part: str, ndim: int, dtype=None, rows: int | None = n) -> np.ndarray:
         try:

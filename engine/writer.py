@@ -298,7 +298,7 @@ class IndexWriter:
             if "gem" in self.arrays:
                 self._image_dirty()
         log.warning("%s: %d %s (%s): their %d photos are described again when their folders are indexed",
-                    self.db, len(why), what, "; ".join(why.values()), lost)
+                    self.db, len(why), what, "; ".join(dict.fromkeys(why.values())), lost)  # each reason once
 
     def raw_chunks(self) -> set[int]:
         """Chunks that still hold their photos' raw image descriptors (not yet folded into the image index)."""
