@@ -256,6 +256,10 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
         con = con or connect_ro(db)
         try:
             if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                if has_descriptors(db):
+                    # descriptors with no catalog: it was emptied (a first run that stopped wrote none yet)
+                    raise IndexFormatError(f"{db}: the catalog is empty, yet the folder holds the index's "
+                                           f"descriptor files: the catalog was lost", hint=Hint("rebuild", str(db)))
                 raise IndexNotFound(f"{db}: no photos indexed yet (the first run stopped before it began)",
                                     hint=Hint("build", str(db)))
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -387,6 +391,11 @@ def delete_owned(con: sqlite3.Connection, db: Path, names: Iterable[str]) -> Non
         done.append(name)
     with con:
         con.executemany("DELETE FROM owned WHERE name = ?", [(n,) for n in done])
+
+
+def has_descriptors(db: Path) -> bool:
+    """Whether an index folder holds descriptor files (chunk or image-index arrays), which only a catalog places."""
+    return any(LAYOUT.match(e.name) and e.name not in FIXED_FILES for e in os.scandir(db))
 
 
 def index_files(db: Path) -> list[str] | None:

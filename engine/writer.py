@@ -35,6 +35,7 @@ from .catalog import (
     connect_ro,
     delete_owned,
     folder_claim,
+    has_descriptors,
     index_files,
     migrate,
     open_array,
@@ -151,8 +152,13 @@ class IndexWriter:
             if (self.db / name).is_symlink():
                 raise IndexFormatError(f"{self.db / name}: a symbolic link, which sketchsearch does not make",
                                        hint=Hint("rebuild", str(self.db)))
-        if (self.db / CATALOG).exists() and _no_tables(self.db):  # left by a run of an earlier version killed
-            for suffix in ("", "-wal", "-shm"):                      # before it made its tables: nothing in it
+        # a catalog without tables: left by a run of an earlier version killed before it made them (nothing in
+        # it); but with descriptor files beside it, it was emptied: lost, and a rebuild removes what it cannot place
+        if (self.db / CATALOG).exists() and _no_tables(self.db):
+            if has_descriptors(self.db):
+                raise IndexFormatError(f"{self.db}: the catalog is empty, yet the folder holds the index's "
+                                       f"descriptor files: the catalog was lost", hint=Hint("rebuild", str(self.db)))
+            for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.db / f"{CATALOG}{suffix}")
         if (self.db / CATALOG).exists():

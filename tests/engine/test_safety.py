@@ -19,7 +19,7 @@ from PIL import Image
 
 from app.cli import main
 from engine import catalog, describe, indexer
-from engine.catalog import CATALOG, MARKER
+from engine.catalog import CATALOG, FIXED_FILES, LAYOUT, MARKER
 from engine.collection import SketchIndex
 from engine.errors import (
     DamagedIndexWarning,
@@ -744,6 +744,28 @@ def test_what_is_skipped_is_listed_once_whatever_way_its_folder_was_typed(tmp_pa
     (d / "dangling.jpg").unlink()
     index_folders(["ph"], db, workers=1, backbone="none")
     assert [Path(p).name for p, _ in SketchIndex(db).skipped] == ["fifo.jpg"]
+
+
+def test_an_emptied_catalog_beside_descriptor_files_is_a_lost_catalog(tmp_path):
+    """A 0-byte catalog read as "no photos indexed yet (the first run stopped before it began)", and the next run
+    started over beside the old descriptor files, which stayed for ever.  Now it is damage: one line asking for
+    --rebuild, which leaves only what the new catalog owns."""
+    photos = make_photos(tmp_path / "photos", 3)
+    db = tmp_path / "db"
+    index_folders([photos], db, workers=1, backbone="none")
+    (db / CATALOG).write_bytes(b"")
+    for name in (f"{CATALOG}-wal", f"{CATALOG}-shm"):
+        (db / name).unlink(missing_ok=True)
+    for argv in (("info", "--db", db), ("search", "--db", db, "--sketch", photos / "p01.png"),
+                 ("index", photos, "--db", db)):
+        rc, _, err = cli(*argv)
+        assert rc == 2 and "catalog was lost" in one_line_error(err, str(db), "--rebuild")
+    rc, _, _ = cli("index", photos, "--db", db, "--rebuild")
+    assert rc == 0 and len(SketchIndex(db)) == 3
+    con = sqlite3.connect(db / CATALOG)
+    owned = {n for (n,) in con.execute("SELECT name FROM owned")}
+    con.close()
+    assert {p.name for p in db.iterdir() if LAYOUT.match(p.name) and p.name not in FIXED_FILES} <= owned
 
 # -- fuzz: every index file damaged in turn ------------------------------------------------------------------
 
