@@ -350,6 +350,8 @@ def read_sketch_list(path: Path) -> list[tuple[str, Path]]:
         if entry and not entry.startswith("#"):
             p = Path(entry).expanduser()
             out.append((entry, p if p.is_absolute() else Path(path).parent / p))
+    if not out:  # a run that printed nothing and succeeded read as if the sketches had no results
+        raise SketchSearchError(f"{path}: the sketch list names no sketch (one path per line; # starts a comment)")
     return out
 
 
@@ -543,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index every image under the folders")
     p.add_argument("folders", nargs="+", metavar="DIR")
     p.add_argument("--db", required=True, type=Path, help="index folder (created if needed)")
-    p.add_argument("--workers", type=_positive, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=_positive, default=None, help="worker processes (default and most: one per core)")
     p.add_argument("--preset", choices=("compact", "quality"), default=None,
                    help="descriptor size for a new index: compact 243-D (default), quality 605-D")
     p.add_argument("--backbone", default="auto",
@@ -600,8 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default)")
     p.add_argument("--under", type=Path, default=None, metavar="DIR", help="only photos inside this folder")
     p.add_argument("--after", default=None, metavar="DATE",
-                   help="only photos taken on or after this date (YYYY-MM-DD; EXIF date, else the file's time)")
-    p.add_argument("--before", default=None, metavar="DATE", help="only photos taken before this date (YYYY-MM-DD)")
+                   help="only photos taken on or after this date (YYYY-MM-DD, or YYYY-MM-DD HH:MM; EXIF date, "
+                        "else the file's time)")
+    p.add_argument("--before", default=None, metavar="DATE",
+                   help="only photos taken before this date (YYYY-MM-DD, or YYYY-MM-DD HH:MM)")
     p.add_argument("--min-side", type=_positive, default=None, metavar="PX",
                    help="only photos whose shorter side has at least this many pixels")
     p.add_argument("--top", type=_positive, default=20, help="number of results (default 20)")

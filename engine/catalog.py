@@ -248,6 +248,12 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
     """The ``meta`` table of an index, checked for its format version and its values."""
     db = Path(db)
     if not (db / CATALOG).is_file():
+        if db.is_file():  # a photo, say: indexing "into" it is refused, so that is not the way out to suggest
+            raise IndexNotFound(f"{db}: a file, not a sketchsearch index (an index is a folder; a sharded "
+                                f"collection, a .json manifest)", hint=Hint("other-folder", str(db)))
+        if db.is_dir() and any(not (LAYOUT.match(n) or n in FIXED_FILES or n in LITTER) for n in os.listdir(db)):
+            raise IndexNotFound(f"{db}: not a sketchsearch index (no {CATALOG}), and it holds other files: an "
+                                f"index goes into a folder of its own", hint=Hint("other-folder", str(db)))
         if db.exists():
             raise IndexNotFound(f"{db}: not a sketchsearch index (no {CATALOG})", hint=Hint("build", str(db)))
         raise IndexNotFound(f"{db}: no such index", hint=Hint("build", str(db)))

@@ -382,8 +382,8 @@ def hits_of_rows(shards: Shards, rows: np.ndarray, scores: np.ndarray) -> list[H
         if m is None:
             continue
         path, geometry = m
-        hits.append(Hit(len(hits) + 1, path, float(sc), (0.0, 0.0, float(geometry[0]), float(geometry[1])), 1.0,
-                        False, int(row)))
+        hits.append(Hit(len(hits) + 1, path, min(float(sc), 1.0),  # a cosine (float16 vectors rounded past 1)
+                        (0.0, 0.0, float(geometry[0]), float(geometry[1])), 1.0, False, int(row)))
     return hits
 
 

@@ -24,9 +24,13 @@ def parse_date(text: str, *, what: str = "date") -> float:
     s = str(text).strip()
     for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
         try:
-            return _dt.datetime.strptime(s, fmt).timestamp()
+            when = _dt.datetime.strptime(s, fmt)
         except ValueError:
             continue
+        try:
+            return when.timestamp()
+        except (OverflowError, ValueError, OSError):  # a date, but not one this machine's clock can hold
+            raise QueryError(f"{what} {text!r} is out of the range of dates this machine can compare") from None
     raise QueryError(f"{what} {text!r} is not a date (use YYYY-MM-DD)")
 
 

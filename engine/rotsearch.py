@@ -256,7 +256,7 @@ def find_duplicates(index, *, threshold: float = 0.95, gem_threshold: float = 0.
         entry = []
         for m in members:
             s, a, f = invariant_scores(first, polar[m:m + 1], step=1.0)
-            entry.append((m, float(s[0]), float(a[0]), bool(f[0])))
+            entry.append((m, min(float(s[0]), 1.0), float(a[0]), bool(f[0])))  # a cosine: rounding passed 1
         groups.append(entry)
     groups.sort(key=lambda g: (-len(g), g[0][0]))
     return groups

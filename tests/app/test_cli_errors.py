@@ -271,6 +271,27 @@ def test_sketch_list_with_a_byte_order_mark(db, tmp_path, sketch, capsys):
     assert row["query"] == sketch.name and "error" not in row
 
 
+def test_a_db_that_is_a_photo_or_a_photo_folder_is_not_told_to_be_built(tmp_path, sketch, capsys):
+    """``--db photo.jpg`` (or a folder of photos) suggested ``sketchsearch index FOLDER --db photo.jpg``, which
+    indexing then refuses: the way out is another --db."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"\xff\xd8 a photo")
+    for where, words in ((photos / "a.jpg", "a file, not a sketchsearch index"), (photos, "holds other files")):
+        for argv in (["info", "--db", where], ["search", "--db", where, "--sketch", sketch]):
+            err = one_line_error(capsys, argv, str(where), words, "choose another --db")
+            assert "sketchsearch index FOLDER" not in err
+    assert (photos / "a.jpg").read_bytes() == b"\xff\xd8 a photo"
+
+
+def test_a_sketch_list_that_names_no_sketch_says_so(db, tmp_path, capsys):
+    """It exited 0 and printed nothing, as if every sketch had no results."""
+    for text in ("", "\n\n", "# only comments\n   \n"):
+        lst = tmp_path / "empty.txt"
+        lst.write_text(text)
+        one_line_error(capsys, ["search", "--db", db, "--sketch-list", lst], str(lst), "names no sketch")
+
+
 def test_sketch_list_that_is_not_text(tmp_path):
     lst = tmp_path / "bin.txt"
     lst.write_bytes(b"\xff\xfe\x00bad")

@@ -1,5 +1,6 @@
 """The indexer's describing jobs on the CPU: the CNN runs in each job (ONNX Runtime, one thread), in worker
 processes or, with one worker, in the caller's process, never in the writer."""
+import os
 from pathlib import Path
 
 import cv2
@@ -125,3 +126,15 @@ def test_a_worker_process_keeps_the_memory_it_frees():
         assert platform.libc_ver()[0] != "glibc"
         pytest.skip("not glibc: the allocator is left as it is")
     assert faults["keep"][1] < 100 < faults["default"][1], faults  # 0 and about 80,000 here
+
+
+def test_worker_processes_are_at_most_one_per_core(monkeypatch):
+    """--workers 200 on 2 cores made 200 processes contend for them (36 photos: 60 s instead of 4)."""
+    from engine.indexer import worker_count
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert [worker_count(w) for w in (None, 1, 3, 4, 200)] == [4, 1, 3, 4, 4]
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert [worker_count(w) for w in (None, 1, 2, 200)] == [1, 1, 2, 2]  # two asked for on one core: still two
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert worker_count(None) == 1

@@ -48,6 +48,9 @@ def test_duplicates_groups_rotated_mirrored_and_rescaled_copies(collection, caps
     assert ["copy_p3_small.jpg", "p3.jpg"] in names
     assert ["copy_p4_print37.jpg", "p4.jpg"] in names
     assert len(groups) == 4  # the other photos share shapes, not content
+    assert all(0 < m[1] <= 1.0 for g in groups for m in g)  # cosines (rounding printed 1.001)
+    own = index.search_image(root / "p1.jpg", top_k=3)
+    assert own[0].path.endswith("/p1.jpg") and own[0].score <= 1.0
     assert main(["duplicates", "--db", str(db), "--json", "--threshold", "0.93"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     mirrored = next(g for g in lines if any("mirror" in p["path"] for p in g["photos"]))
