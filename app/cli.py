@@ -250,6 +250,16 @@ def _check_query_options(args) -> None:
         parse_region(args.region)
     if args.rotation == "any" and getattr(args, "region", None) is not None:
         raise QueryError("--rotation any does not take --region")
+    # options this query does not use are said to be ignored (they were, silently)
+    region, image = getattr(args, "region", None) is not None, getattr(args, "image", None) is not None
+    if args.expand is not None and (image or args.rotation == "any" or not args.fusion):
+        _ignored("--expand", "it expands a fused sketch search (--sketch, without --no-fusion or --rotation any)")
+    if args.qe is not None and (not image or region or args.rotation == "any"):
+        _ignored("--qe", "it expands an image search (--image, without --region or --rotation any)")
+
+
+def _ignored(option: str, why: str) -> None:
+    print(f"sketchsearch: warning: {option} is ignored here: {why}", file=sys.stderr)
 
 
 def _query_hits(index, args, *, sketch=None, image=None):

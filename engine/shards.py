@@ -471,6 +471,9 @@ class LocalRunner:
 def _manifest_for(manifest: Path, settings: SketchSettings | None, backbone: str | None, edges: str | None,
                       n_shards: int | None, *, default_shards: int = 2):
     """The manifest of the run: the existing one (refusing other settings) or a new one."""
+    if manifest.is_dir():  # a plain index (or any folder) given with --shards or --cluster
+        raise SketchSearchError(f"{manifest}: a folder, not a sharded collection's manifest: --shards and --cluster "
+                                f"index into a .json manifest (e.g. --db {manifest}.json), a folder without them")
     if manifest.exists():
         m = Manifest.load(manifest)
         want, image = resolve_settings(manifest.parent / f".{manifest.name}.none", settings or m.settings, backbone

@@ -284,6 +284,17 @@ def test_a_db_that_is_a_photo_or_a_photo_folder_is_not_told_to_be_built(tmp_path
     assert (photos / "a.jpg").read_bytes() == b"\xff\xd8 a photo"
 
 
+def test_options_a_query_does_not_use_are_said_to_be_ignored(db, sketch, capsys):
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--sketch", str(sketch), "--qe", "3", "--top", "1"]) == 0
+    assert "--qe is ignored here" in capsys.readouterr().err
+    for extra in (["--no-fusion"], ["--rotation", "any"]):
+        assert main(["search", "--db", str(db), "--sketch", str(sketch), "--expand", "2", "--top", "1", *extra]) == 0
+        assert "--expand is ignored here" in capsys.readouterr().err
+    assert main(["search", "--db", str(db), "--sketch", str(sketch), "--expand", "2", "--top", "1"]) == 0
+    assert "ignored" not in capsys.readouterr().err
+
+
 def test_a_sketch_list_that_names_no_sketch_says_so(db, tmp_path, capsys):
     """It exited 0 and printed nothing, as if every sketch had no results."""
     for text in ("", "\n\n", "# only comments\n   \n"):

@@ -292,6 +292,12 @@ def test_cli_on_a_manifest_prints_what_one_index_prints(collection, tmp_path, ca
     assert "3 of 24 photos" in capsys.readouterr().out
     assert main(["index", str(photos), "--db", str(tmp_path / "folder"), "--shards", "2"]) == 2
     assert "is a .json file" in capsys.readouterr().err
+    plain = tmp_path / "plain"  # an existing plain index with --shards: said what it is, not "no such manifest"
+    assert main(["index", str(photos), "--db", str(plain), "--backbone", "none", "--workers", "1", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["index", str(photos), "--db", str(plain), "--shards", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "a folder, not a sharded collection's manifest" in err and "no such manifest" not in err
     # the other commands take a manifest too
     query = sorted(photos.iterdir())[2]
     assert main(["search", "--db", str(tmp / "photos.json"), "--image", str(query), "--rotation", "any", "--json",
