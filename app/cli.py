@@ -97,7 +97,7 @@ class _Parser(argparse.ArgumentParser):
     """Bad options in one line, naming the command and its --help (argparse printed its usage block first)."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"sketchsearch: error: {message} (see {self.prog} --help)\n")
 
 
 def _seconds(text: str) -> float:
@@ -480,8 +480,8 @@ def cmd_info(args) -> int:
             index.images()
         except ImageIndexDamaged as e:
             info["image_index_damaged"] = str(e)
-            print(f"sketchsearch: warning: {e}; searches rank by the shape alone until `sketchsearch index` "
-                  f"rebuilds it", file=sys.stderr)
+            print(f"sketchsearch: warning: {printable(str(e))}; searches rank by the shape alone until "
+                  f"`sketchsearch index` rebuilds it", file=sys.stderr)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -555,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index every image under the folders")
     p.add_argument("folders", nargs="+", metavar="DIR")
     p.add_argument("--db", required=True, type=Path, help="index folder (created if needed)")
-    p.add_argument("--workers", type=_positive, default=None, help="worker processes (default and most: one per core)")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="worker processes (default and most: one per core, or 2)")
     p.add_argument("--preset", choices=("compact", "quality"), default=None,
                    help="descriptor size for a new index: compact 243-D (default), quality 605-D")
     p.add_argument("--backbone", default="auto",

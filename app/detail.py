@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .paths import same_path
 from .results import box_is_sure, draw_box, format_hit, format_score, is_likely, likely_cut, load_preview
 from .workers import Runner, Task
 
@@ -663,14 +664,14 @@ class DetailPanel(QWidget):
                     where += "; the match rests on the photo's likeness to the drawing as a whole"
             if kind == "region":  # two rankings fused: a rank score, not a probability
                 verdict = "the region's shape and image rankings fused (1: first in both), not a probability"
-            same = query_path is not None and os.path.abspath(query_path) == os.path.abspath(hit.path)
+            same = query_path is not None and same_path(query_path, hit.path)
             if kind == "region" or query_path is not None:  # a region (its shape alone: "sketch" with its photo)
                 where = where.replace("sketch at", "region's shape at")
             self.scores.setText(html.escape(f"{format_score(hit.score, kind)}: {verdict}{shape}") + "<br>"
                                 + html.escape(where)
                                 + ("<br><b>This is the query photo itself: the box is the region.</b>" if same else ""))
         else:
-            same = (query_path is not None and os.path.abspath(query_path) == os.path.abspath(hit.path)) \
+            same = (query_path is not None and same_path(query_path, hit.path)) \
                 or hit.score >= 0.995
             self.scores.setText(html.escape(f"{format_score(hit.score, kind)} (cosine of the whole photos, not a "
                                             "probability)")

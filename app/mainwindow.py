@@ -100,10 +100,14 @@ def collections_folder() -> Path:
     return data_folder() / "collections"
 
 
+#: bytes of the tag that keeps the collections of photo folders of the same name apart (``default_db_for``)
+TAG_BYTES = 6
+
+
 def default_db_for(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """The collection of a photo folder of its own: in ``root`` (default :func:`collections_folder`)."""
     folder = Path(folder).resolve()
-    tag = hashlib.blake2b(str(folder).encode(), digest_size=6).hexdigest()
+    tag = hashlib.blake2b(str(folder).encode(), digest_size=TAG_BYTES).hexdigest()
     return Path(root or collections_folder()) / f"{folder.name or 'root'}-{tag}"
 
 
@@ -115,7 +119,8 @@ def collection_name(db: str | os.PathLike) -> str:
     if p.suffix == ".json":
         return p.stem
     name, _, tag = p.name.rpartition("-")
-    return name if name and re.fullmatch(r"[0-9a-f]{12}", tag) else p.name
+    made = name and re.fullmatch(f"[0-9a-f]{{{2 * TAG_BYTES}}}", tag) and p.parent == collections_folder()
+    return name if made else p.name
 
 
 def is_collection(db: str | os.PathLike) -> bool:
@@ -204,6 +209,7 @@ class MainWindow(QMainWindow):
         self._generation = 0
         self._search_started = 0.0
         self._failed_message = ""  # the status bar's words of the last failed search (cleared by the next result)
+        self._damage_said: str | None = None  # the damaged image index the status bar said (once)
         self._indexing: Task | None = None
         self._last_refresh = 0.0
         self._shown_sketch: np.ndarray | None = None
@@ -687,7 +693,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("collection/folder", str(folder))
         if db != self.db:  # the collection written is the one shown: results come from it as it grows
             if self.warming_up:  # a collection still being opened is not shown: its result is dropped
-                self._warming = None
+                self._warming, self._search_pending = None, False
+                self.loading_label.setVisible(False)
             self.index, self.db = None, db
             self.model.set_hits([])
             self.detail.show_hit(None)
@@ -834,6 +841,11 @@ class MainWindow(QMainWindow):
             return  # a newer search started meanwhile
         if kind == "sketch" and self._shown_sketch is not None:
             self._remember_sketch(self._shown_sketch)
+        damage = getattr(self.index, "image_damage", None)  # a warning in a pool thread reaches no one: said here
+        if damage is not None and damage != self._damage_said:
+            self._damage_said = damage
+            self.error(f"{damage}: searches rank by the shape alone until the collection's folder is indexed again "
+                       f"(File → Index a Photo Folder)", dialog=False)
         if self._failed_message and self.message_label.text() == self._failed_message:
             self.message_label.setText("")  # the last query's failure is not this one's
         self._failed_message = ""
@@ -1000,10 +1012,11 @@ class MainWindow(QMainWindow):
             except OSError as e:
                 self.error(str(e))
 
-    def _typed_suffix(self, path: str, suffix: str, title: str) -> str | None:
-        """A file name typed in a save dialog without a suffix, with ``suffix``; where that file exists, asked
-        before it is replaced (the dialog asked of the name without it).  None: not to be written."""
-        if Path(path).suffix:
+    def _typed_suffix(self, path: str, suffix: str, title: str, kept: tuple[str, ...] = ()) -> str | None:
+        """A file name typed in a save dialog without ``suffix`` (or one of ``kept``), with it ("my.sketch" ->
+        "my.sketch.png"); where that file exists, asked before it is replaced (the dialog asked of the name
+        without it).  None: not to be written."""
+        if Path(path).suffix.lower() in (suffix, *kept):
             return path
         path += suffix
         if os.path.exists(path) and QMessageBox.question(
@@ -1167,7 +1180,7 @@ class MainWindow(QMainWindow):
                                                        "JSON (*.json);;CSV (*.csv)")
             # a name typed without its suffix: the type chosen in the dialog
             path = path and self._typed_suffix(path, ".csv" if chosen.startswith("CSV") else ".json",
-                                               "Save the results")
+                                               "Save the results", kept=(".csv", ".json"))
             if not path:
                 return False
         query: dict = {"kind": self.query_kind, "collection": str(self.db) if self.db else None, "top": self.top_k}

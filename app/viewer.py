@@ -25,6 +25,7 @@ from .detail import (
     region_mode_combo,
 )
 from .labels import ElidedLabel
+from .paths import same_path
 from .results import QUERY_SIMILARITY, box_is_sure, draw_box, format_hit, load_preview, qimage_from_pixels
 from .workers import Runner, Task
 
@@ -471,8 +472,7 @@ class PhotoViewer(QWidget):
         if self.kind == "sketch" and hit.mirrored:
             parts.append("mirrored")
         if self.kind == "image":
-            same = self.query_path is not None and os.path.normcase(os.path.abspath(self.query_path)) == \
-                os.path.normcase(os.path.abspath(hit.path))
+            same = self.query_path is not None and same_path(self.query_path, hit.path)
             if same or hit.score >= QUERY_SIMILARITY:
                 parts.append("the query photo")
         return "  ·  ".join(parts)

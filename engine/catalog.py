@@ -251,7 +251,7 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
         if db.is_file():  # a photo, say: indexing "into" it is refused, so that is not the way out to suggest
             raise IndexNotFound(f"{db}: a file, not a sketchsearch index (an index is a folder; a sharded "
                                 f"collection, a .json manifest)", hint=Hint("other-folder", str(db)))
-        if db.is_dir() and any(not (LAYOUT.match(n) or n in FIXED_FILES or n in LITTER) for n in os.listdir(db)):
+        if db.is_dir() and any(not (LAYOUT.match(n) or n in FIXED_FILES or n in LITTER) for n in _names(db)):
             raise IndexNotFound(f"{db}: not a sketchsearch index (no {CATALOG}), and it holds other files: an "
                                 f"index goes into a folder of its own", hint=Hint("other-folder", str(db)))
         if db.exists():
@@ -262,10 +262,8 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
         con = con or connect_ro(db)
         try:
             if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-                if has_descriptors(db):
-                    # descriptors with no catalog: it was emptied (a first run that stopped wrote none yet)
-                    raise IndexFormatError(f"{db}: the catalog is empty, yet the folder holds the index's "
-                                           f"descriptor files: the catalog was lost", hint=Hint("rebuild", str(db)))
+                if has_descriptors(db):  # it was emptied (a first run that stopped wrote none yet)
+                    raise lost_catalog(db)
                 raise IndexNotFound(f"{db}: no photos indexed yet (the first run stopped before it began)",
                                     hint=Hint("build", str(db)))
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -399,9 +397,25 @@ def delete_owned(con: sqlite3.Connection, db: Path, names: Iterable[str]) -> Non
         con.executemany("DELETE FROM owned WHERE name = ?", [(n,) for n in done])
 
 
+def _names(db: Path) -> list[str]:
+    """The names in a folder; none where it cannot be read (the catalog's own check says why)."""
+    try:
+        return os.listdir(db)
+    except OSError:
+        return []
+
+
+def lost_catalog(db: Path) -> IndexFormatError:
+    """The error of a catalog without tables beside the index's descriptor files: emptied, so lost (a rebuild
+    removes the files it cannot place)."""
+    return IndexFormatError(f"{db}: the catalog is empty, yet the folder holds the index's descriptor files: the "
+                            f"catalog was lost", hint=Hint("rebuild", str(db)))
+
+
 def has_descriptors(db: Path) -> bool:
     """Whether an index folder holds descriptor files (chunk or image-index arrays), which only a catalog places."""
-    return any(LAYOUT.match(e.name) and e.name not in FIXED_FILES for e in os.scandir(db))
+    with os.scandir(db) as entries:
+        return any(LAYOUT.match(e.name) and e.name not in FIXED_FILES for e in entries)
 
 
 def index_files(db: Path) -> list[str] | None:

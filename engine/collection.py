@@ -382,7 +382,8 @@ def hits_of_rows(shards: Shards, rows: np.ndarray, scores: np.ndarray) -> list[H
         if m is None:
             continue
         path, geometry = m
-        hits.append(Hit(len(hits) + 1, path, min(float(sc), 1.0),  # a cosine (float16 vectors rounded past 1)
+        hits.append(Hit(len(hits) + 1, path, min(float(sc), 1.0),  # a cosine (rounding, and a rotation's
+                                                                    # refined curve, passed 1)
                         (0.0, 0.0, float(geometry[0]), float(geometry[1])), 1.0, False, int(row)))
     return hits
 
@@ -420,6 +421,8 @@ class Collection:
     path: Path
     settings: SketchSettings
     shards: object
+    #: why its image index cannot be read, once a sketch search found it (then its searches rank by the shape)
+    image_damage: str | None = None
 
     def __len__(self) -> int:
         return self.shards.n
@@ -475,12 +478,12 @@ class Collection:
         edges = self.sketch_query(sketch)
         try:
             return sketch_search(self.shards, edges, options, top_k=top_k, params=params, expand=expand,
-                                 fusion=fusion, filt=filt)
+                                 fusion=fusion and self.image_damage is None, filt=filt)
         except ImageIndexDamaged as e:  # the image part is lost until the next run rebuilds it: the shape is not
             if not fusion:
                 raise
-            warnings.warn(DamagedIndexWarning(f"{e}: this search ranked by the shape alone", hint=e.hint),
-                          stacklevel=2)
+            self.image_damage = str(e)  # said once; the next searches of this view rank by the shape at once
+            warnings.warn(DamagedIndexWarning(f"{e}: searches rank by the shape alone", hint=e.hint), stacklevel=2)
             return sketch_search(self.shards, edges, options, top_k=top_k, params=params, expand=expand,
                                  fusion=False, filt=filt)
 

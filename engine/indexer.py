@@ -103,8 +103,8 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
     unreadable: list[str] = []
     visited: set[tuple[int, int]] = set()
     typed = [Path(f).expanduser() for f in folders]
-    # absolute (links kept): what is skipped is recorded as the photos are, whatever the working folder was
-    # (relative, a broken link was listed again under each way of typing its folder, and never dropped)
+    # absolute (links kept): what is skipped is recorded the same whatever the working folder was (relative, a
+    # broken link was listed again under each way of typing its folder, and never dropped)
     folders = [Path(os.path.abspath(f)) for f in typed]
     roots = [os.path.realpath(f) for f in folders if f.is_dir()]
 
@@ -397,7 +397,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         skipped = [s for s in skipped if only(s[0])]
     scan_skipped = list(skipped)
     roots = sorted({str(Path(f).expanduser().resolve()) for f in folders}
-                   | {str(Path(f).expanduser().absolute()) for f in folders})
+                   | {os.path.abspath(Path(f).expanduser()) for f in folders})  # as scan_folders records skips
     settings, image_json = resolve_settings(db, settings, backbone, edges)
     defer = defer_edges(settings.detector, device)
     layout = FeatureLayout.from_settings(settings) if defer else None
@@ -609,9 +609,11 @@ def _use_pool(workers: int | None, n_jobs: int) -> bool:
 
 
 def worker_count(workers: int | None) -> int:
-    """The describing processes of a run: ``workers`` (None: one per core), at most one per core (at least 2
-    where 2 or more were asked for): more only contend for the cores (200 on 2 cores: 15 times slower)."""
-    cores = os.cpu_count() or 1
+    """The describing processes of a run: ``workers`` (None: one per core this process may use), at most one per
+    core (at least 2 where 2 or more were asked for): more only contend for the cores (200 on 2: 15 times slower)."""
+    from .search import available_cores
+
+    cores = available_cores()
     return max(1, min(workers or cores, max(cores, 2)))
 
 

@@ -88,8 +88,9 @@ def region_sketch(pixels: np.ndarray, *, detector: str, max_side: int, min_stren
                          "query instead")
     try:
         return sketch_edges(np.where(ink, 0.0, 1.0).astype(np.float32), max_side=max_side)
-    except ValueError as e:
-        raise QueryError(f"the region's edges do not make a shape ({e})") from None
+    except ValueError:  # a speck or a blob of edges (the sketch's own words ask for a drawing)
+        raise QueryError("the region's edges do not make a shape (a speck or a blob): choose a larger region, or "
+                         "search it as an image") from None
 
 
 def boxed_on_the_region(hits: list[Hit], image, box) -> list[Hit]:

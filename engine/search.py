@@ -631,14 +631,20 @@ def _grouped_1d(c1: np.ndarray, layout: FeatureLayout, n_scales: int, n_mirrors:
     return _f32(w.reshape(n_scales, n_freq, 2 * n_mirrors, 2 * dphi))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it: ``taskset``, a container's
+    CPU set), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @functools.cache
 def cpu_threads() -> int:
     """Threads that score a query's blocks side by side on the CPU: the cores this process may run on, at most
     the limit ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` sets (1 in a Dask worker or an indexing worker)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
+    n = available_cores()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         limit = os.environ.get(var, "").strip()
         if limit.isdigit() and int(limit) > 0:

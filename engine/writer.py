@@ -37,6 +37,7 @@ from .catalog import (
     folder_claim,
     has_descriptors,
     index_files,
+    lost_catalog,
     migrate,
     open_array,
     read_meta,
@@ -156,8 +157,7 @@ class IndexWriter:
         # it); but with descriptor files beside it, it was emptied: lost, and a rebuild removes what it cannot place
         if (self.db / CATALOG).exists() and _no_tables(self.db):
             if has_descriptors(self.db):
-                raise IndexFormatError(f"{self.db}: the catalog is empty, yet the folder holds the index's "
-                                       f"descriptor files: the catalog was lost", hint=Hint("rebuild", str(self.db)))
+                raise lost_catalog(self.db)
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.db / f"{CATALOG}{suffix}")

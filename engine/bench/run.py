@@ -53,7 +53,7 @@ def check_outputs(out: Path, parts: set[str]) -> None:
     if out.is_dir():
         raise SketchSearchError(f"{out}: is a folder; --out names the JSON file the results go to")
     ours = is_result(out)
-    if out.exists() and not ours:
+    if (out.exists() or out.is_symlink()) and not ours:  # a dangling link: writing would make its target
         raise SketchSearchError(f"{out}: exists and is not a result of sketchsearch bench; choose another --out "
                                 f"(nothing was written)")
     plots = [name for part, name in (("fusion", "reliability.png"), ("scaling", "cost.png")) if part in parts]

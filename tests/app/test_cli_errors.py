@@ -57,7 +57,7 @@ def argparse_error(capsys, argv, *needles) -> str:
         main([str(a) for a in argv])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err  # no usage block before it
     last = err.splitlines()[-1]
     assert last.startswith("sketchsearch") and "error: argument" in last, err
     for n in needles:

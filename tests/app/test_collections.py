@@ -82,6 +82,7 @@ def test_a_folder_goes_to_its_own_collection_not_the_open_one(qtbot, tmp_path, f
     """The reported case: A indexed into its own collection, B open, "Index a Photo Folder" on A added A's
     photos to B.  Now the run asks, its default is A's own collection, and B is left as it was."""
     root, a, b = folders
+    monkeypatch.setattr(mainwindow, "collections_folder", lambda: root / "apps")  # where the app makes collections
     own_a = mainwindow.default_db_for(a, root / "apps")
     index_folders([a], own_a, backbone="none", workers=1)
     db_b = root / "apps" / "B-collection"
@@ -99,6 +100,7 @@ def test_a_folder_goes_to_its_own_collection_not_the_open_one(qtbot, tmp_path, f
     assert len(open_collection(db_b)) == 2 and len(open_collection(own_a)) == 4  # B untouched
     assert len(win.index) == 4 and win.collection_label.text().startswith("A ·")  # its folder's name, no tag
     assert mainwindow.collection_name(own_a) == "A" and mainwindow.collection_name(db_b) == "B-collection"
+    assert mainwindow.collection_name(root / "holiday-202407151030") == "holiday-202407151030"  # a user's own name
 
     win.switch_collection(db_b)  # back to B: indexing A again still does not touch B
     seen.clear()
@@ -264,7 +266,7 @@ def test_a_run_into_another_collection_drops_the_opening_of_the_last(qtbot, tmp_
         assert win.index_folder(a, new)
         qtbot.waitUntil(lambda: bool(opened), timeout=60_000)
         qtbot.wait(200)  # the opening's result is delivered (and dropped)
-        assert win.db == new
+        assert win.db == new and not win.loading_label.isVisible() and not win.warming_up  # not left "Opening…"
         assert win.index is None or {Path(n).parent for n in win.index.paths} == {a}
     assert done.args[0] == "done" and win.db == new and len(win.index) == 4
     settle(qtbot, win)

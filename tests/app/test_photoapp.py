@@ -249,6 +249,10 @@ def test_save_the_sketch_adds_png_to_a_bare_name(qtbot, window, tmp_path, monkey
                         staticmethod(lambda *a, **k: mainwindow.QMessageBox.StandardButton.No))
     window.save_sketch()
     assert (tmp_path / "hex.png").read_bytes() == b"mine"
+    monkeypatch.setattr(mainwindow.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(tmp_path / "my.sketch"), "PNG (*.png)")))
+    window.save_sketch()  # a dot in the name is not a type: the PNG is named as one
+    assert (tmp_path / "my.sketch.png").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "my.sketch").exists()
 
 
 def test_every_menu_letter_picks_one_item(window):

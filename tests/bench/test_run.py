@@ -31,6 +31,9 @@ def test_bench_never_writes_over_a_file_it_did_not_write(tmp_path, capsys):
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1 and "Spatial kernel" not in err
     assert photo.read_bytes() == b"\xff\xd8\xff\xe0 a photo"
+    (tmp_path / "link.json").symlink_to(tmp_path / "elsewhere.json")  # dangling: writing would make its target
+    assert main(["bench", "--quick", "--only", "kernels", "--out", str(tmp_path / "link.json")]) == 2
+    assert "not a result" in capsys.readouterr().err and not (tmp_path / "elsewhere.json").exists()
     (tmp_path / "cost.png").write_bytes(b"mine")
     assert main(["bench", "--quick", "--only", "scaling", "--out", str(tmp_path / "new.json")]) == 2
     assert "cost.png: exists" in capsys.readouterr().err and (tmp_path / "cost.png").read_bytes() == b"mine"

@@ -173,9 +173,11 @@ def test_filter_values_are_checked():
     with pytest.raises(QueryError, match="not a date"):
         parse_date("2020-02-30")
     try:  # a date all the same: said so where this machine's clock cannot hold it, never "not a date"
-        parse_date("0001-01-01")
+        early = parse_date("0001-01-01")
     except QueryError as e:
         assert "out of the range" in str(e)
+    else:
+        assert early < parse_date("1970-01-02")
     assert parse_date("2019-06-01 10:30") - parse_date("2019-06-01") == 10.5 * 3600
     with pytest.raises(QueryError, match="empty"):
         PhotoFilter(after=parse_date("2021-01-01"), before=parse_date("2020-01-01"))
