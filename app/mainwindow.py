@@ -846,6 +846,7 @@ class MainWindow(QMainWindow):
             self._damage_said = damage
             self.error(f"{damage}: searches rank by the shape alone until the collection's folder is indexed again "
                        f"(File → Index a Photo Folder)", dialog=False)
+            self._update_status()  # and says so for as long as it lasts
         if self._failed_message and self.message_label.text() == self._failed_message:
             self.message_label.setText("")  # the last query's failure is not this one's
         self._failed_message = ""
@@ -1274,8 +1275,10 @@ class MainWindow(QMainWindow):
                                           else "No collection")
         else:
             n_skip = self.index.n_skipped
+            damaged = getattr(self.index, "image_damage", None) is not None  # until its folder is indexed again
             self.collection_label.setText(f"{collection_name(self.db)} · {len(self.index):,} photos"
-                                          + (f" · {n_skip} skipped" if n_skip else ""))
+                                          + (f" · {n_skip} skipped" if n_skip else "")
+                                          + (" · searched by shape alone (image part damaged)" if damaged else ""))
         self.collection_label.setToolTip(str(self.db) if self.db else "")
         self.skipped_action.setEnabled(self.index is not None)
         self.add_action.setEnabled(self.db is not None and self._indexing is None)

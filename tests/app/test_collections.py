@@ -270,3 +270,24 @@ def test_a_run_into_another_collection_drops_the_opening_of_the_last(qtbot, tmp_
         assert win.index is None or {Path(n).parent for n in win.index.paths} == {a}
     assert done.args[0] == "done" and win.db == new and len(win.index) == 4
     settle(qtbot, win)
+
+
+@pytest.mark.filterwarnings("ignore::engine.errors.DamagedIndexWarning")  # the engine's, in the start-up search
+def test_a_damaged_image_index_is_said_and_searches_rank_by_the_shape(qtbot, tmp_path, folders):
+    """The engine warned in a pool thread, where no one saw it: the app says it in the status bar, and the
+    collection's label keeps saying it while it lasts."""
+    from app._testsupport import HOUSE, draw_stroke
+
+    root, a, _ = folders
+    db = tmp_path / "A-images"
+    index_folders([a], db, workers=1)
+    basis = next(db.glob("image-*.basis.npz"))
+    basis.write_bytes(basis.read_bytes()[:100])
+    win = window_on(qtbot, tmp_path, db, root)
+    with qtbot.waitSignal(win.searchFinished, timeout=60_000) as done:
+        for stroke in HOUSE:
+            draw_stroke(win.canvas, stroke)
+    assert done.args[0] == 4  # the shape still searched
+    assert "image part damaged" in win.collection_label.text()
+    assert basis.name in win.index.image_damage
+    settle(qtbot, win)
