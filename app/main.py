@@ -43,10 +43,10 @@ def display_problem() -> str | None:
 def make_app(argv: list[str] | None = None):
     """The QApplication (created once), named so QSettings and the data folder have a home."""
     from PySide6.QtCore import QCoreApplication
-    from PySide6.QtGui import QGuiApplication, QIcon
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
-    from .mainwindow import icon
+    from .mainwindow import window_icon
 
     app = QApplication.instance()
     if app is None:
@@ -54,7 +54,7 @@ def make_app(argv: list[str] | None = None):
         QCoreApplication.setApplicationName("sketchsearch")
         QGuiApplication.setDesktopFileName("sketchsearch")
         app = QApplication(argv if argv is not None else sys.argv[:1])
-        app.setWindowIcon(QIcon(icon("sketchsearch")))
+        app.setWindowIcon(window_icon())
         app.styleHints().colorSchemeChanged.connect(lambda _scheme: follow_colour_scheme(app))
         follow_colour_scheme(app)
     return app

@@ -77,11 +77,12 @@ DISABLED_OPACITY = 0.3
 
 
 def icon(name: str) -> QIcon:
-    """An icon of the app's own set, its disabled look the enabled one faded (any colour scheme): rendered from
-    the SVG at a range of sizes (an SVG icon keeps one added pixmap per mode, of one size)."""
+    """An icon of the app's own set for buttons, menus and lists, its disabled look the enabled one faded (any
+    colour scheme): rendered from the SVG at their sizes (an SVG icon keeps one added pixmap per mode, of one
+    size).  The window's icon, never disabled and shown large, is the SVG itself (:func:`window_icon`)."""
     svg = QIcon(str(ICONS / f"{name}.svg"))
     ic = QIcon()
-    for side in (16, 20, 24, 32, 40, 48, 64, 96, 128, 256):
+    for side in (16, 20, 24, 32, 40, 48, 64):
         normal = svg.pixmap(side, side)
         faint = QPixmap(normal.size())
         faint.setDevicePixelRatio(normal.devicePixelRatio())
@@ -93,6 +94,11 @@ def icon(name: str) -> QIcon:
         ic.addPixmap(normal, QIcon.Mode.Normal)
         ic.addPixmap(faint, QIcon.Mode.Disabled)
     return ic
+
+
+def window_icon() -> QIcon:
+    """The app's own icon, drawn from its SVG at any size (the window, the task bar)."""
+    return QIcon(str(ICONS / "sketchsearch.svg"))
 
 
 def collections_folder() -> Path:
@@ -214,7 +220,7 @@ class MainWindow(QMainWindow):
         self._last_refresh = 0.0
         self._shown_sketch: np.ndarray | None = None
         self.setWindowTitle("sketchsearch")
-        self.setWindowIcon(icon("sketchsearch"))
+        self.setWindowIcon(window_icon())
         self.setAcceptDrops(True)
         self._build_widgets()
         self._build_actions()

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from .actions import copy_paths, selection_mime, unique_paths
+from .paths import same_path
 from .workers import Runner, Task
 
 HitRole = Qt.ItemDataRole.UserRole + 1
@@ -257,7 +258,7 @@ class ResultsModel(QAbstractListModel):
         hits with a ``query_path``)."""
         if self.kind == "browse":
             return False
-        if self.query_path is not None and os.path.normcase(os.path.abspath(hit.path)) == self.query_path:
+        if self.query_path is not None and same_path(hit.path, self.query_path):
             return True
         return self.kind == "image" and hit.score >= QUERY_SIMILARITY
 

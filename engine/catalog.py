@@ -251,7 +251,7 @@ def read_meta(db: Path, con: sqlite3.Connection | None = None) -> dict[str, str]
         if db.is_file():  # a photo, say: indexing "into" it is refused, so that is not the way out to suggest
             raise IndexNotFound(f"{db}: a file, not a sketchsearch index (an index is a folder; a sharded "
                                 f"collection, a .json manifest)", hint=Hint("other-folder", str(db)))
-        if db.is_dir() and any(not (LAYOUT.match(n) or n in FIXED_FILES or n in LITTER) for n in _names(db)):
+        if db.is_dir() and any(not (is_index_name(n) or n in LITTER) for n in _names(db)):
             raise IndexNotFound(f"{db}: not a sketchsearch index (no {CATALOG}), and it holds other files: an "
                                 f"index goes into a folder of its own", hint=Hint("other-folder", str(db)))
         if db.exists():
@@ -385,7 +385,7 @@ def delete_owned(con: sqlite3.Connection, db: Path, names: Iterable[str]) -> Non
     for name in names:
         if name not in recorded:
             continue
-        if LAYOUT.match(name) and name not in FIXED_FILES:
+        if is_array_name(name):
             try:
                 os.unlink(Path(db) / name)
             except FileNotFoundError:
@@ -395,6 +395,16 @@ def delete_owned(con: sqlite3.Connection, db: Path, names: Iterable[str]) -> Non
         done.append(name)
     with con:
         con.executemany("DELETE FROM owned WHERE name = ?", [(n,) for n in done])
+
+
+def is_index_name(name: str) -> bool:
+    """Whether a file name is one an index writes: a fixed file (catalog, lock, marker) or an array."""
+    return name in FIXED_FILES or bool(LAYOUT.match(name))
+
+
+def is_array_name(name: str) -> bool:
+    """Whether a file name is one of an index's arrays (chunk and image-index files), not a fixed file."""
+    return name not in FIXED_FILES and bool(LAYOUT.match(name))
 
 
 def _names(db: Path) -> list[str]:
@@ -415,7 +425,7 @@ def lost_catalog(db: Path) -> IndexFormatError:
 def has_descriptors(db: Path) -> bool:
     """Whether an index folder holds descriptor files (chunk or image-index arrays), which only a catalog places."""
     with os.scandir(db) as entries:
-        return any(LAYOUT.match(e.name) and e.name not in FIXED_FILES for e in entries)
+        return any(is_array_name(e.name) for e in entries)
 
 
 def index_files(db: Path) -> list[str] | None:
@@ -427,7 +437,7 @@ def index_files(db: Path) -> list[str] | None:
             continue
         if not entry.is_file(follow_symlinks=False):
             return None
-        if entry.name not in FIXED_FILES and not LAYOUT.match(entry.name):
+        if not is_index_name(entry.name):
             return None
         names.append(entry.name)
     return names
@@ -453,7 +463,7 @@ def folder_claim(db: Path) -> str:
         return "new"
     if CATALOG in entries and index_files(db) is not None:
         return "adopt"
-    foreign = [n for n in entries if n not in FIXED_FILES and not LAYOUT.match(n)] or entries
+    foreign = [n for n in entries if not is_index_name(n)] or entries
     raise IndexNotFound(f"{db}: the folder is not empty and is not a sketchsearch index (it holds {foreign[0]!r}); "
                         f"an index needs a new or empty folder", hint=Hint("other-folder", str(db)))
 

@@ -24,7 +24,6 @@ from .catalog import (
     FIXED_FILES,
     IMAGE_ARRAYS,
     IMAGE_INDEX_DIRTY,
-    LAYOUT,
     NEW_CATALOG,
     SCHEMA,
     SKETCH_ARRAYS,
@@ -37,6 +36,7 @@ from .catalog import (
     folder_claim,
     has_descriptors,
     index_files,
+    is_array_name,
     lost_catalog,
     migrate,
     open_array,
@@ -253,7 +253,7 @@ class IndexWriter:
                 log.warning("%s: the old index's files cannot be told from others; only its catalog is deleted",
                             self.db)
         for name in names or ():
-            if name not in FIXED_FILES and LAYOUT.match(name):
+            if is_array_name(name):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.db / name)
         for name in (CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm", f"{CATALOG}-journal"):

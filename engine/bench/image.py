@@ -30,7 +30,7 @@ from ..imageindex import ALPHA, NPROBE, RERANK, WHITEN_DIM
 from ..imageio import load_image
 from ..imagesearch import VectorIndex, alpha_qe, learn_whitening
 from ..indexer import run_jobs
-from ..search import SearchOptions
+from ..search import SearchOptions, pick_device
 from ..settings import SketchSettings
 from ..vectors import l2n
 from . import datasets as ds
@@ -61,9 +61,8 @@ def describe_both(paths: list[Path], settings: SketchSettings, backbone: str = D
     rs = [records[str(p)] for p in paths]
     geometry = np.array([[r.width, r.height, r.work_width, r.work_height, r.work_scale] for r in rs], np.float64)
     coll = Described(np.stack([r.codes for r in rs]), np.stack([r.inv_norms for r in rs]), geometry)
-    describer = GemDescriber(gem, device)
-    if describer.device.type == "cpu":
-        describer = GemDescriber(gem, "cpu", backend=photo_backend(gem.backbone))
+    cpu = pick_device(device).type == "cpu"
+    describer = GemDescriber(gem, device, **({"backend": photo_backend(gem.backbone)} if cpu else {}))
     net = [inputs[str(p)] for p in paths]
     t0 = time.perf_counter()
     raw = np.concatenate([describer.describe(net[i:i + 16]) for i in range(0, len(net), 16)])
