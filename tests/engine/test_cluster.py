@@ -194,7 +194,9 @@ def test_a_worker_killed_during_search_gives_a_warning_and_the_other_shards_resu
     t0 = time.monotonic()
     with pytest.warns(PartialResultWarning, match=f"{len(dead)} of 3 shards did not answer"):
         hits = ix.search(sketch_of("star"), top_k=5)
-    assert time.monotonic() - t0 < 20
+    # a dead worker's shard is left out once the step's timeout is up (sooner when Dask sees it die): the
+    # query is bounded by the timeout, not hung; the slack is for a loaded machine (CI took 20.3 s once)
+    assert time.monotonic() - t0 < ix.timeout + 15
     assert hits and all(shard_of(h.path, 3) not in dead for h in hits)
     with pytest.warns(PartialResultWarning):
         assert ix.search_image(hits[0].path, top_k=3)
