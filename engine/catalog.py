@@ -9,7 +9,8 @@ Layout of an index folder::
     catalog.sqlite3      (WAL) meta: format version, settings
                          files: one row per file seen -- path, size, mtime, content hash, size after EXIF
                                 orientation, status (indexed / skipped + reason) and, for indexed
-                                files, the chunk and slot of its descriptor
+                                files, the chunk and slot of its descriptor and its edge cells
+                                (``engine.boxes``; NULL for photos described before they were kept)
                          chunks: the descriptor chunks, with their row counts
                          owned: the name of every other file the index writes here (and its temporary name)
     chunk-<id>.<array>.npy   one file per array of a chunk: ``codes`` (n, D) int8, ``inv_norms``
@@ -85,7 +86,8 @@ CREATE TABLE IF NOT EXISTS files (
     work_height INTEGER,
     work_scale REAL,
     n_points INTEGER,
-    taken REAL
+    taken REAL,
+    cells BLOB
 );
 CREATE INDEX IF NOT EXISTS files_chunk ON files (chunk, slot);
 CREATE INDEX IF NOT EXISTS files_hash ON files (size, hash);
@@ -96,7 +98,8 @@ CREATE TABLE IF NOT EXISTS owned (name TEXT PRIMARY KEY);
 
 #: columns added to ``files`` since the format version (``migrate`` adds them to an older catalog when a writer
 #: opens it; readers go without them: ``has_column``)
-ADDED_COLUMNS = {"taken": "REAL"}  # EXIF DateTimeOriginal; NULL: none, or not read yet (the file's mtime stands)
+ADDED_COLUMNS = {"taken": "REAL",  # EXIF DateTimeOriginal; NULL: none, or not read yet (the file's mtime stands)
+                 "cells": "BLOB"}  # the photo's edge cells (engine.boxes); NULL: described before they were kept
 
 
 def has_column(con: sqlite3.Connection, name: str, table: str = "files") -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import fusion as fusion_steps
 from .afm import FeatureLayout
+from .boxes import fitted_box
 from .edges import EdgeMap, sketch_edges
 from .errors import DamagedIndexWarning, Hint, ImageIndexDamaged, IndexFormatError, QueryError
 from .fusion import FusionParams, ReferenceScores, leave_one_out_cosines, load_params, reference_weight
@@ -274,8 +275,10 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
         m = meta.get(row)
         if m is None:  # removed since the shard was opened, or the shard died at the last step
             continue
-        path, geometry, al = m
-        box = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
+        path, geometry, al, cells = m
+        # the extent of the photo's edges along the placed sketch, or the placed frame (engine.boxes)
+        box = (fitted_box(geometry, edges, al.scale, al.mirrored, al.dx, al.dy, cells)
+               or photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy))
         hits.append(Hit(len(hits) + 1, path, float(fused.score[j]), box, al.scale, al.mirrored, int(row),
                         float(al.score), box_sure=bool(fused.za[j] >= params.sure_z),
                         likely=bool(stands_out and fused.score[j] >= params.likely)))

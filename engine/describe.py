@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .afm import FeatureLayout, database_descriptor
+from .boxes import edge_cells
 from .catalog import read_meta
 from .cnn import GemSettings
 from .edges import edges_from_maps, get_detector, working_image
@@ -52,6 +53,7 @@ class PhotoRecord:
     sketch: np.ndarray | None = None  # (G,) global sketch descriptor of the edge map drawn (engine.fusion), idem
     polar: np.ndarray | None = None  # (P,) rotation descriptor about the photo's centre (engine.rotation)
     taken: float | None = None  # EXIF DateTimeOriginal (seconds since the epoch), None where the file has none
+    cells: bytes | None = None  # the working frame's edge cells, packed (engine.boxes: a sketch hit's box is fitted)
 
 
 def content_hash(path: str | os.PathLike, block: int = 1 << 20) -> str:
@@ -162,7 +164,8 @@ def _record(base: dict, edges, layout: FeatureLayout, work: np.ndarray) -> Photo
     desc = database_descriptor(edges, layout)
     return PhotoRecord(base["path"], base["size"], base["mtime"], base["hash"], base["width"], base["height"],
                        edges.width, edges.height, edges.scale, len(edges), desc.codes, desc.inv_norms,
-                       polar=photo_polar_descriptor(edges, work).astype(np.float16), taken=base.get("taken"))
+                       polar=photo_polar_descriptor(edges, work).astype(np.float16), taken=base.get("taken"),
+                       cells=edge_cells(edges))
 
 
 def finish_deferred(items: list[Deferred], layout: FeatureLayout, detector,

@@ -24,6 +24,7 @@ from .catalog import (
     chunk_path,
     concat_blocks,
     connect_ro,
+    has_column,
     open_array,
     read_meta,
 )
@@ -146,6 +147,19 @@ class IndexView:
             found = {r[0]: (r[1], np.array(r[2:], np.float64)) for r in con.execute(
                 "SELECT id, path, width, height, work_width, work_height, work_scale FROM files "
                 "WHERE status = 'indexed' AND id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+        return [found.get(i) for i in ids]
+
+    def cells_of(self, rows: Sequence[int]) -> list[bytes | None]:
+        """The packed edge cells (``engine.boxes``) of rows; None for a photo described before they were kept
+        (or removed since this view was opened)."""
+        ids = [int(self.ids[r]) for r in rows]
+        if not ids:
+            return []
+        with self._catalog() as con:
+            if not has_column(con, "cells"):
+                return [None] * len(ids)
+            found = dict(con.execute("SELECT id, cells FROM files WHERE status = 'indexed' AND id IN "
+                                     "(SELECT value FROM json_each(?))", (json.dumps(ids),)))
         return [found.get(i) for i in ids]
 
     @cached_property

@@ -321,7 +321,8 @@ class ShardSearcher:
         return None
 
     def finish(self, qid: str | None, rows: np.ndarray) -> list:
-        """Step 5: (path, geometry, alignment) of rows -- alignment None for image queries (``qid`` None);
+        """Step 5: (path, geometry) of rows for image queries (``qid`` None), (path, geometry, alignment, edge
+        cells) for sketch queries (``engine.boxes``; cells None for a photo described before they were kept);
         None for a photo a writer removed since the shard was opened."""
         rows = np.asarray(rows, np.int64)
         meta = self.index.lookup(rows.tolist())
@@ -333,9 +334,10 @@ class ShardSearcher:
         al = [None] * len(rows)
         for j, a in zip(srt.tolist(), aligned, strict=True):
             al[j] = a
+        cells = self.index.cells_of(rows.tolist())
         with self._lock:
             self._queries.pop(qid, None)
-        return [None if m is None else (m[0], m[1], a) for m, a in zip(meta, al, strict=True)]
+        return [None if m is None else (m[0], m[1], a, c) for m, a, c in zip(meta, al, cells, strict=True)]
 
     # -- image queries ----------------------------------------------------------------------------
     def image_top(self, q: np.ndarray, k: int, with_vectors: bool = False, device=None, filt=None):

@@ -440,15 +440,15 @@ class IndexWriter:
                 cur.execute("INSERT INTO chunks VALUES (?, ?, ?)", (cid, len(records), time.time()))
                 cur.executemany(
                     "INSERT INTO files (id, path, size, mtime, hash, width, height, status, reason, chunk, slot, "
-                    "work_width, work_height, work_scale, n_points, taken) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?, ?, ?, ?, ?, ?) "
+                    "work_width, work_height, work_scale, n_points, taken, cells) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'indexed', NULL, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, "
                     "hash = excluded.hash, width = excluded.width, height = excluded.height, status = 'indexed', "
                     "reason = NULL, chunk = excluded.chunk, slot = excluded.slot, work_width = excluded.work_width, "
                     "work_height = excluded.work_height, work_scale = excluded.work_scale, "
-                    "n_points = excluded.n_points, taken = excluded.taken",
+                    "n_points = excluded.n_points, taken = excluded.taken, cells = excluded.cells",
                     [(ids[r.path], r.path, r.size, r.mtime, r.hash, r.width, r.height, cid, slot, r.work_width,
-                      r.work_height, r.work_scale, r.n_points, r.taken) for slot, r in enumerate(records)])
+                      r.work_height, r.work_scale, r.n_points, r.taken, r.cells) for slot, r in enumerate(records)])
                 self._forget(tmp)
             cur.executemany(
                 "INSERT INTO files (path, size, mtime, status, reason) VALUES (?, ?, ?, 'skipped', ?) "

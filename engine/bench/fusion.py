@@ -357,7 +357,7 @@ def _mean_rows(tables: list[list[dict]]) -> list[dict]:
     """Per method, the mean of each measure over tables of the same methods (both class-disjoint directions)."""
     out = []
     for rows in zip(*tables, strict=True):
-        keys = [k for k in rows[0] if k != "method"]
+        keys = [k for k in rows[0] if k != "method" and not isinstance(rows[0][k], str)]  # a rule's label: per table
         out.append({"method": rows[0]["method"], **{k: float(np.mean([r[k] for r in rows])) for k in keys}})
     return out
 
@@ -438,22 +438,25 @@ def bench_fusion(*, data: str | Path | None = None, quick: bool = False, png: Pa
 
 
 def _sysu_tables(signals: dict, by_half: dict, title: str) -> dict[str, list[dict]]:
-    """SYSU measures per class, each with the params and the box softness fitted on the other class (and Sketchy
-    half; ``signals``: class -> the signals computed with that direction's learned parts), and their mean; the
-    box rates of the best placement's box (softness 0) beside them."""
+    """SYSU measures per class, each with the params and the box rule (softness, and the box fit's reach and trim)
+    fitted on the other class (and Sketchy half; ``signals``: class -> the signals computed with that direction's
+    learned parts), and their mean; the placed frame's box rates (the fitted softness, and the best placement's)
+    beside them."""
     tables, per = {}, []
     for c in (1, 0):
         s = signals[c]
         sel = np.flatnonzero(s.query_class == c)
-        soft = fit_box_softness(s, by_half[c], np.flatnonzero(s.query_class == 1 - c))
+        rule = fit_box_rule(s, by_half[c], np.flatnonzero(s.query_class == 1 - c))
+        frame, best = BoxRule(rule.softness, None), BoxRule(0.0, None)
         rows = []
         for name, (final, _) in rank_variants(s.sig, by_half[c]).items():
-            rows.append({"method": name, **sysu_metrics(final, s, sel, softness=soft), "box softness": soft})
+            rows.append({"method": name, **sysu_metrics(final, s, sel, rule=rule), "box rule": rule.label})
             if name in ("AFM alone", "fused + QE"):
-                rows.append({"method": f"{name}, the best placement's box", **sysu_metrics(final, s, sel, softness=0.0),
-                             "box softness": 0.0})
+                for what, r in (("the placed frame's box", frame), ("the best placement's frame", best)):
+                    rows.append({"method": f"{name}, {what}", **sysu_metrics(final, s, sel, rule=r),
+                                 "box rule": r.label})
         per.append(rows)
-        tables[f"{title}: {ds.SYSU_CLASSES[c]} queries, weights and box softness fitted on "
+        tables[f"{title}: {ds.SYSU_CLASSES[c]} queries, weights and box rule fitted on "
                f"{ds.SYSU_CLASSES[1 - c]}"] = rows
     tables[f"{title}: class-disjoint mean of both directions"] = _mean_rows(per)
     return tables
@@ -461,43 +464,107 @@ def _sysu_tables(signals: dict, by_half: dict, title: str) -> dict[str, list[dic
 
 #: box softnesses (``engine.search.BOX_SOFTNESS``) the benchmark tries
 SOFTNESS_GRID = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12)
+#: reaches and trims of the box fit (``engine.boxes``) the benchmark tries
+REACH_GRID = (0.06, 0.08, 0.10, 0.12, 0.16)
+TRIM_GRID = (1.0, 3.0, 5.0)
 
 
-def fit_box_softness(s: SysuSignals, params: FusionParams, sel: np.ndarray) -> float:
-    """The box softness of the best mean of the top-1 and top-5 box rates of the alignment alone's ranking of the
-    queries ``sel`` (one SYSU class; the smaller softness of equal rates)."""
+@dataclass(frozen=True)
+class BoxRule:
+    """How a hit's box is drawn: the placement's softness (``engine.search.BOX_SOFTNESS``) and the box fit's
+    (reach, trim) (``engine.boxes``), or None: the placed sketch frame."""
+
+    softness: float
+    fit: tuple[float, float] | None
+
+    @property
+    def label(self) -> str:
+        fit = "frame" if self.fit is None else f"fit reach {self.fit[0]:g} trim {self.fit[1]:g}"
+        return f"softness {self.softness:g}, {fit}"
+
+
+def search_rule() -> BoxRule:
+    """The box rule the search uses."""
+    from ..boxes import REACH, TRIM
+    from ..search import BOX_SOFTNESS
+
+    return BoxRule(BOX_SOFTNESS, (REACH, TRIM))
+
+
+def box_rules() -> list[BoxRule]:
+    """The rules ``fit_box_rule`` tries, in the order of preference among equal rates (the smaller softness, the
+    frame, then the smaller reach and trim)."""
+    return [BoxRule(t, fit) for t in SOFTNESS_GRID
+            for fit in (None, *itertools.product(REACH_GRID, TRIM_GRID))]
+
+
+def fit_box_rule(s: SysuSignals, params: FusionParams, sel: np.ndarray) -> BoxRule:
+    """The box rule of the best mean of the top-1 and top-5 box rates of the alignment alone's ranking of the
+    queries ``sel`` (one SYSU class; the first of equal rates in ``box_rules``' order)."""
     final = _fused(s.sig, params, "afm", params.mirror)[0]
-    rate = {t: float(np.mean([sysu_metrics(final, s, sel, softness=t)[k] for k in ("box@1", "box@5")]))
-            for t in SOFTNESS_GRID}
-    log.info("box softness on %d queries: %s", len(sel), {t: round(v, 4) for t, v in rate.items()})
-    return max(SOFTNESS_GRID, key=lambda t: (rate[t], -t))
+    top = np.argsort(-np.where(s.exclude[sel], -np.inf, final[sel]), axis=1, kind="stable")[:, :5]
+    rel = s.relevant[sel]
+
+    def rate_of(rule: BoxRule) -> float:
+        boxes = s.boxes_of(sel, top, rule, cache=False)
+        return float(np.mean([mt.localization_rate(top[:, :k], boxes[:, :k], s.gt, rel, k=k, skip_unannotated=True)
+                              for k in (1, 5)]))
+
+    rate = {r: rate_of(r) for r in box_rules()}
+    chosen = max(rate, key=lambda r: rate[r])  # the first of the maxima
+    log.info("box rule on %d queries: %s (%.4f; the frame at that softness %.4f)", len(sel), chosen.label,
+             rate[chosen], rate[BoxRule(chosen.softness, None)])
+    return chosen
 
 
 @dataclass
 class SysuSignals:
-    """SYSU-Shapes queries against every photo, with the alignment's box for every pair."""
+    """SYSU-Shapes queries against every photo, with the alignment's soft placement (of every softness of
+    ``SOFTNESS_GRID`` and the search's) for every pair, from which the boxes of a ``BoxRule`` are drawn."""
 
     sig: Signals
     relevant: np.ndarray  # (Q, N)
     exclude: np.ndarray  # (Q, N) the query's own photo
     gt: list  # ground-truth boxes per photo
     query_class: np.ndarray  # (Q,) 0 bicycle, 1 boat (``datasets.SYSU_CLASSES``)
-    soft_boxes: dict  # box softness (``SOFTNESS_GRID`` and the search's) -> (Q, N, 4) the boxes of that softness
+    sketches: list  # (Q,) the queries' EdgeMaps
+    geometry: np.ndarray  # (N, 5) the photos' geometry (``hits.photo_box``)
+    cells: list  # (N,) the photos' packed edge cells (``engine.boxes``)
+    placements: dict  # softness -> (Q, N, 4) float32 scale, mirrored, dx, dy of the soft placement
+    _boxes: dict = dataclasses.field(default_factory=dict)  # rule -> (Q, N, 4) drawn so far (NaN: not yet)
 
-    @property
-    def boxes(self) -> np.ndarray:
-        """(Q, N, 4) the alignment's box (mirror on) in original pixels, as the search draws it
-        (``engine.search.BOX_SOFTNESS``)."""
-        from ..search import BOX_SOFTNESS
+    def boxes_of(self, queries: np.ndarray, rows: np.ndarray, rule: BoxRule | None = None, *,
+                 cache: bool = True) -> np.ndarray:
+        """(Q', K, 4) boxes, in original pixels, of the photos ``rows`` (Q', K) for the queries ``queries`` (Q',),
+        drawn by ``rule`` (None: the search's) as the search draws them."""
+        from ..boxes import fitted_box
+        from ..hits import photo_box
 
-        return self.soft_boxes[BOX_SOFTNESS]
+        rule = search_rule() if rule is None else rule
+        done = self._boxes.get(rule) if cache else None
+        if cache and done is None:
+            done = self._boxes[rule] = np.full((*self.relevant.shape, 4), np.nan)
+        out = np.zeros((*rows.shape, 4))
+        where = self.placements[rule.softness]
+        for a, q in enumerate(np.asarray(queries).tolist()):
+            e = self.sketches[q]
+            for b, j in enumerate(np.asarray(rows[a]).tolist()):
+                if done is not None and not np.isnan(done[q, j, 0]):
+                    out[a, b] = done[q, j]
+                    continue
+                sc, m, dx, dy = (float(v) for v in where[q, j])
+                box = None if rule.fit is None else fitted_box(self.geometry[j], e, sc, m > 0.5, dx, dy,
+                                                               self.cells[j], reach=rule.fit[0], trim=rule.fit[1])
+                out[a, b] = box or photo_box(self.geometry[j], e.width * sc, e.height * sc, dx, dy)
+                if done is not None:
+                    done[q, j] = out[a, b]
+        return out
 
 
 def sysu_signals(root: Path, work: Path, *, per_class: int | None = None, distractors: bool = False) -> SysuSignals:
-    """SYSU-Shapes outline queries against its photos (the query's own photo excluded), with the alignment's box
-    for every pair; ``distractors``: in one collection with the 1,250 Sketchy photos of 50 other subjects
-    (Sketchy's photos of a SYSU class are relevant to its queries; they have no annotated box)."""
-    from ..hits import photo_box
+    """SYSU-Shapes outline queries against its photos (the query's own photo excluded), with the alignment's soft
+    placements for every pair; ``distractors``: in one collection with the 1,250 Sketchy photos of 50 other
+    subjects (Sketchy's photos of a SYSU class are relevant to its queries; they have no annotated box)."""
     from ..search import BOX_SOFTNESS, QueryScorer
 
     data = ds.load_sysu(root / "sysu-shapes")
@@ -518,32 +585,35 @@ def sysu_signals(root: Path, work: Path, *, per_class: int | None = None, distra
         index = _sysu_index(data, work)
     edges = [sketch_edges(q.image) for q in queries]
     sig = collect(index, edges, paths)
-    cols = columns_of(index, data.image_paths)
+    cols = columns_of(index, paths)
+    assert (cols >= 0).all(), "a photo is not in the benchmark's index"
     geometry = index.geometry[cols]
-    codes, inv = np.asarray(index.codes[cols]), np.asarray(index.inv_norms[cols])
-    soft_boxes = {t: np.full((len(edges), len(paths), 4), np.nan)  # the distractors have no annotated box to meet
-                  for t in (*SOFTNESS_GRID, BOX_SOFTNESS)}
+    cells = index.cells_of(cols.tolist())
+    # placements of SYSU's own photos only: the distractors have no annotated box to meet (their boxes, drawn
+    # from a zero placement, are never counted)
+    own = cols[:len(data.image_paths)]
+    codes, inv = np.asarray(index.codes[own]), np.asarray(index.inv_norms[own])
+    placements = {t: np.zeros((len(edges), len(paths), 4), np.float32) for t in (*SOFTNESS_GRID, BOX_SOFTNESS)}
     for qi, e in enumerate(edges):
         scorer = QueryScorer(encode_query(e, index.layout), index.layout, mirror=True)
-        placements = scorer.placement_scores(codes, inv)
-        for t, boxes in soft_boxes.items():
-            for j, a in enumerate(scorer.alignments_of(placements, t)):
-                boxes[qi, j] = photo_box(geometry[j], e.width * a.scale, e.height * a.scale, a.dx, a.dy)
-    return SysuSignals(sig, relevant, exclude, gt, np.array([q.class_index for q in queries]), soft_boxes)
+        scores = scorer.placement_scores(codes, inv)
+        for t, where in placements.items():
+            where[qi, :len(own)] = [(a.scale, float(a.mirrored), a.dx, a.dy) for a in scorer.alignments_of(scores, t)]
+    return SysuSignals(sig, relevant, exclude, gt, np.array([q.class_index for q in queries]), edges, geometry,
+                       cells, placements)
 
 
 def sysu_metrics(final: np.ndarray, s: SysuSignals, sel: np.ndarray | None = None, *,
-                 softness: float | None = None) -> dict:
+                 rule: BoxRule | None = None, cache: bool = True) -> dict:
     """mAP, P@10, the box IoU >= 0.5 rate of the correct-class top 10 and of the correct top 1 and top 5
     (``box@1``, ``box@5``; the query's own photo excluded; correct hits without an annotated box -- Sketchy's
     photos of the class among the distractors -- are left out of the box rates, neither right nor wrong); the
-    boxes of the box softness ``softness`` (None: the search's, ``engine.search.BOX_SOFTNESS``)."""
+    boxes drawn by ``rule`` (None: the search's, ``search_rule``)."""
     sel = np.arange(len(final)) if sel is None else sel
     rel, ex = s.relevant[sel], s.exclude[sel]
     f = np.where(ex, -np.inf, final[sel])
     top = np.argsort(-f, axis=1, kind="stable")[:, :10]
-    all_boxes = s.boxes if softness is None else s.soft_boxes[softness]
-    boxes = np.take_along_axis(all_boxes[sel], top[:, :, None], axis=1)
+    boxes = s.boxes_of(sel, top, rule, cache=cache)
     out = {"mAP": mt.mean_average_precision(final[sel], rel, exclude=ex),
            "P@10": mt.precision_at_k(final[sel], rel, 10, exclude=ex),
            "IoU>=0.5": mt.localization_rate(top, boxes, s.gt, rel, skip_unannotated=True)}

@@ -1,0 +1,97 @@
+"""The box of a sketch hit, fitted to the photo's own edges.
+
+The alignment places the sketch's frame in the photo (scale, shift, mirror) at 60-100 % of the photo's longer
+side and with the sketch's aspect, so that frame misses objects of another aspect or size (a long ferry for a
+sailboat's outline, a small bicycle).  The box drawn is instead the extent of the photo's edges that lie along
+the placed sketch: the photo's edge points within ``reach`` of a placed sketch point, their extent trimmed by
+``trim`` per cent on each side (stray edges of the background that touch the outline).
+
+The photo's edges are kept in the index as a coarse occupancy grid (:func:`edge_cells`: ``CELLS`` cells along
+the working frame's longer side, ``CELL_BYTES`` bytes a photo), so a query reads no photo.  Where a photo has no
+grid (indexed by an earlier version) or too few edges lie along the sketch, the box is the placed frame, as
+before.  ``reach`` and ``trim`` are fitted class-disjointly with the placement's softness
+(``engine.bench.fusion.fit_box_rule``: on the SYSU-Shapes bicycles, shipped, and reported on the boats; the
+reverse, reported on the bicycles).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .edges import EdgeMap
+
+#: cells along the longer side of a photo's working frame
+CELLS = 48
+#: bytes of one photo's packed grid (CELLS x CELLS bits; the shorter side uses the top rows or left columns)
+CELL_BYTES = CELLS * CELLS // 8
+#: the photo's edges counted as along the placed sketch: within this share of the working frame's longer side
+REACH = 0.12
+#: per cent of those edges' extent trimmed on each side
+TRIM = 5.0
+#: fewer cells than this along the sketch: the placed frame is the box
+MIN_CELLS = 3
+
+
+def grid_shape(work_width: float, work_height: float) -> tuple[int, int]:
+    """(rows, columns) of the grid of a working frame: CELLS along its longer side."""
+    cell = max(work_width, work_height) / CELLS
+    return (min(CELLS, max(1, math.ceil(work_height / cell - 1e-9))),
+            min(CELLS, max(1, math.ceil(work_width / cell - 1e-9))))
+
+
+def edge_cells(edges: EdgeMap) -> bytes:
+    """The cells of a photo's working frame that hold an edge point, packed (CELL_BYTES bytes)."""
+    full = np.zeros((CELLS, CELLS), bool)
+    if len(edges):
+        gh, gw = grid_shape(edges.width, edges.height)
+        cell = max(edges.width, edges.height) / CELLS
+        col = np.clip(((edges.x + (edges.width - 1) / 2.0) / cell).astype(np.int64), 0, gw - 1)
+        row = np.clip(((edges.y + (edges.height - 1) / 2.0) / cell).astype(np.int64), 0, gh - 1)
+        full[row, col] = True
+    return np.packbits(full).tobytes()
+
+
+def unpack_cells(cells: bytes, work_width: float, work_height: float) -> np.ndarray | None:
+    """(rows, columns) bool grid of packed cells (:func:`edge_cells`); None for anything else than a grid."""
+    if not isinstance(cells, bytes | bytearray | memoryview) or len(cells) != CELL_BYTES:
+        return None
+    gh, gw = grid_shape(work_width, work_height)
+    full = np.unpackbits(np.frombuffer(bytes(cells), np.uint8))[:CELLS * CELLS].reshape(CELLS, CELLS)
+    return full[:gh, :gw].astype(bool)
+
+
+def fitted_box(geometry, sketch: EdgeMap, scale: float, mirrored: bool, dx: float, dy: float,
+               cells: bytes | None, *, reach: float = REACH,
+               trim: float = TRIM) -> tuple[float, float, float, float] | None:
+    """Box ``[x0, y0, x1, y1]`` in original pixels of a sketch placed at ``scale``, ``mirrored``, ``(dx, dy)``
+    (working pixels from the frame's centre) in a photo of ``geometry`` (width, height, work_width,
+    work_height, work_scale): the trimmed extent of the photo's edge cells within ``reach`` of a placed sketch
+    point; None where there is none to fit (no grid, no sketch point in the photo, too few cells along the
+    sketch): the placed frame is the box then (``hits.photo_box``)."""
+    from scipy import ndimage
+
+    full_w, full_h, ww, wh, ws = (float(v) for v in geometry)
+    grid = unpack_cells(cells, ww, wh) if cells is not None else None
+    if grid is None or not len(sketch) or ws <= 0:
+        return None
+    gh, gw = grid.shape
+    cell = max(ww, wh) / CELLS
+    x = -sketch.x if mirrored else sketch.x
+    col = np.floor((x * scale + dx + (ww - 1) / 2.0) / cell).astype(np.int64)
+    row = np.floor((sketch.y * scale + dy + (wh - 1) / 2.0) / cell).astype(np.int64)
+    inside = (col >= 0) & (col < gw) & (row >= 0) & (row < gh)
+    if not inside.any():
+        return None
+    placed = np.zeros((gh, gw), bool)
+    placed[row[inside], col[inside]] = True
+    near = grid & (ndimage.distance_transform_edt(~placed) * cell <= reach * max(ww, wh))
+    rr, cc = np.nonzero(near)
+    if len(rr) < MIN_CELLS:
+        return None
+    lo, hi = trim, 100.0 - trim
+    x0, x1 = np.percentile(cc, lo) * cell, (np.percentile(cc, hi) + 1) * cell
+    y0, y1 = np.percentile(rr, lo) * cell, (np.percentile(rr, hi) + 1) * cell
+    x0, x1 = np.clip([x0 / ws, x1 / ws], 0, full_w)
+    y0, y1 = np.clip([y0 / ws, y1 / ws], 0, full_h)
+    return float(x0), float(y0), float(x1), float(y1)
