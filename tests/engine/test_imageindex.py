@@ -74,7 +74,9 @@ def test_sketch_expansion_keeps_boxes_where_the_sketch_matched(indexed, tmp_path
     scores = [h.score for h in expanded]
     assert scores == sorted(scores, reverse=True)
     for h in expanded:  # each hit is boxed where the sketch matches it best
-        assert h.box == plain[h.path].box and h.scale == plain[h.path].scale
+        # the same placement (the soft mean's last bit may differ with the block a photo's scores came in)
+        assert h.box == pytest.approx(plain[h.path].box, rel=1e-9)
+        assert h.scale == pytest.approx(plain[h.path].scale, rel=1e-12)
 
 
 def test_unreadable_query_image_is_one_line_naming_it(indexed, tmp_path, capsys):
