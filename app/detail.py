@@ -194,6 +194,16 @@ def describe_curve(reading: CurveReading, *, kind: str = "sketch") -> str:
     return text
 
 
+def fit_aspect(rect: QRectF, width: int, height: int) -> QRectF:
+    """The largest rectangle of ``width``:``height`` centred in ``rect``: the sketch keeps its own shape where the
+    box follows the photo's edges (``engine.boxes``: a box of another aspect than the sketch's)."""
+    if width <= 0 or height <= 0 or rect.width() <= 0 or rect.height() <= 0:
+        return rect
+    s = min(rect.width() / width, rect.height() / height)
+    w, h = width * s, height * s
+    return QRectF(rect.center().x() - w / 2, rect.center().y() - h / 2, w, h)
+
+
 def ink_overlay(sketch: np.ndarray, *, mirrored: bool, colour=(255, 40, 20)) -> QImage | None:
     """The sketch's strokes cropped to their bounding box as a transparent ARGB image (None: no ink)."""
     ink = np.asarray(sketch) < 128
@@ -355,6 +365,7 @@ class PhotoView(RegionSelection, QWidget):
         if self.box is not None and self.original_size[0]:
             rect = draw_box(p, target, self.box, self.original_size, width=3, sure=self.box_sure)
             if self.show_overlay and self.overlay is not None:
+                rect = fit_aspect(rect, self.overlay.width(), self.overlay.height())
                 p.save()
                 p.setOpacity(0.9)
                 if self.overlay_angle:

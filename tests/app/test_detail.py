@@ -310,3 +310,18 @@ def test_no_region_before_the_photo_is_shown(qtbot, panel, tmp_path):
     assert panel.photo.region is None and not panel.region_search.isEnabled()
     with qtbot.assertNotEmitted(panel.regionSearch):
         panel.region_search.click()
+
+
+def test_the_sketch_overlay_keeps_its_own_shape_in_a_box_of_another_aspect():
+    """The box follows the photo's edges (engine.boxes), so it may be wider or taller than the sketch: the sketch
+    drawn on the photo is fitted inside it, centred, not stretched."""
+    from PySide6.QtCore import QRectF
+
+    from app.detail import fit_aspect
+
+    wide = fit_aspect(QRectF(10, 20, 300, 100), 200, 200)  # a square sketch in a wide box
+    assert (wide.width(), wide.height()) == (100, 100) and wide.center() == QRectF(10, 20, 300, 100).center()
+    tall = fit_aspect(QRectF(0, 0, 100, 400), 300, 150)
+    assert (tall.width(), tall.height()) == (100, 50) and tall.top() == 175
+    same = QRectF(5, 5, 60, 30)
+    assert fit_aspect(same, 120, 60) == same and fit_aspect(same, 0, 10) == same
