@@ -40,15 +40,21 @@ def grid_shape(work_width: float, work_height: float) -> tuple[int, int]:
             min(CELLS, max(1, math.ceil(work_width / cell - 1e-9))))
 
 
+def cell_of(x: np.ndarray, y: np.ndarray, width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, rows) of the grid cells holding points ``(x, y)`` of a ``width x height`` working frame
+    (coordinates from the frame's centre, as ``EdgeMap``'s); outside the grid for points outside the frame."""
+    cell = max(width, height) / CELLS
+    return (np.floor((x + (width - 1) / 2.0) / cell).astype(np.int64),
+            np.floor((y + (height - 1) / 2.0) / cell).astype(np.int64))
+
+
 def edge_cells(edges: EdgeMap) -> bytes:
     """The cells of a photo's working frame that hold an edge point, packed (CELL_BYTES bytes)."""
     full = np.zeros((CELLS, CELLS), bool)
     if len(edges):
         gh, gw = grid_shape(edges.width, edges.height)
-        cell = max(edges.width, edges.height) / CELLS
-        col = np.clip(((edges.x + (edges.width - 1) / 2.0) / cell).astype(np.int64), 0, gw - 1)
-        row = np.clip(((edges.y + (edges.height - 1) / 2.0) / cell).astype(np.int64), 0, gh - 1)
-        full[row, col] = True
+        col, row = cell_of(edges.x, edges.y, edges.width, edges.height)
+        full[np.clip(row, 0, gh - 1), np.clip(col, 0, gw - 1)] = True
     return np.packbits(full).tobytes()
 
 
@@ -72,14 +78,12 @@ def fitted_box(geometry, sketch: EdgeMap, scale: float, mirrored: bool, dx: floa
     from scipy import ndimage
 
     full_w, full_h, ww, wh, ws = (float(v) for v in geometry)
-    grid = unpack_cells(cells, ww, wh) if cells is not None else None
+    grid = unpack_cells(cells, ww, wh)
     if grid is None or not len(sketch) or ws <= 0:
         return None
     gh, gw = grid.shape
     cell = max(ww, wh) / CELLS
-    x = -sketch.x if mirrored else sketch.x
-    col = np.floor((x * scale + dx + (ww - 1) / 2.0) / cell).astype(np.int64)
-    row = np.floor((sketch.y * scale + dy + (wh - 1) / 2.0) / cell).astype(np.int64)
+    col, row = cell_of((-sketch.x if mirrored else sketch.x) * scale + dx, sketch.y * scale + dy, ww, wh)
     inside = (col >= 0) & (col < gw) & (row >= 0) & (row < gh)
     if not inside.any():
         return None

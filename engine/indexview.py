@@ -137,29 +137,18 @@ class IndexView:
         return len(self.ids)
 
     # -- per-row metadata, read on demand (an index of a million photos opens without reading them all)
-    def lookup(self, rows: Sequence[int]) -> list[tuple[str, np.ndarray] | None]:
-        """(path, geometry (width, height, work_width, work_height, work_scale)) of rows; None for a file
-        a writer has removed since this view was opened."""
+    def lookup(self, rows: Sequence[int], *, cells: bool = False) -> list[tuple | None]:
+        """(path, geometry (width, height, work_width, work_height, work_scale)) of rows -- with ``cells``, and
+        the packed edge cells (``engine.boxes``; None for a photo described before they were kept) as a third --
+        in one read; None for a file a writer has removed since this view was opened."""
         ids = [int(self.ids[r]) for r in rows]
         if not ids:
             return []
         with self._catalog() as con:
-            found = {r[0]: (r[1], np.array(r[2:], np.float64)) for r in con.execute(
-                "SELECT id, path, width, height, work_width, work_height, work_scale FROM files "
+            extra = (", cells" if has_column(con, "cells") else ", NULL") if cells else ""
+            found = {r[0]: (r[1], np.array(r[2:7], np.float64), *r[7:]) for r in con.execute(
+                f"SELECT id, path, width, height, work_width, work_height, work_scale{extra} FROM files "
                 "WHERE status = 'indexed' AND id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
-        return [found.get(i) for i in ids]
-
-    def cells_of(self, rows: Sequence[int]) -> list[bytes | None]:
-        """The packed edge cells (``engine.boxes``) of rows; None for a photo described before they were kept
-        (or removed since this view was opened)."""
-        ids = [int(self.ids[r]) for r in rows]
-        if not ids:
-            return []
-        with self._catalog() as con:
-            if not has_column(con, "cells"):
-                return [None] * len(ids)
-            found = dict(con.execute("SELECT id, cells FROM files WHERE status = 'indexed' AND id IN "
-                                     "(SELECT value FROM json_each(?))", (json.dumps(ids),)))
         return [found.get(i) for i in ids]
 
     @cached_property

@@ -325,7 +325,7 @@ class ShardSearcher:
         cells) for sketch queries (``engine.boxes``; cells None for a photo described before they were kept);
         None for a photo a writer removed since the shard was opened."""
         rows = np.asarray(rows, np.int64)
-        meta = self.index.lookup(rows.tolist())
+        meta = self.index.lookup(rows.tolist(), cells=qid is not None)
         if qid is None:
             return meta
         q = self._query(qid)
@@ -334,10 +334,9 @@ class ShardSearcher:
         al = [None] * len(rows)
         for j, a in zip(srt.tolist(), aligned, strict=True):
             al[j] = a
-        cells = self.index.cells_of(rows.tolist())
         with self._lock:
             self._queries.pop(qid, None)
-        return [None if m is None else (m[0], m[1], a, c) for m, a, c in zip(meta, al, cells, strict=True)]
+        return [None if m is None else (m[0], m[1], a, m[2]) for m, a in zip(meta, al, strict=True)]
 
     # -- image queries ----------------------------------------------------------------------------
     def image_top(self, q: np.ndarray, k: int, with_vectors: bool = False, device=None, filt=None):

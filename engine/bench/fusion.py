@@ -587,8 +587,8 @@ def sysu_signals(root: Path, work: Path, *, per_class: int | None = None, distra
     sig = collect(index, edges, paths)
     cols = columns_of(index, paths)
     assert (cols >= 0).all(), "a photo is not in the benchmark's index"
-    geometry = index.geometry[cols]
-    cells = index.cells_of(cols.tolist())
+    found = index.lookup(cols.tolist(), cells=True)
+    geometry, cells = np.stack([m[1] for m in found]), [m[2] for m in found]
     # placements of SYSU's own photos only: the distractors have no annotated box to meet (their boxes, drawn
     # from a zero placement, are never counted)
     own = cols[:len(data.image_paths)]
