@@ -200,6 +200,9 @@ def cmd_index(args) -> int:
     print(f"{summary.indexed} photos in {printable(args.db)}: {summary.described} described ({rate:.1f}/s), "
           f"{summary.reused} kept ({summary.moved} moved), {summary.removed} removed, "
           f"{len(summary.skipped)} skipped", file=sys.stderr)
+    if summary.upgraded:
+        print(f"  {summary.upgraded} of them indexed by an earlier version were described again (once), so that "
+              f"their sketch hits' boxes follow their own edges", file=sys.stderr)
     if summary.missing:
         print(f"  {summary.missing} indexed photos under these folders no longer exist; they stay in the index "
               f"until you run again with --prune", file=sys.stderr)

@@ -763,7 +763,9 @@ class MainWindow(QMainWindow):
 
     def _indexing_done(self, summary, seconds: float) -> None:
         skipped = f", {len(summary.skipped)} skipped (File → Show Skipped Files)" if summary.skipped else ""
-        self._indexing_finished("done", f"Indexed {summary.indexed:,} photos ({summary.described:,} new) in "
+        new = summary.described - summary.upgraded
+        again = f", {summary.upgraded:,} described again for this version's boxes" if summary.upgraded else ""
+        self._indexing_finished("done", f"Indexed {summary.indexed:,} photos ({new:,} new{again}) in "
                                         f"{_duration(seconds)}{skipped}")
 
     def _indexing_cancelled(self, message: str) -> None:

@@ -8,10 +8,10 @@ the placed sketch: the photo's edge points within ``reach`` of a placed sketch p
 
 The photo's edges are kept in the index as a coarse occupancy grid (:func:`edge_cells`: ``CELLS`` cells along
 the working frame's longer side, ``CELL_BYTES`` bytes a photo), so a query reads no photo.  Where a photo has no
-grid (indexed by an earlier version) or too few edges lie along the sketch, the box is the placed frame, as
-before.  ``reach`` and ``trim`` are fitted class-disjointly with the placement's softness
-(``engine.bench.fusion.fit_box_rule``: on the SYSU-Shapes bicycles, shipped, and reported on the boats; the
-reverse, reported on the bicycles).
+grid (indexed by an earlier version: the next index run describes it again, once) or too few edges lie along
+the sketch, the box is the placed frame, as before.  ``reach`` and ``trim`` are fitted class-disjointly with
+the placement's softness (``engine.bench.fusion.fit_box_rule``: on the SYSU-Shapes bicycles, shipped, and
+reported on the boats; the reverse, reported on the bicycles).
 """
 from __future__ import annotations
 

@@ -59,6 +59,8 @@ class IndexSummary:
     removed: int  # catalogued photos dropped because their files are gone (``prune``)
     moved: int = 0  # photos found under a new path by their content
     missing: int = 0  # catalogued photos under the folders whose files are gone and were kept (no ``prune``)
+    upgraded: int = 0  # of ``described``: unchanged photos described again for the edge cells an earlier version
+    # did not keep (their boxes are fitted from now on, ``engine.boxes``)
 
 
 def _reason(e: OSError) -> str:
@@ -418,7 +420,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                      else 0, rebuild=rebuild) as w:
         _record_folders(w, folders)
         known = w.known()
-        todo, stats, reused = _compare(files, known, skipped, scan_skipped)
+        todo, stats, reused, upgrade = _compare(files, known, skipped, scan_skipped)
         todo, moves = _find_moves(todo, stats, known)
         w.rename(moves)
         w.note_skipped(scan_skipped)
@@ -426,11 +428,15 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         done = total - len(todo)
         if progress:
             progress(done, total)
-        described, same = 0, 0
+        described, same, upgraded = 0, 0, 0
         pending = _Pending(w, extractor if batched else None, layout, detector)
         try:
             for res in run_jobs(todo, settings, workers, net_side, cnn_json, defer, int8=int8):
                 if res.same:
+                    pending.touched.append((res.path, res.size, res.mtime))
+                    same += 1
+                elif res.record is None and res.deferred is None and res.path in upgrade:
+                    # described again for its edge cells and failed now: the photo keeps what it had
                     pending.touched.append((res.path, res.size, res.mtime))
                     same += 1
                 elif res.record is None and res.deferred is None:
@@ -440,6 +446,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
                     pending.records.append(res.record if res.record is not None else res.deferred)
                     pending.net.append(res.net_input)
                     described += 1
+                    upgraded += res.path in upgrade
                 done += 1
                 if progress:
                     progress(done, total)
@@ -465,7 +472,8 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
             _update_image_index(w, db, extractor)
         n = w.con.execute("SELECT COUNT(*) FROM files WHERE status = 'indexed'").fetchone()[0]
     missing = 0 if prune else len(gone)
-    return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing)
+    return IndexSummary(n, described, reused + same + len(moves), tuple(skipped), removed, len(moves), missing,
+                        upgraded)
 
 
 def _record_folders(w: IndexWriter, folders) -> None:
@@ -484,10 +492,12 @@ def _record_folders(w: IndexWriter, folders) -> None:
 
 def _compare(files: list, known: dict, skipped: list, scan_skipped: list):
     """The scanned files against the catalog: (jobs (path, catalogued hash or None), stat of each file, files kept
-    as they are).  Files gone since the scan, and unchanged files catalogued as skipped, join ``skipped`` (and
-    the former ``scan_skipped``)."""
+    as they are, unchanged photos described again because an earlier version kept no edge cells of them (their
+    boxes are fitted once they have them: ``engine.boxes``)).  Files gone since the scan, and unchanged files
+    catalogued as skipped, join ``skipped`` (and the former ``scan_skipped``)."""
     todo: list[tuple[str, str | None]] = []
     stats: dict[str, os.stat_result] = {}
+    upgrade: set[str] = set()
     reused = 0
     for f in files:
         key = str(f)
@@ -502,11 +512,14 @@ def _compare(files: list, known: dict, skipped: list, scan_skipped: list):
         if k is not None and k.size == st.st_size and k.mtime == st.st_mtime:
             if k.status == "skipped":
                 skipped.append((key, k.reason or "unreadable"))
+            elif not k.cells:  # described by an earlier version, without the edge cells its boxes are fitted to
+                todo.append((key, None))
+                upgrade.add(key)
             else:
                 reused += 1
         else:
             todo.append((key, k.hash if k is not None else None))
-    return todo, stats, reused
+    return todo, stats, reused, upgrade
 
 
 class _Pending:

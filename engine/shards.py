@@ -547,7 +547,8 @@ def index_sharded(folders: Iterable[str | os.PathLike], manifest: str | os.PathL
                 skipped.append(item)
     return IndexSummary(sum(s.indexed for s in summaries), sum(s.described for s in summaries),
                         sum(s.reused for s in summaries), tuple(skipped), sum(s.removed for s in summaries),
-                        sum(s.moved for s in summaries), sum(s.missing for s in summaries))
+                        sum(s.moved for s in summaries), sum(s.missing for s in summaries),
+                        sum(s.upgraded for s in summaries))
 
 
 def update_learned(m: Manifest, runner) -> bool:

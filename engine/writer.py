@@ -68,6 +68,7 @@ class Known:
     hash: str | None
     status: str
     reason: str | None
+    cells: bool = True  # an indexed photo's edge cells are kept (False: described before they were, engine.boxes)
 
 
 def _no_tables(db: Path) -> bool:
@@ -353,8 +354,8 @@ class IndexWriter:
     @_writes
     def known(self) -> dict[str, Known]:
         """Every catalogued file (indexed or skipped), by path."""
-        rows = self.con.execute("SELECT id, path, size, mtime, hash, status, reason FROM files")
-        return {r[1]: Known(*r) for r in rows}
+        rows = self.con.execute("SELECT id, path, size, mtime, hash, status, reason, cells IS NOT NULL FROM files")
+        return {r[1]: Known(*r[:7], cells=bool(r[7])) for r in rows}
 
     @_writes
     def descriptor(self, file_id: int) -> dict[str, np.ndarray]:

@@ -147,6 +147,30 @@ def test_index_of_another_format_version_is_refused_then_rebuilt_with_rebuild(tm
     assert json.loads(capsys.readouterr().out)["images"] == 1
 
 
+def test_index_of_an_older_index_describes_its_photos_again_once_and_says_so(tmp_path, capsys):
+    """Photos indexed before the edge cells were kept (NULL) are described again by the next index run, which
+    says why in one line; the run after keeps them."""
+    import sqlite3
+
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "star.jpg"), photo_with_shape("star", (100, 30, 500, 430), seed=2))
+    db = tmp_path / "db"
+    argv = ["index", str(tmp_path / "photos"), "--db", str(db), "--workers", "1", "-q", "--backbone", "none"]
+    assert main(argv) == 0
+    con = sqlite3.connect(db / "catalog.sqlite3")
+    with con:
+        con.execute("UPDATE files SET cells = NULL")
+    con.close()
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "1 photos in" in err and "1 described" in err
+    assert "1 of them indexed by an earlier version were described again (once)" in err
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "0 described" in err and "1 kept" in err and "earlier version" not in err
+
+
 def test_index_follows_links_out_of_the_folders_only_when_asked(tmp_path, capsys):
     photos, outside = tmp_path / "photos", tmp_path / "outside"
     photos.mkdir()

@@ -129,6 +129,29 @@ def test_indexing_a_folder_with_a_corrupt_file_lists_it_as_skipped(qtbot, window
     window.skipped_dialog.close()
 
 
+def test_indexing_an_older_collection_again_says_its_photos_were_described_again(qtbot, window, tmp_path):
+    """Photos of a collection indexed before the edge cells were kept are described again by the next run from
+    the app, which tells them apart from new photos in its message."""
+    import sqlite3
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("gen_house_1.jpg", "gen_cup_1.jpg"):
+        shutil.copy(DEMO / "photos" / name, folder / name)
+    db = tmp_path / "db"
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
+        window.index_folder(folder, db)
+    con = sqlite3.connect(db / "catalog.sqlite3")
+    with con:
+        con.execute("UPDATE files SET cells = NULL")
+    con.close()
+    shutil.copy(DEMO / "photos" / "lomiri_fig.jpg", folder / "lomiri_fig.jpg")
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000) as blocker:
+        window.index_folder(folder, db)
+    assert blocker.args == ["done"] and len(window.index) == 3
+    assert "(1 new, 2 described again for this version's boxes)" in window.message_label.text()
+
+
 def test_cancelling_indexing_leaves_a_usable_index(qtbot, window, tmp_path, monkeypatch):
     import engine.indexer as indexer
 

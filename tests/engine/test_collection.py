@@ -1,5 +1,6 @@
 """End to end through the index: shapes pasted at known places are found and boxed; re-indexing is incremental."""
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -245,9 +246,54 @@ def test_a_hits_box_is_fitted_to_the_photos_edges_and_older_rows_keep_the_frame(
         con.execute("ALTER TABLE files DROP COLUMN cells")
     con.close()
     assert top().box == frame.box  # a catalog from before the column
+    ids = sorted(r[0] for r in sqlite3.connect(db / CATALOG).execute("SELECT id FROM files"))
     again = index_folders([root], db, workers=1, backbone=None)
-    assert again.described == 0  # nothing described again: those rows keep the frame until --rebuild
+    # the writer adds the column back, and the run describes those unchanged photos again, once, for their cells
+    assert (again.indexed, again.described, again.upgraded, again.reused) == (6, 6, 6, 0)
     con = sqlite3.connect(db / CATALOG)
-    assert con.execute("SELECT COUNT(*) FROM files WHERE cells IS NULL").fetchone()[0] == 6  # the column is back
+    assert [len(c) for (c,) in con.execute("SELECT cells FROM files")] == [CELL_BYTES] * 6
+    assert sorted(r[0] for r in con.execute("SELECT id FROM files")) == ids  # the same photos, the same ids
     con.close()
-    assert top().box == frame.box
+    assert top().box == fitted.box
+    assert (top().scale, top().score) == (fitted.scale, fitted.score)
+    then = index_folders([root], db, workers=1, backbone=None)
+    assert (then.described, then.upgraded, then.reused) == (0, 0, 6)  # once only
+
+
+def test_a_photo_that_fails_to_be_described_again_for_its_cells_keeps_its_row(tmp_path, monkeypatch):
+    """An unchanged photo described again for the edge cells an earlier version did not keep, which now fails
+    (a decoder that no longer reads it), stays indexed as it was (boxed with the frame) rather than being
+    dropped from the collection; a later run tries again."""
+    import sqlite3
+
+    import engine.indexer as indexer
+    from engine.catalog import CATALOG
+    from engine.imageio import ImageError
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(3):
+        img = photo_with_shape(["star", "ell", "arrow"][i], (40, 60, 200, 220), seed=30 + i)
+        cv2.imwrite(str(root / f"p{i}.jpg"), img[..., ::-1])
+    db = tmp_path / "db"
+    index_folders([root], db, workers=1, backbone=None)
+    con = sqlite3.connect(db / CATALOG)
+    with con:
+        con.execute("UPDATE files SET cells = NULL")
+    con.close()
+    real = indexer.describe_file
+
+    def failing(path, *a, **k):
+        if Path(path).name == "p1.jpg":
+            raise ImageError(f"{path}: cannot be decoded")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(indexer, "describe_file", failing)
+    run = index_folders([root], db, workers=1, backbone=None)
+    assert (run.indexed, run.described, run.upgraded, run.reused, run.skipped) == (3, 2, 2, 1, ())
+    con = sqlite3.connect(db / CATALOG)
+    rows = dict(con.execute("SELECT path, cells IS NOT NULL FROM files WHERE status = 'indexed'").fetchall())
+    con.close()
+    assert sorted((Path(p).name, v) for p, v in rows.items()) == [("p0.jpg", 1), ("p1.jpg", 0), ("p2.jpg", 1)]
+    monkeypatch.setattr(indexer, "describe_file", real)
+    assert index_folders([root], db, workers=1, backbone=None).upgraded == 1
