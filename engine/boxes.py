@@ -90,12 +90,30 @@ def fitted_box(geometry, sketch: EdgeMap, scale: float, mirrored: bool, dx: floa
     placed = np.zeros((gh, gw), bool)
     placed[row[inside], col[inside]] = True
     near = grid & (ndimage.distance_transform_edt(~placed) * cell <= reach * max(ww, wh))
-    rr, cc = np.nonzero(near)
-    if len(rr) < MIN_CELLS:
+    per_col = near.sum(axis=0)
+    if per_col.sum() < MIN_CELLS:
         return None
     lo, hi = trim, 100.0 - trim
-    x0, x1 = np.percentile(cc, lo) * cell, (np.percentile(cc, hi) + 1) * cell
-    y0, y1 = np.percentile(rr, lo) * cell, (np.percentile(rr, hi) + 1) * cell
+    c0, c1 = _percentiles(per_col, lo, hi)
+    r0, r1 = _percentiles(near.sum(axis=1), lo, hi)
+    x0, x1 = c0 * cell, (c1 + 1) * cell
+    y0, y1 = r0 * cell, (r1 + 1) * cell
     x0, x1 = np.clip([x0 / ws, x1 / ws], 0, full_w)
     y0, y1 = np.clip([y0 / ws, y1 / ws], 0, full_h)
     return float(x0), float(y0), float(x1), float(y1)
+
+
+def _percentiles(counts: np.ndarray, *q: float) -> list[float]:
+    """``np.percentile`` (linear) at ``q`` of the indices ``i`` repeated ``counts[i]`` times, without the
+    repeated array (a hit's box in a few microseconds instead of a quarter millisecond)."""
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    out = []
+    for p in q:
+        h = p / 100.0 * (n - 1)
+        k = math.floor(h)
+        t = h - k
+        a, b = np.searchsorted(cum, [k, min(k + 1, n - 1)], side="right")
+        a, b = float(a), float(b)
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's lerp
+    return out

@@ -66,7 +66,7 @@ def _brute_force_box(geometry, sketch, scale, mirrored, dx, dy, cells, reach, tr
             min(max(box[2] / ws, 0), full_w), min(max(box[3] / ws, 0), full_h))
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_fitted_box_equals_its_definition_computed_cell_by_cell(seed):
     rng = np.random.default_rng(seed)
     ww, wh = (400, int(rng.integers(200, 400))) if seed % 2 else (int(rng.integers(200, 400)), 400)
@@ -79,7 +79,7 @@ def test_fitted_box_equals_its_definition_computed_cell_by_cell(seed):
     for _ in range(5):
         scale, mirrored = float(rng.uniform(0.4, 1.0)), bool(rng.integers(2))
         dx, dy = (float(v) for v in rng.uniform(-80, 80, 2))
-        reach, trim = float(rng.choice([0.04, 0.1, 0.16])), float(rng.choice([0.0, 3.0, 5.0]))
+        reach, trim = float(rng.choice([0.04, 0.1, 0.16])), float(rng.choice([0.0, 1.0, 3.0, 5.0, 12.5]))
         got = fitted_box(geometry, sketch, scale, mirrored, dx, dy, cells, reach=reach, trim=trim)
         want = _brute_force_box(geometry, sketch, scale, mirrored, dx, dy, cells, reach, trim)
         assert (got is None) == (want is None)
