@@ -85,6 +85,13 @@ def _whole(text: str, least: int) -> int:
     return value
 
 
+def _path(text: str) -> Path:
+    """A file or folder argument; an empty one is refused (``Path("")`` would be the working folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return Path(text)
+
+
 def _positive(text: str) -> int:
     return _whole(text, 1)
 
@@ -556,8 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="index every image under the folders")
-    p.add_argument("folders", nargs="+", metavar="DIR")
-    p.add_argument("--db", required=True, type=Path, help="index folder (created if needed)")
+    p.add_argument("folders", nargs="+", metavar="DIR", type=_path)
+    p.add_argument("--db", required=True, type=_path, help="index folder (created if needed)")
     p.add_argument("--workers", type=_positive, default=None,
                    help="worker processes (default and most: one per core, or 2)")
     p.add_argument("--preset", choices=("compact", "quality"), default=None,
@@ -590,11 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search the index with a sketch or an image")
-    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--db", required=True, type=_path)
     query = p.add_mutually_exclusive_group(required=True)
-    query.add_argument("--sketch", type=Path, help="image of dark strokes on a light or transparent background")
-    query.add_argument("--image", type=Path, help="a photo: find similar photos (box = whole photo)")
-    query.add_argument("--sketch-list", type=Path, metavar="FILE",
+    query.add_argument("--sketch", type=_path, help="image of dark strokes on a light or transparent background")
+    query.add_argument("--image", type=_path, help="a photo: find similar photos (box = whole photo)")
+    query.add_argument("--sketch-list", type=_path, metavar="FILE",
                        help="many sketch queries in one run: a text file with one sketch path per line (relative "
                             "to the file's folder); results as for --sketch, JSON lines gain 'query'")
     p.add_argument("--qe", type=_count, default=None, metavar="N",
@@ -614,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="region_mode", choices=("both", "shape", "image"), default=None,
                    help="a region as an image query, as a shape (its edges as a sketch; boxes), or both fused "
                         "(default)")
-    p.add_argument("--under", type=Path, default=None, metavar="DIR", help="only photos inside this folder")
+    p.add_argument("--under", type=_path, default=None, metavar="DIR", help="only photos inside this folder")
     p.add_argument("--after", default=None, metavar="DATE",
                    help="only photos taken on or after this date (YYYY-MM-DD, or YYYY-MM-DD HH:MM; EXIF date, "
                         "else the file's time)")
@@ -634,24 +641,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="describe an index")
-    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--db", required=True, type=_path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("bench", help="quality and speed benchmarks (prints a table, writes JSON)")
-    p.add_argument("--out", type=Path, default=Path("bench-results") / "bench.json")
+    p.add_argument("--out", type=_path, default=Path("bench-results") / "bench.json")
     p.add_argument("--only", choices=("kernels", "edges", "quality", "fusion", "speed", "store", "image", "compact",
                                         "rotation", "region", "app", "cluster", "scaling"), action="append",
                    help="run only these parts (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
-    p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/data)")
+    p.add_argument("--data", type=_path, default=None, help="evaluation data folder (default ../shared/data)")
     p.add_argument("--device", type=_device, default=None,
                    help="torch device for the speed benchmark (default: auto)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("duplicates", help="groups of near-duplicate photos: rotated, mirrored, rescaled or "
                                           "recompressed copies")
-    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--db", required=True, type=_path)
     p.add_argument("--threshold", type=_similarity, default=0.95,
                    help="rotation-invariant similarity in (0, 1] from which two photos are copies (default 0.95); "
                         "photos without edges (blank) are never grouped")
@@ -659,15 +666,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_duplicates)
 
     p = sub.add_parser("demo", help="index the bundled demo photos and search them with the demo sketches")
-    p.add_argument("--db", type=Path, default=None, help="where to keep the demo index")
+    p.add_argument("--db", type=_path, default=None, help="where to keep the demo index")
     p.add_argument("--top", type=_positive, default=5)
     p.add_argument("--no-gui", action="store_true", help="print the results only, even where there is a screen")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("gui", help="open the app (draw a sketch or drop a photo; index folders)",
                        epilog="Qt's own options (-style fusion, -platform xcb, -reverse...) are passed to Qt.")
-    p.add_argument("--db", type=Path, default=None, help="index to open (default: the last one)")
-    p.add_argument("--index", type=Path, default=None, metavar="FOLDER", help="index this photo folder")
+    p.add_argument("--db", type=_path, default=None, help="index to open (default: the last one)")
+    p.add_argument("--index", type=_path, default=None, metavar="FOLDER", help="index this photo folder")
     p.set_defaults(func=cmd_gui)
     return parser
 

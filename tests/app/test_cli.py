@@ -89,6 +89,25 @@ def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
     assert all(line.startswith(("sketchsearch: warning:", "sketchsearch: error:")) for line in lines), err
 
 
+@pytest.mark.parametrize("argv, name", [
+    (["index", "", "--db", "{tmp}/x", "-q"], "DIR"),  # an unset shell variable: not the working folder
+    (["index", "{tmp}", "--db", "", "-q"], "--db"),
+    (["search", "--db", " ", "--sketch", "{tmp}/s.png"], "--db"),
+    (["search", "--db", "{tmp}/x", "--sketch", ""], "--sketch"),
+    (["info", "--db", ""], "--db"),
+])
+def test_an_empty_path_is_a_one_line_error_naming_the_option(tmp_path, capsys, monkeypatch, argv, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main([a.format(tmp=tmp_path) for a in argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sketchsearch: error:") and f"argument {name}: expected a path" in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written in the working folder
+
+
 def test_sketch_list_gives_the_results_of_separate_queries(db, tmp_path, capsys):
     (tmp_path / "sk").mkdir()
     names = []
