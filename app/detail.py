@@ -204,6 +204,15 @@ def fit_aspect(rect: QRectF, width: int, height: int) -> QRectF:
     return QRectF(rect.center().x() - w / 2, rect.center().y() - h / 2, w, h)
 
 
+def overlay_rect(target: QRectF, box_rect: QRectF, frame, original_size: tuple[int, int], overlay: QImage) -> QRectF:
+    """Where the sketch's strokes are drawn on a photo drawn at ``target``: the hit's ``frame`` (where the sketch
+    was placed, in the photo's original pixels), else its own shape centred in the box drawn at ``box_rect``
+    (hits without a frame)."""
+    if frame is None or min(original_size) <= 0:
+        return fit_aspect(box_rect, overlay.width(), overlay.height())
+    return original_to_widget(frame, target, original_size)
+
+
 def ink_overlay(sketch: np.ndarray, *, mirrored: bool, colour=(255, 40, 20)) -> QImage | None:
     """The sketch's strokes cropped to their bounding box as a transparent ARGB image (None: no ink)."""
     ink = np.asarray(sketch) < 128
@@ -248,8 +257,8 @@ class RegionSelection:
 
 
 class PhotoView(RegionSelection, QWidget):
-    """A photo fitted to the widget, with the hit's box and, optionally, the sketch inside the box
-    (turned by ``overlay_angle`` degrees counter-clockwise about the box's centre).
+    """A photo fitted to the widget, with the hit's box and, optionally, the sketch where it was placed
+    (``overlay_rect``; turned by ``overlay_angle`` degrees counter-clockwise about that place's centre).
 
     A left-drag on the photo selects a region (a rubber band), kept in the photo's original pixels:
     ``regionChanged(box or None)``; Escape (with the focus here) clears it, and so does a new photo."""
@@ -264,6 +273,7 @@ class PhotoView(RegionSelection, QWidget):
         self.image: QImage | None = None
         self.original_size = (0, 0)
         self.box = None
+        self.frame = None  # where the sketch overlay goes (the hit's frame), None: in the box
         self.box_sure = True
         self.overlay: QImage | None = None
         self.overlay_angle = 0.0
@@ -289,10 +299,11 @@ class PhotoView(RegionSelection, QWidget):
             self.updateGeometry()
 
     def set_photo(self, image: QImage | None, original_size, box, overlay: QImage | None, message: str = "", *,
-                  box_sure: bool = True) -> None:
-        """Show a photo (None: ``message`` in its place) with a box (dashed where not ``box_sure``); any region
-        selected on the previous one is cleared."""
+                  box_sure: bool = True, frame=None) -> None:
+        """Show a photo (None: ``message`` in its place) with a box (dashed where not ``box_sure``) and the sketch
+        ``overlay`` drawn at ``frame`` (``overlay_rect``); any region selected on the previous one is cleared."""
         self.image, self.original_size, self.box, self.overlay = image, original_size, box, overlay
+        self.frame = frame
         self.box_sure = box_sure
         self.message = message
         self._band = None
@@ -365,7 +376,7 @@ class PhotoView(RegionSelection, QWidget):
         if self.box is not None and self.original_size[0]:
             rect = draw_box(p, target, self.box, self.original_size, width=3, sure=self.box_sure)
             if self.show_overlay and self.overlay is not None:
-                rect = fit_aspect(rect, self.overlay.width(), self.overlay.height())
+                rect = overlay_rect(target, rect, self.frame, self.original_size, self.overlay)
                 p.save()
                 p.setOpacity(0.9)
                 if self.overlay_angle:
@@ -704,7 +715,8 @@ class DetailPanel(QWidget):
         if self.kind == "sketch" and self.sketch is not None:
             overlay = ink_overlay(self.sketch, mirrored=self.hit.mirrored)
         self.photo.show_overlay = self.overlay_box.isChecked()
-        self.photo.set_photo(image, size, box, overlay, box_sure=box_is_sure(self.hit))
+        self.photo.set_photo(image, size, box, overlay, box_sure=box_is_sure(self.hit),
+                             frame=getattr(self.hit, "frame", None))
 
     def _region_changed(self, region) -> None:
         self.region_mode.setEnabled(region is not None)

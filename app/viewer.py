@@ -22,6 +22,7 @@ from .detail import (
     draw_region,
     ink_overlay,
     original_to_widget,
+    overlay_rect,
     region_mode_combo,
 )
 from .labels import ElidedLabel
@@ -70,6 +71,7 @@ class PhotoCanvas(RegionSelection, QWidget):
         self.box = None
         self.box_sure = True
         self.overlay: QImage | None = None
+        self.frame = None  # where the overlay goes (the hit's frame, original pixels), None: in the box
         self.show_overlay = True
         self.region = None
         self.region_mode = False
@@ -94,11 +96,11 @@ class PhotoCanvas(RegionSelection, QWidget):
         self.zoomChanged.emit()
 
     def set_photo(self, image: QImage, original_size, path: str, box, overlay: QImage | None, *,
-                  box_sure: bool = True) -> None:
+                  box_sure: bool = True, frame=None) -> None:
         """Show a photo (fitted) with its ``box`` (original pixels; None: none; dashed where not ``box_sure``) and
-        ``overlay`` in the box."""
+        ``overlay`` where the sketch was placed (``frame``; the detail panel's ``overlay_rect``)."""
         self.image, self.original_size, self.path = image, tuple(original_size), path
-        self.box, self.overlay, self.box_sure = box, overlay, box_sure
+        self.box, self.overlay, self.box_sure, self.frame = box, overlay, box_sure, frame
         self.message = ""
         self._zoom = None
         self._update_cursor()
@@ -310,7 +312,7 @@ class PhotoCanvas(RegionSelection, QWidget):
             if self.show_overlay and self.overlay is not None and not rect.isEmpty():
                 p.save()
                 p.setOpacity(0.9)
-                p.drawImage(rect, self.overlay)
+                p.drawImage(overlay_rect(target, rect, self.frame, self.original_size, self.overlay), self.overlay)
                 p.restore()
         if self._band is not None:
             draw_region(p, QRectF(*self._band).normalized().intersected(target), pal)
@@ -531,7 +533,8 @@ class PhotoViewer(QWidget):
         if self.kind == "sketch" and self.sketch is not None and box is not None:
             overlay = ink_overlay(self.sketch, mirrored=hit.mirrored)
         self.canvas.show_overlay = self.overlay_button.isChecked()
-        self.canvas.set_photo(image, size, path, box, overlay, box_sure=box_is_sure(hit))
+        self.canvas.set_photo(image, size, path, box, overlay, box_sure=box_is_sure(hit),
+                              frame=getattr(hit, "frame", None))
 
     def _zoom_changed(self) -> None:
         c = self.canvas

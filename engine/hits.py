@@ -24,6 +24,9 @@ class Hit:
     taken: float | None = None  # browsing: the photo's date (EXIF DateTimeOriginal, else the file's time)
     box_sure: bool | None = None  # sketch queries: the shape stands out there (alignment z >= sure_z)
     likely: bool | None = None  # sketch queries: a likely match (engine.fusion: the cut and the stand-out test)
+    # sketch queries: where the sketch was placed, [x0, y0, x1, y1] in original pixels (the sketch's own frame at
+    # ``scale``; ``box`` follows the photo's edges along it, engine.boxes): where the app draws the sketch
+    frame: tuple[float, float, float, float] | None = None
 
     def to_json(self) -> dict:
         out = {"rank": self.rank, "path": self.path, "score": round(self.score, 6),

@@ -131,5 +131,5 @@ def fuse_rankings(shape: list[Hit], image: list[Hit], top_k: int, *, k: int = RR
     for rank, row in enumerate(order, 1):
         h = first[row]
         out.append(Hit(rank, h.path, fused[row] / best, h.box, h.scale, h.mirrored, row, h.raw_score, h.taken,
-                       h.box_sure))
+                       h.box_sure, frame=h.frame))
     return out

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage
 
-from app.detail import DetailPanel, RotationPlot, format_turn, read_curve
+from app.detail import DetailPanel, RotationPlot, format_turn, ink_overlay, read_curve
 from app.workers import Runner
 from engine.hits import Hit
 from engine.rotation import RotationCurve
@@ -325,3 +325,46 @@ def test_the_sketch_overlay_keeps_its_own_shape_in_a_box_of_another_aspect():
     assert (tall.width(), tall.height()) == (100, 50) and tall.top() == 175
     same = QRectF(5, 5, 60, 30)
     assert fit_aspect(same, 120, 60) == same and fit_aspect(same, 0, 10) == same
+
+
+def _reddish_above(widget, y_limit: float) -> tuple[float, float, float, float] | None:
+    """Bounding box (widget pixels) of the red ink drawn above ``y_limit`` on a white photo."""
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    ratio = image.devicePixelRatio()
+    a = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    a = a[:, :image.width() * 3].reshape(image.height(), image.width(), 3).astype(int)
+    red = (a[..., 0] > 200) & (a[..., 1] < 140) & (a[..., 2] < 140)
+    red[int(y_limit * ratio):] = False
+    ys, xs = np.nonzero(red)
+    if not len(xs):
+        return None
+    return xs.min() / ratio, ys.min() / ratio, (xs.max() + 1) / ratio, (ys.max() + 1) / ratio
+
+
+@pytest.mark.parametrize("where", ["detail", "viewer"])
+def test_the_sketch_is_drawn_where_it_was_placed_in_the_detail_panel_and_the_large_view_alike(qtbot, where):
+    """The box follows the photo's edges; the sketch overlay is drawn at the hit's frame (where the alignment
+    placed it), the same in the detail panel and in the large view, not fitted or stretched into the box."""
+    from app.detail import PhotoView, original_to_widget
+    from app.viewer import PhotoCanvas
+
+    photo = QImage(400, 300, QImage.Format.Format_RGB888)
+    photo.fill(QColor("white"))
+    sketch = np.full((60, 90), 255, np.uint8)
+    sketch[:4, :] = sketch[-4:, :] = sketch[:, :4] = sketch[:, -4:] = 0  # a frame of ink: its extent is its box
+    overlay = ink_overlay(sketch, mirrored=False)
+    box, frame = (20.0, 180.0, 380.0, 290.0), (100.0, 20.0, 250.0, 120.0)  # the frame above the box
+    widget = PhotoView() if where == "detail" else PhotoCanvas()
+    qtbot.addWidget(widget)
+    widget.resize(400, 300)
+    if where == "detail":
+        widget.set_photo(photo, (400, 300), box, overlay, frame=frame)
+    else:
+        widget.set_photo(photo, (400, 300), "x.png", box, overlay, frame=frame)
+    widget.show_overlay = True
+    target = widget.photo_rect()
+    want = original_to_widget(frame, target, (400, 300))
+    top_of_box = original_to_widget(box, target, (400, 300)).top() - 4
+    got = _reddish_above(widget, top_of_box)
+    assert got is not None
+    assert np.allclose(got, (want.left(), want.top(), want.right(), want.bottom()), atol=2.5), (got, want)

@@ -239,6 +239,7 @@ def test_a_hits_box_is_fitted_to_the_photos_edges_and_older_rows_keep_the_frame(
     con.close()
     frame = top()
     assert (frame.scale, frame.mirrored, frame.score) == (fitted.scale, fitted.mirrored, fitted.score)
+    assert fitted.frame == frame.frame == frame.box  # where the sketch was placed: the app draws it there
     # the frame keeps the sketch's aspect (0.48 here: a miss at the benchmark's IoU 0.5); the fitted box, 0.70
     assert iou(frame.box, truth) < 0.5 < 0.6 < iou(fitted.box, truth)
     con = sqlite3.connect(db / CATALOG)
