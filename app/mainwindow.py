@@ -1,6 +1,7 @@
 """The main window: canvas (or image query) | results grid | detail panel, menus, indexing, status."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -817,11 +818,14 @@ class MainWindow(QMainWindow):
         self._search_pending = False
         filt = self.filter_bar.filter()
         filt = filt if filt.active else None
+        finish = None
         if self.query_kind == "region" and self.query_region is not None:
             path, box, mode = self.query_region
-            task = Task(self.index.search_region, path, box, mode=mode, top_k=self.top_k, filt=filt)
+            notes: list[str] = []
+            task = Task(self.index.search_region, path, box, mode=mode, top_k=self.top_k, filt=filt, notes=notes)
             kind = {"both": "region", "shape": "sketch", "image": "image"}[mode]
             self._shown_sketch = None
+            finish = functools.partial(self._region_done, gen, kind, notes=notes)
         elif self.query_kind == "image" and self.query_image is not None:
             task = Task(self.index.search_image, self.query_image, top_k=self.top_k, filt=filt)
             kind = "image"
@@ -839,10 +843,22 @@ class MainWindow(QMainWindow):
                 task = Task(self.index.search, sketch, top_k=self.top_k,
                             expand=EXPAND if self.expand_box.isChecked() else 0, filt=filt)
                 kind = "sketch"
+        if finish is None:
+            finish = functools.partial(self._search_done, gen, kind)
         self._search_started = time.perf_counter()
         self.count_label.setText("Searching…" if kind != "browse" else "Listing the collection…")
-        self.runner.start(task, on_done=lambda hits, s: self._search_done(gen, kind, hits, s),
+        self.runner.start(task, on_done=finish,
                           on_error=lambda msg: self._search_failed(gen, msg))
+
+    def _region_done(self, gen: int, kind: str, hits, seconds: float, *, notes: list[str]) -> None:
+        """A region's results; where "both" ranked by one of its two searches alone (a region without edges, a
+        collection without image descriptors), they read as that one's and the status bar says why."""
+        if gen == self._generation and notes:
+            kind = "image" if notes[0].endswith("image alone") else "sketch"
+        self._search_done(gen, kind, hits, seconds)
+        if gen == self._generation and notes:
+            note = notes[0]
+            self.message(note[:1].upper() + note[1:], 15000)
 
     def _search_done(self, gen: int, kind: str, hits, seconds: float) -> None:
         if gen != self._generation:

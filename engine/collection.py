@@ -531,7 +531,7 @@ class Collection:
                                    hint=Hint("rebuild", str(self.path))) from None
 
     def search_region(self, image, box, *, mode: str = "both", top_k: int = 20, filt=None, options=None,
-                      params=None, device=None) -> list[Hit]:
+                      params=None, device=None, notes: list[str] | None = None) -> list[Hit]:
         """Photos that hold what a region of a photo shows (``engine.region``).
 
         Parameters
@@ -541,6 +541,9 @@ class Collection:
         mode : "image" (the region's image descriptor), "shape" (its edges as a sketch; hits have boxes) or
             "both" (the two rankings fused, boxes from the shape ranking)
         filt : engine.filters.PhotoFilter, optional
+        notes : a list that "both" appends a line to where one of its two searches could not run and the other
+            ranked alone (a region without edges: its image alone; a collection without image descriptors: its
+            shape alone)
 
         Raises QueryError for a region outside the photo or of zero area, an unknown mode, a region without
         edges ("shape"), or a collection without image descriptors ("image", "both").
@@ -563,20 +566,23 @@ class Collection:
             except QueryError as e:
                 if mode == "shape":
                     raise
-                problems.append(e)
+                problems.append((e, "image"))  # what ranks alone
         if mode in ("image", "both"):
             try:
                 image_hits = self.search_image(pixels, top_k=depth, device=device, filt=filt)
             except QueryError as e:
                 if mode == "image" or problems:
                     raise
-                problems.append(e)
+                problems.append((e, "shape"))
         if mode == "shape":
             return shape
         if mode == "image":
             return image_hits
         if problems:  # one of the two: its own ranking, its own scores
-            return [dataclasses.replace(h, rank=i + 1) for i, h in enumerate((shape or image_hits)[:top_k])]
+            if notes is not None:
+                notes.append(f"{problems[0][0]}; searched by the region's {problems[0][1]} alone")
+            alone = shape if problems[0][1] == "shape" else image_hits
+            return [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(alone[:top_k])]
         return fuse_rankings(shape, image_hits, top_k)
 
     def allowed_mask(self, filt) -> np.ndarray | None:

@@ -20,7 +20,7 @@ from .hits import Hit
 from .imageio import ImageError, image_size, load_image
 
 __all__ = ["MODES", "RRF_K", "boxed_on_the_region", "fuse_rankings", "parse_region", "region_pixels",
-           "region_sketch"]
+           "region_sketch", "stretched"]
 
 MODES = ("both", "shape", "image")
 RRF_K = 60  # reciprocal rank fusion's constant (the paper's; not fitted)
@@ -79,8 +79,42 @@ def region_pixels(image, box, *, min_side: int) -> np.ndarray:
 
 def region_sketch(pixels: np.ndarray, *, detector: str, max_side: int, min_strength: float) -> EdgeMap:
     """The region's shape as a sketch: its photo edges (the collection's detector and threshold) drawn as dark
-    strokes on white, read as a sketch (cropped to the strokes, thinned, ``w = 1``).  QueryError where the
-    region has no edges."""
+    strokes on white, read as a sketch (cropped to the strokes, thinned, ``w = 1``).  A region whose contrast is
+    too low for them (a white sail on a pale sky: the detector's strengths are absolute) is read again with its
+    brightness stretched (``stretched``).  QueryError where the region has no edges even so."""
+    try:
+        return _edges_as_sketch(pixels, detector=detector, max_side=max_side, min_strength=min_strength)
+    except QueryError as first:
+        wide = stretched(pixels)
+        if wide is None:
+            raise
+        try:
+            return _edges_as_sketch(wide, detector=detector, max_side=max_side, min_strength=min_strength)
+        except QueryError:
+            raise first from None
+
+
+#: the share of a region's pixels (per cent) left darker / brighter than the ends of ``stretched``'s range
+STRETCH_TAIL = 1.0
+#: the most ``stretched`` widens a region's brightness range: a pale shape on a pale ground gains its contrast
+#: (a white sail on a light sky, a range of 0.3: 3.3), while the grain of a plain sky or wall stays below the
+#: detector's threshold (a range of 0.1 would be widened 10 times)
+STRETCH_GAIN = 4.0
+
+
+def stretched(pixels: np.ndarray) -> np.ndarray | None:
+    """The region with its brightness range (the ``STRETCH_TAIL`` and ``100 - STRETCH_TAIL`` percentiles of the
+    channels' mean) stretched towards [0, 1] about its middle, at most ``STRETCH_GAIN`` times, the same for every
+    channel; None where it would not widen (a range of 0.9 or more) or there is none."""
+    grey = np.asarray(pixels, np.float32).mean(axis=2)
+    lo, hi = (float(v) for v in np.percentile(grey, [STRETCH_TAIL, 100.0 - STRETCH_TAIL]))
+    if hi - lo <= 0 or hi - lo >= 0.9:
+        return None
+    gain = min(1.0 / (hi - lo), STRETCH_GAIN)
+    return np.clip((np.asarray(pixels, np.float32) - (lo + hi) / 2) * gain + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def _edges_as_sketch(pixels: np.ndarray, *, detector: str, max_side: int, min_strength: float) -> EdgeMap:
     em = photo_edges(pixels, detector=detector, max_side=max_side, min_strength=min_strength)
     ink = render_edges(em) >= INK * min_strength if len(em) else None
     if ink is None or not ink.any():

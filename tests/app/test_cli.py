@@ -204,6 +204,19 @@ def test_index_follows_links_out_of_the_folders_only_when_asked(tmp_path, capsys
         assert json.loads(capsys.readouterr().out)["images"] == n
 
 
+def test_a_region_searched_by_one_of_both_says_so_in_a_warning(db, tmp_path, capsys):
+    """'both' on a region without edges ranks by its image alone: said on stderr, the JSON lines as usual."""
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.full((300, 400, 3), 128, np.uint8))
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--image", str(flat), "--region", "10,10,200,200", "--top", "2",
+                 "--json"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.strip().splitlines()) == 2
+    assert out.err.startswith("sketchsearch: warning: the region has no edges") and \
+        out.err.strip().endswith("searched by the region's image alone") and out.err.count("\n") == 1
+
+
 def test_search_region_json_contract(db, photos, capsys):
     """--image with --region: the contract's fields; a shape region's hits have boxes inside the photos."""
     house = photos / "house.jpg"

@@ -304,6 +304,19 @@ def test_a_search_that_ends_while_viewing_keeps_the_grid_and_the_detail_on_the_v
     assert window.results.currentIndex().row() == 0 and window.detail.hit is window.model.hits[0]
 
 
+def test_a_region_searched_by_its_image_alone_reads_so_and_says_why(qtbot, window):
+    """'Shape and image' on a region without edges ranks by its image alone: the hits read as image hits (a
+    similarity, not 'fused'), and the status bar says why (found under Xvfb: it read as fused)."""
+    photo = str((DEMO / "photos" / "gen_cup_1.jpg").resolve())
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000) as found:
+        window.search_region(photo, (2.0, 2.0, 14.0, 14.0), "both")  # a corner of plain background
+    assert found.args[0] > 0
+    assert "no edges" in window.message_label.text() and "image alone" in window.message_label.text()
+    window.results.setCurrentIndex(window.model.index(0))
+    qtbot.waitUntil(lambda: window.detail.hit is window.model.hits[0], timeout=10_000)
+    assert "fused" not in window.detail.scores.text() and "similarity" in window.detail.scores.text()
+
+
 def test_a_search_that_fails_leaves_no_earlier_results_under_its_no_results(qtbot, window):
     # found under Xvfb: a region without edges said "No results" above the previous query's grid
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):

@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import engine.region as region_module
 from engine.collection import SketchIndex
 from engine.errors import QueryError
 from engine.filters import PhotoFilter
 from engine.hits import Hit
 from engine.indexer import index_folders
-from engine.region import RRF_K, fuse_rankings, parse_region, region_pixels, region_sketch
+from engine.region import RRF_K, fuse_rankings, parse_region, region_pixels, region_sketch, stretched
 
 from .synth import photo_with_shape
 
@@ -61,6 +62,48 @@ def test_region_of_a_file_is_in_the_photo_after_exif_orientation(tmp_path):
 def test_a_flat_region_has_no_shape():
     with pytest.raises(QueryError, match="no edges"):
         region_sketch(np.full((80, 80, 3), 0.5, np.float32), detector="classical", max_side=400, min_strength=0.2)
+
+
+def _pale_triangle(contrast: float, noise: float = 0.0, seed: int = 0, ground: float = 0.85) -> np.ndarray:
+    """A pale triangle on a pale ground (a white sail on a light sky): ``contrast`` apart in every channel."""
+    import cv2
+
+    img = np.full((240, 240, 3), ground, np.float32)
+    cv2.fillPoly(img, [np.array([[120, 20], [210, 220], [40, 220]], np.int32)], (ground + contrast,) * 3)
+    if noise:
+        img += np.random.default_rng(seed).normal(0, noise, img.shape).astype(np.float32)
+    return np.clip(img, 0, 1)
+
+
+def test_a_pale_shape_on_a_pale_ground_is_read_with_its_contrast_stretched(monkeypatch):
+    """The detector's strengths are absolute (a step of some 21 Lab units starts an edge): a white sail on a light
+    sky (found under Xvfb on the demo's sailboat) had no edges as a region and 'both' dropped its shape
+    silently.  Such a region is read again with its brightness range stretched (at most STRETCH_GAIN times)."""
+    sail = _pale_triangle(0.08, noise=0.004)
+    edges = region_sketch(sail, detector="classical", max_side=400, min_strength=0.2)
+    assert len(edges) > 100
+    xs = edges.x - edges.x.min()  # the sketch is cropped to the triangle: wide at the bottom, a point on top
+    top = xs[edges.y <= np.percentile(edges.y, 10)]
+    bottom = xs[edges.y >= np.percentile(edges.y, 90)]
+    assert np.ptp(bottom) > 3 * np.ptp(top)
+    monkeypatch.setattr(region_module, "stretched", lambda pixels: None)  # read as it was: no edges
+    with pytest.raises(QueryError, match="no edges"):
+        region_sketch(sail, detector="classical", max_side=400, min_strength=0.2)
+
+
+def test_stretching_widens_a_narrow_range_at_most_its_gain_and_leaves_grain_without_edges():
+    sail = _pale_triangle(0.3, ground=0.6)
+    wide = stretched(sail)
+    assert wide.dtype == np.float32 and wide.min() == 0.0 and wide.max() == 1.0
+    faint = stretched(_pale_triangle(0.02))  # widened STRETCH_GAIN times, not to the full range
+    assert np.ptp(faint) == pytest.approx(0.02 * region_module.STRETCH_GAIN, abs=1e-5)
+    assert stretched(np.full((20, 20, 3), 0.4, np.float32)) is None  # nothing to widen
+    full = np.zeros((20, 20, 3), np.float32)
+    full[:, 10:] = 1.0
+    assert stretched(full) is None  # the whole range already
+    grain = np.clip(0.6 + np.random.default_rng(3).normal(0, 0.01, (200, 200, 3)), 0, 1).astype(np.float32)
+    with pytest.raises(QueryError, match="no edges"):  # a plain wall's grain stays under the threshold
+        region_sketch(grain, detector="classical", max_side=400, min_strength=0.2)
 
 
 def _hit(rank, row, box=(0.0, 0.0, 10.0, 10.0)):
@@ -130,9 +173,14 @@ def test_both_falls_back_to_the_image_for_a_region_without_edges(collection):
     flat = np.full((200, 200, 3), 0.5, np.float32)
     with pytest.raises(QueryError, match="no edges"):
         SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="shape")
-    hits = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="both", top_k=3)
+    notes = []
+    hits = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="both", top_k=3, notes=notes)
     image = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="image", top_k=3)
     assert [h.path for h in hits] == [h.path for h in image] and [h.rank for h in hits] == [1, 2, 3]
+    assert len(notes) == 1 and "no edges" in notes[0] and notes[0].endswith("searched by the region's image alone")
+    notes.clear()
+    SketchIndex(db).search_region(root / "house_1.jpg", BOX, mode="both", top_k=3, notes=notes)
+    assert notes == []  # both searches ran
 
 
 @pytest.mark.parametrize("mode", ["shape", "both"])
