@@ -557,6 +557,9 @@ def cmd_gui(args) -> int:
         from .main import run_gui
     except ImportError as e:
         raise SketchSearchError(f"the app needs PySide6: pip install 'sketchsearch[app]' ({e})") from None
+    if args.index is not None and not args.index.expanduser().is_dir():  # before a window offers to index it
+        what = "is not a folder" if args.index.expanduser().exists() else "no such folder"
+        raise SketchSearchError(f"--index {printable(args.index)}: {what} (it takes the photo folder to index)")
     return run_gui(args.db, folder=args.index, qt_args=getattr(args, "qt_args", []))
 
 

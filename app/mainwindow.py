@@ -218,6 +218,9 @@ class MainWindow(QMainWindow):
         self._failed_message = ""  # the status bar's words of the last failed search (cleared by the next result)
         self._damage_said: str | None = None  # the damaged image index the status bar said (once)
         self._indexing: Task | None = None
+        self._before_indexing: Path | None = None  # the collection shown when the indexing run started
+        self._index_first: tuple[int, float] | None = None  # (done, time) at a run's first progress report
+        self._index_name = ""  # the folder being indexed
         self._last_refresh = 0.0
         self._shown_sketch: np.ndarray | None = None
         self.setWindowTitle("sketchsearch")
@@ -698,6 +701,7 @@ class MainWindow(QMainWindow):
                 return False
         db = Path(db)
         self.settings.setValue("collection/folder", str(folder))
+        self._before_indexing = self.db  # shown again if this run fails before it makes a collection
         if db != self.db:  # the collection written is the one shown: results come from it as it grows
             if self.warming_up:  # a collection still being opened is not shown: its result is dropped
                 self._warming, self._search_pending = None, False
@@ -715,6 +719,7 @@ class MainWindow(QMainWindow):
                     workers=self.index_workers).with_control()
         self._indexing = task
         self._index_started = time.monotonic()
+        self._index_first, self._index_name = None, folder.name
         self._last_refresh = time.monotonic()
         for w in (self.progress, self.progress_label, self.cancel_button):
             w.setVisible(True)
@@ -739,11 +744,15 @@ class MainWindow(QMainWindow):
     def _indexing_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        elapsed = time.monotonic() - self._index_started
-        rate = done / elapsed if elapsed > 0 else 0.0
+        now = time.monotonic()
+        if self._index_first is None:  # photos a cancelled run described count as done, not in the rate
+            self._index_first = (done, now)
+        first, since = self._index_first
+        rate = (done - first) / (now - since) if now > since and done > first else 0.0
         eta = (total - done) / rate if rate > 0 else float("nan")
         self.progress.setFormat(f"{done:,} / {total:,}")
-        self.progress_label.setText(f"{rate:.1f} photos/s · {_duration(eta)} left" if rate > 0 else "Starting…")
+        self.progress_label.setText(f"{self._index_name}: {rate:.1f} photos/s · {_duration(eta)} left" if rate > 0
+                                    else f"Indexing {self._index_name}…")
         if time.monotonic() - self._last_refresh > REFRESH_S and self.db is not None and is_collection(self.db):
             self._last_refresh = time.monotonic()
             if self.open_index(self.db, quiet=True):  # what is committed so far becomes searchable
@@ -755,12 +764,30 @@ class MainWindow(QMainWindow):
             w.setVisible(False)
         self.index_action.setEnabled(True)
         self.recent_menu.setEnabled(True)
+        if state == "failed" and self.db is not None and not is_collection(self.db):
+            self._back_from_failed_indexing()
         if self.db is not None and is_collection(self.db):
             self.open_index(self.db, quiet=state == "failed")
         self.message(message, 15000)
         self._update_status()
         self.search_now()
         self.indexingFinished.emit(state)
+
+    def _back_from_failed_indexing(self) -> None:
+        """A run that failed before making its collection (a folder gone, a disk full): the collection shown
+        before comes back, and the one never made is neither the collection opened next time nor a recent one."""
+        failed = self.db
+        recent = [p for p in self.recent_collections() if p != failed]
+        self.settings.setValue("collection/recent", [str(p) for p in recent])
+        back = self._before_indexing
+        self.index, self.db = None, None
+        if back is not None and back != failed and is_collection(back):
+            self.db = back
+            self.settings.setValue("collection/db", str(back))
+        else:
+            self.settings.remove("collection/db")
+            self.count_label.setText("No collection: File → Index a Photo Folder")
+        self._update_recent_menu()
 
     def _indexing_done(self, summary, seconds: float) -> None:
         skipped = f", {len(summary.skipped)} skipped (File → Show Skipped Files)" if summary.skipped else ""

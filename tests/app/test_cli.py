@@ -70,6 +70,8 @@ def test_info_lists_skipped_files(db, capsys):
     (["info", "--db", "{tmp}"], "not a sketchsearch index"),
     (["index", "{tmp}", "--db", "{tmp}/s.png", "-q"], "is not a folder"),
     (["search", "--db", "{damaged}", "--sketch", "{tmp}/s.png"], "damaged"),
+    (["gui", "--index", "{tmp}/no-folder"], "--index"),  # before a window offers to index what is not there
+    (["gui", "--index", "{tmp}/s.png"], "is not a folder"),
 ])
 def test_errors_are_one_line(db, tmp_path, capsys, argv, message):
     cv2.imwrite(str(tmp_path / "s.png"), sketch_of("house"))

@@ -152,6 +152,36 @@ def test_indexing_an_older_collection_again_says_its_photos_were_described_again
     assert "(1 new, 2 described again for this version's boxes)" in window.message_label.text()
 
 
+def test_indexing_that_fails_before_making_its_collection_shows_the_previous_one_again(qtbot, window, tmp_path,
+                                                                                       demo_db):
+    """Found under Xvfb: a run into a new collection that failed at once (its folder gone) left the window on
+    'the collection is being indexed', and the collection never made was the one opened next time."""
+    assert window.db == Path(demo_db)
+    with qtbot.waitSignal(window.indexingFinished, timeout=60_000) as blocker:
+        window.index_folder(tmp_path / "gone", tmp_path / "never-made")
+    assert blocker.args == ["failed"]
+    assert window.db == Path(demo_db) and window.index is not None and len(window.index) == 36
+    assert Path(window.settings.value("collection/db")) == Path(demo_db)
+    assert tmp_path / "never-made" not in window.recent_collections()
+    qtbot.waitUntil(lambda: window.model.rowCount() > 0, timeout=30_000)  # the collection listed again
+    assert "being indexed" not in window.count_label.text()
+
+
+def test_the_indexing_rate_counts_only_what_this_run_describes(qtbot, window, monkeypatch):
+    """A run that continues a cancelled one starts at, say, 700 of 1,000 done: its rate and time left count the
+    photos it describes from then on (found under Xvfb: 813 photos/s and 1 s left, for 10 s)."""
+    import app.mainwindow as mw
+
+    now = [1000.0]
+    monkeypatch.setattr(mw.time, "monotonic", lambda: now[0])
+    window._index_first, window._index_name = None, "photos"
+    window._indexing_progress(700, 1000)
+    assert window.progress_label.text() == "Indexing photos…"
+    now[0] += 10.0
+    window._indexing_progress(800, 1000)
+    assert window.progress_label.text() == "photos: 10.0 photos/s · 20 s left"
+
+
 def test_cancelling_indexing_leaves_a_usable_index(qtbot, window, tmp_path, monkeypatch):
     import engine.indexer as indexer
 
