@@ -143,7 +143,7 @@ class IndexTargetDialog(QDialog):
     collection (only as an explicit choice), naming the collection that will be written."""
 
     def __init__(self, folder: Path, own: Path, own_count: int | None, open_db: Path | None,
-                 open_count: int | None, parent=None) -> None:
+                 open_count: int | None, parent=None, *, open_holds: bool = False) -> None:
         super().__init__(parent)
         self.setWindowTitle("Index a photo folder")
         self.own, self.open_db = own, open_db
@@ -159,11 +159,13 @@ class IndexTargetDialog(QDialog):
         lay.addWidget(self.own_button)
         self.open_button = QRadioButton()
         if open_db is not None and open_db != own:
-            self.open_button.setText(f"the open collection {collection_name(open_db)}"
-                                     + (f" ({open_count:,} photos), adding them to it" if open_count is not None
-                                        else ", adding them to it"))
+            count = f" ({open_count:,} photos)" if open_count is not None else ""
+            self.open_button.setText(f"the open collection {collection_name(open_db)}{count}, "
+                                     + ("which holds this folder, updated" if open_holds else "adding them to it"))
             self.open_button.setToolTip(str(open_db))
             lay.addWidget(self.open_button)
+            if open_holds:  # the folder was indexed into it before: updating it is what the run is for
+                self.open_button.setChecked(True)
         else:
             self.open_button.setVisible(False)
         self.where = QLabel()
@@ -668,9 +670,24 @@ class MainWindow(QMainWindow):
         """Ask which collection a folder's photos go to (None: cancelled)."""
         own = self.own_collection(folder)
         dlg = IndexTargetDialog(folder, own, _count(own), self.db, len(self.index) if self.index is not None
-                                else None, self)
+                                else None, self, open_holds=self._open_collection_holds(folder))
         self.index_target_dialog = dlg
         return dlg.target() if dlg.exec() == QDialog.DialogCode.Accepted else None
+
+    def _open_collection_holds(self, folder: Path) -> bool:
+        """Whether the open collection was indexed from ``folder`` or a folder above it."""
+        import sqlite3
+
+        from engine.errors import SketchSearchError
+
+        if self.index is None:
+            return False
+        try:
+            indexed = self.index.folders()
+        except (SketchSearchError, OSError, sqlite3.Error):  # a damaged catalog: the dialog's usual default
+            return False
+        real = os.path.realpath(folder)
+        return any(real == f or real.startswith(f.rstrip(os.sep) + os.sep) for f in map(os.path.realpath, indexed))
 
     def choose_index(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open an index folder (made by sketchsearch index)")

@@ -58,14 +58,16 @@ def settle(qtbot, win) -> None:
 
 
 def answer(monkeypatch, choice: str, seen: list) -> None:
-    """The dialog that asks where the photos go answers ``choice`` ("own", "open" or "cancel")."""
+    """The dialog that asks where the photos go answers ``choice`` ("own", "open", "default": as it comes, or
+    "cancel")."""
 
     def exec_(dlg: IndexTargetDialog):
         seen.append((dlg.own_button.text(), dlg.open_button.text() if dlg.open_button.isVisibleTo(dlg) else None,
                      dlg.where.text()))
         if choice == "cancel":
             return QDialog.DialogCode.Rejected
-        (dlg.open_button if choice == "open" else dlg.own_button).setChecked(True)
+        if choice != "default":
+            (dlg.open_button if choice == "open" else dlg.own_button).setChecked(True)
         seen.append(dlg.target())
         return QDialog.DialogCode.Accepted
 
@@ -106,6 +108,28 @@ def test_a_folder_goes_to_its_own_collection_not_the_open_one(qtbot, tmp_path, f
     seen.clear()
     assert run_indexing(qtbot, win, a) == "done"
     assert seen[1] == own_a and len(open_collection(db_b)) == 2
+
+
+def test_the_folder_of_the_open_collection_updates_it_by_default(qtbot, tmp_path, folders, monkeypatch):
+    """Found under Xvfb: a collection made on the command line from a folder, open in the app; indexing that
+    folder again defaulted to a new collection of its own, a duplicate.  The open collection holds the folder
+    (its recorded folders), so updating it is the default; the folder's own collection stays the other choice."""
+    root, a, b = folders
+    monkeypatch.setattr(mainwindow, "collections_folder", lambda: root / "apps3")
+    cli_db = tmp_path / "made-on-the-command-line"
+    index_folders([b], cli_db, backbone="none", workers=1)
+    win = window_on(qtbot, tmp_path, cli_db, root / "apps3")
+    seen: list = []
+    answer(monkeypatch, "default", seen)
+    assert run_indexing(qtbot, win, b) == "done"
+    own_text, open_text, where = seen[0]
+    assert "which holds this folder, updated" in open_text and str(cli_db) in where
+    assert seen[1] == cli_db and win.db == cli_db and len(win.index) == 2
+    assert not (root / "apps3").exists()  # no second collection made
+    seen.clear()
+    answer(monkeypatch, "default", seen)
+    assert run_indexing(qtbot, win, a) == "done"  # another folder: its own collection, as before
+    assert "adding them to it" in seen[0][1] and seen[1] == mainwindow.default_db_for(a, root / "apps3")
 
 
 def test_adding_to_the_open_collection_is_an_explicit_choice(qtbot, tmp_path, folders, monkeypatch):
