@@ -119,6 +119,11 @@ class FusionParams:
         Confirmed first: the rows among both the alignment's and the fused score's best ``min(confirm_n,
         confirm_share * collection size)`` (at least 3) are ranked first, in the alignment's order
         (``confirmed_first``; ``confirm_n = 0`` switches it off).
+    confirm_clear : bool
+        The alignment's best row is confirmed too where its z is at least ``sure_z`` and leads the second's by
+        at least ``sure_z``: a shape found clearly in one photo alone, which the global descriptor's
+        disagreement buried (a drawn bicycle under four near-identical houses in the demo).  Nothing fitted
+        (``sure_z`` twice); the class-disjoint benchmarks do not change (``docs/benchmarks.md``).
     likely_by_drawing : bool
         The rows scoring at or above ``likely`` that are not confirmed come next, ordered by the
         expansion's base score (alignment z + ``qe_w`` global z: how closely each follows the drawing itself)
@@ -151,6 +156,7 @@ class FusionParams:
     qe_loo: bool = False
     confirm_n: int = 0
     confirm_share: float = 0.05
+    confirm_clear: bool = False
     likely_by_drawing: bool = False
     sure_z: float = 2.0
     mirror: bool = True
@@ -542,6 +548,10 @@ def confirmed_first(fused: Fused, params: FusionParams, n_collection: int,
     by_afm = np.argsort(-za, kind="stable")[:m]
     by_final = np.argsort(-np.where(ok, final, -np.inf), kind="stable")[:m]
     both[np.intersect1d(by_afm, by_final)] = True
+    if params.confirm_clear and ok.sum() >= 2:  # the alignment's best, far ahead of its second: confirmed too
+        first, second = np.argsort(-za, kind="stable")[:2]
+        if za[first] >= params.sure_z and za[first] - za[second] >= params.sure_z:
+            both[first] = True
     both &= ok
     if both.any():
         key[both] = key[ok].max() + 1.0 + (za[both] - za[both].min())

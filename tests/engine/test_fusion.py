@@ -402,14 +402,20 @@ def test_demo_absent_shape_scores_below_the_likely_cut(demo_grown):
 
 
 
-def _brute_confirmed_order(final, za, m, eligible, score=None, base=None, cut=None):
+def _brute_confirmed_order(final, za, m, eligible, score=None, base=None, cut=None, clear=None):
     """The ranking by its definition: rows both rankings put among their best m (of the eligible) first, by
-    alignment z; then, where a likely cut is given (``likely_by_drawing``), the other rows scoring at or above it,
-    by the drawing's own evidence (``base``); then the others by the fused score; ineligible rows left out."""
+    alignment z -- and, with ``clear`` (sure_z), the alignment's best where it is at least that and leads the
+    second by that; then, where a likely cut is given (``likely_by_drawing``), the other rows scoring at or
+    above it, by the drawing's own evidence (``base``); then the others by the fused score; ineligible rows left
+    out."""
     idx = [i for i in range(len(final)) if eligible[i]]
     by_afm = sorted(idx, key=lambda i: (-za[i], i))[:m]
     by_final = sorted(idx, key=lambda i: (-final[i], i))[:m]
     both = set(by_afm) & set(by_final)
+    ranked = sorted(idx, key=lambda i: (-za[i], i))
+    if clear is not None and m and len(ranked) >= 2 and za[ranked[0]] >= clear \
+            and za[ranked[0]] - za[ranked[1]] >= clear:
+        both.add(ranked[0])
     first = sorted(both, key=lambda i: (-za[i], i))
     others = [i for i in idx if i not in both]
     likely = [] if cut is None else sorted((i for i in others if score[i] >= cut), key=lambda i: (-base[i], i))
@@ -433,6 +439,40 @@ def test_confirmed_first_matches_its_definition(seed):
     assert np.all(np.isneginf(key[~eligible]))
     off = fusion.confirmed_first(f, dataclasses.replace(params, confirm_n=0), n, eligible)
     np.testing.assert_array_equal(off, np.where(eligible, final, -np.inf))  # 0: the fused order itself
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_clear_alignment_hit_is_confirmed_first_as_its_definition_says(seed):
+    """``confirm_clear``: the alignment's best row, at least sure_z and ahead of the second by sure_z, comes
+    first even where the fused score does not rank it among its best (half the seeds plant such a row)."""
+    rng = np.random.default_rng(200 + seed)
+    n = int(rng.integers(5, 300))
+    final = rng.normal(size=n)
+    za = 0.5 * final + rng.normal(size=n)
+    if seed % 2:
+        za[int(rng.integers(n))] = za.max() + rng.uniform(1.5, 3.5)  # sometimes clear enough, sometimes not
+    eligible = rng.random(n) > 0.1
+    params = dataclasses.replace(FusionParams(), confirm_n=20, confirm_share=0.05, confirm_clear=True, sure_z=2.0)
+    f = fusion.Fused(np.arange(n), final, final, calibrate(final, params.calibration), za)
+    key = fusion.confirmed_first(f, params, n, eligible)
+    m = max(3, min(20, round(0.05 * n)))
+    order = [i for i in np.argsort(-key, kind="stable") if np.isfinite(key[i])]
+    assert order == _brute_confirmed_order(final, za, m, eligible, clear=2.0)
+
+
+def test_a_shape_found_clearly_in_one_photo_comes_first_though_the_fused_score_buries_it():
+    # row 4: the alignment's z 3.6, the second's 1.2 (a drawn bicycle; the global descriptor prefers houses)
+    final = np.array([9.0, 8.9, 8.8, 8.7, 1.0, 0.5])
+    za = np.array([1.1, 1.0, 0.9, 1.2, 3.6, 0.2])
+    params = dataclasses.replace(FusionParams(), confirm_n=10, confirm_share=0.05, sure_z=2.0)
+    f = fusion.Fused(np.arange(6), final, final, calibrate(final, params.calibration), za)
+    off = np.argsort(-fusion.confirmed_first(f, params, 6), kind="stable").tolist()
+    on = np.argsort(-fusion.confirmed_first(f, dataclasses.replace(params, confirm_clear=True), 6),
+                    kind="stable").tolist()
+    assert off[0] != 4 and on[0] == 4 and on[1:] == [r for r in off if r != 4]
+    za[3] = 1.7  # the second within sure_z of it: not clear
+    assert np.argsort(-fusion.confirmed_first(f, dataclasses.replace(params, confirm_clear=True), 6),
+                      kind="stable").tolist() == off
 
 
 @pytest.mark.parametrize("seed", range(6))
