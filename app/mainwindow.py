@@ -954,6 +954,8 @@ class MainWindow(QMainWindow):
             # signals no change, and the detail panel would stay empty beside a highlighted result
             self.results.selectionModel().clearCurrentIndex()
             self.results.setCurrentIndex(self.model.index(first))
+            if first == 0:  # a new list from its top, its first heading whole (it kept the last list's place)
+                self.results.verticalScrollBar().setValue(0)
         self._trim_later()
         self.searchFinished.emit(n)
 
@@ -966,6 +968,7 @@ class MainWindow(QMainWindow):
                 self.close_viewer()
             self.results.set_empty_text(f"No results: {message}")
             self.count_label.setText("No results")
+            self.time_label.setText("")  # the last search's time is not this one's
             self.error(message, dialog=False)
             self._failed_message = self.message_label.text()
             self._trim_later()

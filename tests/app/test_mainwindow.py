@@ -209,6 +209,23 @@ def test_cancelling_indexing_leaves_a_usable_index(qtbot, window, tmp_path, monk
     assert again.args == ["done"] and len(window.index) == 36
 
 
+def test_a_new_search_shows_its_list_from_the_top_and_a_failed_one_no_time(qtbot, window):
+    """Found under Xvfb: a new search kept the last list's scroll position (its first heading half cut off),
+    and a failed search kept the last one's "search 69 ms"."""
+    window.resize(1100, 700)
+    bar = window.results.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=10_000)  # the collection's 36 photos: more than a screen
+    bar.setValue(bar.maximum())
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    assert window.model.rowCount() > 4 and bar.value() == 0
+    assert window.time_label.text().startswith("search ")
+    photo = str((DEMO / "photos" / "gen_cup_1.jpg").resolve())
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):
+        window.search_region(photo, (2.0, 2.0, 14.0, 14.0), "shape")  # no edges: the search fails
+    assert window.time_label.text() == ""
+
+
 def test_searches_that_became_stale_are_dropped(qtbot, window):
     draw_house(window.canvas)
     window.search_now()
