@@ -284,6 +284,7 @@ class MainWindow(QMainWindow):
         self.width_slider = QSlider(Qt.Orientation.Horizontal, minimum=1, maximum=40, value=4)
         self.width_slider.setToolTip("Pen width")
         self.width_slider.setMaximumWidth(120)
+        self.width_slider.setMinimumWidth(60)  # a narrow window squeezed it to a square that read as a checkbox
         self.width_slider.valueChanged.connect(self.canvas.set_pen_width)
         self.undo_button = self._tool_button("undo", "Undo (Ctrl+Z)")
         self.redo_button = self._tool_button("redo", "Redo (Ctrl+Shift+Z)")
@@ -810,6 +811,10 @@ class MainWindow(QMainWindow):
         skipped = f", {len(summary.skipped)} skipped (File → Show Skipped Files)" if summary.skipped else ""
         new = summary.described - summary.upgraded
         again = f", {summary.upgraded:,} described again for this version's boxes" if summary.upgraded else ""
+        if summary.indexed == 0 and not summary.skipped:
+            self._indexing_finished("done", f"No photos found in {self._index_name} (JPEG, PNG, WebP, TIFF, BMP "
+                                            f"and GIF files, in it and its subfolders): the collection is empty")
+            return
         self._indexing_finished("done", f"Indexed {summary.indexed:,} photos ({new:,} new{again}) in "
                                         f"{_duration(seconds)}{skipped}")
 

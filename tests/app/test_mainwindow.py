@@ -182,6 +182,16 @@ def test_the_indexing_rate_counts_only_what_this_run_describes(qtbot, window, mo
     assert window.progress_label.text() == "photos: 10.0 photos/s · 20 s left"
 
 
+def test_indexing_a_folder_without_photos_says_none_were_found(qtbot, window, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no photos here")
+    with qtbot.waitSignal(window.indexingFinished, timeout=60_000) as blocker:
+        window.index_folder(folder, tmp_path / "db")
+    assert blocker.args == ["done"]
+    assert window.message_label.text().startswith("No photos found in notes (JPEG, PNG")
+
+
 def test_cancelling_indexing_leaves_a_usable_index(qtbot, window, tmp_path, monkeypatch):
     import engine.indexer as indexer
 
