@@ -46,6 +46,9 @@ MARGIN = 0.08
 #: percentile 0.17); a circle sketch on a circle photo spreads 0.005
 FLAT = MARGIN
 MIN_TURN = 10.0  # degrees: a best angle nearer 0 than this is the match as shown
+#: turns whose similarity peaks within this fraction of the best are equally good (a star's five, a symmetric
+#: shape's two): the smallest of them is the one said and drawn (a quarter of MARGIN: well below a clear gain)
+EQUAL = MARGIN / 4
 #: the modes of a search with a region of a photo, as offered: (label, mode of ``engine.region``); the first is
 #: the default
 REGION_MODES = (("Shape and image", "both"), ("Shape", "shape"), ("Image", "image"))
@@ -163,6 +166,12 @@ def read_curve(curve, *, flat: float = FLAT, margin: float = MARGIN, min_turn: f
     best_angle = float(curve.best_angle) % 360
     if best_angle > 180:
         best_angle -= 360
+    signed = np.where(angles > 180, angles - 360, angles)
+    peaks = np.flatnonzero((sims >= np.roll(sims, 1)) & (sims >= np.roll(sims, -1)) & (sims >= best - EQUAL * best))
+    if len(peaks):  # among equally good turns, the smallest (a star matches at five)
+        i = peaks[np.argmin(np.abs(signed[peaks]))]
+        if abs(signed[i]) < abs(best_angle) - 1.0:
+            best_angle, best = float(signed[i]), float(sims[i])
     low = float(sims.min())
     mirrored = bool(getattr(curve, "mirrored", False))
     if best <= 0 or best - low < flat * best:
