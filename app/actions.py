@@ -331,7 +331,8 @@ def result_menu(parent: QWidget | None, hits: Sequence[Hit], actions: ResultActi
     """The context menu of the results ``hits`` (those selected, in rank order): one photo's actions (Open,
     Open in the Default Viewer, Search with This Photo) are enabled for a single hit, the selection's (Copy
     Paths, Export…) for any; Save Results… saves all the results (``can_save``: there are some).  Each action
-    emits its signal of ``actions``; each QAction's objectName is that signal's name."""
+    emits its signal of ``actions``; each QAction's objectName is that signal's name; each has its own
+    underlined letter (the keyboard's way through the menu)."""
     menu = QMenu(parent)
     hits = list(hits)
     one = hits[0] if len(hits) == 1 else None
@@ -346,18 +347,18 @@ def result_menu(parent: QWidget | None, hits: Sequence[Hit], actions: ResultActi
             a.setToolTip(tip)
         a.triggered.connect(slot)
 
-    add("Open", "openViewer", lambda: actions.openViewer.emit(one), one is not None)
-    add("Open in the Default Viewer", "openExternally", lambda: actions.openExternally.emit(one.path),
+    add("&Open", "openViewer", lambda: actions.openViewer.emit(one), one is not None)
+    add("Open in the &Default Viewer", "openExternally", lambda: actions.openExternally.emit(one.path),
         one is not None, "Open the photo in the desktop's photo viewer")
     menu.addSeparator()
     n = len(paths)
-    add("Copy Paths", "copyPaths", lambda: actions.copyPaths.emit(list(paths)), bool(paths),
+    add("&Copy Paths", "copyPaths", lambda: actions.copyPaths.emit(list(paths)), bool(paths),
         f"Copy the {n} selected photo{'s' if n != 1 else ''} (paste the paths, or the files in a file manager)")
-    add("Export…", "export", lambda: actions.export.emit(list(paths)), bool(paths),
+    add("&Export…", "export", lambda: actions.export.emit(list(paths)), bool(paths),
         f"Copy or link the {n} selected photo{'s' if n != 1 else ''} into a folder")
-    add("Save Results…", "saveResults", actions.saveResults.emit, can_save,
+    add("&Save Results…", "saveResults", actions.saveResults.emit, can_save,
         "Save all the results as JSON or CSV")
     menu.addSeparator()
-    add("Search with This Photo", "searchImage", lambda: actions.searchImage.emit(one.path), one is not None,
+    add("Searc&h with This Photo", "searchImage", lambda: actions.searchImage.emit(one.path), one is not None,
         "Search for photos like this one")
     return menu

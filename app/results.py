@@ -1020,6 +1020,12 @@ class ResultsView(QAbstractItemView):
             self.copy_selection()
             event.accept()
             return
+        if event.key() == Qt.Key.Key_F10 and event.modifiers() == Qt.KeyboardModifier.ShiftModifier \
+                and self.currentIndex().isValid():  # the context menu's other key, as on most desktops
+            centre = self.viewport().mapToGlobal(self.visualRect(self.currentIndex()).center())
+            self.contextMenuRequested.emit(centre, self.selected_hits())
+            event.accept()
+            return
         self._linear = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
         try:
             super().keyPressEvent(event)

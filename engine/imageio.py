@@ -319,7 +319,8 @@ def _decode(path, max_pixels: int | None, body) -> LoadedImage:
     except MemoryError as e:
         raise ImageError(path, "not enough memory to decode the image") from e
     except Exception as e:  # noqa: BLE001 -- decoders raise many types; every one means "unreadable"
-        raise ImageError(path, f"cannot decode image (truncated or corrupt?): {type(e).__name__}: {e}") from e
+        detail = str(e) or type(e).__name__  # the decoder's words, without its exception's name
+        raise ImageError(path, f"cannot decode the image, truncated or corrupt ({detail})") from e
     return LoadedImage(pixels=pixels, original_size=(int(width), int(height)), taken=taken)
 
 

@@ -202,8 +202,10 @@ def test_the_context_menu_emits_what_was_chosen(qtbot, photos):
         getattr(acts, name).connect(lambda *args, n=name: got.append((n, *args)))
     one = result_menu(None, hits[:1], acts)
     items = _menu_actions(one)
-    assert [a.text() for a in items.values()] == ["Open", "Open in the Default Viewer", "Copy Paths", "Export…",
-                                                  "Save Results…", "Search with This Photo"]
+    assert [a.text().replace("&", "") for a in items.values()] == [
+        "Open", "Open in the Default Viewer", "Copy Paths", "Export…", "Save Results…", "Search with This Photo"]
+    keys = [a.text()[a.text().index("&") + 1].lower() for a in items.values()]
+    assert len(set(keys)) == len(keys)  # an underlined letter each, none shared
     assert all(a.isEnabled() for a in items.values())
     for a in items.values():
         a.trigger()

@@ -537,3 +537,15 @@ def test_a_right_click_asks_for_the_context_menu_of_the_selected_results(qtbot, 
     assert got[-1] == (where, [1, 2])
     right_click(4)  # on another result: that one alone is selected, as in a photo app
     assert got[-1][1] == [5] and _ranks(view) == [5]
+
+
+def test_shift_f10_asks_for_the_context_menu_of_the_selected_results_like_the_menu_key(qtbot, shown):
+    model, view, _ = shown
+    got = []
+    view.contextMenuRequested.connect(lambda pos, hits: got.append((pos, [h.rank for h in hits])))
+    _click(qtbot, view, model, 2)
+    qtbot.keyClick(view, Qt.Key.Key_F10, Qt.KeyboardModifier.ShiftModifier)
+    centre = view.viewport().mapToGlobal(view.visualRect(model.index(2)).center())
+    assert got == [(centre, [3])]
+    qtbot.keyClick(view, Qt.Key.Key_F10)  # F10 alone is not the menu's key
+    assert len(got) == 1

@@ -293,7 +293,10 @@ def test_truncated(tmp_path, fmt):
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(p, format=fmt)
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
-    _assert_image_error(p, match="truncated")
+    _assert_image_error(p, match="cannot decode the image, truncated or corrupt")
+    with pytest.raises(ImageError) as e:
+        load_image(p)
+    assert "Error:" not in str(e.value)  # the decoder's words, not its exception's name (OSError: ...)
 
 
 def test_too_large_refused_and_pillow_limit_untouched(tmp_path):
