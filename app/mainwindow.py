@@ -692,7 +692,17 @@ class MainWindow(QMainWindow):
 
     def choose_index(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open an index folder (made by sketchsearch index)")
-        if folder and self.open_index(folder):
+        if not folder:
+            return
+        own = self.own_collection(folder)
+        if not is_collection(folder) and own != Path(folder) and is_collection(own):
+            # a photo folder the app indexed before: its collection is what was meant
+            if self.open_index(own):
+                self.message(f"{Path(folder).name} is a photo folder: opened its collection {collection_name(own)}",
+                             10000)
+                self.search_now()
+            return
+        if self.open_index(folder):
             self.search_now()
 
     def choose_manifest(self) -> None:

@@ -132,6 +132,25 @@ def test_the_folder_of_the_open_collection_updates_it_by_default(qtbot, tmp_path
     assert "adding them to it" in seen[0][1] and seen[1] == mainwindow.default_db_for(a, root / "apps3")
 
 
+def test_opening_a_photo_folder_as_an_index_opens_its_collection(qtbot, tmp_path, folders, monkeypatch):
+    """Found under Xvfb: File → Open an Existing Index on a photo folder that has a collection of its own
+    said only that an index goes into a folder of its own; it opens that collection."""
+    root, a, b = folders
+    monkeypatch.setattr(mainwindow, "collections_folder", lambda: root / "apps4")
+    own_a = mainwindow.default_db_for(a, root / "apps4")
+    index_folders([a], own_a, backbone="none", workers=1)
+    db_b = root / "apps4" / "B-collection"
+    index_folders([b], db_b, backbone="none", workers=1)
+    win = window_on(qtbot, tmp_path, db_b, root / "apps4")
+    monkeypatch.setattr(mainwindow.QFileDialog, "getExistingDirectory", lambda *args, **kw: str(a))
+    win.choose_index()
+    qtbot.waitUntil(lambda: win.db == own_a and win.index is not None, timeout=30_000)
+    assert len(win.index) == 4 and "is a photo folder: opened its collection A" in win.message_label.text()
+    monkeypatch.setattr(mainwindow.QFileDialog, "getExistingDirectory", lambda *args, **kw: str(b))
+    win.choose_index()  # a photo folder without a collection of its own: said as before
+    assert win.db == own_a and "folder of its own" in win.message_label.text()
+
+
 def test_adding_to_the_open_collection_is_an_explicit_choice(qtbot, tmp_path, folders, monkeypatch):
     root, a, b = folders
     db_b = tmp_path / "B-open"
