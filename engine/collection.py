@@ -252,20 +252,20 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
                                reference=reference)
     if stage.expands:
         fused = fusion_steps.finish_expanded(stage, *_expand(
-            shards, qid, fusion_steps.seed_rows(stage, barred), rows, afm, glob, glob_bg, bgi, parts, extra_k, params,
+            shards, qid, fusion_steps.seed_rows(stage), rows, afm, glob, glob_bg, bgi, parts, extra_k, params,
             reference, options.device, filt))
     else:
         fused = fusion_steps.finish(stage)
-    eligible = np.isfinite(fused.final)
-    if len(barred):
-        eligible &= ~np.isin(fused.rows, barred)
+    answered = np.isfinite(fused.final)
     if shards.missing:  # the best rows of the shards still answering (those of the others cannot be finished)
-        eligible &= ~np.isin(np.searchsorted(off, fused.rows, side="right") - 1, list(shards.missing))
+        answered &= ~np.isin(np.searchsorted(off, fused.rows, side="right") - 1, list(shards.missing))
+    eligible = answered & ~np.isin(fused.rows, barred) if len(barred) else answered
     final = fusion_steps.confirmed_first(fused, params, n, eligible)
-    # likely matches only where the hits stand out from what n photos without the shape show (engine.fusion)
-    stands_out = glob is None or not eligible.any() or params.stands_out(
-        n, whitened=whitened, best_z=float(fused.z[eligible].max()),
-        count=int(params.counted(fused.score, fused.za)[eligible].sum()))
+    # likely matches only where the hits stand out from what n photos without the shape show (engine.fusion);
+    # judged on the whole collection's hits, so that a filter only narrows what is shown
+    stands_out = glob is None or not answered.any() or params.stands_out(
+        n, whitened=whitened, best_z=float(fused.z[answered].max()),
+        count=int(params.counted(fused.score, fused.za)[answered].sum()))
     order = top_positions(final, top_k)
     order = order[final[order] > -np.inf]
     top = fused.rows[order]

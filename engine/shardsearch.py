@@ -221,11 +221,19 @@ class ShardSearcher:
             n = len(ix)
             ranking = rank(scorer, ix.codes, ix.inv_norms, options, top_k=options.shortlist_size(n), n_align=0)
             short = ranking.rows[: ranking.n_exact]
+            seeding = np.zeros(0, np.int64)
         else:
             ranking = rank(scorer, ix.codes, ix.inv_norms, options, top_k=options.shortlist_size(len(allowed)),
                            n_align=0, subset=allowed)
             short = allowed[ranking.rows[: ranking.n_exact]]
-        q.keep(short, ranking.scores[: ranking.n_exact])
+            # the whole shard's shortlist too: the expansion is seeded as without the filter, so that a filter
+            # only narrows what is shown (seeded from the photos it lets through, any subset's best photos were
+            # lifted as the sketched subject: a sailboat's outline in a folder of bicycles scored them 0.95)
+            whole = rank(scorer, ix.codes, ix.inv_norms, options, top_k=options.shortlist_size(len(ix)), n_align=0)
+            seeding = whole.rows[: whole.n_exact]
+            q.keep(seeding, whole.scores[: whole.n_exact])
+        fresh = ~np.isin(short, seeding)
+        q.keep(short[fresh], ranking.scores[: ranking.n_exact][fresh])
         if isinstance(q_glob, Future):  # in this process: the client described the sketch while the alignment ran
             q_glob = q_glob.result()
         q.q_glob = q_glob
@@ -237,16 +245,21 @@ class ShardSearcher:
                 gtop, gtop_scores = images.sketch_top(q_glob, extra_k, with_scores=True)
             else:
                 gtop, gtop_scores = _best(allowed, images.sketch_scores(q_glob, allowed), extra_k)
-        rows = np.unique(np.concatenate([bg_rows, short, np.asarray(gtop, np.int64)]))
+                seeding = np.union1d(seeding, images.sketch_top(q_glob, extra_k)).astype(np.int64)
+        rows = np.unique(np.concatenate([bg_rows, short, seeding, np.asarray(gtop, np.int64)]))
         glob = None
         if images is not None:
             glob = images.sketch_scores(q_glob, rows).astype(np.float64)
-        if cap is not None and len(short) > cap:
-            short = undominated(short, ranking.scores[: ranking.n_exact],
-                                None if glob is None else glob[np.searchsorted(rows, short)], cap)
-            sent = np.isin(rows, np.concatenate([bg_rows, short, np.asarray(gtop, np.int64)]))
+        if cap is not None and (len(short) > cap or len(seeding) > cap):
+            if len(short) > cap:
+                short = undominated(short, ranking.scores[: ranking.n_exact],
+                                    None if glob is None else glob[np.searchsorted(rows, short)], cap)
+            if len(seeding) > cap:
+                seeding = undominated(seeding, self._afm(q, seeding),
+                                      None if glob is None else glob[np.searchsorted(rows, seeding)], cap)
+            sent = np.isin(rows, np.concatenate([bg_rows, short, seeding, np.asarray(gtop, np.int64)]))
             rows, glob = rows[sent], (None if glob is None else glob[sent])
-        core = np.union1d(bg_rows, short)
+        core = np.union1d(np.union1d(bg_rows, short), seeding)
         return Candidates(rows, self._afm(q, rows), glob, np.isin(rows, core), np.asarray(gtop, np.int64),
                           np.asarray(gtop_scores, np.float32),
                           None if allowed is None else np.isin(rows, allowed))
