@@ -24,8 +24,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QIcon, QPainter, QPixmap
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QIcon, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
 from resources import ICONS
@@ -534,6 +534,16 @@ class HistoryStrip(QListWidget):
         e = self.entry(index.row())
         if e is not None:
             self.chosen.emit(e)
+
+    def event(self, event) -> bool:
+        # Enter on an entry runs it, before a window-wide Enter shortcut (Search Now) takes the key (found under
+        # Xvfb: Enter re-ran the query shown, Space the entry)
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers() \
+                and self.currentIndex().isValid():
+            event.accept()
+            return True
+        return super().event(event)
 
     def keyPressEvent(self, event) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space) and self.currentIndex().isValid():

@@ -1089,6 +1089,8 @@ class MainWindow(QMainWindow):
                 self.canvas.load_image(path)
             except (ImageError, OSError, ValueError) as e:
                 self.error(str(e))
+                return
+            self._sketch_entry = None  # another drawing: the last one's history entry stays
 
     def save_sketch(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the sketch", "sketch.png", "PNG (*.png)")

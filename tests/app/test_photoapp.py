@@ -130,6 +130,34 @@ def test_a_drawing_is_one_history_entry_and_a_click_runs_it_again(qtbot, window)
 
 
 
+def test_an_opened_sketch_file_is_a_new_history_entry_and_enter_in_the_strip_runs_the_entry(qtbot, window,
+                                                                                          tmp_path, monkeypatch):
+    """Found under Xvfb: File → Open a Sketch replaced the drawing's history entry (it counted as more strokes
+    on it), and Enter on an entry of the strip re-ran the query shown (the window's Search Now took the key)."""
+    import cv2
+
+    from app import mainwindow as mw
+    from tests.engine.synth import sketch_of
+
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    house = [h.path for h in window.model.hits][:3]
+    star = tmp_path / "star.png"
+    cv2.imwrite(str(star), sketch_of("star"))
+    monkeypatch.setattr(mw.QFileDialog, "getOpenFileName", lambda *a, **k: (str(star), ""))
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.choose_sketch()
+    sketches = [e for e in window.history.entries if e.kind == "sketch"]
+    assert len(sketches) == 2  # the house's entry stays beside the star's
+    assert [h.path for h in window.model.hits][:3] != house
+    window.history_strip.setFocus()
+    window.history_strip.setCurrentRow(1)  # the house, the older entry
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        qtbot.keyClick(window.history_strip, Qt.Key.Key_Return)
+    assert [h.path for h in window.model.hits][:3] == house
+
+
 def test_a_click_is_not_searched_as_a_shape_nor_remembered(qtbot, window):
     """A single click drew a dot that was searched as a shape (a 72 % match, a blob in the history); now the
     grid says to draw an outline, and only sketches that were searched go into the history."""
