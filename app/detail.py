@@ -388,8 +388,8 @@ class PhotoView(RegionSelection, QWidget):
                 rect = overlay_rect(target, rect, self.frame, self.original_size, self.overlay)
                 p.save()
                 p.setOpacity(0.9)
+                p.setClipRect(target)  # the placed sketch may reach past the photo's edge
                 if self.overlay_angle:
-                    p.setClipRect(target)
                     p.translate(rect.center())
                     p.rotate(-self.overlay_angle)  # Qt turns clockwise on screen (y down)
                     rect = QRectF(-rect.width() / 2, -rect.height() / 2, rect.width(), rect.height())

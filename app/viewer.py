@@ -312,6 +312,7 @@ class PhotoCanvas(RegionSelection, QWidget):
             if self.show_overlay and self.overlay is not None and not rect.isEmpty():
                 p.save()
                 p.setOpacity(0.9)
+                p.setClipRect(target.intersected(QRectF(self.rect())))  # the sketch may reach past the photo
                 p.drawImage(overlay_rect(target, rect, self.frame, self.original_size, self.overlay), self.overlay)
                 p.restore()
         if self._band is not None:

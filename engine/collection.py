@@ -277,8 +277,10 @@ def sketch_search(shards: Shards, edges: EdgeMap, options, *, top_k: int, params
             continue
         path, geometry, al, cells = m
         # the extent of the photo's edges along the placed sketch, or the placed frame (engine.boxes)
-        frame = photo_box(geometry, edges.width * al.scale, edges.height * al.scale, al.dx, al.dy)
-        box = fitted_box(geometry, edges, al.scale, al.mirrored, al.dx, al.dy, cells) or frame
+        w, h = edges.width * al.scale, edges.height * al.scale
+        box = (fitted_box(geometry, edges, al.scale, al.mirrored, al.dx, al.dy, cells)
+               or photo_box(geometry, w, h, al.dx, al.dy))
+        frame = photo_box(geometry, w, h, al.dx, al.dy, clip=False)
         hits.append(Hit(len(hits) + 1, path, float(fused.score[j]), box, al.scale, al.mirrored, int(row),
                         float(al.score), box_sure=bool(fused.za[j] >= params.sure_z),
                         likely=bool(stands_out and fused.score[j] >= params.likely), frame=frame))

@@ -24,8 +24,9 @@ class Hit:
     taken: float | None = None  # browsing: the photo's date (EXIF DateTimeOriginal, else the file's time)
     box_sure: bool | None = None  # sketch queries: the shape stands out there (alignment z >= sure_z)
     likely: bool | None = None  # sketch queries: a likely match (engine.fusion: the cut and the stand-out test)
-    # sketch queries: where the sketch was placed, [x0, y0, x1, y1] in original pixels (the sketch's own frame at
-    # ``scale``; ``box`` follows the photo's edges along it, engine.boxes): where the app draws the sketch
+    # sketch queries: where the sketch was placed, [x0, y0, x1, y1] in original pixels, not clipped to the photo
+    # (the sketch's own frame at ``scale``; ``box`` follows the photo's edges along it, engine.boxes): where the
+    # app draws the sketch
     frame: tuple[float, float, float, float] | None = None
 
     def to_json(self) -> dict:
@@ -42,16 +43,21 @@ class Hit:
         return out
 
 
-def photo_box(geometry, width: float, height: float, dx: float, dy: float) -> tuple[float, float, float, float]:
+def photo_box(geometry, width: float, height: float, dx: float, dy: float, *,
+              clip: bool = True) -> tuple[float, float, float, float]:
     """Box ``[x0, y0, x1, y1]`` in a photo's original pixels of a ``width x height`` (working pixels) frame
-    centred ``(dx, dy)`` from the working frame's centre, clipped to the photo.
+    centred ``(dx, dy)`` from the working frame's centre, clipped to the photo (``clip``; unclipped: where the
+    placed sketch lies, which may reach past the photo's edge).
 
     ``geometry`` is the photo's (width, height, work_width, work_height, work_scale).
     """
     full_w, full_h, ww, wh, ws = geometry
     cx, cy = ww / 2 + dx, wh / 2 + dy
-    x0, x1 = np.clip([(cx - width / 2) / ws, (cx + width / 2) / ws], 0, full_w)
-    y0, y1 = np.clip([(cy - height / 2) / ws, (cy + height / 2) / ws], 0, full_h)
+    x0, x1 = (cx - width / 2) / ws, (cx + width / 2) / ws
+    y0, y1 = (cy - height / 2) / ws, (cy + height / 2) / ws
+    if clip:
+        x0, x1 = np.clip([x0, x1], 0, full_w)
+        y0, y1 = np.clip([y0, y1], 0, full_h)
     return float(x0), float(y0), float(x1), float(y1)
 
 

@@ -382,3 +382,37 @@ def test_the_sketch_is_drawn_where_it_was_placed_in_the_detail_panel_and_the_lar
     got = _reddish_above(widget, top_of_box)
     assert got is not None
     assert np.allclose(got, (want.left(), want.top(), want.right(), want.bottom()), atol=2.5), (got, want)
+
+
+@pytest.mark.parametrize("where", ["detail", "viewer"])
+def test_a_sketch_placed_past_the_photos_edge_is_cut_there_not_squashed(qtbot, where):
+    from app.detail import PhotoView, original_to_widget
+    from app.viewer import PhotoCanvas
+
+    photo = QImage(400, 300, QImage.Format.Format_RGB888)
+    photo.fill(QColor("white"))
+    sketch = np.full((60, 90), 255, np.uint8)
+    sketch[:4, :] = sketch[-4:, :] = sketch[:, :4] = sketch[:, -4:] = 0
+    overlay = ink_overlay(sketch, mirrored=False)
+    box, frame = (20.0, 200.0, 380.0, 290.0), (300.0, 20.0, 450.0, 120.0)  # the frame's right third off the photo
+    widget = PhotoView() if where == "detail" else PhotoCanvas()
+    qtbot.addWidget(widget)
+    widget.resize(400, 300)
+    if where == "detail":
+        widget.set_photo(photo, (400, 300), box, overlay, frame=frame)
+    else:
+        widget.set_photo(photo, (400, 300), "x.png", box, overlay, frame=frame)
+    target = widget.photo_rect()
+    want = original_to_widget(frame, target, (400, 300))
+    top_of_box = original_to_widget(box, target, (400, 300)).top() - 4
+    got = _reddish_above(widget, top_of_box)
+    assert got is not None
+    assert got[0] == pytest.approx(want.left(), abs=2.5) and got[2] <= target.right() + 1
+    # cut at the photo's edge: the ink frame's right side (at 450 in the photo) is not drawn at the edge
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    a = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    a = a[:, :image.width() * 3].reshape(image.height(), image.width(), 3).astype(int)
+    ratio = image.devicePixelRatio()
+    col = int((target.right() - 3) * ratio)
+    red = (a[..., 0] > 200) & (a[..., 1] < 140) & (a[..., 2] < 140)
+    assert red[: int(top_of_box * ratio), col].sum() < 0.3 * (want.height() * ratio)
