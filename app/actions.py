@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from engine.hits import Hit
 
 MODES = ("copy", "link")
-CSV_HEADER = ("rank", "path", "score", "x0", "y0", "x1", "y1", "scale", "mirrored", "raw_score")
+CSV_HEADER = ("rank", "path", "score", "x0", "y0", "x1", "y1", "scale", "mirrored", "raw_score", "box_sure",
+              "likely", "taken")
 GNOME_COPIED = "x-special/gnome-copied-files"  # what GNOME's file managers paste files from
 
 
@@ -223,9 +224,13 @@ def save_results(path: str | os.PathLike, hits: Sequence[Hit], *, query: dict, k
             with open(tmp, "w", encoding="utf-8", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(CSV_HEADER)
+                def flag(value) -> str:  # "" where the result does not say (an image query's box, say)
+                    return "" if value is None else ("true" if value else "false")
+
                 for r in rows:
-                    w.writerow([r["rank"], r["path"], r["score"], *r["box"], r["scale"],
-                                "true" if r["mirrored"] else "false", r.get("raw_score", "")])
+                    w.writerow([r["rank"], r["path"], r["score"], *r["box"], r["scale"], flag(r["mirrored"]),
+                                r.get("raw_score", ""), flag(r.get("box_sure")), flag(r.get("likely")),
+                                r.get("taken", "")])
     else:
         raise ValueError(f"Cannot save results as {suffix or 'a file without a suffix'} ({path.name}): "
                          "use .json or .csv")

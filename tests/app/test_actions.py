@@ -4,6 +4,7 @@ context menu and the export dialog."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -140,7 +141,8 @@ def test_a_folder_that_cannot_be_made_fails_every_photo_with_the_reason(tmp_path
 
 # -- saving results ------------------------------------------------------------------------------------------
 def _hits() -> list[Hit]:
-    return [_hit(0, "/photos/a,b.jpg", 0.91234567, raw_score=0.3), _hit(1, "/photos/ü/c.jpg", 0.4)]
+    return [dataclasses.replace(_hit(0, "/photos/a,b.jpg", 0.91234567, raw_score=0.3), box_sure=False, likely=True,
+                                taken=1.7e9), _hit(1, "/photos/ü/c.jpg", 0.4)]
 
 
 def test_save_results_json_has_the_command_lines_fields_and_the_query(tmp_path):
@@ -160,10 +162,15 @@ def test_save_results_csv_has_the_header_and_a_row_per_hit(tmp_path):
     save_results(out, hits, query={}, kind="image")
     with open(out, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == list(CSV_HEADER) == "rank,path,score,x0,y0,x1,y1,scale,mirrored,raw_score".split(",")
+    assert rows[0] == list(CSV_HEADER) == ("rank,path,score,x0,y0,x1,y1,scale,mirrored,raw_score,box_sure,likely,"
+                                           "taken").split(",")  # the JSON's fields, found missing under Xvfb
     assert rows[1][:9] == ["1", "/photos/a,b.jpg", "0.912346", "10.0", "20.0", "110.3", "90.5", "0.5", "false"]
     assert rows[1][9] == (str(hits[0].to_json()["raw_score"]) if hits[0].raw_score is not None else "")
     assert rows[2][:2] == ["2", "/photos/ü/c.jpg"] and rows[2][8] == "true" and len(rows) == 3
+    for row, h in zip(rows[1:], hits, strict=True):
+        flags = [None if v is None else ("true" if v else "false") for v in (h.box_sure, h.likely)]
+        assert row[10:12] == [f or "" for f in flags]
+        assert row[12] == (str(h.to_json()["taken"]) if h.taken is not None else "")
     assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # readable as any file written (the umask's mode)
 
 
