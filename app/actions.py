@@ -247,8 +247,7 @@ def open_externally(path: str | os.PathLike) -> str | None:
         return f"{name} is gone (no file at {path})"
     if QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.abspath(path))):
         return None
-    return (f"No application is set to open photos on this desktop ({name}); "
-            "Copy Paths puts its path on the clipboard")
+    return f"No application is set to open photos on this desktop ({name})"
 
 
 # -- the export dialog ----------------------------------------------------------------------------------------

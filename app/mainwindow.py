@@ -1346,7 +1346,8 @@ class MainWindow(QMainWindow):
             self.message(f"Opened {os.path.basename(path)} in the default viewer", 5000)
             return True
         QGuiApplication.clipboard().setText(path)
-        self.error(f"{problem}\nIts path is copied to the clipboard:\n{path}")
+        # one line in the status bar, no dialog to dismiss (Space opens the photo large in the app)
+        self.error(f"{problem}: its path is copied to the clipboard (Space shows it large here)", dialog=False)
         return False
 
     def _top_changed(self, value: int) -> None:
