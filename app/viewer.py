@@ -396,10 +396,11 @@ class PhotoViewer(QWidget):
                   self.region_mode, self.region_search):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keys stay with the viewer
 
+        # rows that fit the middle pane of a 1024-px window (some 420 px; found under Xvfb, where one row of
+        # each read "Back to resul", "Sketch overla", "earch with this regio")
         top = QHBoxLayout()
         top.addWidget(self.back)
         top.addStretch(1)
-        top.addWidget(self.zoom_label)
         top.addWidget(self.fit_button)
         top.addWidget(self.actual_button)
         top.addWidget(self.overlay_button)
@@ -407,13 +408,17 @@ class PhotoViewer(QWidget):
         bottom.addWidget(self.region_button)
         bottom.addWidget(self.region_mode)
         bottom.addWidget(self.region_search)
-        bottom.addWidget(self.region_note, 1)
+        bottom.addStretch(1)
+        notes = QHBoxLayout()
+        notes.addWidget(self.region_note, 1)
+        notes.addWidget(self.zoom_label)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
         lay.addWidget(self.caption)  # a line of its own: the file name has the pane's width
         lay.addWidget(self.canvas, 1)
         lay.addLayout(bottom)
+        lay.addLayout(notes)
         self._region_changed(None)
         self.set_results([], -1)
 

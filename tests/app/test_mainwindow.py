@@ -454,6 +454,19 @@ def test_nothing_is_cut_off_at_1024x640_and_smaller_windows_scroll(qtbot, window
     qtbot.waitUntil(lambda: window.model.rowCount() > 0 and "likely" in window.count_label.text(), timeout=30_000)
 
 
+def test_nothing_is_cut_off_in_the_large_view_at_1024x640(qtbot, window):
+    """Found under Xvfb: in the large view at 1024 x 640 the buttons read "Back to resul", "Sketch overla",
+    "earch with this regio"."""
+    window.resize(1024, 640)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    window.view_photo(window.model.hits[0])
+    qtbot.waitUntil(lambda: window.viewer.canvas.has_photo(), timeout=20_000)
+    window.viewer.canvas.set_region((10.0, 10.0, 200.0, 200.0))
+    qtbot.wait(50)
+    _settled_unclipped(qtbot, window)
+
+
 def test_status_messages_are_elided_and_never_run_into_the_other_fields(qtbot, window):
     window.resize(1024, 640)
     text = "a very long message about " + "/a/very/deep/folder" * 30 + "/photo.jpg"
