@@ -236,25 +236,6 @@ def test_a_new_search_shows_its_list_from_the_top_and_a_failed_one_no_time(qtbot
     assert window.time_label.text() == ""
 
 
-def test_a_photo_no_desktop_application_opens_is_said_in_one_line_and_its_path_copied(qtbot, window,
-                                                                                      monkeypatch):
-    """Found under Xvfb: Enter on a result without a desktop viewer popped a dialog saying twice where the path
-    went; now one line in the status bar, the path on the clipboard."""
-    from PySide6.QtGui import QDesktopServices, QGuiApplication
-
-    import app.mainwindow as mw
-
-    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: False)
-    dialogs = []
-    monkeypatch.setattr(mw.QMessageBox, "exec", lambda self: dialogs.append(self.text()) or 0, raising=False)
-    hit = window.model.hits[0]
-    assert not window.open_photo(hit)
-    text = window.message_label.text()
-    assert text.startswith("No application is set to open photos on this desktop")
-    assert text.count("clipboard") == 1 and dialogs == []
-    assert QGuiApplication.clipboard().text() == hit.path
-
-
 def test_searches_that_became_stale_are_dropped(qtbot, window):
     draw_house(window.canvas)
     window.search_now()
@@ -403,10 +384,12 @@ def test_opening_a_photo_without_a_viewer_says_so(qtbot, window, monkeypatch):
     monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: False))
     hit = window.model.hits[0]
     window.results.openRequested.emit(hit)  # Enter or double click on a result
-    assert "No application" in window.message_label.text()
+    text = window.message_label.text()
+    assert text.startswith("No application is set to open photos") and text.count("clipboard") == 1
     assert QGuiApplication.clipboard().text() == hit.path
-    assert window.last_error_box.isVisible()
-    window.last_error_box.close()
+    # one line, no dialog to dismiss (found under Xvfb: a dialog that said twice where the path went)
+    box = getattr(window, "last_error_box", None)
+    assert box is None or not box.isVisible()
 
 
 def _clipped(win) -> list[str]:
