@@ -1355,8 +1355,16 @@ class MainWindow(QMainWindow):
         self._top_debounce.start()  # typing "120" searches once, not for 1, 12 and 120
 
     def _cutoff_changed(self, value: float) -> None:
+        shown = self.detail.hit
         self.model.set_min_score(value)
         self.count_label.setText(self.model.summary())
+        # the result shown stays selected where the cut keeps it (found under Xvfb: the grid lost its selection
+        # while the detail panel still showed the photo); where the cut drops it, the first result is shown
+        rows = [i for i, h in enumerate(self.model.hits) if h is shown]
+        if rows or self.model.rowCount():
+            self.results.setCurrentIndex(self.model.index(rows[0] if rows else 0))
+        else:
+            self.detail.show_hit(None)
 
     def _update_status(self) -> None:
         if self.index is None:

@@ -236,6 +236,21 @@ def test_a_new_search_shows_its_list_from_the_top_and_a_failed_one_no_time(qtbot
     assert window.time_label.text() == ""
 
 
+def test_a_score_cut_keeps_the_result_shown_selected_or_shows_the_first_left(qtbot, window):
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    hits = window.model.hits
+    window.results.setCurrentIndex(window.model.index(1))
+    qtbot.waitUntil(lambda: window.detail.hit is hits[1], timeout=10_000)
+    window._cutoff_changed(min(hits[1].score, hits[0].score))  # both kept
+    assert window.results.currentIndex().row() == window.model.hits.index(hits[1])
+    assert window.detail.hit is hits[1]
+    window._cutoff_changed(1.01)  # none kept
+    assert window.model.rowCount() == 0 and window.detail.hit is None
+    window._cutoff_changed(0.0)
+    assert window.results.currentIndex().row() == 0 and window.detail.hit is window.model.hits[0]
+
+
 def test_searches_that_became_stale_are_dropped(qtbot, window):
     draw_house(window.canvas)
     window.search_now()
