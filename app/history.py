@@ -449,8 +449,9 @@ class HistoryStrip(QListWidget):
     """The recent queries' thumbnails in one scrolling row, newest first.
 
     A click, Enter or Space on one emits ``chosen(entry)`` (a :class:`HistoryEntry`); the context menu has
-    "Clear history" (``cleared`` is emitted after it).  Call :meth:`refresh` after the history changed.
-    Empty, it says :data:`EMPTY_TEXT` (or hide it while :meth:`isEmpty`; ``emptyChanged(bool)`` tells).
+    "Remove This Search" and "Clear History…" (asked first; ``cleared`` is emitted after it).  Call
+    :meth:`refresh` after the history changed.  Empty, it says :data:`EMPTY_TEXT` (or hide it while
+    :meth:`isEmpty`; ``emptyChanged(bool)`` tells).
     """
 
     chosen = Signal(object)
@@ -483,9 +484,13 @@ class HistoryStrip(QListWidget):
         self.setFixedHeight(STRIP_HEIGHT)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.clear_action = QAction("Clear history", self)
-        self.clear_action.setToolTip("Forget the recent searches and delete their thumbnails")
-        self.clear_action.triggered.connect(self.clear_history)
+        self.remove_action = QAction("&Remove This Search", self)
+        self.remove_action.setToolTip("Forget the selected search and delete its thumbnail")
+        self.remove_action.triggered.connect(self.remove_current)
+        self.addAction(self.remove_action)
+        self.clear_action = QAction("&Clear History…", self)
+        self.clear_action.setToolTip("Forget the recent searches and delete their thumbnails (asks first)")
+        self.clear_action.triggered.connect(self._ask_clear)
         self.addAction(self.clear_action)
         self.clicked.connect(self._choose)
         self.refresh(newest_current=False)
@@ -516,10 +521,33 @@ class HistoryStrip(QListWidget):
         # first row current as rows come, unasked)
         self.setCurrentRow(0 if self._shown and newest_current else -1)
         self.clear_action.setEnabled(bool(self._shown))
+        self.remove_action.setEnabled(bool(self._shown))
         self.viewport().update()
         if self._was_empty is not self.isEmpty():
             self._was_empty = self.isEmpty()
             self.emptyChanged.emit(self._was_empty)
+
+    def _ask_clear(self) -> None:
+        """The menu's Clear History…: asked first, as it cannot be undone (found under Xvfb: one click forgot
+        every search)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        n = len(self._shown)
+        asked = QMessageBox.question(self, "Clear history",
+                                     f"Forget the {n} recent search{'es' if n != 1 else ''}? This cannot be undone.")
+        if asked == QMessageBox.StandardButton.Yes:
+            self.clear_history()
+
+    def remove_current(self) -> None:
+        """Forget the selected entry (the menu's Remove This Search; right-clicking an entry selects it)."""
+        e = self.entry(self.currentRow())
+        if e is None:
+            return
+        try:
+            self.history.remove(e)
+        except OSError as err:
+            log.warning("the search could not be removed from the history: %s", err)
+        self.refresh(newest_current=False)
 
     def clear_history(self) -> None:
         """Forget every recent query (the context menu's "Clear history")."""

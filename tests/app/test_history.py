@@ -209,15 +209,28 @@ def test_the_strip_is_keyboard_navigable(qtbot, strip):
     assert got.args == [strip.history.entries[2]]
 
 
-def test_the_strip_refreshes_and_clears(qtbot, strip, tmp_path):
+def test_the_strip_refreshes_and_clears(qtbot, strip, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
     e = strip.history.add_sketch(sketch(40))
     strip.refresh()
     assert strip.count() == 6 and strip.entry(0) is e
     assert strip.clear_action in strip.actions() and strip.clear_action.isEnabled()
+    asked = []
+    answer = [QMessageBox.StandardButton.No]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or answer[0])
+    strip.clear_action.trigger()  # asked first (found under Xvfb: one click forgot every search); No keeps them
+    assert asked == ["Forget the 6 recent searches? This cannot be undone."] and strip.count() == 6
+    strip.setCurrentRow(1)
+    second = strip.entry(1)
+    strip.remove_action.trigger()  # one entry only
+    assert strip.count() == 5 and second not in strip.history.entries and e in strip.history.entries
+    answer[0] = QMessageBox.StandardButton.Yes
     with qtbot.waitSignal(strip.emptyChanged) as empty, qtbot.waitSignal(strip.cleared):
         strip.clear_action.trigger()
     assert empty.args == [True]
     assert strip.count() == 0 and strip.isEmpty() and not strip.clear_action.isEnabled()
+    assert not strip.remove_action.isEnabled()
     assert png_files(tmp_path) == []
     strip.grab()  # paints the placeholder text
     qtbot.mouseClick(strip.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(5, 5))  # nothing to choose
