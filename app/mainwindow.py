@@ -345,8 +345,7 @@ class MainWindow(QMainWindow):
         self.top_spin = QSpinBox(minimum=1, maximum=1000, value=self.top_k, suffix=" results")
         self.top_spin.setToolTip("How many results to show")
         self.top_spin.valueChanged.connect(self._top_changed)
-        self.cutoff = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, value=0.0)
-        self.cutoff.setPrefix("score ≥ ")
+        self.cutoff = ScoreCut()
         self.cutoff.setToolTip("Hide results below this score")
         self.cutoff.valueChanged.connect(self._cutoff_changed)
         self.expand_box = QCheckBox("Include similar photos")
@@ -933,6 +932,7 @@ class MainWindow(QMainWindow):
         if self._failed_message and self.message_label.text() == self._failed_message:
             self.message_label.setText("")  # the last query's failure is not this one's
         self._failed_message = ""
+        self.cutoff.set_kind(kind)
         self.model.set_hits(hits, kind, query_path=self.query_path if self.query_kind != "sketch" else None)
         n = self.model.rowCount()
         text = self.model.summary()
@@ -1457,6 +1457,50 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class ScoreCut(QDoubleSpinBox):
+    """The cut on the results' score (0-1), read in the units the results show (``set_kind``): "match ≥ 50%"
+    beside sketch hits that read "match 54%", "similarity ≥ 0.50" beside image hits (found under Xvfb: "score ≥
+    0.50" beside "match 54%")."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent, minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, value=0.0)
+        self.kind = "sketch"
+        self.set_kind("sketch")
+
+    def set_kind(self, kind: str) -> None:
+        self.kind = kind
+        self.setPrefix({"image": "similarity ≥ ", "region": "fused ≥ "}.get(kind, "match ≥ "))
+        self.setSuffix("" if kind in ("image", "region") else "%")
+        self.lineEdit().setText(self.textFromValue(self.value()))
+        self.updateGeometry()
+
+    def _percent(self) -> bool:
+        return getattr(self, "kind", "sketch") not in ("image", "region")  # (Qt asks during __init__)
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt)
+        return f"{round(100 * value):d}" if self._percent() else f"{value:.2f}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 (Qt)
+        digits = text.removeprefix(self.prefix()).removesuffix(self.suffix()).strip().replace(",", ".")
+        try:
+            v = float(digits)
+        except ValueError:
+            return self.value()
+        return v / 100 if self._percent() else v
+
+    def validate(self, text: str, pos: int):
+        from PySide6.QtGui import QValidator
+
+        digits = text.removeprefix(self.prefix()).removesuffix(self.suffix()).strip().replace(",", ".")
+        if digits in ("", "."):
+            return QValidator.State.Intermediate, text, pos
+        try:
+            v = float(digits) / (100 if self._percent() else 1)
+        except ValueError:
+            return QValidator.State.Invalid, text, pos
+        return (QValidator.State.Acceptable if 0 <= v <= 1 else QValidator.State.Invalid), text, pos
 
 
 class FittedImage(QWidget):

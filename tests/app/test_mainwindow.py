@@ -251,6 +251,26 @@ def test_a_score_cut_keeps_the_result_shown_selected_or_shows_the_first_left(qtb
     assert window.results.currentIndex().row() == 0 and window.detail.hit is window.model.hits[0]
 
 
+def test_the_score_cut_reads_in_the_units_of_the_results_shown(qtbot, window):
+    """Found under Xvfb: "score ≥ 0.50" beside hits that read "match 54%"."""
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    cut = window.cutoff
+    cut.setValue(0.5)
+    assert cut.text() == "match ≥ 50%"
+    cut.lineEdit().selectAll()
+    qtbot.keyClicks(cut.lineEdit(), "54")
+    cut.interpretText()
+    assert cut.value() == pytest.approx(0.54)
+    assert all(h.score >= 0.54 for h in window.model.hits)
+    cut.setValue(0.0)
+    photo = str(DEMO / "photos" / "lomiri_fig.jpg")
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.search_image_file(photo)
+    cut.setValue(0.5)
+    assert cut.text() == "similarity ≥ 0.50"
+
+
 def test_searches_that_became_stale_are_dropped(qtbot, window):
     draw_house(window.canvas)
     window.search_now()
