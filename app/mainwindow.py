@@ -1280,12 +1280,25 @@ class MainWindow(QMainWindow):
         filt = self.filter_bar.filter()
         if filt.active:
             query["filter"] = {k: v for k, v in vars(filt).items() if v is not None}
+        sketch = None
+        if self.model.kind == "sketch" and self._shown_sketch is not None and Path(path).suffix.lower() == ".json":
+            # the sketch searched, beside the results (found under Xvfb: the JSON named the query but not it)
+            sketch = Path(path).with_suffix(".sketch.png")
+            query["sketch"] = str(sketch)
         try:
+            if sketch is not None:
+                from PIL import Image
+
+                from engine.atomic import atomic_write
+
+                drawn = Image.fromarray(np.asarray(self._shown_sketch, np.uint8))
+                atomic_write(sketch, lambda tmp: drawn.save(tmp, format="PNG"))
             save_results(path, self.model.hits, query=query, kind=self.model.kind)
         except (OSError, ValueError) as e:
             self.error(str(e))
             return False
-        self.message(f"Saved {len(self.model.hits)} results to {path}", 8000)
+        also = f" (the sketch in {sketch.name})" if sketch is not None else ""
+        self.message(f"Saved {len(self.model.hits)} results to {path}{also}", 8000)
         return True
 
     def _filter_changed(self, _filt) -> None:

@@ -189,6 +189,27 @@ def test_filters_narrow_every_query(qtbot, window):
     qtbot.waitUntil(lambda: window.filter_bar.roots() == [str((DEMO / "photos").resolve())], timeout=10_000)
 
 
+def test_saved_sketch_results_carry_the_sketch_searched(qtbot, window, tmp_path):
+    """Found under Xvfb: the saved JSON named the query's kind, collection and filter, not the sketch."""
+    import numpy as np
+    from PIL import Image
+
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    searched = window.canvas.to_image()
+    draw(window.canvas, [(10, 10), (40, 40)])  # a stroke drawn since: not what the results are of
+    out = tmp_path / "house results.json"
+    assert window.save_results(str(out))
+    doc = json.loads(out.read_text())
+    sketch = tmp_path / "house results.sketch.png"
+    assert doc["query"]["sketch"] == str(sketch) and doc["kind"] == "sketch"
+    assert np.array_equal(np.asarray(Image.open(sketch)), searched)
+    assert "the sketch in house results.sketch.png" in window.message_label.text()
+    csv_out = tmp_path / "r.csv"
+    assert window.save_results(str(csv_out)) and not (tmp_path / "r.sketch.png").exists()
+
+
 def test_results_can_be_saved_and_exported(qtbot, window, tmp_path, monkeypatch):
     out = tmp_path / "results.json"
     assert window.save_results(str(out))
