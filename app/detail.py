@@ -694,7 +694,8 @@ class DetailPanel(QWidget):
                 if is_likely(hit, cut):  # likely all the same: said, so the two do not read as a contradiction
                     where += "; the match rests on the photo's likeness to the drawing as a whole"
             if kind == "region":  # two rankings fused: a rank score, not a probability
-                verdict = "the region's shape and image rankings fused (1: first in both), not a probability"
+                verdict = ("a rank score of the region's shape and image rankings fused (on a scale where 1 is first "
+                           "in both), not a probability")
             same = query_path is not None and same_path(query_path, hit.path)
             if kind == "region" or query_path is not None:  # a region (its shape alone: "sketch" with its photo)
                 where = where.replace("sketch at", "region's shape at")
