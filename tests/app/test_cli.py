@@ -146,7 +146,8 @@ def test_sketch_list_reports_a_bad_line_and_goes_on(db, tmp_path, capsys):
     assert "nope.txt" in capsys.readouterr().err
 
 
-def test_index_of_another_format_version_is_refused_then_rebuilt_with_rebuild(tmp_path, capsys):
+def _one_photo_index(tmp_path, sql: str):
+    """An index of one photo (``--backbone none``: quick), then ``sql`` run on its catalog: (db, the index argv)."""
     import sqlite3
 
     (tmp_path / "photos").mkdir()
@@ -156,8 +157,13 @@ def test_index_of_another_format_version_is_refused_then_rebuilt_with_rebuild(tm
     assert main(argv) == 0
     con = sqlite3.connect(db / "catalog.sqlite3")
     with con:
-        con.execute("UPDATE meta SET value = '999' WHERE key = 'format_version'")
+        con.execute(sql)
     con.close()
+    return db, argv
+
+
+def test_index_of_another_format_version_is_refused_then_rebuilt_with_rebuild(tmp_path, capsys):
+    db, argv = _one_photo_index(tmp_path, "UPDATE meta SET value = '999' WHERE key = 'format_version'")
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -171,17 +177,7 @@ def test_index_of_another_format_version_is_refused_then_rebuilt_with_rebuild(tm
 def test_index_of_an_older_index_describes_its_photos_again_once_and_says_so(tmp_path, capsys):
     """Photos indexed before the edge cells were kept (NULL) are described again by the next index run, which
     says why in one line; the run after keeps them."""
-    import sqlite3
-
-    (tmp_path / "photos").mkdir()
-    cv2.imwrite(str(tmp_path / "photos" / "star.jpg"), photo_with_shape("star", (100, 30, 500, 430), seed=2))
-    db = tmp_path / "db"
-    argv = ["index", str(tmp_path / "photos"), "--db", str(db), "--workers", "1", "-q", "--backbone", "none"]
-    assert main(argv) == 0
-    con = sqlite3.connect(db / "catalog.sqlite3")
-    with con:
-        con.execute("UPDATE files SET cells = NULL")
-    con.close()
+    _, argv = _one_photo_index(tmp_path, "UPDATE files SET cells = NULL")
     capsys.readouterr()
     assert main(argv) == 0
     err = capsys.readouterr().err

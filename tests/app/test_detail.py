@@ -341,13 +341,17 @@ def test_the_sketch_overlay_keeps_its_own_shape_in_a_box_of_another_aspect():
     assert fit_aspect(same, 120, 60) == same and fit_aspect(same, 0, 10) == same
 
 
-def _reddish_above(widget, y_limit: float) -> tuple[float, float, float, float] | None:
-    """Bounding box (widget pixels) of the red ink drawn above ``y_limit`` on a white photo."""
+def _red_mask(widget) -> tuple[np.ndarray, float]:
+    """(rows, columns) mask of the red ink painted on a white photo in ``widget``, and the device pixel ratio."""
     image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
-    ratio = image.devicePixelRatio()
     a = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
     a = a[:, :image.width() * 3].reshape(image.height(), image.width(), 3).astype(int)
-    red = (a[..., 0] > 200) & (a[..., 1] < 140) & (a[..., 2] < 140)
+    return (a[..., 0] > 200) & (a[..., 1] < 140) & (a[..., 2] < 140), image.devicePixelRatio()
+
+
+def _reddish_above(widget, y_limit: float) -> tuple[float, float, float, float] | None:
+    """Bounding box (widget pixels) of the red ink drawn above ``y_limit`` on a white photo."""
+    red, ratio = _red_mask(widget)
     red[int(y_limit * ratio):] = False
     ys, xs = np.nonzero(red)
     if not len(xs):
@@ -355,19 +359,17 @@ def _reddish_above(widget, y_limit: float) -> tuple[float, float, float, float] 
     return xs.min() / ratio, ys.min() / ratio, (xs.max() + 1) / ratio, (ys.max() + 1) / ratio
 
 
-@pytest.mark.parametrize("where", ["detail", "viewer"])
-def test_the_sketch_is_drawn_where_it_was_placed_in_the_detail_panel_and_the_large_view_alike(qtbot, where):
-    """The box follows the photo's edges; the sketch overlay is drawn at the hit's frame (where the alignment
-    placed it), the same in the detail panel and in the large view, not fitted or stretched into the box."""
+def _overlaid(qtbot, where: str, box, frame):
+    """A white 400 x 300 photo with ``box`` and a sketch (a frame of ink, its extent its box) placed at ``frame``,
+    in the detail panel's view or the large view's canvas: (widget, photo rect, frame rect, the box's top - 4)."""
     from app.detail import PhotoView, original_to_widget
     from app.viewer import PhotoCanvas
 
     photo = QImage(400, 300, QImage.Format.Format_RGB888)
     photo.fill(QColor("white"))
     sketch = np.full((60, 90), 255, np.uint8)
-    sketch[:4, :] = sketch[-4:, :] = sketch[:, :4] = sketch[:, -4:] = 0  # a frame of ink: its extent is its box
+    sketch[:4, :] = sketch[-4:, :] = sketch[:, :4] = sketch[:, -4:] = 0
     overlay = ink_overlay(sketch, mirrored=False)
-    box, frame = (20.0, 180.0, 380.0, 290.0), (100.0, 20.0, 250.0, 120.0)  # the frame above the box
     widget = PhotoView() if where == "detail" else PhotoCanvas()
     qtbot.addWidget(widget)
     widget.resize(400, 300)
@@ -377,8 +379,16 @@ def test_the_sketch_is_drawn_where_it_was_placed_in_the_detail_panel_and_the_lar
         widget.set_photo(photo, (400, 300), "x.png", box, overlay, frame=frame)
     widget.show_overlay = True
     target = widget.photo_rect()
-    want = original_to_widget(frame, target, (400, 300))
-    top_of_box = original_to_widget(box, target, (400, 300)).top() - 4
+    return (widget, target, original_to_widget(frame, target, (400, 300)),
+            original_to_widget(box, target, (400, 300)).top() - 4)
+
+
+@pytest.mark.parametrize("where", ["detail", "viewer"])
+def test_the_sketch_is_drawn_where_it_was_placed_in_the_detail_panel_and_the_large_view_alike(qtbot, where):
+    """The box follows the photo's edges; the sketch overlay is drawn at the hit's frame (where the alignment
+    placed it), the same in the detail panel and in the large view, not fitted or stretched into the box."""
+    widget, _, want, top_of_box = _overlaid(qtbot, where, (20.0, 180.0, 380.0, 290.0),
+                                            (100.0, 20.0, 250.0, 120.0))  # the frame above the box
     got = _reddish_above(widget, top_of_box)
     assert got is not None
     assert np.allclose(got, (want.left(), want.top(), want.right(), want.bottom()), atol=2.5), (got, want)
@@ -386,33 +396,12 @@ def test_the_sketch_is_drawn_where_it_was_placed_in_the_detail_panel_and_the_lar
 
 @pytest.mark.parametrize("where", ["detail", "viewer"])
 def test_a_sketch_placed_past_the_photos_edge_is_cut_there_not_squashed(qtbot, where):
-    from app.detail import PhotoView, original_to_widget
-    from app.viewer import PhotoCanvas
-
-    photo = QImage(400, 300, QImage.Format.Format_RGB888)
-    photo.fill(QColor("white"))
-    sketch = np.full((60, 90), 255, np.uint8)
-    sketch[:4, :] = sketch[-4:, :] = sketch[:, :4] = sketch[:, -4:] = 0
-    overlay = ink_overlay(sketch, mirrored=False)
-    box, frame = (20.0, 200.0, 380.0, 290.0), (300.0, 20.0, 450.0, 120.0)  # the frame's right third off the photo
-    widget = PhotoView() if where == "detail" else PhotoCanvas()
-    qtbot.addWidget(widget)
-    widget.resize(400, 300)
-    if where == "detail":
-        widget.set_photo(photo, (400, 300), box, overlay, frame=frame)
-    else:
-        widget.set_photo(photo, (400, 300), "x.png", box, overlay, frame=frame)
-    target = widget.photo_rect()
-    want = original_to_widget(frame, target, (400, 300))
-    top_of_box = original_to_widget(box, target, (400, 300)).top() - 4
+    widget, target, want, top_of_box = _overlaid(qtbot, where, (20.0, 200.0, 380.0, 290.0),
+                                                 (300.0, 20.0, 450.0, 120.0))  # the frame's right third off it
     got = _reddish_above(widget, top_of_box)
     assert got is not None
     assert got[0] == pytest.approx(want.left(), abs=2.5) and got[2] <= target.right() + 1
     # cut at the photo's edge: the ink frame's right side (at 450 in the photo) is not drawn at the edge
-    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
-    a = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
-    a = a[:, :image.width() * 3].reshape(image.height(), image.width(), 3).astype(int)
-    ratio = image.devicePixelRatio()
+    red, ratio = _red_mask(widget)
     col = int((target.right() - 3) * ratio)
-    red = (a[..., 0] > 200) & (a[..., 1] < 140) & (a[..., 2] < 140)
     assert red[: int(top_of_box * ratio), col].sum() < 0.3 * (want.height() * ratio)
