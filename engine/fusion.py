@@ -459,12 +459,10 @@ def begin(rows: np.ndarray, afm: np.ndarray, glob: np.ndarray | None, bg: np.nda
     return Stage(rows, bg, params, ref, s_afm, za, za_ref, s_glob, glob, zg_ref, base)
 
 
-def seed_rows(stage: Stage, barred: np.ndarray | None = None) -> np.ndarray:
-    """The rows whose image vectors expand the query: the ``qe_n`` best by the base score (of the rows not in
-    ``barred``: those a filter does not let through)."""
+def seed_rows(stage: Stage) -> np.ndarray:
+    """The rows whose image vectors expand the query: the ``qe_n`` best by the base score (of every row, also
+    those a filter does not let through: a filter only narrows what is shown, ``engine.collection``)."""
     base = stage.base
-    if barred is not None and len(barred):
-        base = np.where(np.isin(stage.rows, barred), -np.inf, base)
     order = np.argsort(-base, kind="stable")[: stage.params.qe_n]
     return stage.rows[order[base[order] > -np.inf]]
 

@@ -100,7 +100,7 @@ def test_filtered_sketch_search_is_the_full_ranking_restricted(collection, sketc
     assert [h.path for h in few] == [h.path for h in full[:3]]
     seeds, seed_rows = [], fusion.seed_rows
     monkeypatch.setattr(coll.fusion_steps, "seed_rows",
-                        lambda stage, barred=None: seeds.append(seed_rows(stage, barred)) or seeds[-1])
+                        lambda stage: seeds.append(seed_rows(stage)) or seeds[-1])
     whole = [h for h in ix.search(sketch, top_k=len(ix)) if h.path in allowed]
     expanded = ix.search(sketch, top_k=len(ix), filt=filt)
     assert [h.path for h in expanded] == [h.path for h in whole]
