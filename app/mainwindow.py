@@ -43,7 +43,7 @@ from resources import ICONS
 from .actions import ResultActions, ask_export, copy_paths, export_photos, open_externally, result_menu, save_results
 from .canvas import SketchCanvas
 from .detail import DetailPanel, region_mode_combo
-from .filterbar import FilterBar
+from .filterbar import FilterBar, inside
 from .history import HistoryStrip, QueryHistory, history_folder
 from .labels import ElidedLabel
 from .memory import trim_heap
@@ -686,8 +686,7 @@ class MainWindow(QMainWindow):
             indexed = self.index.folders()
         except (SketchSearchError, OSError, sqlite3.Error):  # a damaged catalog: the dialog's usual default
             return False
-        real = os.path.realpath(folder)
-        return any(real == f or real.startswith(f.rstrip(os.sep) + os.sep) for f in map(os.path.realpath, indexed))
+        return inside(str(folder), indexed) is not None
 
     def choose_index(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open an index folder (made by sketchsearch index)")
@@ -1479,7 +1478,6 @@ class ScoreCut(QDoubleSpinBox):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent, minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, value=0.0)
-        self.kind = "sketch"
         self.set_kind("sketch")
 
     def set_kind(self, kind: str) -> None:
@@ -1495,10 +1493,12 @@ class ScoreCut(QDoubleSpinBox):
     def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt)
         return f"{round(100 * value):d}" if self._percent() else f"{value:.2f}"
 
+    def _digits(self, text: str) -> str:
+        return text.removeprefix(self.prefix()).removesuffix(self.suffix()).strip().replace(",", ".")
+
     def valueFromText(self, text: str) -> float:  # noqa: N802 (Qt)
-        digits = text.removeprefix(self.prefix()).removesuffix(self.suffix()).strip().replace(",", ".")
         try:
-            v = float(digits)
+            v = float(self._digits(text))
         except ValueError:
             return self.value()
         return v / 100 if self._percent() else v
@@ -1506,13 +1506,13 @@ class ScoreCut(QDoubleSpinBox):
     def validate(self, text: str, pos: int):
         from PySide6.QtGui import QValidator
 
-        digits = text.removeprefix(self.prefix()).removesuffix(self.suffix()).strip().replace(",", ".")
-        if digits in ("", "."):
+        if self._digits(text) in ("", "."):
             return QValidator.State.Intermediate, text, pos
         try:
-            v = float(digits) / (100 if self._percent() else 1)
+            float(self._digits(text))
         except ValueError:
             return QValidator.State.Invalid, text, pos
+        v = self.valueFromText(text)
         return (QValidator.State.Acceptable if 0 <= v <= 1 else QValidator.State.Invalid), text, pos
 
 
