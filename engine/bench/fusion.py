@@ -1169,9 +1169,12 @@ def bench_sizes(data: str | Path | None = None, *, reps: int = 2, quick: bool = 
                         other = pool.take(np.flatnonzero(pool.query_class % 2 == 1))
                         after, _ = fit_sizes_on(other, before)
                     half = "odd" if h == 1 else "even"
-                    runs_b, runs_a = size_runs(ph, [before, after], reps=reps)
+                    unexpanded = dataclasses.replace(after, qe_n=0)  # "Include similar photos" off, --expand 0
+                    runs_b, runs_a, runs_u = size_runs(ph, [before, after, unexpanded], reps=reps)
                     clus_b, clus_a = size_runs(ph, [before, after], sizes=(30, 100, 300), reps=1, absent=False,
                                                share=1 / 3)
+                    t = size_tables(runs_u, unexpanded, label=f"Sketchy {half} half, after, expansion off")
+                    out["tables"].update({k: v for k, v in t.items() if "calibration by" in k})
                     for name, p, r, c in (("before", before, runs_b, clus_b), ("after", after, runs_a, clus_a)):
                         label = f"Sketchy {half} half, {name}"
                         out["tables"].update(size_tables(r, p, label=label))
