@@ -279,11 +279,11 @@ def _query_hits(index, args, *, sketch=None, image=None):
     if region is not None:
         from engine.region import parse_region
 
-        notes: list[str] = []
+        notes: list = []
         hits = index.search_region(image, parse_region(region), mode=args.region_mode or "both", top_k=args.top,
                                    filt=filt, options=_search_options(args), device=args.device, notes=notes)
         for note in notes:
-            print(f"sketchsearch: warning: {printable(note)}", file=sys.stderr)
+            print(f"sketchsearch: warning: {printable(str(note))}", file=sys.stderr)
     elif args.rotation == "any":
         from engine import rotsearch
 

@@ -878,7 +878,7 @@ class MainWindow(QMainWindow):
         finish = None
         if self.query_kind == "region" and self.query_region is not None:
             path, box, mode = self.query_region
-            notes: list[str] = []
+            notes: list = []
             task = Task(self.index.search_region, path, box, mode=mode, top_k=self.top_k, filt=filt, notes=notes)
             kind = {"both": "region", "shape": "sketch", "image": "image"}[mode]
             self._shown_sketch = None
@@ -907,14 +907,14 @@ class MainWindow(QMainWindow):
         self.runner.start(task, on_done=finish,
                           on_error=lambda msg: self._search_failed(gen, msg))
 
-    def _region_done(self, gen: int, kind: str, hits, seconds: float, *, notes: list[str]) -> None:
+    def _region_done(self, gen: int, kind: str, hits, seconds: float, *, notes: list) -> None:
         """A region's results; where "both" ranked by one of its two searches alone (a region without edges, a
         collection without image descriptors), they read as that one's and the status bar says why."""
         if gen == self._generation and notes:
-            kind = "image" if notes[0].endswith("image alone") else "sketch"
+            kind = "image" if notes[0].ranked_by == "image" else "sketch"
         self._search_done(gen, kind, hits, seconds)
         if gen == self._generation and notes:
-            note = notes[0]
+            note = str(notes[0])
             self.message(note[:1].upper() + note[1:], 15000)
 
     def _search_done(self, gen: int, kind: str, hits, seconds: float) -> None:

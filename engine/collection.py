@@ -533,7 +533,7 @@ class Collection:
                                    hint=Hint("rebuild", str(self.path))) from None
 
     def search_region(self, image, box, *, mode: str = "both", top_k: int = 20, filt=None, options=None,
-                      params=None, device=None, notes: list[str] | None = None) -> list[Hit]:
+                      params=None, device=None, notes: list | None = None) -> list[Hit]:
         """Photos that hold what a region of a photo shows (``engine.region``).
 
         Parameters
@@ -543,14 +543,14 @@ class Collection:
         mode : "image" (the region's image descriptor), "shape" (its edges as a sketch; hits have boxes) or
             "both" (the two rankings fused, boxes from the shape ranking)
         filt : engine.filters.PhotoFilter, optional
-        notes : a list that "both" appends a line to where one of its two searches could not run and the other
-            ranked alone (a region without edges: its image alone; a collection without image descriptors: its
-            shape alone)
+        notes : a list that "both" appends an ``engine.region.Alone`` to where one of its two searches could not
+            run and the other ranked alone (a region without edges: its image alone; a collection without image
+            descriptors: its shape alone); ``str()`` of it is the line to show
 
         Raises QueryError for a region outside the photo or of zero area, an unknown mode, a region without
         edges ("shape"), or a collection without image descriptors ("image", "both").
         """
-        from .region import MODES, boxed_on_the_region, fuse_rankings, region_pixels, region_sketch
+        from .region import MODES, Alone, boxed_on_the_region, fuse_rankings, region_pixels, region_sketch
 
         if mode not in MODES:
             raise QueryError(f"region mode {mode!r} is not one of {', '.join(MODES)}")
@@ -582,7 +582,7 @@ class Collection:
             return image_hits
         if problems:  # one of the two: its own ranking, its own scores
             if notes is not None:
-                notes.append(f"{problems[0][0]}; searched by the region's {problems[0][1]} alone")
+                notes.append(Alone(str(problems[0][0]), problems[0][1]))
             alone = shape if problems[0][1] == "shape" else image_hits
             return [dataclasses.replace(h, rank=i + 1) for i, h in enumerate(alone[:top_k])]
         return fuse_rankings(shape, image_hits, top_k)

@@ -19,12 +19,24 @@ from .errors import QueryError
 from .hits import Hit
 from .imageio import ImageError, image_size, load_image
 
-__all__ = ["MODES", "RRF_K", "boxed_on_the_region", "fuse_rankings", "parse_region", "region_pixels",
+__all__ = ["MODES", "RRF_K", "Alone", "boxed_on_the_region", "fuse_rankings", "parse_region", "region_pixels",
            "region_sketch", "stretched"]
 
 MODES = ("both", "shape", "image")
 RRF_K = 60  # reciprocal rank fusion's constant (the paper's; not fitted)
 INK = 0.5  # edge strength (0..1, after the detector's threshold) drawn as a stroke of the region's sketch
+
+
+@dataclasses.dataclass(frozen=True)
+class Alone:
+    """A "both" region search that one of its two searches ranked alone: ``ranked_by`` ("image": the region
+    has no edges; "shape": the collection has no image descriptors) and why the other could not run."""
+
+    why: str
+    ranked_by: str
+
+    def __str__(self) -> str:
+        return f"{self.why}; searched by the region's {self.ranked_by} alone"
 
 
 def parse_region(text: str) -> tuple[float, float, float, float]:

@@ -177,7 +177,8 @@ def test_both_falls_back_to_the_image_for_a_region_without_edges(collection):
     hits = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="both", top_k=3, notes=notes)
     image = SketchIndex(db).search_region(flat, (0, 0, 200, 200), mode="image", top_k=3)
     assert [h.path for h in hits] == [h.path for h in image] and [h.rank for h in hits] == [1, 2, 3]
-    assert len(notes) == 1 and "no edges" in notes[0] and notes[0].endswith("searched by the region's image alone")
+    assert len(notes) == 1 and notes[0].ranked_by == "image" and "no edges" in notes[0].why
+    assert str(notes[0]) == f"{notes[0].why}; searched by the region's image alone"
     notes.clear()
     SketchIndex(db).search_region(root / "house_1.jpg", BOX, mode="both", top_k=3, notes=notes)
     assert notes == []  # both searches ran
