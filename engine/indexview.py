@@ -51,6 +51,7 @@ class IndexView:
 
     def __init__(self, db: str | os.PathLike) -> None:
         self.path = Path(db)
+        self._cells_column: bool | None = None  # whether the catalog has the cells column (asked at first need)
         for attempt in range(3):
             # a missing chunk file may have been replaced by a compaction between the catalog read and the
             # arrays: read again; missing at the third reading, it is damage
@@ -145,11 +146,18 @@ class IndexView:
         if not ids:
             return []
         with self._catalog() as con:
-            extra = (", cells" if has_column(con, "cells") else ", NULL") if cells else ""
+            extra = (", cells" if self._has_cells(con) else ", NULL") if cells else ""
             found = {r[0]: (r[1], np.array(r[2:7], np.float64), *r[7:]) for r in con.execute(
                 f"SELECT id, path, width, height, work_width, work_height, work_scale{extra} FROM files "
                 "WHERE status = 'indexed' AND id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
         return [found.get(i) for i in ids]
+
+    def _has_cells(self, con) -> bool:
+        """Whether the catalog keeps edge cells: asked once a view (a writer that adds the column meanwhile
+        gives this view the placed frames, as before, and the next view the cells)."""
+        if self._cells_column is None:
+            self._cells_column = has_column(con, "cells")
+        return self._cells_column
 
     @cached_property
     def _all(self) -> list[tuple[str, np.ndarray]]:
