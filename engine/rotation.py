@@ -152,7 +152,7 @@ INNER = 0.95
 
 
 def content_disc(image: np.ndarray, *, tolerance: float = 0.05, min_border: float = 0.6, min_fill: float = 0.9,
-                 min_area: float = 0.1) -> tuple[tuple[float, float], float]:
+                 min_area: float = 0.1, min_plain: float = 0.9) -> tuple[tuple[float, float], float]:
     """(centre, radius) in working-frame coordinates of the disc that a photo's polar descriptor covers.
 
     A photo is described about the centre of its frame, out to half its shorter side.  A *print on a page*
@@ -162,7 +162,11 @@ def content_disc(image: np.ndarray, *, tolerance: float = 0.05, min_border: floa
     invariant to that rescaling too.  The print is found on the pixels: the frame's outermost ring is mostly
     (``min_border``) of one colour (within ``tolerance``); the border is the region of that colour connected
     to the frame's edge; what is left is a print where the convex hull of its largest part fills at least
-    ``min_fill`` of its smallest bounding rectangle, any angle, and ``min_area`` of the frame.
+    ``min_fill`` of its smallest bounding rectangle, any angle, and ``min_area`` of the frame, and where the
+    border covers at least ``min_plain`` of the frame outside that hull (a page is plain: a textured ground, such
+    as wood grain whose outer ring happens to be mostly of one colour, leaves much of it uncovered; a photo of a
+    cup on a wooden table turned by 90 deg and saved at another JPEG quality was taken for a print and described
+    about another centre, 0.68 against its original instead of 1.0).
 
     ``image``: (h, w, 3) float RGB in [0, 1] at the edge map's working resolution (``edges.working_image``).
     """
@@ -190,6 +194,11 @@ def content_disc(image: np.ndarray, *, tolerance: float = 0.05, min_border: floa
     area = cv2.contourArea(hull)
     (cx, cy), (rw, rh), _ = cv2.minAreaRect(hull)
     if area < min_area * w * h or area < min_fill * rw * rh:
+        return frame
+    inside = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(inside, hull, 1)
+    outside = inside == 0
+    if outside.any() and border[outside].mean() < min_plain:
         return frame
     radius = min(min(rw, rh) / 2.0, cx + 0.5, w - 0.5 - cx, cy + 0.5, h - 0.5 - cy)
     if not radius > 1.0:

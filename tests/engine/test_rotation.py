@@ -287,3 +287,21 @@ def test_encode_polar_equals_the_former_einsum():
         n_former = np.linalg.norm(former)
         normalised = former / n_former if n_former > 0 else former
         np.testing.assert_allclose(encode_polar(phi, rho, rel, w, lay), normalised, rtol=1e-12, atol=1e-14)
+
+
+def test_a_textured_ground_is_no_plain_page(tmp_path):
+    """A photo of a cup on a wooden table, turned by 90 deg and saved at JPEG quality 75: its outer ring is mostly
+    (63 %) of one colour, and the grain left a near-rectangle inside, so it was taken for a print and described
+    about another centre (0.68 against its original at any turn).  The page around a print is plain: here a third
+    of the ground outside it is not of its colour, and the disc is the frame's."""
+    from PIL import Image
+
+    from engine.edges import working_image
+    from engine.imageio import load_image
+    from resources import DEMO
+
+    path = tmp_path / "turned.jpg"
+    Image.open(DEMO / "photos" / "gen_cup_2.jpg").transpose(Image.ROTATE_90).save(path, quality=75)
+    work, _ = working_image(load_image(path, max_side=400).pixels, 400)
+    assert content_disc(work, min_plain=0.0) != ((0.0, 0.0), 140.0)  # the former rule's print
+    assert content_disc(work) == ((0.0, 0.0), 140.0)
