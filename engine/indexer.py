@@ -84,7 +84,8 @@ class Scan:
     unreadable: list[str]  # folders that could not be read (as walked, and resolved): not a deletion
 
 
-def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = False) -> Scan:
+def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = False,
+                 exclude: Iterable[str | os.PathLike] = ()) -> Scan:
     """Image files (by extension) under the folders, sorted, each once.
 
     Symbolic links to folders inside the folders are followed, each real folder visited once (so link loops
@@ -94,7 +95,8 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
 
     What cannot be catalogued is listed in ``skipped`` with the reason: a name that is not valid UTF-8, a
     folder that cannot be read, a link loop, a broken link, a link out of the folders, not a regular file,
-    too large.
+    too large.  Nothing under ``exclude`` (the index folder) is taken, however it is reached (a link into it
+    from a photo folder, followed with ``follow_links``): its own files are no photos of the collection.
 
     Raises
     ------
@@ -109,6 +111,7 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
     # broken link was listed again under each way of typing its folder, and never dropped)
     folders = [Path(os.path.abspath(f)) for f in typed]
     roots = [os.path.realpath(f) for f in folders if f.is_dir()]
+    barred = [os.path.realpath(Path(e).expanduser()) for e in exclude]
 
     def cannot_read(e: OSError) -> None:
         skipped.append((_printable(e.filename), f"cannot read folder: {_reason(e)}"))
@@ -147,6 +150,10 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
                 dirs[:] = []
                 continue
             visited.add((st.st_dev, st.st_ino))
+            if barred and _under(os.path.realpath(dirpath), barred):  # reached through a link
+                skipped.append((_printable(dirpath), INDEX_FOLDER))
+                dirs[:] = []
+                continue
             if not follow_links:
                 for name in [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
                     link = os.path.join(dirpath, name)
@@ -160,7 +167,11 @@ def scan_folders(folders: Iterable[str | os.PathLike], *, follow_links: bool = F
                 p = Path(dirpath) / name
                 if regular(p) is not None:
                     try:
-                        found.add(p.resolve())
+                        real = p.resolve()
+                        if barred and _under(str(real), barred):  # a link to a file of the index folder
+                            skipped.append((_printable(p), INDEX_FOLDER))
+                            continue
+                        found.add(real)
                     except (OSError, RuntimeError):
                         skipped.append((_printable(p), "symbolic link loop"))
     files = []
@@ -309,6 +320,10 @@ def _describe_job(job: tuple[str, str | None]) -> JobResult:
         return JobResult(path, size, mtime, reason=f"{type(e).__name__}: {e}")
 
 
+#: why a file or folder reached through a link into the index folder is not taken
+INDEX_FOLDER = "inside the index folder: not a photo of the collection"
+
+
 def _under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
@@ -392,7 +407,7 @@ def index_folders(folders: Iterable[str | os.PathLike], db: str | os.PathLike, *
         raise IndexNotFound(f"{db}: exists and is not a folder; an index is a folder")
     folders = list(folders)
     check_apart(db, folders)
-    found = scan_folders(folders, follow_links=follow_links)
+    found = scan_folders(folders, follow_links=follow_links, exclude=[db])
     files, skipped = found.files, found.skipped
     if only is not None:  # a shard's part: its files, and what the scan skipped among them
         files = [f for f in files if only(str(f))]

@@ -620,6 +620,26 @@ def test_folder_links_out_of_the_indexed_folders_are_not_followed(tmp_path):
     assert s.indexed == 6 and not s.skipped
 
 
+
+def test_a_link_into_the_index_folder_is_not_walked_into(tmp_path):
+    """The index folder may not hold the photo folder or lie in it; a link from a photo folder up to a folder
+    that holds the index (followed with ``follow_links``), or to a photo kept inside the index folder, reached it
+    anyway, and the index's own files were catalogued as photos.  Nothing under the index folder is taken."""
+    top = tmp_path / "top"
+    d = make_photos(top / "photos", 2)
+    db = top / "db"
+    s = index_folders([d], db, workers=1, backbone="none")
+    assert s.indexed == 2
+    Image.fromarray(photo(7)).save(db / "stray.png")  # a photo that happens to lie in the index folder
+    os.symlink(top, d / "up")  # up to a folder that holds the index
+    os.symlink(db / "stray.png", d / "stray-link.png")
+    s = index_folders([d], db, workers=1, backbone="none", follow_links=True)
+    paths = SketchIndex(db).paths
+    assert len(paths) == 2 and not any(str(db) in p for p in paths), paths
+    reasons = {Path(p).name: r for p, r in s.skipped}
+    assert "inside the index folder" in reasons["db"] and "inside the index folder" in reasons["stray-link.png"]
+
+
 # -- 15. an unreadable folder is not a deletion -------------------------------------------------------------
 
 def unreadable(monkeypatch, folder: Path):
