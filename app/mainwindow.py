@@ -1478,9 +1478,21 @@ class ScoreCut(QDoubleSpinBox):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent, minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, value=0.0)
+        self._cuts: dict[str, float] = {}  # the cut of each scale, kept while another is shown
         self.set_kind("sketch")
 
+    @staticmethod
+    def _scale(kind: str) -> str:
+        return kind if kind in ("image", "region") else "sketch"
+
     def set_kind(self, kind: str) -> None:
+        """Show the cut of ``kind``'s scale: each scale keeps its own (found under Xvfb: "similarity ≥ 0.70" set
+        for a photo became "match ≥ 70%" on the next sketch, above every likely match, and the list was empty)."""
+        old = getattr(self, "kind", None)
+        if old is not None and self._scale(old) != self._scale(kind):
+            self._cuts[self._scale(old)] = self.value()
+            self.kind = kind
+            self.setValue(self._cuts.get(self._scale(kind), 0.0))
         self.kind = kind
         self.setPrefix({"image": "similarity ≥ ", "region": "fused ≥ "}.get(kind, "match ≥ "))
         self.setSuffix("" if kind in ("image", "region") else "%")

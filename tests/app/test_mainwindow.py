@@ -269,6 +269,16 @@ def test_the_score_cut_reads_in_the_units_of_the_results_shown(qtbot, window):
         window.search_image_file(photo)
     cut.setValue(0.5)
     assert cut.text() == "similarity ≥ 0.50"
+    # each scale keeps its own cut: a similarity of 0.70 set for a photo was a match of 70 % on the next sketch,
+    # above every likely match, and the list was empty
+    cut.setValue(0.7)
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.back_to_sketch()
+    assert window.query_kind == "sketch" and cut.value() == 0.0 and cut.text() == "match ≥ 0%"
+    assert window.model.rowCount() == len(window.model.hits) > 0
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        window.search_image_file(photo)
+    assert cut.value() == pytest.approx(0.7) and cut.text() == "similarity ≥ 0.70"
 
 
 def test_searches_that_became_stale_are_dropped(qtbot, window):
