@@ -463,18 +463,25 @@ def cmd_duplicates(args) -> int:
     groups = find_duplicates(index, threshold=args.threshold)
     paths = index.lookup(sorted({m[0] for g in groups for m in g}))
     path_of = dict(zip(sorted({m[0] for g in groups for m in g}), paths, strict=True))
+    missing = 0
     for gi, g in enumerate(groups, 1):
+        # a member whose file is gone (kept in the index until `index --prune`) says so: deleting the "other
+        # copies" of a group could otherwise delete the only one left
         members = [{"path": path_of[r][0] if path_of[r] else None, "similarity": round(s, 4),
-                    "rotation": round(a, 1), "mirrored": f} for r, s, a, f in g]
+                    "rotation": round(a, 1), "mirrored": f,
+                    "missing": bool(path_of[r]) and not os.path.exists(path_of[r][0])} for r, s, a, f in g]
+        missing += sum(m["missing"] for m in members)
         if args.json:
             print(json.dumps({"group": gi, "photos": members}))
         else:
             print(f"group {gi} ({len(g)} photos)")
             for m in members:
                 print(f"  {m['similarity']:.3f}  {m['rotation']:5.1f} deg{'  mirrored' if m['mirrored'] else ''}  "
-                      f"{printable(m['path'])}")
+                      f"{printable(m['path'])}{'  (missing: the file no longer exists)' if m['missing'] else ''}")
     if not args.json:
-        print(f"{len(groups)} groups of near-duplicates among {len(index)} photos")
+        print(f"{len(groups)} group{'' if len(groups) == 1 else 's'} of near-duplicates among {len(index)} photos"
+              + (f"; {missing} of their files no longer exist (`sketchsearch index FOLDER --db DB --prune` drops "
+                 f"them)" if missing else ""))
     return 0
 
 

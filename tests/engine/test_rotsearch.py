@@ -60,6 +60,31 @@ def test_duplicates_groups_rotated_mirrored_and_rescaled_copies(collection, caps
     assert angles[0] == 0 and min(abs(angles[1] - 57), abs(angles[1] - 303)) < 3
 
 
+
+def test_duplicates_say_which_members_no_longer_exist(collection, tmp_path, capsys):
+    """A group member whose file was deleted stays in the index until ``index --prune``; the group says so, or
+    deleting its "other copies" could delete the only one left (found trying the app as a user)."""
+    import shutil
+
+    root, _ = collection
+    d = tmp_path / "photos"
+    d.mkdir()
+    for name in ("p1.jpg", "copy_p1_rot57.jpg"):
+        shutil.copy(root / name, d / name)
+    db = tmp_path / "db"
+    index_folders([d], db, workers=1)
+    (d / "copy_p1_rot57.jpg").unlink()
+    assert main(["duplicates", "--db", str(db), "--json", "--threshold", "0.93"]) == 0
+    (group,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {p["path"].rsplit("/", 1)[1]: p["missing"] for p in group["photos"]} == \
+        {"p1.jpg": False, "copy_p1_rot57.jpg": True}
+    assert main(["duplicates", "--db", str(db), "--threshold", "0.93"]) == 0
+    out = capsys.readouterr().out
+    assert "copy_p1_rot57.jpg  (missing: the file no longer exists)" in out
+    assert out.strip().endswith("1 group of near-duplicates among 2 photos; 1 of their files no longer exist "
+                                "(`sketchsearch index FOLDER --db DB --prune` drops them)")
+
+
 def test_image_search_at_any_rotation_finds_the_copy_with_its_angle(collection, capsys):
     root, db = collection
     hits, angles, flags = search_image_any_rotation(SketchIndex(db), root / "p1.jpg", top_k=3)
