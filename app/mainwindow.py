@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         self._before_indexing: Path | None = None  # the collection shown when the indexing run started
         self._index_first: tuple[int, float] | None = None  # (done, time) at a run's first progress report
         self._index_name = ""  # the folder being indexed
+        self._index_run: tuple[Path, Path] | None = None  # (folder, collection) of the last run started
         self._last_refresh = 0.0
         self._shown_sketch: np.ndarray | None = None
         self.setWindowTitle("sketchsearch")
@@ -709,11 +710,13 @@ class MainWindow(QMainWindow):
         if path and self.open_index(path):
             self.search_now()
 
-    def index_folder(self, folder: str | os.PathLike, db: str | os.PathLike | None = None) -> bool:
+    def index_folder(self, folder: str | os.PathLike, db: str | os.PathLike | None = None, *,
+                     prune: bool = False) -> bool:
         """Index (or update the index of) a folder in the background; searches see photos as they come.
 
         ``db``: the collection to write; None asks (:meth:`ask_index_target`: a collection of the folder's
-        own by default, the open collection only when chosen).  Returns whether a run started."""
+        own by default, the open collection only when chosen).  ``prune``: also drop the collection's photos under
+        the folder whose files no longer exist.  Returns whether a run started."""
         from engine.indexer import index_folders
         from engine.shards import index_sharded, is_manifest
 
@@ -742,10 +745,10 @@ class MainWindow(QMainWindow):
         self._add_recent(db)
         # a sharded collection is indexed shard after shard here, its progress summed over the shards
         task = Task(index_sharded if is_manifest(db) else index_folders, [str(folder)], str(db),
-                    workers=self.index_workers).with_control()
+                    workers=self.index_workers, prune=prune).with_control()
         self._indexing = task
         self._index_started = time.monotonic()
-        self._index_first, self._index_name = None, folder.name
+        self._index_first, self._index_name, self._index_run = None, folder.name, (folder, db)
         self._last_refresh = time.monotonic()
         for w in (self.progress, self.progress_label, self.cancel_button):
             w.setVisible(True)
@@ -823,8 +826,28 @@ class MainWindow(QMainWindow):
             self._indexing_finished("done", f"No photos found in {self._index_name} (JPEG, PNG, WebP, TIFF, BMP "
                                             f"and GIF files, in it and its subfolders): the collection is empty")
             return
-        self._indexing_finished("done", f"Indexed {summary.indexed:,} photos ({new:,} new{again}) in "
+        removed, missing = getattr(summary, "removed", 0), getattr(summary, "missing", 0)
+        gone = f", {removed:,} whose files no longer exist removed" if removed else ""
+        if missing:
+            gone = f", {missing:,} whose files no longer exist kept"
+        self._indexing_finished("done", f"Indexed {summary.indexed:,} photos ({new:,} new{again}{gone}) in "
                                         f"{_duration(seconds)}{skipped}")
+        if missing:
+            self._offer_to_remove_missing(missing)
+
+    def _offer_to_remove_missing(self, missing: int) -> None:
+        """Photos of the collection under the folder just indexed whose files are gone stay (a folder on a drive
+        that is not mounted looks the same); the person is asked whether to remove them (found under Xvfb: a photo
+        deleted or moved out stayed in the results, "file not found", and the app had no way to drop it)."""
+        folder, db = self._index_run
+        photos = "1 photo" if missing == 1 else f"{missing:,} photos"
+        asked = QMessageBox.question(
+            self, "Photos no longer there",
+            f"{photos} of {collection_name(db)} under {folder} no longer exist on disk (deleted, moved or on a "
+            f"drive that is not connected). Remove {'it' if missing == 1 else 'them'} from the collection?\n\n"
+            f"No file is touched; indexing the folder again adds back any that return.")
+        if asked == QMessageBox.StandardButton.Yes:
+            self.index_folder(folder, db, prune=True)
 
     def _indexing_cancelled(self, message: str) -> None:
         self._indexing_finished("cancelled", message[:1].upper() + message[1:])

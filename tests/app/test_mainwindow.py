@@ -192,6 +192,44 @@ def test_indexing_a_folder_without_photos_says_none_were_found(qtbot, window, tm
     assert window.message_label.text().startswith("No photos found in notes (JPEG, PNG")
 
 
+
+def test_photos_deleted_from_the_folder_can_be_removed_from_the_collection(qtbot, window, tmp_path, monkeypatch):
+    """Found under Xvfb: indexing a folder again after deleting a photo said "Indexed 31 photos (0 new)", the photo
+    stayed in the results as "file not found", and the app had no way to drop it.  The run now says how many are
+    gone and asks whether to remove them (kept when the answer is no: a drive that is not connected looks the
+    same)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("gen_house_1.jpg", "gen_house_2.jpg", "gen_cup_1.jpg"):
+        shutil.copy(DEMO / "photos" / name, folder / name)
+    db = tmp_path / "db"
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
+        window.index_folder(folder, db)
+    (folder / "gen_house_2.jpg").unlink()
+    answers = []
+
+    def answer(reply):
+        def question(parent, title, text, *a, **k):
+            answers.append(text)
+            return reply
+        return question
+
+    monkeypatch.setattr(mainwindow.QMessageBox, "question", answer(mainwindow.QMessageBox.StandardButton.No))
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
+        window.index_folder(folder, db)
+    assert "1 whose files no longer exist kept" in window.message_label.text()
+    assert len(answers) == 1 and answers[0].startswith("1 photo of ") and "Remove it from the collection?" in answers[0]
+    assert len(window.index) == 3 and window._indexing is None  # kept: no run started
+    monkeypatch.setattr(mainwindow.QMessageBox, "question", answer(mainwindow.QMessageBox.StandardButton.Yes))
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
+        window.index_folder(folder, db)
+    assert window._indexing is not None  # the removing run
+    with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
+        pass
+    assert len(window.index) == 2 and "1 whose files no longer exist removed" in window.message_label.text()
+    assert not any(p.endswith("gen_house_2.jpg") for p in window.index.paths)
+
+
 def test_cancelling_indexing_leaves_a_usable_index(qtbot, window, tmp_path, monkeypatch):
     import engine.indexer as indexer
 
