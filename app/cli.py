@@ -266,6 +266,8 @@ def _check_query_options(args) -> None:
         _ignored("--expand", "it expands a fused sketch search (--sketch, without --no-fusion or --rotation any)")
     if args.qe is not None and (not image or region or args.rotation == "any"):
         _ignored("--qe", "it expands an image search (--image, without --region or --rotation any)")
+    if getattr(args, "timeout", None) is not None and not getattr(args, "cluster", None):
+        _ignored("--timeout", "it bounds the wait for the shards of a search on a cluster (--cluster)")
 
 
 def _ignored(option: str, why: str) -> None:
@@ -390,7 +392,7 @@ def _open(args):
 
         cluster = connect(args.cluster)
         try:
-            return ClusterIndex(args.db, cluster, timeout=args.timeout), cluster
+            return ClusterIndex(args.db, cluster, timeout=60.0 if args.timeout is None else args.timeout), cluster
         except BaseException:
             cluster.close()
             raise
@@ -647,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
                    help="search a sharded collection on a Dask cluster (scheduler address or local:N); its "
                         "workers keep the shards open between searches")
-    p.add_argument("--timeout", type=_seconds, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
                    help="--cluster: seconds to wait for the shards at each step; shards that do not answer are "
                         "left out with a warning (default 60)")
     _add_search_options(p)
@@ -807,11 +809,27 @@ def _stdout_closed() -> bool:
         return False
 
 
+def _joined_region(argv: list[str]) -> list[str]:
+    """``--region -5,-5,100,100`` as ``--region=-5,-5,100,100``: argparse takes a value that starts with a dash
+    for an option ("expected one argument"), and a region partly left of or above the photo starts with one."""
+    out = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--region" and i + 1 < len(argv) and argv[i + 1][:1] == "-" and argv[i + 1][1:2].isdigit():
+            out.append(f"--region={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import functools
     import warnings
 
     parser = build_parser()
+    argv = _joined_region(sys.argv[1:] if argv is None else list(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # Qt's own options, for the app only (single dash: a mistyped --option of ours is an error)
         if args.command != "gui" or not extra[0].startswith("-") or any(a.startswith("--") for a in extra):

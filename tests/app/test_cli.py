@@ -215,6 +215,25 @@ def test_a_region_searched_by_one_of_both_says_so_in_a_warning(db, tmp_path, cap
         out.err.strip().endswith("searched by the region's image alone") and out.err.count("\n") == 1
 
 
+
+def test_a_region_left_of_the_photo_can_be_typed_and_timeout_without_a_cluster_is_said_to_be_ignored(db, photos,
+                                                                                                       capsys):
+    """``--region -5,-5,200,200`` was "expected one argument" (argparse took the value for an option); ``--timeout``
+    without ``--cluster`` did nothing, silently."""
+    house = str(photos / "house.jpg")
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), "--image", house, "--region", "-5,-5,200,200", "--as", "image",
+                 "--top", "1", "--json"]) == 0
+    typed = capsys.readouterr()
+    assert main(["search", "--db", str(db), "--image", house, "--region=-5,-5,200,200", "--as", "image",
+                 "--top", "1", "--json"]) == 0
+    assert capsys.readouterr().out == typed.out and len(typed.out.splitlines()) == 1
+    assert main(["search", "--db", str(db), "--image", house, "--top", "1", "--timeout", "5"]) == 0
+    err = capsys.readouterr().err
+    assert err.strip() == "sketchsearch: warning: --timeout is ignored here: it bounds the wait for the shards of " \
+                          "a search on a cluster (--cluster)"
+
+
 def test_search_region_json_contract(db, photos, capsys):
     """--image with --region: the contract's fields; a shape region's hits have boxes inside the photos."""
     house = photos / "house.jpg"
