@@ -530,6 +530,13 @@ class RotationPlot(QWidget):
         self.caption.setText(describe_curve(reading, kind=self.kind))
         self.overlayAngleChanged.emit(0.0)
 
+    def unavailable(self) -> None:
+        """No curve can be computed: the photo cannot be read."""
+        self.best_angle, self.reading = None, None
+        self.view.setVisible(False)
+        self.turn_button.setVisible(False)
+        self.caption.setText("Similarity versus rotation: not available (the photo cannot be read)")
+
     def _turn_toggled(self, on: bool) -> None:
         angle = self.reading.best_angle if on and self.reading is not None else 0.0
         self.overlayAngleChanged.emit(float(angle))
@@ -713,8 +720,16 @@ class DetailPanel(QWidget):
         token = self._token
         self.runner.start(Task(load_preview, hit.path, PREVIEW),
                           on_done=lambda res, _s: self._loaded(token, res),
-                          on_error=lambda msg: token == self._token and self.photo.set_photo(None, (0, 0), None,
-                                                                                              None, msg))
+                          on_error=lambda msg: self._failed(token, msg))
+
+    def _failed(self, token: int, msg: str) -> None:
+        """The photo cannot be read (gone, damaged): said where it would show, and the rotation plot, which needs
+        it too, says it is not available (found under Xvfb: "computing…" stayed for a deleted photo)."""
+        if token != self._token:
+            return
+        self.photo.set_photo(None, (0, 0), None, None, msg)
+        if self.rotation.reading is None:  # (an image hit's curve, from the stored descriptors, may have come)
+            self.rotation.unavailable()
 
     def _loaded(self, token: int, res) -> None:
         if token != self._token or self.hit is None:

@@ -1357,8 +1357,13 @@ class MainWindow(QMainWindow):
             if self.detail.hit is hit:  # still the selected result
                 self.detail.rotation.set_curve(curve)
 
+        def failed(msg: str, hit=hit) -> None:
+            self.message(f"rotation curve: {msg}", 5000)
+            if self.detail.hit is hit:  # not "computing…" for ever
+                self.detail.rotation.unavailable()
+
         self.runner.start(Task(curve_for_hit, self.index, query, hit, kind=curve_kind), on_done=show,
-                          on_error=lambda msg: self.message(f"rotation curve: {msg}", 5000))
+                          on_error=failed)
 
     def _trim_later(self) -> None:
         """Trim the heap once the person pauses (:data:`TRIM_IDLE_MS`; further activity starts it over)."""

@@ -220,6 +220,12 @@ def test_photos_deleted_from_the_folder_can_be_removed_from_the_collection(qtbot
     assert "1 whose files no longer exist kept" in window.message_label.text()
     assert len(answers) == 1 and answers[0].startswith("1 photo of ") and "Remove it from the collection?" in answers[0]
     assert len(window.index) == 3 and window._indexing is None  # kept: no run started
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        draw_house(window.canvas)
+    row = next(i for i, h in enumerate(window.model.hits) if h.path.endswith("gen_house_2.jpg"))
+    window.results.setCurrentIndex(window.model.index(row))
+    caption = window.detail.rotation.caption  # not "computing…" for ever (found under Xvfb)
+    qtbot.waitUntil(lambda: "not available" in caption.text(), timeout=30_000)
     monkeypatch.setattr(mainwindow.QMessageBox, "question", answer(mainwindow.QMessageBox.StandardButton.Yes))
     with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
         window.index_folder(folder, db)
