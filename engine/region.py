@@ -1,6 +1,7 @@
 """A region of a photo as the query: its pixels as an image query, its edges as a sketch, or both fused.
 
-- **image**: the region's image descriptor; finds photos of the same thing wherever it is in them.
+- **image**: the region's image descriptor; photos whose whole-photo descriptor is nearest the region's (a small
+  crop may not find its own photo first).
 - **shape**: the region's photo edges (the collection's detector), drawn as thin strokes and read back as a
   sketch (``edges.sketch_edges``: binarised, cropped to the strokes, thinned); hits come with boxes.
 - **both**: the two rankings merged by reciprocal rank fusion (Cormack et al., SIGIR 2009: ``1 / (K + rank)``
