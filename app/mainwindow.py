@@ -223,6 +223,8 @@ class MainWindow(QMainWindow):
         self._before_indexing: Path | None = None  # the collection shown when the indexing run started
         self._index_first: tuple[int, float] | None = None  # (done, time) at a run's first progress report
         self._index_name = ""  # the folder being indexed
+        self._from_top = False  # the next results open at the first, also in the viewer
+        self._region_searched = None  # the region of the last region search
         self._index_run: tuple[Path, Path] | None = None  # (folder, collection) of the last run started
         self._last_refresh = 0.0
         self._shown_sketch: np.ndarray | None = None
@@ -901,6 +903,10 @@ class MainWindow(QMainWindow):
         finish = None
         if self.query_kind == "region" and self.query_region is not None:
             path, box, mode = self.query_region
+            # a region searched anew opens its results at the first (found under Xvfb: the viewer stayed on the
+            # region's own photo, 19th of the new results); the same region searched again keeps the place
+            self._from_top = self.query_region != self._region_searched
+            self._region_searched = self.query_region
             notes: list = []
             task = Task(self.index.search_region, path, box, mode=mode, top_k=self.top_k, filt=filt, notes=notes)
             kind = {"both": "region", "shape": "sketch", "image": "image"}[mode]
@@ -975,9 +981,12 @@ class MainWindow(QMainWindow):
         else:
             self.results.set_empty_text("No results.")
         first = 0  # the result selected: the first, or the one the viewer stays on
+        from_top, self._from_top = self._from_top, False
         if self.pages.currentIndex() == VIEWER:
-            shown = self.viewer.current_hit()
+            shown = None if from_top else self.viewer.current_hit()
             rows = [i for i, h in enumerate(self.model.hits) if shown is not None and h.path == shown.path]
+            if from_top and n:
+                rows = [0]
             if rows:  # e.g. the collection refreshed while indexing: stay on the photo
                 first = rows[0]
                 self.viewer.set_results(self.model.hits, first, kind=self.model.kind, sketch=self._shown_sketch,

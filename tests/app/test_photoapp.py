@@ -379,3 +379,24 @@ def test_a_search_that_fails_leaves_no_earlier_results_under_its_no_results(qtbo
     assert found.args[0] == 0 and window.count_label.text() == "No results"
     assert window.model.rowCount() == 0 and window.detail.hit is None and window.pages.currentIndex() == GRID
     assert window.results.empty_text.startswith("No results: ") and "edges" in window.results.empty_text
+
+
+def test_a_region_searched_from_the_viewer_opens_its_results_at_the_first(qtbot, window):
+    """Found under Xvfb: after "Search with this region" in the viewer, the viewer stayed on the region's own
+    photo (19th of the new results); a new region's results open at the first, the same region again keeps the
+    place."""
+    with qtbot.waitSignal(window.searchFinished, timeout=30_000):
+        for stroke in HOUSE:
+            draw(window.canvas, stroke)
+    own = next(h for h in window.model.hits if h.path.endswith("gen_house_1.jpg"))
+    window.view_photo(own)
+    assert window.pages.currentIndex() == VIEWER
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):  # the door: its photo is not the first
+        window.search_region(own.path, (250.0, 250.0, 350.0, 380.0), "image")
+    assert [h.path for h in window.model.hits].index(own.path) > 0
+    assert window.pages.currentIndex() == VIEWER and window.viewer.current_row == 0
+    assert window.results.currentIndex().row() == 0
+    window.viewer.set_results(window.model.hits, 2, kind=window.model.kind)  # the person moves on
+    with qtbot.waitSignal(window.searchFinished, timeout=60_000):  # the same region again: the place is kept
+        window.search_now()
+    assert window.viewer.current_row == 2
