@@ -829,9 +829,12 @@ class MainWindow(QMainWindow):
                                             f"and GIF files, in it and its subfolders): the collection is empty")
             return
         removed, missing = getattr(summary, "removed", 0), getattr(summary, "missing", 0)
-        gone = f", {removed:,} whose files no longer exist removed" if removed else ""
+        def whose(k: int) -> str:
+            return f"{k:,} whose {'file no longer exists' if k == 1 else 'files no longer exist'}"
+
+        gone = f", {whose(removed)} removed" if removed else ""
         if missing:
-            gone = f", {missing:,} whose files no longer exist kept"
+            gone = f", {whose(missing)} kept"
         self._indexing_finished("done", f"Indexed {summary.indexed:,} photos ({new:,} new{again}{gone}) in "
                                         f"{_duration(seconds)}{skipped}")
         if missing:
@@ -845,7 +848,8 @@ class MainWindow(QMainWindow):
         photos = "1 photo" if missing == 1 else f"{missing:,} photos"
         asked = QMessageBox.question(
             self, "Photos no longer there",
-            f"{photos} of {collection_name(db)} under {folder} no longer exist on disk (deleted, moved or on a "
+            f"{photos} of {collection_name(db)} under {folder} no longer {'exists' if missing == 1 else 'exist'} "
+            f"on disk (deleted, moved or on a "
             f"drive that is not connected). Remove {'it' if missing == 1 else 'them'} from the collection?\n\n"
             f"No file is touched; indexing the folder again adds back any that return.")
         if asked == QMessageBox.StandardButton.Yes:

@@ -217,8 +217,9 @@ def test_photos_deleted_from_the_folder_can_be_removed_from_the_collection(qtbot
     monkeypatch.setattr(mainwindow.QMessageBox, "question", answer(mainwindow.QMessageBox.StandardButton.No))
     with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
         window.index_folder(folder, db)
-    assert "1 whose files no longer exist kept" in window.message_label.text()
-    assert len(answers) == 1 and answers[0].startswith("1 photo of ") and "Remove it from the collection?" in answers[0]
+    assert "1 whose file no longer exists kept" in window.message_label.text()
+    assert len(answers) == 1 and answers[0].startswith("1 photo of ") and "no longer exists on disk" in answers[0]
+    assert "Remove it from the collection?" in answers[0]
     assert len(window.index) == 3 and window._indexing is None  # kept: no run started
     with qtbot.waitSignal(window.searchFinished, timeout=30_000):
         draw_house(window.canvas)
@@ -232,7 +233,7 @@ def test_photos_deleted_from_the_folder_can_be_removed_from_the_collection(qtbot
     assert window._indexing is not None  # the removing run
     with qtbot.waitSignal(window.indexingFinished, timeout=120_000):
         pass
-    assert len(window.index) == 2 and "1 whose files no longer exist removed" in window.message_label.text()
+    assert len(window.index) == 2 and "1 whose file no longer exists removed" in window.message_label.text()
     assert not any(p.endswith("gen_house_2.jpg") for p in window.index.paths)
 
 
